@@ -1,0 +1,519 @@
+/**
+ * The account Durable Object: a thin shell around the pure decider in src/domain.
+ *
+ * Every command runs synchronously from reading state to committing events, with no `await`
+ * in between, so the runtime's input gate makes it atomic with respect to every other request
+ * to this account. The shell's jobs are only: load the state slice a command needs, call
+ * `decide`, stamp and `evolve` the events, write them and the touched rows in one
+ * `transactionSync`, assert the invariants, and keep the alarm at or before the earliest open
+ * expiry.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { monotonicFactory } from "ulid";
+import type { Command } from "../src/domain/commands";
+import { decide, lookupsOf, stamp } from "../src/domain/decide";
+import type { LedgerEvent } from "../src/domain/events";
+import { EVENTS_PAGE_LIMIT_MAX, EXPIRY_BATCH_MAX } from "../src/domain/limits";
+import { assert } from "../src/domain/money";
+import type { Rejection } from "../src/domain/rejections";
+import {
+  type AccountState,
+  type ChargeState,
+  evolve,
+  initialState,
+  type LedgerState,
+  operationKeyOfEvent,
+  type ReservationState,
+} from "../src/domain/state";
+import {
+  type AccountView,
+  accountView,
+  operationResult,
+  type ReservationView,
+  reservationView,
+} from "../src/domain/views";
+import type { Env } from "../src/env";
+import { migrate } from "./schema";
+
+/** Retries the runtime grants a throwing alarm before we stop throwing and back off instead. */
+export const ALARM_RETRIES_MAX = 5;
+/** When the alarm keeps failing past its retry budget, try again this much later. */
+export const ALARM_BACKOFF_AFTER_BUDGET_MS = 60_000;
+
+export type ExecuteResult = { ok: true; replayed: boolean; body: unknown } | { ok: false; rejection: Rejection };
+
+export type ReadResult<T> = { ok: true; body: T } | { ok: false; rejection: Rejection };
+
+export interface VerifyReport {
+  ok: boolean;
+  events: number;
+  problems: string[];
+}
+
+const NOT_FOUND: { ok: false; rejection: Rejection } = {
+  ok: false,
+  rejection: { code: "account_not_found", detail: "The account does not exist." },
+};
+
+interface AccountRow extends Record<string, SqlStorageValue> {
+  account_id: string;
+  currency: string;
+  credit_limit: number;
+  status: string;
+  created_at: string;
+  metadata: string;
+}
+
+export class AccountDurableObject extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  private readonly nextEventId = monotonicFactory();
+  /** The balance snapshot: account row + the head event's after-balances. */
+  private account: AccountState | null = null;
+  /** Sum and count of open holds, kept from the reservation rows; must equal account.reserved. */
+  private openHoldsTotal = 0;
+  private openHoldsCount = 0;
+  /** Never later than the earliest open expiry (it may be earlier: a spurious wake re-arms). */
+  private nextExpiryMs: number | null = null;
+  /** The alarm we believe is scheduled. */
+  private alarmAtMs: number | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    void ctx.blockConcurrencyWhile(async () => {
+      migrate(this.sql);
+      this.loadSnapshot();
+      this.alarmAtMs = await ctx.storage.getAlarm();
+      this.ensureAlarm();
+    });
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  async execute(command: Command): Promise<ExecuteResult> {
+    return this.executeAt(command, Date.now());
+  }
+
+  private executeAt(command: Command, now: number): ExecuteResult {
+    const named = "reservation_id" in command && command.type !== "ReserveFunds" ? command.reservation_id : null;
+    this.expireDue(now, named);
+    const state = this.loadSlice(command);
+    const decision = decide(command, state, now);
+    switch (decision.outcome) {
+      case "rejected":
+        return { ok: false, rejection: decision.rejection };
+      case "replayed":
+        return { ok: true, replayed: true, body: this.render(command, decision.event, state) };
+      case "accepted": {
+        const events = stamp(decision.events, this.account, now, () => this.nextEventId(now));
+        this.commit(state, events);
+        const last = events.at(-1);
+        const body =
+          command.type === "UpdateAccount" || last === undefined
+            ? accountView(this.requireAccount())
+            : this.render(command, last, state);
+        return { ok: true, replayed: false, body };
+      }
+    }
+  }
+
+  private render(command: Command, event: LedgerEvent, state: LedgerState): unknown {
+    if (command.type === "UpdateAccount") return accountView(this.requireAccount());
+    const reservationId = "reservation_id" in event ? event.reservation_id : undefined;
+    const reservation = reservationId === undefined ? undefined : state.reservations.get(reservationId);
+    return operationResult(event, this.requireAccount(), reservation);
+  }
+
+  /**
+   * Time is an input: before a command at `now`, every reservation due by `now` is settled by
+   * its own rule (one bounded batch; the alarm takes the rest), and so is the reservation the
+   * command names if it is due, so a late capture can never beat the clock.
+   */
+  private expireDue(now: number, namedReservationId: string | null): void {
+    if (this.account === null) return;
+    const due = new Set<string>();
+    if (this.nextExpiryMs !== null && this.nextExpiryMs <= now) {
+      for (const row of this.sql.exec<{ reservation_id: string }>(
+        "SELECT reservation_id FROM reservations WHERE status = 'open' AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?",
+        now,
+        EXPIRY_BATCH_MAX,
+      )) {
+        due.add(row.reservation_id);
+      }
+    }
+    if (namedReservationId !== null) {
+      const row = this.sql
+        .exec<{ status: string; expires_at_ms: number }>(
+          "SELECT status, expires_at_ms FROM reservations WHERE reservation_id = ?",
+          namedReservationId,
+        )
+        .toArray()[0];
+      if (row?.status === "open" && row.expires_at_ms <= now) due.add(namedReservationId);
+    }
+    if (due.size > 0) {
+      const expire: Command = { type: "ExpireReservations", reservation_ids: [...due] };
+      const state = this.loadSlice(expire);
+      const decision = decide(expire, state, now);
+      assert(decision.outcome === "accepted", "expiry of due reservations is always accepted");
+      this.commit(
+        state,
+        stamp(decision.events, this.account, now, () => this.nextEventId(now)),
+      );
+    }
+    if (this.nextExpiryMs !== null && this.nextExpiryMs <= now) this.nextExpiryMs = this.earliestOpenExpiry();
+    this.ensureAlarm();
+  }
+
+  /** Loads exactly the part of the state that `decide` reads for this command. */
+  private loadSlice(command: Command): LedgerState {
+    const state = initialState();
+    state.account = this.account;
+    const { reservation_ids, charge_ids, operation_key } = lookupsOf(command);
+    for (const id of reservation_ids) {
+      const row = this.sql
+        .exec<{ state: string }>("SELECT state FROM reservations WHERE reservation_id = ?", id)
+        .toArray()[0];
+      if (row !== undefined) state.reservations.set(id, JSON.parse(row.state) as ReservationState);
+    }
+    for (const id of charge_ids) {
+      const row = this.sql.exec<{ state: string }>("SELECT state FROM charges WHERE charge_id = ?", id).toArray()[0];
+      if (row !== undefined) state.charges.set(id, JSON.parse(row.state) as ChargeState);
+    }
+    if (operation_key !== null) {
+      const seq = this.operationSeq(command, operation_key, state);
+      if (seq !== null) state.operations.set(operation_key, this.readEvent(seq));
+    }
+    return state;
+  }
+
+  /** Where each kind of idempotency key is recorded (entity rows double as key records). */
+  private operationSeq(command: Command, key: string, state: LedgerState): number | null {
+    switch (command.type) {
+      case "OpenAccount":
+        return this.account === null ? null : 1;
+      case "ReserveFunds":
+        return state.reservations.get(command.reservation_id)?.reserve_seq ?? null;
+      case "CaptureReservation":
+      case "ReleaseReservation": {
+        const r = state.reservations.get(command.reservation_id);
+        const status = command.type === "CaptureReservation" ? "captured" : "released";
+        return r?.status === status ? r.end_seq : null;
+      }
+      case "ChargeAccount": {
+        const charge = state.charges.get(command.charge_id);
+        return charge?.kind === "direct" ? charge.seq : null;
+      }
+      default: {
+        const row = this.sql.exec<{ seq: number }>("SELECT seq FROM operations WHERE key = ?", key).toArray()[0];
+        return row?.seq ?? null;
+      }
+    }
+  }
+
+  /**
+   * The commit point: evolve the slice through the events and write the log rows and the rows
+   * they touched in one transaction. Any assertion failure rolls everything back and surfaces
+   * as a crash; in-memory state is replaced only after the transaction committed.
+   */
+  private commit(state: LedgerState, events: LedgerEvent[]): void {
+    if (events.length === 0) return;
+    const before = new Map([...state.reservations].map(([id, r]) => [id, r.status] as const));
+    const chargesBefore = new Set(state.charges.keys());
+    let holdsTotal = this.openHoldsTotal;
+    let holdsCount = this.openHoldsCount;
+    let nextExpiry = this.nextExpiryMs;
+
+    this.ctx.storage.transactionSync(() => {
+      const touchedReservations = new Set<string>();
+      const touchedCharges = new Set<string>();
+      for (const event of events) {
+        evolve(state, event);
+        this.sql.exec(
+          "INSERT INTO events (seq, type, at, balance_after, reserved_after, body) VALUES (?, ?, ?, ?, ?, ?)",
+          event.seq,
+          event.type,
+          event.at,
+          event.balance_after,
+          event.reserved_after,
+          JSON.stringify(event),
+        );
+        if ("reservation_id" in event) touchedReservations.add(event.reservation_id);
+        if (event.type === "AccountCharged" || event.type === "ChargeRefunded") touchedCharges.add(event.charge_id);
+        if (event.type === "ReservationCaptured" || event.type === "ReservationExpired") {
+          touchedCharges.add(event.reservation_id);
+        }
+        const key = operationKeyOfEvent(event);
+        if (
+          key !== null &&
+          (event.type === "FundsCredited" ||
+            event.type === "ChargeRefunded" ||
+            event.type === "BalanceAdjusted" ||
+            event.type === "ReservationExtended")
+        ) {
+          this.sql.exec("INSERT INTO operations (key, seq) VALUES (?, ?)", key, event.seq);
+        }
+        if (event.type === "AccountOpened") {
+          this.sql.exec(
+            "INSERT INTO account (id, account_id, currency, credit_limit, status, created_at, metadata) VALUES (1, ?, ?, ?, 'active', ?, ?)",
+            event.account_id,
+            event.currency,
+            event.credit_limit,
+            event.at,
+            JSON.stringify(event.metadata),
+          );
+        } else if (event.type === "AccountUpdated") {
+          this.sql.exec(
+            "UPDATE account SET credit_limit = ?, status = ? WHERE id = 1",
+            event.credit_limit,
+            event.status,
+          );
+        }
+      }
+      for (const id of touchedReservations) {
+        const r = state.reservations.get(id);
+        assert(r !== undefined, `touched reservation ${id} is in the slice`);
+        const expiresAtMs = Date.parse(r.expires_at);
+        const wasOpen = before.get(id) === "open";
+        const isOpen = r.status === "open";
+        holdsTotal += (isOpen ? r.amount : 0) - (wasOpen ? r.amount : 0);
+        holdsCount += (isOpen ? 1 : 0) - (wasOpen ? 1 : 0);
+        if (isOpen && (nextExpiry === null || expiresAtMs < nextExpiry)) nextExpiry = expiresAtMs;
+        if (before.has(id)) {
+          this.sql.exec(
+            "UPDATE reservations SET status = ?, expires_at_ms = ?, state = ? WHERE reservation_id = ?",
+            r.status,
+            expiresAtMs,
+            JSON.stringify(r),
+            id,
+          );
+        } else {
+          this.sql.exec(
+            "INSERT INTO reservations (reservation_id, status, amount, expires_at_ms, state) VALUES (?, ?, ?, ?, ?)",
+            id,
+            r.status,
+            r.amount,
+            expiresAtMs,
+            JSON.stringify(r),
+          );
+        }
+      }
+      for (const id of touchedCharges) {
+        const charge = state.charges.get(id);
+        if (charge === undefined) continue; // an expiry that released: no charge
+        const sql = chargesBefore.has(id)
+          ? "UPDATE charges SET state = ?2 WHERE charge_id = ?1"
+          : "INSERT INTO charges (charge_id, state) VALUES (?1, ?2)";
+        this.sql.exec(sql, id, JSON.stringify(charge));
+      }
+      const account = state.account;
+      assert(account !== null, "a committed command leaves an account");
+      assertSnapshot(account, holdsTotal, holdsCount, events);
+    });
+
+    this.account = state.account;
+    this.openHoldsTotal = holdsTotal;
+    this.openHoldsCount = holdsCount;
+    this.nextExpiryMs = holdsCount === 0 ? null : nextExpiry;
+    this.ensureAlarm();
+  }
+
+  // ---------------------------------------------------------------- alarm
+
+  /**
+   * Settles due reservations in bounded batches. At-least-once delivery makes it run twice or
+   * late: expiring is keyed on the rows' current status, so a second run finds nothing to do.
+   */
+  override async alarm(info?: AlarmInvocationInfo): Promise<void> {
+    this.alarmAtMs = null; // the runtime consumed the alarm that woke us
+    try {
+      const now = Date.now();
+      this.nextExpiryMs = this.account === null ? null : this.earliestOpenExpiry();
+      this.expireDue(now, null);
+    } catch (error) {
+      const retries = info?.retryCount ?? 0;
+      if (retries < ALARM_RETRIES_MAX) throw error;
+      // Past the retry budget, stop throwing (the runtime would give up on the alarm) and come
+      // back later; the error is logged without any request data.
+      console.error(JSON.stringify({ msg: "alarm_failed", retries, error: String(error) }));
+      this.alarmAtMs = Date.now() + ALARM_BACKOFF_AFTER_BUDGET_MS;
+      await this.ctx.storage.setAlarm(this.alarmAtMs);
+    }
+  }
+
+  private ensureAlarm(): void {
+    const next = this.nextExpiryMs;
+    if (next === null) return;
+    if (this.alarmAtMs !== null && this.alarmAtMs <= next) return;
+    this.alarmAtMs = next;
+    // Not awaited: the output gate holds every response until this write is durable.
+    void this.ctx.storage.setAlarm(next);
+  }
+
+  private earliestOpenExpiry(): number | null {
+    const row = this.sql
+      .exec<{ next: number | null }>("SELECT MIN(expires_at_ms) AS next FROM reservations WHERE status = 'open'")
+      .one();
+    return row.next;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async getAccount(): Promise<ReadResult<AccountView>> {
+    this.expireDue(Date.now(), null);
+    return this.account === null ? NOT_FOUND : { ok: true, body: accountView(this.account) };
+  }
+
+  async getReservation(reservationId: string): Promise<ReadResult<ReservationView>> {
+    if (this.account === null) return NOT_FOUND;
+    this.expireDue(Date.now(), reservationId);
+    const row = this.sql
+      .exec<{ state: string }>("SELECT state FROM reservations WHERE reservation_id = ?", reservationId)
+      .toArray()[0];
+    if (row === undefined) {
+      return {
+        ok: false,
+        rejection: { code: "reservation_not_found", detail: "The account has no reservation with this id." },
+      };
+    }
+    return { ok: true, body: reservationView(JSON.parse(row.state) as ReservationState) };
+  }
+
+  async listEvents(
+    afterSeq: number,
+    limit: number,
+  ): Promise<ReadResult<{ events: LedgerEvent[]; next_after_seq: number | null }>> {
+    if (this.account === null) return NOT_FOUND;
+    assert(Number.isSafeInteger(afterSeq) && afterSeq >= 0, "after_seq");
+    assert(Number.isSafeInteger(limit) && limit >= 1 && limit <= EVENTS_PAGE_LIMIT_MAX, "limit");
+    const events = this.readEvents(afterSeq, limit);
+    const last = events.at(-1);
+    const more = last !== undefined && last.seq < this.account.last_seq;
+    return { ok: true, body: { events, next_after_seq: more ? last.seq : null } };
+  }
+
+  /**
+   * Replays the whole log (in pages) and compares the fold with the snapshot and with every
+   * reservation, charge and key row. Used by tests after every scenario and by operators.
+   */
+  async verify(): Promise<VerifyReport> {
+    const problems: string[] = [];
+    let state = initialState();
+    let count = 0;
+    try {
+      for (let after = 0; ; ) {
+        const page = this.readEvents(after, EVENTS_PAGE_LIMIT_MAX);
+        for (const event of page) state = evolve(state, event);
+        count += page.length;
+        const last = page.at(-1);
+        if (last === undefined) break;
+        after = last.seq;
+      }
+    } catch (error) {
+      return { ok: false, events: count, problems: [`replay failed after seq ${count}: ${String(error)}`] };
+    }
+    const same = (what: string, a: unknown, b: unknown) => {
+      if (JSON.stringify(a) !== JSON.stringify(b))
+        problems.push(`${what}: log says ${JSON.stringify(a)}, snapshot says ${JSON.stringify(b)}`);
+    };
+    same("account", state.account, this.account);
+    const reservations = this.sql.exec<{ reservation_id: string; state: string; status: string; amount: number }>(
+      "SELECT reservation_id, state, status, amount FROM reservations",
+    );
+    let rows = 0;
+    for (const row of reservations) {
+      rows += 1;
+      const folded = state.reservations.get(row.reservation_id);
+      same(`reservation ${row.reservation_id}`, folded, JSON.parse(row.state));
+      same(`reservation ${row.reservation_id} columns`, [folded?.status, folded?.amount], [row.status, row.amount]);
+    }
+    same("reservation count", state.reservations.size, rows);
+    rows = 0;
+    for (const row of this.sql.exec<{ charge_id: string; state: string }>("SELECT charge_id, state FROM charges")) {
+      rows += 1;
+      same(`charge ${row.charge_id}`, state.charges.get(row.charge_id), JSON.parse(row.state));
+    }
+    same("charge count", state.charges.size, rows);
+    for (const row of this.sql.exec<{ key: string; seq: number }>("SELECT key, seq FROM operations")) {
+      same(`operation ${row.key}`, state.operations.get(row.key)?.seq, row.seq);
+    }
+    const open = [...state.reservations.values()].filter((r) => r.status === "open");
+    same(
+      "open holds",
+      [open.reduce((sum, r) => sum + r.amount, 0), open.length],
+      [this.openHoldsTotal, this.openHoldsCount],
+    );
+    if (open.length > 0) {
+      const earliest = Math.min(...open.map((r) => Date.parse(r.expires_at)));
+      if (this.alarmAtMs === null || this.alarmAtMs > earliest) {
+        problems.push(`alarm ${this.alarmAtMs} is later than the earliest open expiry ${earliest}`);
+      }
+    }
+    return { ok: problems.length === 0, events: count, problems };
+  }
+
+  // ---------------------------------------------------------------- storage helpers
+
+  private loadSnapshot(): void {
+    const row = this.sql
+      .exec<AccountRow>(
+        "SELECT account_id, currency, credit_limit, status, created_at, metadata FROM account WHERE id = 1",
+      )
+      .toArray()[0];
+    if (row === undefined) return;
+    const head = this.sql
+      .exec<{ seq: number; at: string; balance_after: number; reserved_after: number }>(
+        "SELECT seq, at, balance_after, reserved_after FROM events ORDER BY seq DESC LIMIT 1",
+      )
+      .one();
+    const holds = this.sql
+      .exec<{ n: number; total: number; next: number | null }>(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total, MIN(expires_at_ms) AS next FROM reservations WHERE status = 'open'",
+      )
+      .one();
+    this.account = {
+      account_id: row.account_id,
+      currency: row.currency,
+      credit_limit: row.credit_limit,
+      status: row.status === "frozen" ? "frozen" : "active",
+      balance: head.balance_after,
+      reserved: head.reserved_after,
+      open_reservations: holds.n,
+      last_seq: head.seq,
+      created_at: row.created_at,
+      updated_at: head.at,
+      metadata: JSON.parse(row.metadata) as AccountState["metadata"],
+    };
+    this.openHoldsTotal = holds.total;
+    this.openHoldsCount = holds.n;
+    this.nextExpiryMs = holds.next;
+    assert(this.account.reserved === holds.total, "on load: reserved equals the sum of open holds");
+  }
+
+  private readEvent(seq: number): LedgerEvent {
+    const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).one();
+    return JSON.parse(row.body) as LedgerEvent;
+  }
+
+  private readEvents(afterSeq: number, limit: number): LedgerEvent[] {
+    return this.sql
+      .exec<{ body: string }>("SELECT body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", afterSeq, limit)
+      .toArray()
+      .map((row) => JSON.parse(row.body) as LedgerEvent);
+  }
+
+  private requireAccount(): AccountState {
+    assert(this.account !== null, "account is open");
+    return this.account;
+  }
+}
+
+/** Invariants asserted on every append, inside the transaction (a failure rolls it back). */
+function assertSnapshot(account: AccountState, holdsTotal: number, holdsCount: number, events: LedgerEvent[]): void {
+  const last = events.at(-1);
+  assert(last !== undefined && account.last_seq === last.seq, "snapshot seq is the head seq");
+  assert(account.balance === last.balance_after && account.reserved === last.reserved_after, "snapshot is the head");
+  assert(account.reserved >= 0, "reserved >= 0");
+  assert(account.reserved === holdsTotal, `reserved ${account.reserved} equals open holds ${holdsTotal}`);
+  assert(account.open_reservations === holdsCount, "open_reservations equals the open rows");
+  assert(Number.isSafeInteger(account.balance - account.reserved + account.credit_limit), "available stays exact");
+}

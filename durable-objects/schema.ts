@@ -1,0 +1,63 @@
+/**
+ * SQLite schema of one account object. Migrations are append-only and applied in order on
+ * start; `_schema` records the highest applied version (PRAGMA user_version is refused by the
+ * runtime).
+ *
+ * Row budget (what the runtime bills): every command writes one `events` row; reservations,
+ * charges and operation keys are WITHOUT ROWID tables so a keyed row is one b-tree entry, and
+ * the only secondary index is the partial index of open holds by expiry.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE account (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    account_id TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    credit_limit INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    metadata TEXT NOT NULL
+  );
+  -- The append-only log. body is the whole event as JSON; the columns repeat what the shell
+  -- reads without parsing it (the head's balances are the balance snapshot).
+  CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    at TEXT NOT NULL,
+    balance_after INTEGER NOT NULL,
+    reserved_after INTEGER NOT NULL,
+    body TEXT NOT NULL
+  );
+  -- Current state of each reservation (a projection of the log, kept in the same transaction).
+  CREATE TABLE reservations (
+    reservation_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX reservations_open_by_expiry ON reservations (expires_at_ms) WHERE status = 'open';
+  -- Direct charges and captures (charge_id = reservation_id) with their refunded totals.
+  CREATE TABLE charges (
+    charge_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+  ) WITHOUT ROWID;
+  -- Idempotency keys that no entity row records: credits, refunds, adjustments, extensions.
+  CREATE TABLE operations (
+    key TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+];
+
+export function migrate(sql: SqlStorage): void {
+  sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
+  const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
+  let version = row?.version ?? 0;
+  if (row === undefined) sql.exec("INSERT INTO _schema (version) VALUES (0)");
+  while (version < MIGRATIONS.length) {
+    sql.exec(MIGRATIONS[version] as string);
+    version += 1;
+    sql.exec("UPDATE _schema SET version = ?", version);
+  }
+}

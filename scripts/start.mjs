@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// `npm start`: prepares a local ledger and serves it on http://127.0.0.1:8787.
+//   1. creates the git-ignored .dev.vars with a random ADMIN_API_KEY if it has none
+//      (the key is written to the file, never printed);
+//   2. applies the D1 migrations to the local database under .wrangler/state;
+//   3. runs `wrangler dev` (workerd + local SQLite for Durable Objects and D1).
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+
+const HOST = "127.0.0.1";
+const PORT = process.env.PORT ?? "8787";
+const DEV_VARS = resolve(".dev.vars");
+const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };
+
+/** Secrets the local ledger needs, each generated once. */
+const GENERATED_SECRETS = {
+  ADMIN_API_KEY: () => `oel_admin_${randomBytes(32).toString("base64url")}`,
+};
+
+function ensureDevVars() {
+  const existing = existsSync(DEV_VARS) ? readFileSync(DEV_VARS, "utf8") : "";
+  for (const [name, make] of Object.entries(GENERATED_SECRETS)) {
+    if (new RegExp(`^${name}=`, "m").test(existing)) continue;
+    const prefix = existing.length > 0 && !existing.endsWith("\n") ? "\n" : "";
+    appendFileSync(DEV_VARS, `${prefix}${name}=${make()}\n`, { mode: 0o600 });
+    console.log(`start: generated ${name} into ${DEV_VARS} (git-ignored; read it there)`);
+  }
+  console.log(`start: local secrets are in ${DEV_VARS}`);
+}
+
+function wrangler(args, options = {}) {
+  return spawnSync("wrangler", args, { stdio: "inherit", env, ...options });
+}
+
+ensureDevVars();
+const migrate = wrangler(["d1", "migrations", "apply", "openedge-ledger", "--local"], { input: "y\n" });
+if (migrate.status !== 0) {
+  console.error("start: applying local D1 migrations failed");
+  process.exit(migrate.status ?? 1);
+}
+console.log(`start: serving the ledger on http://${HOST}:${PORT}`);
+const dev = spawn("wrangler", ["dev", "--ip", HOST, "--port", PORT, ...process.argv.slice(2)], {
+  stdio: "inherit",
+  env,
+});
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => dev.kill(signal));
+dev.on("exit", (code) => process.exit(code ?? 0));

@@ -1,0 +1,130 @@
+/**
+ * Commands: what a caller asks the ledger to do (imperative names). They are already
+ * validated for shape and limits at the edge (src/http/schemas.ts); the decider re-asserts
+ * the limits it relies on. `now` is not part of a command: the shell passes it to `decide`.
+ */
+import type { Minor } from "./money";
+
+export type Metadata = Record<string, string | number | boolean>;
+export type OnExpiry = "release" | "capture";
+export type AccountStatus = "active" | "frozen";
+
+/** The platform's logging fields; projected into the usage log by the reporting side. */
+export interface UsageContext {
+  request_id?: string;
+  user_id?: string;
+  service_id?: string;
+  alias?: string;
+  provider?: string;
+  model?: string;
+}
+
+export interface Usage {
+  input_tokens?: number;
+  output_tokens?: number;
+  cached_tokens?: number;
+  latency_ms?: number;
+  status?: string;
+  error_code?: string;
+}
+
+export interface OpenAccount {
+  type: "OpenAccount";
+  account_id: string;
+  currency: string;
+  credit_limit: Minor;
+  metadata: Metadata;
+}
+
+export interface UpdateAccount {
+  type: "UpdateAccount";
+  credit_limit?: Minor;
+  status?: AccountStatus;
+}
+
+export interface CreditFunds {
+  type: "CreditFunds";
+  credit_id: string;
+  amount: Minor;
+  reason: string | null;
+  metadata: Metadata;
+}
+
+export interface ReserveFunds {
+  type: "ReserveFunds";
+  reservation_id: string;
+  amount: Minor;
+  ttl_seconds: number;
+  on_expiry: OnExpiry;
+  context: UsageContext;
+  metadata: Metadata;
+}
+
+export interface CaptureReservation {
+  type: "CaptureReservation";
+  reservation_id: string;
+  amount: Minor;
+  allow_overage: boolean;
+  usage: Usage;
+  metadata: Metadata;
+}
+
+export interface ReleaseReservation {
+  type: "ReleaseReservation";
+  reservation_id: string;
+  reason: string | null;
+}
+
+export interface ExtendReservation {
+  type: "ExtendReservation";
+  reservation_id: string;
+  /** Optional idempotency key of this extension; see README "Idempotency". */
+  extension_id: string | null;
+  ttl_seconds: number;
+  /** Switch the settlement rule (e.g. to `capture` once the provider starts streaming). */
+  on_expiry: OnExpiry | null;
+}
+
+export interface ChargeAccount {
+  type: "ChargeAccount";
+  charge_id: string;
+  amount: Minor;
+  context: UsageContext;
+  metadata: Metadata;
+}
+
+export interface RefundCharge {
+  type: "RefundCharge";
+  refund_id: string;
+  charge_id: string;
+  amount: Minor;
+  reason: string | null;
+}
+
+export interface AdjustBalance {
+  type: "AdjustBalance";
+  adjustment_id: string;
+  amount: Minor;
+  reason: string;
+}
+
+/** Settles every open reservation whose expiry is at or before `now` (bounded per call). */
+export interface ExpireReservations {
+  type: "ExpireReservations";
+  reservation_ids: readonly string[];
+}
+
+export type Command =
+  | OpenAccount
+  | UpdateAccount
+  | CreditFunds
+  | ReserveFunds
+  | CaptureReservation
+  | ReleaseReservation
+  | ExtendReservation
+  | ChargeAccount
+  | RefundCharge
+  | AdjustBalance
+  | ExpireReservations;
+
+export type CommandType = Command["type"];

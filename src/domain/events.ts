@@ -1,0 +1,186 @@
+/**
+ * Events: what happened to an account (past-tense names). They are the only source of truth:
+ * stored append-only with a contiguous `seq` from 1, never updated or deleted. Every event
+ * carries `balance_after` and `reserved_after`, so any past balance can be read from the log
+ * and the original response of any operation can be rendered again from its event.
+ */
+import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
+import type { Minor } from "./money";
+
+interface EventBase {
+  seq: number;
+  event_id: string;
+  /** RFC 3339 UTC timestamp with milliseconds. */
+  at: string;
+  balance_after: Minor;
+  reserved_after: Minor;
+}
+
+export interface AccountOpened extends EventBase {
+  type: "AccountOpened";
+  account_id: string;
+  currency: string;
+  credit_limit: Minor;
+  metadata: Metadata;
+}
+
+export interface AccountUpdated extends EventBase {
+  type: "AccountUpdated";
+  /** Values after the update; `changed` names which of them the update changed. */
+  credit_limit: Minor;
+  status: AccountStatus;
+  changed: ("credit_limit" | "status")[];
+}
+
+export interface FundsCredited extends EventBase {
+  type: "FundsCredited";
+  credit_id: string;
+  amount: Minor;
+  reason: string | null;
+  metadata: Metadata;
+}
+
+export interface FundsReserved extends EventBase {
+  type: "FundsReserved";
+  reservation_id: string;
+  amount: Minor;
+  ttl_seconds: number;
+  expires_at: string;
+  on_expiry: OnExpiry;
+  context: UsageContext;
+  metadata: Metadata;
+}
+
+export interface ReservationExtended extends EventBase {
+  type: "ReservationExtended";
+  reservation_id: string;
+  extension_id: string | null;
+  ttl_seconds: number;
+  previous_expires_at: string;
+  expires_at: string;
+  on_expiry: OnExpiry;
+}
+
+export interface ReservationCaptured extends EventBase {
+  type: "ReservationCaptured";
+  reservation_id: string;
+  /** The hold that this capture closes. */
+  reserved_amount: Minor;
+  /** Charged to the balance; the capture is a charge whose charge_id is the reservation_id. */
+  amount: Minor;
+  /** Part of the hold given back: max(reserved_amount - amount, 0). */
+  released_amount: Minor;
+  /** Part of the charge beyond the hold: max(amount - reserved_amount, 0). */
+  overage: Minor;
+  allow_overage: boolean;
+  usage: Usage;
+  metadata: Metadata;
+}
+
+export interface ReservationReleased extends EventBase {
+  type: "ReservationReleased";
+  reservation_id: string;
+  reserved_amount: Minor;
+  reason: string | null;
+}
+
+export interface ReservationExpired extends EventBase {
+  type: "ReservationExpired";
+  reservation_id: string;
+  reserved_amount: Minor;
+  on_expiry: OnExpiry;
+  /** With on_expiry=capture the whole estimate is charged (charge_id = reservation_id). */
+  captured_amount: Minor;
+  released_amount: Minor;
+}
+
+export interface AccountCharged extends EventBase {
+  type: "AccountCharged";
+  charge_id: string;
+  amount: Minor;
+  context: UsageContext;
+  metadata: Metadata;
+}
+
+export interface ChargeRefunded extends EventBase {
+  type: "ChargeRefunded";
+  refund_id: string;
+  charge_id: string;
+  amount: Minor;
+  reason: string | null;
+  /** The charge's amount and its refunded total after this refund. */
+  charge_amount: Minor;
+  charge_refunded_total: Minor;
+}
+
+export interface BalanceAdjusted extends EventBase {
+  type: "BalanceAdjusted";
+  adjustment_id: string;
+  /** Signed and non-zero. */
+  amount: Minor;
+  reason: string;
+}
+
+export type LedgerEvent =
+  | AccountOpened
+  | AccountUpdated
+  | FundsCredited
+  | FundsReserved
+  | ReservationExtended
+  | ReservationCaptured
+  | ReservationReleased
+  | ReservationExpired
+  | AccountCharged
+  | ChargeRefunded
+  | BalanceAdjusted;
+
+export type LedgerEventType = LedgerEvent["type"];
+
+export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
+  "AccountOpened",
+  "AccountUpdated",
+  "FundsCredited",
+  "FundsReserved",
+  "ReservationExtended",
+  "ReservationCaptured",
+  "ReservationReleased",
+  "ReservationExpired",
+  "AccountCharged",
+  "ChargeRefunded",
+  "BalanceAdjusted",
+];
+
+/** An event before the shell has stamped it; decide() produces these in order. */
+export type EventBody<E extends LedgerEvent = LedgerEvent> = E extends LedgerEvent ? Omit<E, keyof EventBase> : never;
+
+/** Net change of the posted balance and of the reserved total that an event causes. */
+export function eventEffect(event: EventBody): { balance: Minor; reserved: Minor } {
+  switch (event.type) {
+    case "AccountOpened":
+    case "AccountUpdated":
+    case "ReservationExtended":
+      return { balance: 0, reserved: 0 };
+    case "FundsCredited":
+      return { balance: event.amount, reserved: 0 };
+    case "FundsReserved":
+      return { balance: 0, reserved: event.amount };
+    case "ReservationCaptured":
+      return { balance: -event.amount, reserved: -event.reserved_amount };
+    case "ReservationReleased":
+      return { balance: 0, reserved: -event.reserved_amount };
+    case "ReservationExpired":
+      return { balance: -event.captured_amount, reserved: -event.reserved_amount };
+    case "AccountCharged":
+      return { balance: -event.amount, reserved: 0 };
+    case "ChargeRefunded":
+      return { balance: event.amount, reserved: 0 };
+    case "BalanceAdjusted":
+      return { balance: event.amount, reserved: 0 };
+    default:
+      return unreachable(event);
+  }
+}
+
+export function unreachable(value: never): never {
+  throw new Error(`unreachable: ${JSON.stringify(value)}`);
+}

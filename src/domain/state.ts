@@ -1,0 +1,292 @@
+/**
+ * The account's state and `evolve`, the only function that changes it. State is the fold of
+ * the events: `state = events.reduce(evolve, initialState())`.
+ *
+ * The full state (every reservation, charge and operation ever) is what the fold of a whole
+ * log yields and what the reference checks use. The Durable Object never holds all of it: it
+ * materialises only the slice a command touches (the account, one reservation, one charge,
+ * one prior operation) and evolves that slice with this same function.
+ */
+import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
+import { eventEffect, type LedgerEvent, unreachable } from "./events";
+import { assert, type Minor } from "./money";
+
+export interface AccountState {
+  account_id: string;
+  currency: string;
+  credit_limit: Minor;
+  status: AccountStatus;
+  /** Posted balance. */
+  balance: Minor;
+  /** Sum of the amounts of open reservations. */
+  reserved: Minor;
+  open_reservations: number;
+  last_seq: number;
+  created_at: string;
+  updated_at: string;
+  metadata: Metadata;
+}
+
+export type ReservationStatus = "open" | "captured" | "released" | "expired";
+
+export interface ReservationState {
+  reservation_id: string;
+  amount: Minor;
+  status: ReservationStatus;
+  on_expiry: OnExpiry;
+  ttl_seconds: number;
+  expires_at: string;
+  created_at: string;
+  settled_at: string | null;
+  /** Charged when the reservation ended (capture, or expiry by the capture rule). */
+  captured_amount: Minor | null;
+  released_amount: Minor | null;
+  overage: Minor;
+  context: UsageContext;
+  metadata: Metadata;
+  usage: Usage | null;
+  /** Seq of the FundsReserved event and of the event that ended it. */
+  reserve_seq: number;
+  end_seq: number | null;
+}
+
+export type ChargeKind = "direct" | "capture";
+
+export interface ChargeState {
+  charge_id: string;
+  kind: ChargeKind;
+  amount: Minor;
+  refunded: Minor;
+  seq: number;
+}
+
+export interface LedgerState {
+  account: AccountState | null;
+  reservations: Map<string, ReservationState>;
+  charges: Map<string, ChargeState>;
+  /** Idempotency key -> the event that applied it (see `operationKeyOfEvent`). */
+  operations: Map<string, LedgerEvent>;
+}
+
+export function initialState(): LedgerState {
+  return { account: null, reservations: new Map(), charges: new Map(), operations: new Map() };
+}
+
+export function available(account: AccountState): Minor {
+  return account.balance - account.reserved;
+}
+
+/**
+ * The permanent idempotency key an event consumed, or null for events that consume none
+ * (account updates, expiries, extensions without an extension_id).
+ */
+export function operationKeyOfEvent(event: LedgerEvent): string | null {
+  switch (event.type) {
+    case "AccountOpened":
+      return "open";
+    case "FundsCredited":
+      return `credit:${event.credit_id}`;
+    case "FundsReserved":
+      return `reserve:${event.reservation_id}`;
+    case "ReservationCaptured":
+      return `capture:${event.reservation_id}`;
+    case "ReservationReleased":
+      return `release:${event.reservation_id}`;
+    case "ReservationExtended":
+      return event.extension_id === null ? null : `extend:${event.reservation_id}:${event.extension_id}`;
+    case "AccountCharged":
+      return `charge:${event.charge_id}`;
+    case "ChargeRefunded":
+      return `refund:${event.refund_id}`;
+    case "BalanceAdjusted":
+      return `adjustment:${event.adjustment_id}`;
+    case "AccountUpdated":
+    case "ReservationExpired":
+      return null;
+    default:
+      return unreachable(event);
+  }
+}
+
+/**
+ * Applies one event. It mutates and returns the maps of `state` (the fold owns its state, and
+ * copying maps per event would make a replay quadratic); the account record is replaced.
+ * Asserts that the event is applicable: a log that breaks a rule is corrupt, not a request.
+ */
+export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
+  const previous = state.account;
+  if (event.type === "AccountOpened") {
+    assert(previous === null, "AccountOpened on an open account");
+    assert(event.seq === 1, "AccountOpened must be seq 1");
+  } else {
+    assert(previous !== null, `${event.type} before AccountOpened`);
+    assert(event.seq === previous.last_seq + 1, `seq ${event.seq} follows ${previous.last_seq}`);
+  }
+  const effect = eventEffect(event);
+  const balance = (previous?.balance ?? 0) + effect.balance;
+  const reserved = (previous?.reserved ?? 0) + effect.reserved;
+  assert(balance === event.balance_after, `seq ${event.seq}: balance_after ${event.balance_after} != ${balance}`);
+  assert(reserved === event.reserved_after, `seq ${event.seq}: reserved_after ${event.reserved_after} != ${reserved}`);
+  assert(reserved >= 0, `seq ${event.seq}: reserved < 0`);
+
+  let account: AccountState =
+    previous === null
+      ? openedAccount(event)
+      : { ...previous, balance, reserved, last_seq: event.seq, updated_at: event.at };
+
+  switch (event.type) {
+    case "AccountOpened":
+    case "FundsCredited":
+    case "BalanceAdjusted":
+      break;
+    case "AccountUpdated":
+      account = { ...account, credit_limit: event.credit_limit, status: event.status };
+      break;
+    case "FundsReserved": {
+      assert(!state.reservations.has(event.reservation_id), `reservation ${event.reservation_id} reused`);
+      state.reservations.set(event.reservation_id, reservationOpened(event));
+      account = { ...account, open_reservations: account.open_reservations + 1 };
+      break;
+    }
+    case "ReservationExtended": {
+      const r = openReservation(state, event.reservation_id);
+      state.reservations.set(r.reservation_id, {
+        ...r,
+        expires_at: event.expires_at,
+        ttl_seconds: event.ttl_seconds,
+        on_expiry: event.on_expiry,
+      });
+      break;
+    }
+    case "ReservationCaptured":
+    case "ReservationReleased":
+    case "ReservationExpired": {
+      const r = openReservation(state, event.reservation_id);
+      assert(r.amount === event.reserved_amount, `seq ${event.seq}: reserved_amount differs from the hold`);
+      const ended = reservationEnded(r, event);
+      state.reservations.set(r.reservation_id, ended);
+      if (ended.captured_amount !== null) {
+        assert(!state.charges.has(r.reservation_id), `charge ${r.reservation_id} reused`);
+        state.charges.set(r.reservation_id, {
+          charge_id: r.reservation_id,
+          kind: "capture",
+          amount: ended.captured_amount,
+          refunded: 0,
+          seq: event.seq,
+        });
+      }
+      account = { ...account, open_reservations: account.open_reservations - 1 };
+      break;
+    }
+    case "AccountCharged":
+      assert(!state.charges.has(event.charge_id), `charge ${event.charge_id} reused`);
+      state.charges.set(event.charge_id, {
+        charge_id: event.charge_id,
+        kind: "direct",
+        amount: event.amount,
+        refunded: 0,
+        seq: event.seq,
+      });
+      break;
+    case "ChargeRefunded": {
+      const charge = state.charges.get(event.charge_id);
+      assert(charge !== undefined, `refund of unknown charge ${event.charge_id}`);
+      const refunded = charge.refunded + event.amount;
+      assert(refunded <= charge.amount, `refunds of ${charge.charge_id} exceed the charge`);
+      assert(refunded === event.charge_refunded_total, `seq ${event.seq}: charge_refunded_total differs`);
+      state.charges.set(charge.charge_id, { ...charge, refunded });
+      break;
+    }
+    default:
+      unreachable(event);
+  }
+  assert(account.open_reservations >= 0, "open_reservations < 0");
+  const key = operationKeyOfEvent(event);
+  if (key !== null) {
+    assert(!state.operations.has(key), `operation ${key} applied twice`);
+    state.operations.set(key, event);
+  }
+  state.account = account;
+  return state;
+}
+
+function openedAccount(event: LedgerEvent): AccountState {
+  assert(event.type === "AccountOpened", "first event must be AccountOpened");
+  return {
+    account_id: event.account_id,
+    currency: event.currency,
+    credit_limit: event.credit_limit,
+    status: "active",
+    balance: 0,
+    reserved: 0,
+    open_reservations: 0,
+    last_seq: event.seq,
+    created_at: event.at,
+    updated_at: event.at,
+    metadata: event.metadata,
+  };
+}
+
+function openReservation(state: LedgerState, reservationId: string): ReservationState {
+  const r = state.reservations.get(reservationId);
+  assert(r !== undefined, `unknown reservation ${reservationId}`);
+  assert(r.status === "open", `reservation ${reservationId} ended twice`);
+  return r;
+}
+
+export function reservationOpened(event: Extract<LedgerEvent, { type: "FundsReserved" }>): ReservationState {
+  return {
+    reservation_id: event.reservation_id,
+    amount: event.amount,
+    status: "open",
+    on_expiry: event.on_expiry,
+    ttl_seconds: event.ttl_seconds,
+    expires_at: event.expires_at,
+    created_at: event.at,
+    settled_at: null,
+    captured_amount: null,
+    released_amount: null,
+    overage: 0,
+    context: event.context,
+    metadata: event.metadata,
+    usage: null,
+    reserve_seq: event.seq,
+    end_seq: null,
+  };
+}
+
+function reservationEnded(
+  r: ReservationState,
+  event: Extract<LedgerEvent, { type: "ReservationCaptured" | "ReservationReleased" | "ReservationExpired" }>,
+): ReservationState {
+  const base = { ...r, settled_at: event.at, end_seq: event.seq };
+  switch (event.type) {
+    case "ReservationCaptured":
+      return {
+        ...base,
+        status: "captured",
+        captured_amount: event.amount,
+        released_amount: event.released_amount,
+        overage: event.overage,
+        usage: event.usage,
+      };
+    case "ReservationReleased":
+      return { ...base, status: "released", captured_amount: null, released_amount: event.reserved_amount };
+    case "ReservationExpired":
+      return {
+        ...base,
+        status: "expired",
+        captured_amount: event.on_expiry === "capture" ? event.captured_amount : null,
+        released_amount: event.released_amount,
+      };
+    default:
+      return unreachable(event);
+  }
+}
+
+/** Folds a whole log from the initial state. */
+export function fold(events: Iterable<LedgerEvent>): LedgerState {
+  let state = initialState();
+  for (const event of events) state = evolve(state, event);
+  return state;
+}

@@ -1,0 +1,173 @@
+/**
+ * What callers see. Every response body is rendered from events and state by these pure
+ * functions, so the response of an idempotent replay is the same function of the same event
+ * as the original response.
+ */
+import { type LedgerEvent, unreachable } from "./events";
+import { assert } from "./money";
+import { type AccountState, available, type ReservationState, reservationOpened } from "./state";
+
+export function accountView(account: AccountState) {
+  return {
+    account_id: account.account_id,
+    currency: account.currency,
+    balance: account.balance,
+    reserved: account.reserved,
+    available: available(account),
+    credit_limit: account.credit_limit,
+    status: account.status,
+    open_reservations: account.open_reservations,
+    last_seq: account.last_seq,
+    created_at: account.created_at,
+    updated_at: account.updated_at,
+    metadata: account.metadata,
+  };
+}
+export type AccountView = ReturnType<typeof accountView>;
+
+/** The account's balances right after `event`. */
+export function balancesAfter(event: LedgerEvent, account: Pick<AccountState, "account_id" | "currency">) {
+  return {
+    account_id: account.account_id,
+    currency: account.currency,
+    balance: event.balance_after,
+    reserved: event.reserved_after,
+    available: event.balance_after - event.reserved_after,
+    last_seq: event.seq,
+    updated_at: event.at,
+  };
+}
+export type BalancesView = ReturnType<typeof balancesAfter>;
+
+export function reservationView(r: ReservationState) {
+  return {
+    reservation_id: r.reservation_id,
+    status: r.status,
+    amount: r.amount,
+    captured_amount: r.captured_amount,
+    released_amount: r.released_amount,
+    overage: r.overage,
+    on_expiry: r.on_expiry,
+    ttl_seconds: r.ttl_seconds,
+    expires_at: r.expires_at,
+    created_at: r.created_at,
+    settled_at: r.settled_at,
+    context: r.context,
+    usage: r.usage,
+    metadata: r.metadata,
+  };
+}
+export type ReservationView = ReturnType<typeof reservationView>;
+
+/**
+ * The response body of the operation that wrote `event`. `reservation` is the reservation's
+ * state after the event where the event concerns one: for a capture or release that state is
+ * final (a reservation ends once), and for an extension the fields that the extension did not
+ * set never change, so a replay renders the same bytes as the original.
+ */
+export function operationResult(
+  event: LedgerEvent,
+  account: Pick<AccountState, "account_id" | "currency">,
+  reservation: ReservationState | undefined,
+) {
+  const balances = balancesAfter(event, account);
+  switch (event.type) {
+    case "AccountOpened":
+      return accountView({
+        account_id: event.account_id,
+        currency: event.currency,
+        credit_limit: event.credit_limit,
+        status: "active",
+        balance: 0,
+        reserved: 0,
+        open_reservations: 0,
+        last_seq: event.seq,
+        created_at: event.at,
+        updated_at: event.at,
+        metadata: event.metadata,
+      });
+    case "FundsCredited":
+      return {
+        credit: {
+          credit_id: event.credit_id,
+          amount: event.amount,
+          reason: event.reason,
+          metadata: event.metadata,
+          seq: event.seq,
+          created_at: event.at,
+        },
+        account: balances,
+      };
+    case "FundsReserved":
+      return { reservation: reservationView(reservationOpened(event)), account: balances };
+    case "ReservationExtended": {
+      assert(reservation !== undefined, "extension result needs its reservation");
+      const atExtension: ReservationState = {
+        ...reservation,
+        status: "open",
+        settled_at: null,
+        captured_amount: null,
+        released_amount: null,
+        overage: 0,
+        usage: null,
+        end_seq: null,
+        ttl_seconds: event.ttl_seconds,
+        expires_at: event.expires_at,
+        on_expiry: event.on_expiry,
+      };
+      return { reservation: reservationView(atExtension), account: balances };
+    }
+    case "ReservationCaptured":
+      assert(reservation !== undefined && reservation.end_seq === event.seq, "capture result needs its reservation");
+      return {
+        reservation: reservationView(reservation),
+        charge: { charge_id: event.reservation_id, amount: event.amount, overage: event.overage },
+        account: balances,
+      };
+    case "ReservationReleased":
+    case "ReservationExpired":
+      assert(reservation !== undefined && reservation.end_seq === event.seq, "release result needs its reservation");
+      return { reservation: reservationView(reservation), account: balances };
+    case "AccountCharged":
+      return {
+        charge: {
+          charge_id: event.charge_id,
+          amount: event.amount,
+          context: event.context,
+          metadata: event.metadata,
+          seq: event.seq,
+          created_at: event.at,
+        },
+        account: balances,
+      };
+    case "ChargeRefunded":
+      return {
+        refund: {
+          refund_id: event.refund_id,
+          charge_id: event.charge_id,
+          amount: event.amount,
+          reason: event.reason,
+          charge_amount: event.charge_amount,
+          charge_refunded_total: event.charge_refunded_total,
+          seq: event.seq,
+          created_at: event.at,
+        },
+        account: balances,
+      };
+    case "BalanceAdjusted":
+      return {
+        adjustment: {
+          adjustment_id: event.adjustment_id,
+          amount: event.amount,
+          reason: event.reason,
+          seq: event.seq,
+          created_at: event.at,
+        },
+        account: balances,
+      };
+    case "AccountUpdated":
+      return { account: balances };
+    default:
+      return unreachable(event);
+  }
+}

@@ -1,0 +1,11 @@
+/** Bindings and secrets of the ledger Worker (see wrangler.toml and README "Configuration"). */
+import type { AccountDurableObject } from "../durable-objects/account";
+
+export interface Env {
+  /** One Durable Object per account, addressed by `idFromName(account_id)`. */
+  ACCOUNTS: DurableObjectNamespace<AccountDurableObject>;
+  /** The read side (reports); filled by the projection. */
+  DB: D1Database;
+  /** Bootstrap admin bearer token (a secret: `wrangler secret put ADMIN_API_KEY`). */
+  ADMIN_API_KEY: string;
+}

@@ -1,0 +1,366 @@
+/**
+ * The account routes: parse, turn the request into a command, send it to the account's
+ * Durable Object, render its result. No business rule lives here.
+ */
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { ExecuteResult, ReadResult } from "../../durable-objects/account";
+import type { Command } from "../domain/commands";
+import { TTL_SECONDS_DEFAULT } from "../domain/limits";
+import type { Env } from "../env";
+import type { AppEnv } from "./context";
+import { problem, problemResponse } from "./problem";
+import { defineRoute } from "./route";
+import {
+  AccountParams,
+  AccountResponse,
+  AdjustmentBody,
+  AdjustmentResult,
+  CaptureBody,
+  CaptureResult,
+  ChargeBody,
+  ChargeResult,
+  CreditBody,
+  CreditResult,
+  EventsPage,
+  EventsQuery,
+  ExtendBody,
+  OpenAccountBody,
+  RefundBody,
+  RefundResult,
+  ReleaseBody,
+  ReservationParams,
+  ReservationResponse,
+  ReservationResult,
+  ReserveBody,
+  UpdateAccountBody,
+} from "./schemas";
+
+export function accountStub(env: Env, accountId: string) {
+  return env.ACCOUNTS.getByName(accountId);
+}
+
+async function execute(c: Context<AppEnv>, accountId: string, command: Command) {
+  return (await accountStub(c.env, accountId).execute(command)) as ExecuteResult;
+}
+
+/** Renders a command result: the original status on replays too, marked by a header. */
+function reply(c: Context<AppEnv>, result: ExecuteResult | ReadResult<unknown>, status: number, replayStatus = status) {
+  if (!result.ok) {
+    const { code, detail, facts } = result.rejection;
+    return problemResponse(c, problem(code, detail, { facts, instance: c.req.path }));
+  }
+  const replayed = "replayed" in result && result.replayed;
+  if (replayed) c.header("idempotent-replayed", "true");
+  return c.json(result.body as object, (replayed ? replayStatus : status) as ContentfulStatusCode);
+}
+
+const MONEY_ERRORS = ["account_not_found", "idempotency_conflict", "balance_limit_exceeded"] as const;
+
+export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts",
+      summary: "Open an account",
+      description: "Idempotent by account_id: the same body again answers 200 with the original account.",
+      body: OpenAccountBody,
+      success: { status: 201, replayStatus: 200, schema: AccountResponse, description: "The new account." },
+      errors: ["idempotency_conflict"],
+    },
+    async (c, { body }) => {
+      const result = await execute(c, body.account_id, {
+        type: "OpenAccount",
+        account_id: body.account_id,
+        currency: body.currency,
+        credit_limit: body.credit_limit ?? 0,
+        metadata: body.metadata ?? {},
+      });
+      return reply(c, result, 201, 200);
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/accounts/{account_id}",
+      summary: "Read an account's balances",
+      params: AccountParams,
+      success: { status: 200, schema: AccountResponse, description: "The account." },
+      errors: ["account_not_found"],
+    },
+    async (c, { params }) =>
+      reply(c, (await accountStub(c.env, params.account_id).getAccount()) as ReadResult<unknown>, 200),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "patch",
+      path: "/v1/accounts/{account_id}",
+      summary: "Change the credit limit or freeze / unfreeze",
+      params: AccountParams,
+      body: UpdateAccountBody,
+      success: { status: 200, schema: AccountResponse, description: "The account after the update." },
+      errors: ["account_not_found"],
+    },
+    async (c, { params, body }) => {
+      const command: Command = { type: "UpdateAccount" };
+      if (body.credit_limit !== undefined) command.credit_limit = body.credit_limit;
+      if (body.status !== undefined) command.status = body.status;
+      return reply(c, await execute(c, params.account_id, command), 200);
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/credits",
+      summary: "Credit funds (top-up)",
+      params: AccountParams,
+      body: CreditBody,
+      success: { status: 201, schema: CreditResult, description: "The credit and the balances after it." },
+      errors: [...MONEY_ERRORS],
+    },
+    async (c, { params, body }) =>
+      reply(
+        c,
+        await execute(c, params.account_id, {
+          type: "CreditFunds",
+          credit_id: body.credit_id,
+          amount: body.amount,
+          reason: body.reason ?? null,
+          metadata: body.metadata ?? {},
+        }),
+        201,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/reservations",
+      summary: "Reserve (hold) an estimated amount",
+      params: AccountParams,
+      body: ReserveBody,
+      success: { status: 201, schema: ReservationResult, description: "The open reservation and the balances." },
+      errors: [...MONEY_ERRORS, "account_frozen", "insufficient_funds", "too_many_open_reservations"],
+    },
+    async (c, { params, body }) =>
+      reply(
+        c,
+        await execute(c, params.account_id, {
+          type: "ReserveFunds",
+          reservation_id: body.reservation_id,
+          amount: body.amount,
+          ttl_seconds: body.ttl_seconds ?? TTL_SECONDS_DEFAULT,
+          on_expiry: body.on_expiry ?? "release",
+          context: body.context ?? {},
+          metadata: body.metadata ?? {},
+        }),
+        201,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/accounts/{account_id}/reservations/{reservation_id}",
+      summary: "Read a reservation",
+      params: ReservationParams,
+      success: { status: 200, schema: ReservationResponse, description: "The reservation." },
+      errors: ["account_not_found", "reservation_not_found"],
+    },
+    async (c, { params }) =>
+      reply(
+        c,
+        (await accountStub(c.env, params.account_id).getReservation(params.reservation_id)) as ReadResult<unknown>,
+        200,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/reservations/{reservation_id}/capture",
+      summary: "Capture a reservation (charge the real cost, release the rest)",
+      params: ReservationParams,
+      body: CaptureBody,
+      success: {
+        status: 200,
+        schema: CaptureResult,
+        description: "The captured reservation, its charge, the balances.",
+      },
+      errors: [...MONEY_ERRORS, "reservation_not_found", "reservation_not_open", "capture_exceeds_reservation"],
+    },
+    async (c, { params, body }) =>
+      reply(
+        c,
+        await execute(c, params.account_id, {
+          type: "CaptureReservation",
+          reservation_id: params.reservation_id,
+          amount: body.amount,
+          allow_overage: body.allow_overage ?? false,
+          usage: body.usage ?? {},
+          metadata: body.metadata ?? {},
+        }),
+        200,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/reservations/{reservation_id}/release",
+      summary: "Release a reservation without charge",
+      params: ReservationParams,
+      body: ReleaseBody,
+      bodyOptional: true,
+      success: { status: 200, schema: ReservationResult, description: "The released reservation and the balances." },
+      errors: ["account_not_found", "idempotency_conflict", "reservation_not_found", "reservation_not_open"],
+    },
+    async (c, { params, body }) =>
+      reply(
+        c,
+        await execute(c, params.account_id, {
+          type: "ReleaseReservation",
+          reservation_id: params.reservation_id,
+          reason: body.reason ?? null,
+        }),
+        200,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/reservations/{reservation_id}/extend",
+      summary: "Move a reservation's expiry (and optionally its on_expiry rule)",
+      description:
+        "The new expiry is now + ttl_seconds. With extension_id the call is idempotent by that id; without it every call extends again.",
+      params: ReservationParams,
+      body: ExtendBody,
+      success: { status: 200, schema: ReservationResult, description: "The reservation with its new expiry." },
+      errors: ["account_not_found", "idempotency_conflict", "reservation_not_found", "reservation_not_open"],
+    },
+    async (c, { params, body }) =>
+      reply(
+        c,
+        await execute(c, params.account_id, {
+          type: "ExtendReservation",
+          reservation_id: params.reservation_id,
+          extension_id: body.extension_id ?? null,
+          ttl_seconds: body.ttl_seconds,
+          on_expiry: body.on_expiry ?? null,
+        }),
+        200,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/charges",
+      summary: "Charge directly (no reservation)",
+      params: AccountParams,
+      body: ChargeBody,
+      success: { status: 201, schema: ChargeResult, description: "The charge and the balances." },
+      errors: [...MONEY_ERRORS, "account_frozen", "insufficient_funds"],
+    },
+    async (c, { params, body }) =>
+      reply(
+        c,
+        await execute(c, params.account_id, {
+          type: "ChargeAccount",
+          charge_id: body.charge_id,
+          amount: body.amount,
+          context: body.context ?? {},
+          metadata: body.metadata ?? {},
+        }),
+        201,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/refunds",
+      summary: "Refund (part of) a charge or a captured reservation",
+      params: AccountParams,
+      body: RefundBody,
+      success: { status: 201, schema: RefundResult, description: "The refund and the balances." },
+      errors: [...MONEY_ERRORS, "charge_not_found", "refund_exceeds_charge"],
+    },
+    async (c, { params, body }) =>
+      reply(
+        c,
+        await execute(c, params.account_id, {
+          type: "RefundCharge",
+          refund_id: body.refund_id,
+          charge_id: body.charge_id,
+          amount: body.amount,
+          reason: body.reason ?? null,
+        }),
+        201,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/adjustments",
+      summary: "Adjust the balance (signed admin correction with a reason)",
+      params: AccountParams,
+      body: AdjustmentBody,
+      success: { status: 201, schema: AdjustmentResult, description: "The adjustment and the balances." },
+      errors: [...MONEY_ERRORS],
+    },
+    async (c, { params, body }) =>
+      reply(
+        c,
+        await execute(c, params.account_id, {
+          type: "AdjustBalance",
+          adjustment_id: body.adjustment_id,
+          amount: body.amount,
+          reason: body.reason,
+        }),
+        201,
+      ),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/accounts/{account_id}/events",
+      summary: "Read the account's event log in seq order",
+      description: "Page with after_seq = next_after_seq until next_after_seq is null.",
+      params: AccountParams,
+      query: EventsQuery,
+      success: { status: 200, schema: EventsPage, description: "A page of events." },
+      errors: ["account_not_found"],
+    },
+    async (c, { params, query }) =>
+      reply(
+        c,
+        (await accountStub(c.env, params.account_id).listEvents(query.after_seq, query.limit)) as ReadResult<unknown>,
+        200,
+      ),
+  );
+}
+
+export function notFound(c: Context<AppEnv>): Response {
+  return problemResponse(c, problem("not_found", "No such route.", { instance: c.req.path }));
+}

@@ -1,0 +1,70 @@
+/**
+ * The HTTP application: middleware in order (request id, security headers, auth, body limit),
+ * the routers, the OpenAPI document, and one error handler that turns anything unexpected
+ * into a problem+json 500 without echoing the request.
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { ulid } from "ulid";
+import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
+import { AssertionError } from "../domain/money";
+import { notFound, registerAccountRoutes } from "./accounts";
+import { bearerAuth } from "./auth";
+import type { AppEnv } from "./context";
+import { problem, problemResponse } from "./problem";
+
+export function createApp(): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>();
+
+  app.use("*", async function requestContext(c, next) {
+    c.set("requestId", ulid());
+    await next();
+    c.header("request-id", c.get("requestId"));
+    c.header("x-content-type-options", "nosniff");
+    c.header("cache-control", "no-store");
+  });
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+
+  app.use("/v1/*", bearerAuth());
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: REQUEST_BODY_BYTES_MAX,
+      onError: (c) =>
+        problemResponse(
+          c,
+          problem("payload_too_large", `Request bodies are limited to ${REQUEST_BODY_BYTES_MAX} bytes.`, {
+            instance: c.req.path,
+          }),
+        ),
+    }),
+  );
+
+  registerAccountRoutes(app);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "OpenEdge Ledger API",
+      version: "1.0.0",
+      description:
+        "Event-sourced billing ledger. Money is integer minor units. Errors are RFC 9457 problem+json with a stable `code`.",
+    },
+    security: [{ bearer: [] }],
+  });
+
+  app.notFound(notFound);
+  app.onError((error, c) => {
+    // Programmer errors and broken invariants: logged with their message only (never the
+    // request, its headers or its body), answered as a generic 500.
+    const kind = error instanceof AssertionError ? "invariant_violation" : "unhandled_error";
+    console.error(JSON.stringify({ msg: kind, request_id: c.get("requestId"), error: error.message }));
+    return problemResponse(
+      c,
+      problem("internal_error", "The ledger failed to process the request.", { instance: c.req.path }),
+    );
+  });
+  return app;
+}

@@ -1,0 +1,139 @@
+/**
+ * One declaration per operation: the same spec registers the OpenAPI path (docs) and the Hono
+ * handler (behaviour), and the same zod schemas validate the request. Validation failures
+ * become `invalid_request` problems naming every failing field; nothing reaches an account.
+ */
+import type { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { AppEnv } from "./context";
+import { type FieldError, PROBLEM_STATUS, type ProblemCode, problem, problemResponse } from "./problem";
+import { ProblemSchema } from "./schemas";
+
+export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
+  method: "get" | "post" | "patch";
+  /** OpenAPI style: /v1/accounts/{account_id} */
+  path: string;
+  summary: string;
+  description?: string;
+  params?: P;
+  query?: Q;
+  body?: B;
+  /** An empty body counts as `{}` (e.g. release, whose fields are all optional). */
+  bodyOptional?: boolean;
+  success: { status: number; schema: z.ZodType; description: string; replayStatus?: number };
+  errors: ProblemCode[];
+  security?: boolean;
+}
+
+export interface RouteInput<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+}
+
+export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+  app: OpenAPIHono<AppEnv>,
+  spec: RouteSpec<P, Q, B>,
+  handler: (c: Context<AppEnv>, input: RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>) => Promise<Response>,
+): void {
+  const edgeErrors: ProblemCode[] = spec.security === false ? [] : ["unauthorized"];
+  if (spec.body !== undefined) edgeErrors.push("invalid_request", "payload_too_large", "unsupported_media_type");
+  else if (spec.params !== undefined || spec.query !== undefined) edgeErrors.push("invalid_request");
+  const errorStatuses = new Map<number, ProblemCode[]>();
+  for (const code of [...edgeErrors, ...spec.errors, "internal_error" as const]) {
+    const status = PROBLEM_STATUS[code];
+    errorStatuses.set(status, [...(errorStatuses.get(status) ?? []), code]);
+  }
+  const responses: Record<string, { description: string; content: Record<string, { schema: z.ZodType }> }> = {
+    [spec.success.status]: {
+      description: spec.success.description,
+      content: { "application/json": { schema: spec.success.schema } },
+    },
+  };
+  if (spec.success.replayStatus !== undefined && spec.success.replayStatus !== spec.success.status) {
+    responses[spec.success.replayStatus] = {
+      description: "Idempotent replay of an earlier identical request (header Idempotent-Replayed: true).",
+      content: { "application/json": { schema: spec.success.schema } },
+    };
+  }
+  for (const [status, codes] of errorStatuses) {
+    responses[status] = {
+      description: `Problem: ${[...new Set(codes)].join(", ")}`,
+      content: { "application/problem+json": { schema: ProblemSchema } },
+    };
+  }
+  app.openAPIRegistry.registerPath({
+    method: spec.method,
+    path: spec.path,
+    summary: spec.summary,
+    ...(spec.description === undefined ? {} : { description: spec.description }),
+    ...(spec.security === false ? { security: [] } : {}),
+    request: {
+      ...(spec.params === undefined ? {} : { params: spec.params as never }),
+      ...(spec.query === undefined ? {} : { query: spec.query as never }),
+      ...(spec.body === undefined
+        ? {}
+        : { body: { required: spec.bodyOptional !== true, content: { "application/json": { schema: spec.body } } } }),
+    },
+    responses,
+  });
+
+  const honoPath = spec.path.replace(/\{([a-z_]+)\}/g, ":$1");
+  app.on(spec.method.toUpperCase(), honoPath, async (c) => {
+    const errors: FieldError[] = [];
+    const params = parse(spec.params, c.req.param(), "path", errors);
+    const query = parse(spec.query, c.req.query(), "query", errors);
+    let body: unknown;
+    if (spec.body !== undefined) {
+      const raw = await readJson(c);
+      if (raw instanceof Response) return raw;
+      body = parse(spec.body, raw === undefined && spec.bodyOptional === true ? {} : raw, "body", errors);
+    }
+    if (errors.length > 0) {
+      return problemResponse(
+        c,
+        problem("invalid_request", "The request is invalid; see `errors`.", { errors, instance: c.req.path }),
+      );
+    }
+    return handler(c, { params, query, body } as RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>);
+  });
+}
+
+function parse(schema: z.ZodType | undefined, value: unknown, where: string, errors: FieldError[]): unknown {
+  if (schema === undefined) return undefined;
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  for (const issue of result.error.issues) {
+    const path = issue.path.map(String).join(".");
+    errors.push({ field: path === "" ? where : `${where}.${path}`, message: issue.message });
+  }
+  return undefined;
+}
+
+/**
+ * Reads a JSON body. Size is already bounded by the body-limit middleware; here: a non-empty
+ * body must be declared application/json (415), must parse (400), and must be an object.
+ * Returns undefined for an empty body.
+ */
+async function readJson(c: Context<AppEnv>): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.length === 0) return undefined;
+  const type = c.req.header("content-type") ?? "";
+  if (!/^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i.test(type)) {
+    return problemResponse(
+      c,
+      problem("unsupported_media_type", "Send the body as application/json.", { instance: c.req.path }),
+    );
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return problemResponse(
+      c,
+      problem("invalid_request", "The body is not valid JSON.", {
+        errors: [{ field: "body", message: "malformed JSON" }],
+        instance: c.req.path,
+      }),
+    );
+  }
+}

@@ -1,0 +1,302 @@
+/**
+ * The API's request and response shapes as zod schemas. The same objects validate requests at
+ * the edge and generate /openapi.json, so the document cannot drift from the code. Request
+ * objects are strict: unknown fields are rejected.
+ */
+import { z } from "@hono/zod-openapi";
+import {
+  AMOUNT_MINOR_MAX,
+  AMOUNT_MINOR_MIN,
+  CAPTURE_AMOUNT_MINOR_MIN,
+  CONTEXT_FIELD_LENGTH_MAX,
+  CREDIT_LIMIT_MINOR_MAX,
+  CURRENCY_PATTERN,
+  EVENTS_PAGE_LIMIT_DEFAULT,
+  EVENTS_PAGE_LIMIT_MAX,
+  ID_LENGTH_MAX,
+  ID_PATTERN,
+  LATENCY_MS_MAX,
+  METADATA_BYTES_MAX,
+  METADATA_KEY_LENGTH_MAX,
+  METADATA_KEYS_MAX,
+  REASON_LENGTH_MAX,
+  TOKENS_MAX,
+  TTL_SECONDS_DEFAULT,
+  TTL_SECONDS_MAX,
+  TTL_SECONDS_MIN,
+} from "../domain/limits";
+import { PROBLEM_STATUS } from "./problem";
+
+const utf8 = new TextEncoder();
+
+export const Id = z
+  .string()
+  .max(ID_LENGTH_MAX)
+  .regex(ID_PATTERN, "must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+  .openapi({ example: "res_01J9Z3" });
+const Amount = z
+  .number()
+  .int()
+  .min(AMOUNT_MINOR_MIN)
+  .max(AMOUNT_MINOR_MAX)
+  .openapi({ description: "Integer minor units (e.g. cents).", example: 1250 });
+const CaptureAmount = z.number().int().min(CAPTURE_AMOUNT_MINOR_MIN).max(AMOUNT_MINOR_MAX);
+const SignedAmount = z
+  .number()
+  .int()
+  .min(-AMOUNT_MINOR_MAX)
+  .max(AMOUNT_MINOR_MAX)
+  .refine((n) => n !== 0, "must not be zero");
+const CreditLimit = z.number().int().min(0).max(CREDIT_LIMIT_MINOR_MAX);
+const Reason = z.string().min(1).max(REASON_LENGTH_MAX);
+const Ttl = z.number().int().min(TTL_SECONDS_MIN).max(TTL_SECONDS_MAX);
+const OnExpiry = z.enum(["release", "capture"]);
+const Short = z.string().min(1).max(CONTEXT_FIELD_LENGTH_MAX);
+
+export const Metadata = z
+  .record(z.string().min(1).max(METADATA_KEY_LENGTH_MAX), z.union([z.string(), z.number(), z.boolean()]))
+  .refine((m) => Object.keys(m).length <= METADATA_KEYS_MAX, `at most ${METADATA_KEYS_MAX} keys`)
+  .refine((m) => Object.values(m).every((v) => typeof v !== "number" || Number.isFinite(v)), "numbers must be finite")
+  .refine((m) => utf8.encode(JSON.stringify(m)).length <= METADATA_BYTES_MAX, `at most ${METADATA_BYTES_MAX} bytes`)
+  .openapi("Metadata", { description: "Flat object of at most 32 string, number or boolean values, 4 KB as JSON." });
+
+export const UsageContext = z
+  .strictObject({
+    request_id: Short.optional(),
+    user_id: Short.optional(),
+    service_id: Short.optional(),
+    alias: Short.optional(),
+    provider: Short.optional(),
+    model: Short.optional(),
+  })
+  .openapi("UsageContext");
+
+const Tokens = z.number().int().min(0).max(TOKENS_MAX);
+export const Usage = z
+  .strictObject({
+    input_tokens: Tokens.optional(),
+    output_tokens: Tokens.optional(),
+    cached_tokens: Tokens.optional(),
+    latency_ms: z.number().int().min(0).max(LATENCY_MS_MAX).optional(),
+    status: z.string().min(1).max(64).optional(),
+    error_code: z.string().min(1).max(128).optional(),
+  })
+  .openapi("Usage");
+
+// ------------------------------------------------------------------ requests
+
+export const OpenAccountBody = z
+  .strictObject({
+    account_id: Id,
+    currency: z.string().regex(CURRENCY_PATTERN, "must be three upper-case letters").openapi({ example: "USD" }),
+    credit_limit: CreditLimit.optional(),
+    metadata: Metadata.optional(),
+  })
+  .openapi("OpenAccountRequest");
+
+export const UpdateAccountBody = z
+  .strictObject({ credit_limit: CreditLimit.optional(), status: z.enum(["active", "frozen"]).optional() })
+  .refine((b) => b.credit_limit !== undefined || b.status !== undefined, "give credit_limit or status")
+  .openapi("UpdateAccountRequest");
+
+export const CreditBody = z
+  .strictObject({ credit_id: Id, amount: Amount, reason: Reason.optional(), metadata: Metadata.optional() })
+  .openapi("CreditRequest");
+
+export const ReserveBody = z
+  .strictObject({
+    reservation_id: Id,
+    amount: Amount,
+    ttl_seconds: Ttl.optional().openapi({ description: `Default ${TTL_SECONDS_DEFAULT}.` }),
+    on_expiry: OnExpiry.optional().openapi({ description: "Default release." }),
+    context: UsageContext.optional(),
+    metadata: Metadata.optional(),
+  })
+  .openapi("ReserveRequest");
+
+export const CaptureBody = z
+  .strictObject({
+    amount: CaptureAmount,
+    allow_overage: z.boolean().optional(),
+    usage: Usage.optional(),
+    metadata: Metadata.optional(),
+  })
+  .openapi("CaptureRequest");
+
+export const ReleaseBody = z.strictObject({ reason: Reason.optional() }).openapi("ReleaseRequest");
+
+export const ExtendBody = z
+  .strictObject({ ttl_seconds: Ttl, extension_id: Id.optional(), on_expiry: OnExpiry.optional() })
+  .openapi("ExtendRequest");
+
+export const ChargeBody = z
+  .strictObject({ charge_id: Id, amount: Amount, context: UsageContext.optional(), metadata: Metadata.optional() })
+  .openapi("ChargeRequest");
+
+export const RefundBody = z
+  .strictObject({ refund_id: Id, charge_id: Id, amount: Amount, reason: Reason.optional() })
+  .openapi("RefundRequest");
+
+export const AdjustmentBody = z
+  .strictObject({ adjustment_id: Id, amount: SignedAmount, reason: Reason })
+  .openapi("AdjustmentRequest");
+
+export const AccountParams = z.object({ account_id: Id.openapi({ param: { name: "account_id", in: "path" } }) });
+export const ReservationParams = AccountParams.extend({
+  reservation_id: Id.openapi({ param: { name: "reservation_id", in: "path" } }),
+});
+export const EventsQuery = z.strictObject({
+  after_seq: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  limit: z.coerce.number().int().min(1).max(EVENTS_PAGE_LIMIT_MAX).default(EVENTS_PAGE_LIMIT_DEFAULT),
+});
+
+// ------------------------------------------------------------------ responses
+
+const Minor = z.number().int();
+const Time = z.string().openapi({ format: "date-time", example: "2026-11-28T12:00:00.000Z" });
+
+export const AccountResponse = z
+  .object({
+    account_id: z.string(),
+    currency: z.string(),
+    balance: Minor,
+    reserved: Minor,
+    available: Minor,
+    credit_limit: Minor,
+    status: z.enum(["active", "frozen"]),
+    open_reservations: z.number().int(),
+    last_seq: z.number().int(),
+    created_at: Time,
+    updated_at: Time,
+    metadata: Metadata,
+  })
+  .openapi("Account");
+
+export const Balances = z
+  .object({
+    account_id: z.string(),
+    currency: z.string(),
+    balance: Minor,
+    reserved: Minor,
+    available: Minor,
+    last_seq: z.number().int(),
+    updated_at: Time,
+  })
+  .openapi("Balances", { description: "The account's balances right after the operation." });
+
+export const ReservationResponse = z
+  .object({
+    reservation_id: z.string(),
+    status: z.enum(["open", "captured", "released", "expired"]),
+    amount: Minor,
+    captured_amount: Minor.nullable(),
+    released_amount: Minor.nullable(),
+    overage: Minor,
+    on_expiry: OnExpiry,
+    ttl_seconds: z.number().int(),
+    expires_at: Time,
+    created_at: Time,
+    settled_at: Time.nullable(),
+    context: UsageContext,
+    usage: Usage.nullable(),
+    metadata: Metadata,
+  })
+  .openapi("Reservation");
+
+export const CreditResult = z
+  .object({
+    credit: z.object({
+      credit_id: z.string(),
+      amount: Minor,
+      reason: z.string().nullable(),
+      metadata: Metadata,
+      seq: z.number().int(),
+      created_at: Time,
+    }),
+    account: Balances,
+  })
+  .openapi("CreditResult");
+
+export const ReservationResult = z
+  .object({ reservation: ReservationResponse, account: Balances })
+  .openapi("ReservationResult");
+
+export const CaptureResult = z
+  .object({
+    reservation: ReservationResponse,
+    charge: z.object({ charge_id: z.string(), amount: Minor, overage: Minor }),
+    account: Balances,
+  })
+  .openapi("CaptureResult");
+
+export const ChargeResult = z
+  .object({
+    charge: z.object({
+      charge_id: z.string(),
+      amount: Minor,
+      context: UsageContext,
+      metadata: Metadata,
+      seq: z.number().int(),
+      created_at: Time,
+    }),
+    account: Balances,
+  })
+  .openapi("ChargeResult");
+
+export const RefundResult = z
+  .object({
+    refund: z.object({
+      refund_id: z.string(),
+      charge_id: z.string(),
+      amount: Minor,
+      reason: z.string().nullable(),
+      charge_amount: Minor,
+      charge_refunded_total: Minor,
+      seq: z.number().int(),
+      created_at: Time,
+    }),
+    account: Balances,
+  })
+  .openapi("RefundResult");
+
+export const AdjustmentResult = z
+  .object({
+    adjustment: z.object({
+      adjustment_id: z.string(),
+      amount: Minor,
+      reason: z.string(),
+      seq: z.number().int(),
+      created_at: Time,
+    }),
+    account: Balances,
+  })
+  .openapi("AdjustmentResult");
+
+export const Event = z
+  .object({
+    seq: z.number().int(),
+    event_id: z.string(),
+    type: z.string(),
+    at: Time,
+    balance_after: Minor,
+    reserved_after: Minor,
+  })
+  .catchall(z.unknown())
+  .openapi("Event", { description: "One ledger event; the fields after `type` depend on it (see README)." });
+
+export const EventsPage = z
+  .object({ events: z.array(Event), next_after_seq: z.number().int().nullable() })
+  .openapi("EventsPage");
+
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    code: z.enum(Object.keys(PROBLEM_STATUS) as [string, ...string[]]),
+    detail: z.string(),
+    instance: z.string().optional(),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  })
+  .catchall(z.unknown())
+  .openapi("Problem", { description: "RFC 9457 problem details with a stable `code`." });
