@@ -469,7 +469,9 @@ function findOpenReservation(
   }
   if (r.status !== "open") {
     return {
-      rejection: reject("reservation_not_open", `The reservation is already ${r.status}.`, { status: r.status }),
+      rejection: reject("reservation_not_open", `The reservation is already ${r.status}.`, {
+        reservation_status: r.status,
+      }),
     };
   }
   return { reservation: r };
