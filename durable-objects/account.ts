@@ -76,6 +76,9 @@ export class AccountDurableObject extends DurableObject<Env> {
   private nextExpiryMs: number | null = null;
   /** The alarm we believe is scheduled. */
   private alarmAtMs: number | null = null;
+  /** SQLite rows written by commits since the object started (the runtime's own counter). */
+  private rowsWritten = 0;
+  private commits = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -223,12 +226,16 @@ export class AccountDurableObject extends DurableObject<Env> {
     let holdsCount = this.openHoldsCount;
     let nextExpiry = this.nextExpiryMs;
 
+    let rows = 0;
+    const write = (query: string, ...bindings: SqlStorageValue[]) => {
+      rows += this.sql.exec(query, ...bindings).rowsWritten;
+    };
     this.ctx.storage.transactionSync(() => {
       const touchedReservations = new Set<string>();
       const touchedCharges = new Set<string>();
       for (const event of events) {
         evolve(state, event);
-        this.sql.exec(
+        write(
           "INSERT INTO events (seq, type, at, balance_after, reserved_after, body) VALUES (?, ?, ?, ?, ?, ?)",
           event.seq,
           event.type,
@@ -250,10 +257,10 @@ export class AccountDurableObject extends DurableObject<Env> {
             event.type === "BalanceAdjusted" ||
             event.type === "ReservationExtended")
         ) {
-          this.sql.exec("INSERT INTO operations (key, seq) VALUES (?, ?)", key, event.seq);
+          write("INSERT INTO operations (key, seq) VALUES (?, ?)", key, event.seq);
         }
         if (event.type === "AccountOpened") {
-          this.sql.exec(
+          write(
             "INSERT INTO account (id, account_id, currency, credit_limit, status, created_at, metadata) VALUES (1, ?, ?, ?, 'active', ?, ?)",
             event.account_id,
             event.currency,
@@ -262,7 +269,7 @@ export class AccountDurableObject extends DurableObject<Env> {
             JSON.stringify(event.metadata),
           );
         } else if (event.type === "AccountUpdated") {
-          this.sql.exec(
+          write(
             "UPDATE account SET credit_limit = ?, status = ? WHERE id = 1",
             event.credit_limit,
             event.status,
@@ -279,7 +286,7 @@ export class AccountDurableObject extends DurableObject<Env> {
         holdsCount += (isOpen ? 1 : 0) - (wasOpen ? 1 : 0);
         if (isOpen && (nextExpiry === null || expiresAtMs < nextExpiry)) nextExpiry = expiresAtMs;
         if (before.has(id)) {
-          this.sql.exec(
+          write(
             "UPDATE reservations SET status = ?, expires_at_ms = ?, state = ? WHERE reservation_id = ?",
             r.status,
             expiresAtMs,
@@ -287,7 +294,7 @@ export class AccountDurableObject extends DurableObject<Env> {
             id,
           );
         } else {
-          this.sql.exec(
+          write(
             "INSERT INTO reservations (reservation_id, status, amount, expires_at_ms, state) VALUES (?, ?, ?, ?, ?)",
             id,
             r.status,
@@ -303,13 +310,15 @@ export class AccountDurableObject extends DurableObject<Env> {
         const sql = chargesBefore.has(id)
           ? "UPDATE charges SET state = ?2 WHERE charge_id = ?1"
           : "INSERT INTO charges (charge_id, state) VALUES (?1, ?2)";
-        this.sql.exec(sql, id, JSON.stringify(charge));
+        write(sql, id, JSON.stringify(charge));
       }
       const account = state.account;
       assert(account !== null, "a committed command leaves an account");
       assertSnapshot(account, holdsTotal, holdsCount, events);
     });
 
+    this.rowsWritten += rows;
+    this.commits += 1;
     this.account = state.account;
     this.openHoldsTotal = holdsTotal;
     this.openHoldsCount = holdsCount;
@@ -357,6 +366,11 @@ export class AccountDurableObject extends DurableObject<Env> {
   }
 
   // ---------------------------------------------------------------- reads
+
+  /** Cost counters for benchmarks and operators: commits and the SQLite rows they wrote. */
+  async stats(): Promise<{ commits: number; rows_written: number }> {
+    return { commits: this.commits, rows_written: this.rowsWritten };
+  }
 
   async getAccount(): Promise<ReadResult<AccountView>> {
     this.expireDue(Date.now(), null);

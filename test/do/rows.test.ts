@@ -1,0 +1,50 @@
+/**
+ * What a command costs in SQLite rows written (the runtime's own counter, which is what
+ * Durable Objects bill). Deterministic, so it is a budget test, not a benchmark.
+ */
+import { describe, expect, it } from "vitest";
+import { api, openAccount, stub } from "../helpers";
+
+async function rowsFor(accountId: string, call: () => Promise<{ status: number }>): Promise<number> {
+  const before = await stub(accountId).stats();
+  const response = await call();
+  expect(response.status).toBeLessThan(300);
+  const after = await stub(accountId).stats();
+  return after.rows_written - before.rows_written;
+}
+
+describe("rows written per command", () => {
+  it("stays within the budget of each command", async () => {
+    const id = await openAccount(10_000);
+    const post = (path: string, body: unknown) => () => api("POST", `/v1/accounts/${id}${path}`, body);
+    const rows = {
+      credit: await rowsFor(id, post("/credits", { credit_id: "c", amount: 5 })),
+      reserve_first: await rowsFor(id, post("/reservations", { reservation_id: "r1", amount: 5, ttl_seconds: 60 })),
+      reserve_later_expiry: await rowsFor(
+        id,
+        post("/reservations", { reservation_id: "r2", amount: 5, ttl_seconds: 90 }),
+      ),
+      capture: await rowsFor(id, post("/reservations/r1/capture", { amount: 3 })),
+      release: await rowsFor(id, post("/reservations/r2/release", {})),
+      charge: await rowsFor(id, post("/charges", { charge_id: "ch", amount: 5 })),
+      refund: await rowsFor(id, post("/refunds", { refund_id: "f", charge_id: "ch", amount: 1 })),
+      adjustment: await rowsFor(id, post("/adjustments", { adjustment_id: "a", amount: -1, reason: "fix" })),
+    };
+    console.log(JSON.stringify({ rows_written_per_command: rows }));
+    // One events row each, plus the entity rows the command changes (the open-hold index counts as one).
+    const budget = {
+      credit: 2,
+      reserve_first: 3,
+      reserve_later_expiry: 3,
+      capture: 3,
+      release: 2,
+      charge: 2,
+      refund: 3,
+      adjustment: 2,
+    };
+    for (const [command, n] of Object.entries(rows)) {
+      expect(n, command).toBeGreaterThan(0);
+      expect(n, command).toBeLessThanOrEqual(budget[command as keyof typeof budget]);
+    }
+  });
+});
