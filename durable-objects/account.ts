@@ -269,11 +269,7 @@ export class AccountDurableObject extends DurableObject<Env> {
             JSON.stringify(event.metadata),
           );
         } else if (event.type === "AccountUpdated") {
-          write(
-            "UPDATE account SET credit_limit = ?, status = ? WHERE id = 1",
-            event.credit_limit,
-            event.status,
-          );
+          write("UPDATE account SET credit_limit = ?, status = ? WHERE id = 1", event.credit_limit, event.status);
         }
       }
       for (const id of touchedReservations) {
