@@ -33,6 +33,7 @@ import {
   reservationView,
 } from "../src/domain/views";
 import type { Env } from "../src/env";
+import { type ProjectionStatus, Projector } from "./projector";
 import { migrate } from "./schema";
 
 /** Retries the runtime grants a throwing alarm before we stop throwing and back off instead. */
@@ -79,13 +80,21 @@ export class AccountDurableObject extends DurableObject<Env> {
   /** SQLite rows written by commits since the object started (the runtime's own counter). */
   private rowsWritten = 0;
   private commits = 0;
+  /** Projects committed events into D1 behind a durable cursor (durable-objects/projector.ts). */
+  readonly projector: Projector;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    migrate(this.sql);
+    this.loadSnapshot();
+    this.projector = new Projector(this.sql, env.DB, {
+      account: () => this.account,
+      eventsAfter: (seq, limit) => this.readEvents(seq, limit),
+      wake: () => this.ensureAlarm(),
+    });
+    this.projector.resume(Date.now());
     void ctx.blockConcurrencyWhile(async () => {
-      migrate(this.sql);
-      this.loadSnapshot();
       this.alarmAtMs = await ctx.storage.getAlarm();
       this.ensureAlarm();
     });
@@ -320,6 +329,8 @@ export class AccountDurableObject extends DurableObject<Env> {
     this.openHoldsCount = holdsCount;
     this.nextExpiryMs = holdsCount === 0 ? null : nextExpiry;
     this.ensureAlarm();
+    // Project without making the caller wait: the flush runs after the response.
+    this.ctx.waitUntil(this.projector.flush());
   }
 
   // ---------------------------------------------------------------- alarm
@@ -334,6 +345,8 @@ export class AccountDurableObject extends DurableObject<Env> {
       const now = Date.now();
       this.nextExpiryMs = this.account === null ? null : this.earliestOpenExpiry();
       this.expireDue(now, null);
+      if (this.projector.behind()) await this.projector.flush();
+      this.ensureAlarm();
     } catch (error) {
       const retries = info?.retryCount ?? 0;
       if (retries < ALARM_RETRIES_MAX) throw error;
@@ -346,7 +359,9 @@ export class AccountDurableObject extends DurableObject<Env> {
   }
 
   private ensureAlarm(): void {
-    const next = this.nextExpiryMs;
+    const expiry = this.nextExpiryMs;
+    const projection = this.projector.wakeAtMs();
+    const next = expiry === null ? projection : projection === null ? expiry : Math.min(expiry, projection);
     if (next === null) return;
     if (this.alarmAtMs !== null && this.alarmAtMs <= next) return;
     this.alarmAtMs = next;
@@ -363,9 +378,45 @@ export class AccountDurableObject extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- reads
 
+  /**
+   * Settles what is due, re-arms the alarm and brings the projection up to date. The scheduled
+   * sweep calls it for accounts whose alarm may have been lost; safe to call any time.
+   */
+  async nudge(): Promise<ProjectionStatus> {
+    this.expireDue(Date.now(), null);
+    if (this.projector.behind()) await this.projector.flush();
+    this.ensureAlarm();
+    return this.projector.status(Date.now());
+  }
+
+  async projectionStatus(): Promise<ProjectionStatus> {
+    return this.projector.status(Date.now());
+  }
+
+  /** Rebuilds this account's D1 rows from its log (admin). */
+  async reproject(): Promise<ReadResult<ProjectionStatus>> {
+    if (this.account === null) return NOT_FOUND;
+    return { ok: true, body: await this.projector.reproject() };
+  }
+
+  /** The balances recorded by event `seq` (for reconciliation against a D1 snapshot). */
+  async balancesAt(seq: number): Promise<{ seq: number; balance: number; reserved: number } | null> {
+    const row = this.sql
+      .exec<{ balance_after: number; reserved_after: number }>(
+        "SELECT balance_after, reserved_after FROM events WHERE seq = ?",
+        seq,
+      )
+      .toArray()[0];
+    return row === undefined ? null : { seq, balance: row.balance_after, reserved: row.reserved_after };
+  }
+
   /** Cost counters for benchmarks and operators: commits and the SQLite rows they wrote. */
-  async stats(): Promise<{ commits: number; rows_written: number }> {
-    return { commits: this.commits, rows_written: this.rowsWritten };
+  async stats(): Promise<{ commits: number; rows_written: number; projection_rows_written: number }> {
+    return {
+      commits: this.commits,
+      rows_written: this.rowsWritten,
+      projection_rows_written: this.projector.rowsWritten,
+    };
   }
 
   async getAccount(): Promise<ReadResult<AccountView>> {

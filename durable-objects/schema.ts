@@ -48,6 +48,16 @@ export const MIGRATIONS: readonly string[] = [
     seq INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- The D1 projection's durable cursor (durable-objects/projector.ts).
+  CREATE TABLE projection (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    projected_seq INTEGER NOT NULL,
+    projected_at TEXT,
+    failures INTEGER NOT NULL,
+    retry_at_ms INTEGER
+  );
+  `,
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -259,6 +259,7 @@ function decideCaptureReservation(command: CaptureReservation, account: AccountS
     released_amount: Math.max(r.amount - command.amount, 0),
     overage: Math.max(command.amount - r.amount, 0),
     allow_overage: command.allow_overage,
+    context: r.context,
     usage: command.usage,
     metadata: command.metadata,
   });
@@ -375,6 +376,7 @@ function decideExpireReservations(command: ExpireReservations, state: LedgerStat
       on_expiry: r.on_expiry,
       captured_amount: captured,
       released_amount: r.amount - captured,
+      context: r.context,
     });
   }
   return accepted(...events);

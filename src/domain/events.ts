@@ -73,6 +73,8 @@ export interface ReservationCaptured extends EventBase {
   /** Part of the charge beyond the hold: max(amount - reserved_amount, 0). */
   overage: Minor;
   allow_overage: boolean;
+  /** The reservation's logging context, copied so that every charge event is self-contained. */
+  context: UsageContext;
   usage: Usage;
   metadata: Metadata;
 }
@@ -92,6 +94,8 @@ export interface ReservationExpired extends EventBase {
   /** With on_expiry=capture the whole estimate is charged (charge_id = reservation_id). */
   captured_amount: Minor;
   released_amount: Minor;
+  /** The reservation's logging context (a capture by expiry is a charge too). */
+  context: UsageContext;
 }
 
 export interface AccountCharged extends EventBase {

@@ -46,7 +46,12 @@ async function execute(c: Context<AppEnv>, accountId: string, command: Command) 
 }
 
 /** Renders a command result: the original status on replays too, marked by a header. */
-function reply(c: Context<AppEnv>, result: ExecuteResult | ReadResult<unknown>, status: number, replayStatus = status) {
+export function reply(
+  c: Context<AppEnv>,
+  result: ExecuteResult | ReadResult<unknown>,
+  status: number,
+  replayStatus = status,
+) {
   if (!result.ok) {
     const { code, detail, facts } = result.rejection;
     return problemResponse(c, problem(code, detail, { facts, instance: c.req.path }));

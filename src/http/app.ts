@@ -8,10 +8,13 @@ import { bodyLimit } from "hono/body-limit";
 import { ulid } from "ulid";
 import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
 import { AssertionError } from "../domain/money";
+import { BadCursor } from "../reports/cursor";
 import { notFound, registerAccountRoutes } from "./accounts";
+import { registerAdminRoutes } from "./admin";
 import { bearerAuth } from "./auth";
 import type { AppEnv } from "./context";
 import { problem, problemResponse } from "./problem";
+import { registerReportRoutes } from "./reports";
 
 export function createApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
@@ -42,6 +45,8 @@ export function createApp(): OpenAPIHono<AppEnv> {
   );
 
   registerAccountRoutes(app);
+  registerReportRoutes(app);
+  registerAdminRoutes(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", {
@@ -57,6 +62,15 @@ export function createApp(): OpenAPIHono<AppEnv> {
 
   app.notFound(notFound);
   app.onError((error, c) => {
+    if (error instanceof BadCursor) {
+      return problemResponse(
+        c,
+        problem("invalid_request", "The cursor is not one this API issued.", {
+          errors: [{ field: "cursor", message: "invalid cursor" }],
+          instance: c.req.path,
+        }),
+      );
+    }
     // Programmer errors and broken invariants: logged with their message only (never the
     // request, its headers or its body), answered as a generic 500.
     const kind = error instanceof AssertionError ? "invariant_violation" : "unhandled_error";

@@ -402,6 +402,15 @@ describe("openapi", () => {
         "POST /v1/accounts/{account_id}/refunds",
         "POST /v1/accounts/{account_id}/adjustments",
         "GET /v1/accounts/{account_id}/events",
+        "GET /v1/reports/balances",
+        "GET /v1/reports/transactions",
+        "GET /v1/reports/usage",
+        "GET /v1/reports/reservations",
+        "GET /v1/reports/refunds",
+        "GET /v1/reports/trial-balance",
+        "POST /v1/admin/accounts/{account_id}/reproject",
+        "GET /v1/admin/accounts/{account_id}/projection",
+        "POST /v1/admin/reconcile",
       ].sort(),
     );
     const reserve = doc.paths["/v1/accounts/{account_id}/reservations"]?.post;

@@ -1,0 +1,187 @@
+/**
+ * Projects an account's events into D1 behind a durable cursor, without ever making a command
+ * wait for D1.
+ *
+ * At most one flush runs at a time per object (`running`): a command that commits while a
+ * flush awaits D1 only asks for another pass, and the running loop picks its events up after
+ * its await, because each batch is read afresh from the log, synchronously, after the cursor.
+ * The cursor only moves forward, after D1 confirmed the batch; D1 writes are idempotent, so a
+ * batch that D1 applied but whose answer was lost is simply applied again. A failed flush
+ * leaves the cursor, counts the failure and asks the alarm to retry with exponential backoff.
+ */
+import type { LedgerEvent } from "../src/domain/events";
+import type { AccountState } from "../src/domain/state";
+import { accountStatement, deleteAccountStatements, eventStatements } from "../src/projection/d1";
+
+/** Events per D1 batch (each event is one or two statements). */
+export const PROJECTION_BATCH_EVENTS_MAX = 100;
+/** Batches one flush may write before it yields to the alarm (bounds one invocation's queries). */
+export const PROJECTION_BATCHES_PER_RUN_MAX = 4;
+export const PROJECTION_BACKOFF_MS_MIN = 1_000;
+export const PROJECTION_BACKOFF_MS_MAX = 60_000;
+
+export type ProjectionSink = (statements: D1PreparedStatement[]) => Promise<unknown>;
+
+/** What the projector needs from its Durable Object, all synchronous reads. */
+export interface ProjectionSource {
+  account(): AccountState | null;
+  eventsAfter(seq: number, limit: number): LedgerEvent[];
+  /** Asks the object to (re)arm its alarm: a retry was scheduled. */
+  wake(): void;
+}
+
+export interface ProjectionStatus {
+  last_seq: number;
+  projected_seq: number;
+  /** Newest event time minus newest projected event time (0 when caught up). */
+  lag_ms: number;
+  failures: number;
+  retry_at: string | null;
+}
+
+export class Projector {
+  /** Replaceable so tests can inject D1 failures inside workerd. */
+  sink: ProjectionSink;
+  private projectedSeq = 0;
+  private projectedAt: string | null = null;
+  private failures = 0;
+  private retryAtMs: number | null = null;
+  private running: Promise<void> | null = null;
+  /** SQLite rows written for the cursor (the runtime's own counter). */
+  rowsWritten = 0;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly db: D1Database,
+    private readonly source: ProjectionSource,
+  ) {
+    this.sink = (statements) => db.batch(statements);
+    const row = sql
+      .exec<{ projected_seq: number; projected_at: string | null; failures: number; retry_at_ms: number | null }>(
+        "SELECT projected_seq, projected_at, failures, retry_at_ms FROM projection WHERE id = 1",
+      )
+      .toArray()[0];
+    if (row !== undefined) {
+      this.projectedSeq = row.projected_seq;
+      this.projectedAt = row.projected_at;
+      this.failures = row.failures;
+      this.retryAtMs = row.retry_at_ms;
+    }
+  }
+
+  behind(): boolean {
+    return this.projectedSeq < (this.source.account()?.last_seq ?? 0);
+  }
+
+  /**
+   * When the alarm must wake for the projection: only when a retry is scheduled. A flush in
+   * flight needs no alarm; if the object dies during it, `resume` schedules one on restart.
+   */
+  wakeAtMs(): number | null {
+    return this.behind() ? this.retryAtMs : null;
+  }
+
+  /** On start: events past the cursor and nothing scheduled (evicted mid-flush) -> retry now. */
+  resume(now: number): void {
+    if (this.behind() && this.retryAtMs === null) this.retryAtMs = now;
+  }
+
+  status(now: number): ProjectionStatus {
+    const account = this.source.account();
+    const last = account?.last_seq ?? 0;
+    const headAt = account === null ? now : Date.parse(account.updated_at);
+    const projectedAt = this.projectedAt === null ? headAt : Date.parse(this.projectedAt);
+    return {
+      last_seq: last,
+      projected_seq: this.projectedSeq,
+      lag_ms: this.projectedSeq >= last ? 0 : Math.max(0, headAt - projectedAt),
+      failures: this.failures,
+      retry_at: this.retryAtMs === null ? null : new Date(this.retryAtMs).toISOString(),
+    };
+  }
+
+  /** Starts a flush, or joins the one running. Never rejects: failures become retries. */
+  flush(): Promise<void> {
+    if (this.running === null) {
+      this.running = this.loop(PROJECTION_BATCHES_PER_RUN_MAX, false).finally(() => {
+        this.running = null;
+      });
+    }
+    return this.running;
+  }
+
+  /**
+   * Rebuilds the account's D1 rows from the whole log: the first batch deletes them and
+   * re-inserts from seq 1, later batches continue until the head. Serialised with flushes.
+   */
+  async reproject(): Promise<ProjectionStatus> {
+    while (this.running !== null) await this.running;
+    const rebuild = this.loop(Number.POSITIVE_INFINITY, true);
+    // Commands that ask for a flush meanwhile join this run; they must never see its error.
+    this.running = rebuild
+      .catch(() => undefined)
+      .finally(() => {
+        this.running = null;
+      });
+    await rebuild;
+    return this.status(Date.now());
+  }
+
+  private async loop(batchesMax: number, rebuild: boolean): Promise<void> {
+    let from = rebuild ? 0 : this.projectedSeq;
+    for (let batch = 0; batch < batchesMax; batch++) {
+      const account = this.source.account();
+      if (account === null || (from >= account.last_seq && !(rebuild && batch === 0))) return;
+      const events = this.source.eventsAfter(from, PROJECTION_BATCH_EVENTS_MAX);
+      const statements = rebuild && batch === 0 ? deleteAccountStatements(this.db, account.account_id) : [];
+      for (const event of events) statements.push(...eventStatements(this.db, account.account_id, event));
+      const last = events.at(-1);
+      // The snapshot belongs to the head: only the batch that reaches it carries the account row.
+      const reachesHead = last === undefined || last.seq === account.last_seq;
+      if (reachesHead) statements.push(accountStatement(this.db, account, Date.now()));
+      try {
+        await this.sink(statements);
+      } catch (error) {
+        this.failed(error);
+        this.source.wake();
+        if (rebuild) throw error;
+        return;
+      }
+      if (last !== undefined) {
+        from = last.seq;
+        if (last.seq > this.projectedSeq || rebuild) {
+          this.projectedSeq = Math.max(this.projectedSeq, last.seq);
+          this.projectedAt = last.at;
+        }
+      }
+      this.failures = 0;
+      this.retryAtMs = null;
+      this.persist();
+    }
+    // Out of batches for this run with events left: the alarm continues at once.
+    if (this.behind()) {
+      this.retryAtMs = Date.now();
+      this.persist();
+      this.source.wake();
+    }
+  }
+
+  private failed(error: unknown): void {
+    this.failures += 1;
+    const backoff = Math.min(PROJECTION_BACKOFF_MS_MIN * 2 ** (this.failures - 1), PROJECTION_BACKOFF_MS_MAX);
+    this.retryAtMs = Date.now() + backoff;
+    this.persist();
+    // The error text of D1 only; statements and their values are never logged.
+    console.warn(JSON.stringify({ msg: "projection_failed", failures: this.failures, error: String(error) }));
+  }
+
+  private persist(): void {
+    this.rowsWritten += this.sql.exec(
+      "INSERT INTO projection (id, projected_seq, projected_at, failures, retry_at_ms) VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET projected_seq = excluded.projected_seq, projected_at = excluded.projected_at, failures = excluded.failures, retry_at_ms = excluded.retry_at_ms",
+      this.projectedSeq,
+      this.projectedAt,
+      this.failures,
+      this.retryAtMs,
+    ).rowsWritten;
+  }
+}

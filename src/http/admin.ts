@@ -1,0 +1,67 @@
+/** Operator routes for the read side: rebuild, projection status, reconciliation. */
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { ReadResult } from "../../durable-objects/account";
+import { reconcile } from "../projection/reconcile";
+import { accountStub, reply } from "./accounts";
+import type { AppEnv } from "./context";
+import { defineRoute } from "./route";
+import {
+  AccountParams,
+  ProjectionStatusSchema,
+  RECONCILE_ACCOUNTS_MAX,
+  ReconcileBody,
+  ReconcileResult,
+} from "./schemas";
+
+export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/admin/accounts/{account_id}/reproject",
+      summary: "Rebuild the account's D1 rows from its event log",
+      description: "Idempotent: deletes the account's rows and projects the whole log again, up to the head.",
+      params: AccountParams,
+      success: { status: 200, schema: ProjectionStatusSchema, description: "The projection after the rebuild." },
+      errors: ["account_not_found"],
+    },
+    async (c, { params }) =>
+      reply(c, (await accountStub(c.env, params.account_id).reproject()) as ReadResult<unknown>, 200),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/admin/accounts/{account_id}/projection",
+      summary: "The account's projection cursor and lag",
+      params: AccountParams,
+      success: { status: 200, schema: ProjectionStatusSchema, description: "Cursor, lag, failures." },
+      errors: [],
+    },
+    async (c, { params }) => c.json(await accountStub(c.env, params.account_id).projectionStatus()),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/admin/reconcile",
+      summary: "Compare D1 snapshots with the ledger; report or repair drift",
+      description: `Checks the given account_ids, or the next page of D1 accounts (at most ${RECONCILE_ACCOUNTS_MAX}).`,
+      body: ReconcileBody,
+      bodyOptional: true,
+      success: { status: 200, schema: ReconcileResult, description: "One verdict per account." },
+      errors: [],
+    },
+    async (c, { body }) =>
+      c.json(
+        await reconcile(c.env, {
+          ...(body.account_ids === undefined ? {} : { account_ids: body.account_ids }),
+          ...(body.cursor === undefined ? {} : { cursor: body.cursor }),
+          repair: body.repair ?? false,
+          limit: body.limit ?? RECONCILE_ACCOUNTS_MAX,
+        }),
+      ),
+  );
+}

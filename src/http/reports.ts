@@ -1,0 +1,110 @@
+/**
+ * The reporting routes: read the D1 read side (eventually consistent with the ledger; every
+ * answer says how fresh it is in `as_of`).
+ */
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import {
+  balancesReport,
+  refundsReport,
+  reservationsReport,
+  transactionsReport,
+  trialBalanceReport,
+  usageReport,
+} from "../reports/queries";
+import type { AppEnv } from "./context";
+import { defineRoute } from "./route";
+import {
+  BalancesReportQuery,
+  RefundsReportQuery,
+  ReportPage,
+  ReservationsReportQuery,
+  TransactionsReportQuery,
+  TrialBalance,
+  TrialBalanceQuery,
+  UsageReportQuery,
+} from "./schemas";
+
+const page = { status: 200, schema: ReportPage, description: "A page of rows, the next cursor and `as_of`." };
+
+export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/reports/balances",
+      summary: "Accounts with their balances",
+      query: BalancesReportQuery,
+      success: page,
+      errors: [],
+    },
+    async (c, { query }) => c.json(await balancesReport(c.env.DB, query)),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/reports/transactions",
+      summary: "Events across accounts (time order) or of one account (seq order)",
+      query: TransactionsReportQuery,
+      success: page,
+      errors: [],
+    },
+    async (c, { query }) => {
+      const { type, ...rest } = query;
+      return c.json(await transactionsReport(c.env.DB, { ...rest, ...(type === undefined ? {} : { types: type }) }));
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/reports/usage",
+      summary: "Cost and token totals grouped by day, account, service_id, provider, model, alias",
+      query: UsageReportQuery,
+      success: page,
+      errors: [],
+    },
+    async (c, { query }) => c.json(await usageReport(c.env.DB, query)),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/reports/reservations",
+      summary: "Reservations by status; open ones past expired_before are stale holds",
+      query: ReservationsReportQuery,
+      success: page,
+      errors: [],
+    },
+    async (c, { query }) => c.json(await reservationsReport(c.env.DB, query)),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/reports/refunds",
+      summary: "Refunds with their charges",
+      query: RefundsReportQuery,
+      success: page,
+      errors: [],
+    },
+    async (c, { query }) => c.json(await refundsReport(c.env.DB, query)),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/reports/trial-balance",
+      summary: "Debit and credit totals per ledger account from the journal; they must be equal",
+      query: TrialBalanceQuery,
+      success: { status: 200, schema: TrialBalance, description: "The trial balance at `at` (default now)." },
+      errors: [],
+    },
+    async (c, { query }) => c.json(await trialBalanceReport(c.env.DB, query.at ?? new Date().toISOString())),
+  );
+}

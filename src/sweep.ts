@@ -1,0 +1,75 @@
+/**
+ * The scheduled sweep (Cron Trigger, every minute). Durable Object alarms are at-least-once but
+ * can be lost (local dev drops them across restarts), so the sweep nudges, from D1:
+ *   1. accounts holding open reservations past expiry plus a grace period, and
+ *   2. the next slice of all accounts in a round-robin (the projection of an account whose
+ *      alarm was lost cannot be seen lagging from D1, so every account is visited in turn).
+ * A nudge settles what is due, re-arms the alarm and catches the projection up; it is
+ * idempotent and serialised inside each object, so the sweep is safe alongside alarms and
+ * alongside another sweep.
+ */
+import type { Env } from "./env";
+
+/** Expired holds are left to their own alarm for this long before the sweep steps in. */
+export const SWEEP_GRACE_MS = 60_000;
+/** Accounts nudged per run for stale reservations, and for the round-robin. */
+export const SWEEP_STALE_ACCOUNTS_MAX = 100;
+export const SWEEP_ROUND_ROBIN_ACCOUNTS_MAX = 100;
+
+export interface SweepReport {
+  stale_accounts: number;
+  round_robin_accounts: number;
+  nudged: number;
+  failed: number;
+  lagging: number;
+  worst_lag_ms: number;
+}
+
+export async function runSweep(env: Env, nowMs: number): Promise<SweepReport> {
+  const threshold = new Date(nowMs - SWEEP_GRACE_MS).toISOString();
+  const stale = await env.DB.prepare(
+    "SELECT DISTINCT account_id FROM reservations WHERE status = 'open' AND expires_at < ? ORDER BY account_id LIMIT ?",
+  )
+    .bind(threshold, SWEEP_STALE_ACCOUNTS_MAX)
+    .all<{ account_id: string }>();
+
+  const position = await env.DB.prepare("SELECT value FROM sweep_state WHERE key = 'round_robin_after'").first<{
+    value: string;
+  }>();
+  let round = await env.DB.prepare("SELECT account_id FROM accounts WHERE account_id > ? ORDER BY account_id LIMIT ?")
+    .bind(position?.value ?? "", SWEEP_ROUND_ROBIN_ACCOUNTS_MAX)
+    .all<{ account_id: string }>();
+  if (round.results.length === 0 && (position?.value ?? "") !== "") {
+    round = await env.DB.prepare("SELECT account_id FROM accounts ORDER BY account_id LIMIT ?")
+      .bind(SWEEP_ROUND_ROBIN_ACCOUNTS_MAX)
+      .all<{ account_id: string }>();
+  }
+  const last = round.results.at(-1)?.account_id ?? "";
+  await env.DB.prepare(
+    "INSERT INTO sweep_state (key, value) VALUES ('round_robin_after', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+  )
+    .bind(last)
+    .run();
+
+  const ids = [...new Set([...stale.results, ...round.results].map((r) => r.account_id))];
+  const outcomes = await Promise.allSettled(ids.map((id) => env.ACCOUNTS.getByName(id).nudge()));
+  const report: SweepReport = {
+    stale_accounts: stale.results.length,
+    round_robin_accounts: round.results.length,
+    nudged: 0,
+    failed: 0,
+    lagging: 0,
+    worst_lag_ms: 0,
+  };
+  for (const outcome of outcomes) {
+    if (outcome.status === "rejected") {
+      report.failed += 1;
+      continue;
+    }
+    report.nudged += 1;
+    if (outcome.value.projected_seq < outcome.value.last_seq) report.lagging += 1;
+    report.worst_lag_ms = Math.max(report.worst_lag_ms, outcome.value.lag_ms);
+  }
+  console.log(JSON.stringify({ msg: "sweep", ...report }));
+  return report;
+}
