@@ -166,3 +166,32 @@ describe("projection under D1 failures", () => {
     await expectD1EqualsLog(id);
   });
 });
+
+describe("projection cost", () => {
+  it("writes a bounded number of D1 rows per event (the runtime's own rows_written)", async () => {
+    const id = await openAccount(100_000);
+    await drain(id);
+    let rows = 0;
+    let events = 0;
+    await setSink(id, (real) => async (statements) => {
+      const results = (await real(statements)) as D1Result[];
+      rows += results.reduce((sum, r) => sum + (r.meta.rows_written ?? 0), 0);
+      return results;
+    });
+    const before = (await stub(id).projectionStatus()).projected_seq;
+    for (let i = 0; i < 20; i++) {
+      await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: `r${i}`, amount: 10 });
+      await api("POST", `/v1/accounts/${id}/reservations/r${i}/capture`, { amount: 7, usage: { input_tokens: 5 } });
+    }
+    await drain(id);
+    events = (await stub(id).projectionStatus()).projected_seq - before;
+    expect(events).toBe(40);
+    const perEvent = rows / events;
+    console.log(JSON.stringify({ d1_rows_written_per_event_one_at_a_time: perEvent }));
+    // Each flush here carries one event plus the account row (no batching at this pace):
+    // event row + time index, reservation insert (+ open index) or update, and the account row
+    // with its two indexes. Under load one account row serves a whole batch.
+    expect(perEvent).toBeGreaterThan(2);
+    expect(perEvent).toBeLessThanOrEqual(7);
+  });
+});
