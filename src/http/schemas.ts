@@ -167,6 +167,7 @@ export const AccountResponse = z
     status: z.enum(["active", "frozen"]),
     open_reservations: z.number().int(),
     last_seq: z.number().int(),
+    head_hash: z.string().openapi({ description: "Hash of the newest event (the head of the hash chain)." }),
     created_at: Time,
     updated_at: Time,
     metadata: Metadata,
@@ -281,6 +282,7 @@ export const Event = z
     at: Time,
     balance_after: Minor,
     reserved_after: Minor,
+    hash: z.string(),
   })
   .catchall(z.unknown())
   .openapi("Event", { description: "One ledger event; the fields after `type` depend on it (see README)." });
@@ -309,14 +311,35 @@ export const REPORT_PAGE_LIMIT_DEFAULT = 100;
 /** A cursor is a few keys; anything longer is not one of ours. */
 const CURSOR_LENGTH_MAX = 1_024;
 
+/** True for a real RFC 3339 date-time: the calendar fields must exist (no 30 February, no hour 24). */
+export function isRfc3339(value: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-](\d{2}):(\d{2}))$/i.exec(value);
+  if (m === null) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  const offsetOk = m[8]?.toUpperCase() === "Z" || (Number(m[9]) <= 23 && Number(m[10]) <= 59);
+  return (
+    offsetOk &&
+    date.getUTCFullYear() === year &&
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    date.getUTCHours() === hour &&
+    date.getUTCMinutes() === minute &&
+    date.getUTCSeconds() === second
+  );
+}
+
 const Rfc3339 = z
   .string()
   .max(40)
-  .refine(
-    (s) =>
-      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/.test(s) && !Number.isNaN(Date.parse(s)),
-    "must be an RFC 3339 time",
-  )
+  .refine(isRfc3339, "must be an RFC 3339 date-time")
   // Stored times are UTC ISO strings with milliseconds; compare in the same form.
   .transform((s) => new Date(s).toISOString())
   .openapi({ format: "date-time", example: "2026-11-28T00:00:00Z" });

@@ -197,8 +197,13 @@ export async function usageReport(db: D1Database, q: UsageQuery): Promise<Page> 
   const sql = `SELECT * FROM (${inner}) ${keyset.sql === "" ? "" : `WHERE ${keyset.sql}`}${
     keyNames.length > 0 ? ` ORDER BY ${keyNames.join(", ")}` : ""
   }`;
-  const result = await page(db, sql, [...f.binds, ...keyset.binds], q.limit, (row) =>
-    keyNames.map((k) => row[k] as string),
+  const result = await page(
+    db,
+    sql,
+    [...f.binds, ...keyset.binds],
+    q.limit,
+    (row) => keyNames.map((k) => row[k] as string),
+    q.account_id,
   );
   return {
     ...result,
