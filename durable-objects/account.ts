@@ -245,12 +245,13 @@ export class AccountDurableObject extends DurableObject<Env> {
       for (const event of events) {
         evolve(state, event);
         write(
-          "INSERT INTO events (seq, type, at, balance_after, reserved_after, body) VALUES (?, ?, ?, ?, ?, ?)",
+          "INSERT INTO events (seq, type, at, balance_after, reserved_after, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
           event.seq,
           event.type,
           event.at,
           event.balance_after,
           event.reserved_after,
+          event.hash,
           JSON.stringify(event),
         );
         if ("reservation_id" in event) touchedReservations.add(event.reservation_id);
@@ -522,8 +523,8 @@ export class AccountDurableObject extends DurableObject<Env> {
       .toArray()[0];
     if (row === undefined) return;
     const head = this.sql
-      .exec<{ seq: number; at: string; balance_after: number; reserved_after: number }>(
-        "SELECT seq, at, balance_after, reserved_after FROM events ORDER BY seq DESC LIMIT 1",
+      .exec<{ seq: number; at: string; balance_after: number; reserved_after: number; hash: string }>(
+        "SELECT seq, at, balance_after, reserved_after, hash FROM events ORDER BY seq DESC LIMIT 1",
       )
       .one();
     const holds = this.sql
@@ -540,6 +541,7 @@ export class AccountDurableObject extends DurableObject<Env> {
       reserved: head.reserved_after,
       open_reservations: holds.n,
       last_seq: head.seq,
+      head_hash: head.hash,
       created_at: row.created_at,
       updated_at: head.at,
       metadata: JSON.parse(row.metadata) as AccountState["metadata"],

@@ -58,6 +58,10 @@ export const MIGRATIONS: readonly string[] = [
     retry_at_ms INTEGER
   );
   `,
+  `
+  -- The hash chain's links as a column, so the head hash is read without parsing a body.
+  ALTER TABLE events ADD COLUMN hash TEXT;
+  `,
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -15,6 +15,9 @@
  * Replays come before state checks on purpose: a retry of an operation that succeeded must
  * succeed again even if the account has since been frozen or spent.
  */
+
+import { canonicalJson } from "./canonical";
+import { chainHash, GENESIS_HASH } from "./chain";
 import type {
   AdjustBalance,
   CaptureReservation,
@@ -517,8 +520,9 @@ function assertCreditLimit(limit: Minor): void {
 }
 
 /**
- * Stamps decided event bodies with their seq, time, id and the balances after each, in order.
- * `nextEventId` is the shell's id source (ULIDs in production, a counter in tests).
+ * Stamps decided event bodies with their seq, time, id, the balances after each and the hash
+ * chain, in order. `nextEventId` is the shell's id source (ULIDs in production, a counter in
+ * tests). Event time never goes backwards, even if the clock does.
  */
 export function stamp(
   bodies: readonly EventBody[],
@@ -529,30 +533,16 @@ export function stamp(
   let seq = account?.last_seq ?? 0;
   let balance = account?.balance ?? 0;
   let reserved = account?.reserved ?? 0;
-  const at = new Date(now).toISOString();
+  let prevHash = account?.head_hash ?? GENESIS_HASH;
+  const at = new Date(account === null ? now : Math.max(now, Date.parse(account.updated_at))).toISOString();
   return bodies.map((body) => {
     const effect = eventEffect(body);
     seq += 1;
     balance += effect.balance;
     reserved += effect.reserved;
     assert(Number.isSafeInteger(balance) && Number.isSafeInteger(reserved), "balances stay exact");
-    return {
-      ...body,
-      seq,
-      event_id: nextEventId(),
-      at,
-      balance_after: balance,
-      reserved_after: reserved,
-    } as LedgerEvent;
-  });
-}
-
-/** JSON with object keys sorted, so that {a,b} and {b,a} compare equal. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => {
-    if (v === null || typeof v !== "object" || Array.isArray(v)) return v;
-    return Object.fromEntries(
-      Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-    );
+    const unhashed = { ...body, seq, event_id: nextEventId(), at, balance_after: balance, reserved_after: reserved };
+    prevHash = chainHash(prevHash, unhashed);
+    return { ...unhashed, hash: prevHash } as LedgerEvent;
   });
 }

@@ -14,6 +14,8 @@ interface EventBase {
   at: string;
   balance_after: Minor;
   reserved_after: Minor;
+  /** SHA-256 of the previous hash and this event's canonical JSON (src/domain/chain.ts). */
+  hash: string;
 }
 
 export interface AccountOpened extends EventBase {

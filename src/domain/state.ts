@@ -7,6 +7,8 @@
  * materialises only the slice a command touches (the account, one reservation, one charge,
  * one prior operation) and evolves that slice with this same function.
  */
+
+import { expectedHash, GENESIS_HASH } from "./chain";
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import { eventEffect, type LedgerEvent, unreachable } from "./events";
 import { assert, type Minor } from "./money";
@@ -22,6 +24,8 @@ export interface AccountState {
   reserved: Minor;
   open_reservations: number;
   last_seq: number;
+  /** Hash of the newest event: the head of the chain. */
+  head_hash: string;
   created_at: string;
   updated_at: string;
   metadata: Metadata;
@@ -128,11 +132,15 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
   assert(balance === event.balance_after, `seq ${event.seq}: balance_after ${event.balance_after} != ${balance}`);
   assert(reserved === event.reserved_after, `seq ${event.seq}: reserved_after ${event.reserved_after} != ${reserved}`);
   assert(reserved >= 0, `seq ${event.seq}: reserved < 0`);
+  assert(
+    event.hash === expectedHash(previous?.head_hash ?? GENESIS_HASH, event),
+    `seq ${event.seq}: hash does not chain from the previous event`,
+  );
 
   let account: AccountState =
     previous === null
       ? openedAccount(event)
-      : { ...previous, balance, reserved, last_seq: event.seq, updated_at: event.at };
+      : { ...previous, balance, reserved, last_seq: event.seq, head_hash: event.hash, updated_at: event.at };
 
   switch (event.type) {
     case "AccountOpened":
@@ -221,6 +229,7 @@ function openedAccount(event: LedgerEvent): AccountState {
     reserved: 0,
     open_reservations: 0,
     last_seq: event.seq,
+    head_hash: event.hash,
     created_at: event.at,
     updated_at: event.at,
     metadata: event.metadata,

@@ -70,6 +70,7 @@ describe("accounts", () => {
         "created_at",
         "credit_limit",
         "currency",
+        "head_hash",
         "last_seq",
         "metadata",
         "open_reservations",

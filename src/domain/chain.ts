@@ -1,0 +1,24 @@
+/**
+ * The hash chain that makes an account's history tamper-evident:
+ *
+ *   hash(event) = SHA-256( prev_hash || JCS(event without its "hash" member) )
+ *
+ * where prev_hash is the previous event's hash as 64 lower-case hex characters (GENESIS_HASH
+ * for seq 1), `||` is concatenation of the ASCII hex and the UTF-8 bytes of the canonical JSON
+ * (src/domain/canonical.ts), and the result is lower-case hex. SHA-256 is synchronous here
+ * (node:crypto), so the chain is computed inside the same synchronous append as the event.
+ */
+import { createHash } from "node:crypto";
+import { canonicalJson } from "./canonical";
+
+export const GENESIS_HASH = "0".repeat(64);
+
+export function chainHash(prevHash: string, eventWithoutHash: object): string {
+  return createHash("sha256").update(prevHash).update(canonicalJson(eventWithoutHash)).digest("hex");
+}
+
+/** The hash an event must carry, given the hash before it. */
+export function expectedHash(prevHash: string, event: { hash: string }): string {
+  const { hash: _hash, ...rest } = event;
+  return chainHash(prevHash, rest);
+}
