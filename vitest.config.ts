@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from "node:crypto";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
@@ -5,13 +6,21 @@ import { defineConfig } from "vitest/config";
 // wrangler.toml, local SQLite for Durable Objects and D1, and no route to Cloudflare.
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
+  // A fresh checkpoint-signing key per run, made the way `npm start` makes one.
+  const auditSigningKey = generateKeyPairSync("ed25519")
+    .privateKey.export({ format: "der", type: "pkcs8" })
+    .toString("base64");
   return {
     plugins: [
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
         remoteBindings: false,
         miniflare: {
-          bindings: { ADMIN_API_KEY: "test-admin-key", TEST_MIGRATIONS: migrations },
+          bindings: {
+            ADMIN_API_KEY: "test-admin-key",
+            AUDIT_SIGNING_KEY: auditSigningKey,
+            TEST_MIGRATIONS: migrations,
+          },
         },
       }),
     ],

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // `npm start`: prepares a local ledger and serves it on http://127.0.0.1:8787.
-//   1. creates the git-ignored .dev.vars with a random ADMIN_API_KEY if it has none
-//      (the key is written to the file, never printed);
+//   1. creates the git-ignored .dev.vars with a random ADMIN_API_KEY and an Ed25519
+//      AUDIT_SIGNING_KEY if it has none (written to the file, never printed);
 //   2. applies the D1 migrations to the local database under .wrangler/state;
 //   3. runs `wrangler dev` (workerd + local SQLite for Durable Objects and D1).
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
@@ -17,6 +17,9 @@ const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };
 /** Secrets the local ledger needs, each generated once. */
 const GENERATED_SECRETS = {
   ADMIN_API_KEY: () => `oel_admin_${randomBytes(32).toString("base64url")}`,
+  // Ed25519 private key (PKCS#8, base64) that signs audit checkpoints.
+  AUDIT_SIGNING_KEY: () =>
+    generateKeyPairSync("ed25519").privateKey.export({ format: "der", type: "pkcs8" }).toString("base64"),
 };
 
 function ensureDevVars() {
@@ -30,6 +33,7 @@ function ensureDevVars() {
   console.log(`start: local secrets are in ${DEV_VARS}`);
 }
 
+/** @param {string[]} args @param {import("node:child_process").SpawnSyncOptions} options */
 function wrangler(args, options = {}) {
   return spawnSync("wrangler", args, { stdio: "inherit", env, ...options });
 }
@@ -45,5 +49,5 @@ const dev = spawn("wrangler", ["dev", "--ip", HOST, "--port", PORT, ...process.a
   stdio: "inherit",
   env,
 });
-for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => dev.kill(signal));
+for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) process.on(signal, () => dev.kill(signal));
 dev.on("exit", (code) => process.exit(code ?? 0));

@@ -8,4 +8,6 @@ export interface Env {
   DB: D1Database;
   /** Bootstrap admin bearer token (a secret: `wrangler secret put ADMIN_API_KEY`). */
   ADMIN_API_KEY: string;
+  /** Ed25519 private key (PKCS#8, base64) that signs audit checkpoints (a secret). */
+  AUDIT_SIGNING_KEY?: string;
 }

@@ -6,11 +6,13 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { ulid } from "ulid";
+import { AuditKeyUnavailable } from "../audit/signing";
 import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
 import { AssertionError } from "../domain/money";
 import { BadCursor } from "../reports/cursor";
 import { notFound, registerAccountRoutes } from "./accounts";
 import { registerAdminRoutes } from "./admin";
+import { registerAuditRoutes } from "./audit";
 import { bearerAuth } from "./auth";
 import type { AppEnv } from "./context";
 import { problem, problemResponse } from "./problem";
@@ -47,6 +49,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   registerAccountRoutes(app);
   registerReportRoutes(app);
   registerAdminRoutes(app);
+  registerAuditRoutes(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", {
@@ -62,6 +65,17 @@ export function createApp(): OpenAPIHono<AppEnv> {
 
   app.notFound(notFound);
   app.onError((error, c) => {
+    if (error instanceof AuditKeyUnavailable) {
+      console.error(
+        JSON.stringify({ msg: "audit_key_unavailable", request_id: c.get("requestId"), error: error.message }),
+      );
+      return problemResponse(
+        c,
+        problem("audit_key_unavailable", "Checkpoints cannot be signed: the audit signing key is not configured.", {
+          instance: c.req.path,
+        }),
+      );
+    }
     if (error instanceof BadCursor) {
       return problemResponse(
         c,

@@ -14,6 +14,7 @@ export type EdgeErrorCode =
   | "method_not_allowed"
   | "payload_too_large"
   | "unsupported_media_type"
+  | "audit_key_unavailable"
   | "internal_error";
 
 export type ProblemCode = RejectionCode | EdgeErrorCode;
@@ -37,6 +38,7 @@ export const PROBLEM_STATUS: Record<ProblemCode, number> = {
   too_many_open_reservations: 422,
   account_frozen: 423,
   internal_error: 500,
+  audit_key_unavailable: 503,
 };
 
 const TITLES: Record<ProblemCode, string> = {
@@ -58,6 +60,7 @@ const TITLES: Record<ProblemCode, string> = {
   too_many_open_reservations: "Too many open reservations",
   account_frozen: "Account frozen",
   internal_error: "Internal error",
+  audit_key_unavailable: "Audit signing key unavailable",
 };
 
 export interface FieldError {

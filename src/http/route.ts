@@ -20,7 +20,7 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
   body?: B;
   /** An empty body counts as `{}` (e.g. release, whose fields are all optional). */
   bodyOptional?: boolean;
-  success: { status: number; schema: z.ZodType; description: string; replayStatus?: number };
+  success: { status: number; schema: z.ZodType; description: string; replayStatus?: number; mediaType?: string };
   errors: ProblemCode[];
   security?: boolean;
 }
@@ -47,7 +47,7 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
   const responses: Record<string, { description: string; content: Record<string, { schema: z.ZodType }> }> = {
     [spec.success.status]: {
       description: spec.success.description,
-      content: { "application/json": { schema: spec.success.schema } },
+      content: { [spec.success.mediaType ?? "application/json"]: { schema: spec.success.schema } },
     },
   };
   if (spec.success.replayStatus !== undefined && spec.success.replayStatus !== spec.success.status) {

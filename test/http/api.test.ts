@@ -412,6 +412,11 @@ describe("openapi", () => {
         "POST /v1/admin/accounts/{account_id}/reproject",
         "GET /v1/admin/accounts/{account_id}/projection",
         "POST /v1/admin/reconcile",
+        "GET /v1/accounts/{account_id}/events/export",
+        "GET /v1/accounts/{account_id}/balance",
+        "GET /v1/accounts/{account_id}/verify",
+        "GET /v1/accounts/{account_id}/checkpoint",
+        "GET /v1/audit/public-key",
       ].sort(),
     );
     const reserve = doc.paths["/v1/accounts/{account_id}/reservations"]?.post;

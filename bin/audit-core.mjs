@@ -1,0 +1,328 @@
+// @ts-check
+/**
+ * The offline auditor's core: an independent re-implementation of the ledger's published rules
+ * (README "For auditors"), written without the ledger's code so that a bug in the ledger is not
+ * mirrored here. It runs on plain Node (bin/ledger-audit.mjs) and inside workerd (the tests),
+ * so the two platform-specific operations, SHA-256 and Ed25519 verification, are passed in.
+ *
+ * It consumes events one at a time (streaming) and keeps only what the rules need: the
+ * running balances, the hold of each reservation still open, and the refundable remainder of
+ * each charge.
+ */
+
+export const GENESIS_HASH = "0".repeat(64);
+
+/**
+ * RFC 8785 (JCS) canonical JSON for the values a ledger event holds: object members sorted by
+ * the UTF-16 code units of their names, no insignificant white space, JSON string escaping,
+ * numbers in ECMAScript shortest form.
+ * @param {unknown} value
+ * @returns {string}
+ */
+export function canonicalize(value) {
+  if (value === null || typeof value === "boolean") return JSON.stringify(value);
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new Error("non-finite number");
+    return JSON.stringify(value);
+  }
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonicalize).join(",")}]`;
+  if (typeof value === "object") {
+    const record = /** @type {Record<string, unknown>} */ (value);
+    const keys = Object.keys(record)
+      .filter((k) => record[k] !== undefined)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalize(record[k])}`).join(",")}}`;
+  }
+  throw new Error(`cannot canonicalize a ${typeof value}`);
+}
+
+/** @typedef {{ seq: number, reason: string }} Failure */
+/** @typedef {(text: string) => string} Sha256Hex */
+/**
+ * @typedef {object} Summary
+ * @property {number} events
+ * @property {string | null} account_id
+ * @property {string | null} currency
+ * @property {number} head_seq
+ * @property {string} head_hash
+ * @property {number} balance
+ * @property {number} reserved
+ * @property {number} available
+ * @property {number} open_reservations
+ */
+
+const MONEY_MAX = 2 ** 53 - 1;
+const isInt = (/** @type {unknown} */ v) => typeof v === "number" && Number.isSafeInteger(v);
+const isAmount = (/** @type {unknown} */ v) =>
+  isInt(v) && /** @type {number} */ (v) > 0 && /** @type {number} */ (v) <= MONEY_MAX;
+const isAmountOrZero = (/** @type {unknown} */ v) => isInt(v) && /** @type {number} */ (v) >= 0;
+const isId = (/** @type {unknown} */ v) => typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/.test(v);
+
+/**
+ * Verifies a stream of events pushed in order. `push` returns null while all is well and the
+ * first failure otherwise (after which the verifier refuses more input).
+ */
+export class ChainVerifier {
+  /** @param {{ sha256Hex: Sha256Hex }} options */
+  constructor(options) {
+    this.sha256Hex = options.sha256Hex;
+    /** @type {Failure | null} */
+    this.failure = null;
+    this.seq = 0;
+    this.hash = GENESIS_HASH;
+    this.balance = 0;
+    this.reserved = 0;
+    this.lastAt = "";
+    /** @type {string | null} */
+    this.accountId = null;
+    /** @type {string | null} */
+    this.currency = null;
+    /** Open holds: reservation_id -> amount. */
+    /** @type {Map<string, number>} */
+    this.open = new Map();
+    /** Sum of the open holds, kept next to the map. */
+    this.openSum = 0;
+    /** Every reservation id ever used (a reservation ends once and is never reused). */
+    /** @type {Set<string>} */
+    this.reservationIds = new Set();
+    /** Charges: charge_id -> [amount, refunded]. */
+    /** @type {Map<string, [number, number]>} */
+    this.charges = new Map();
+    /** Idempotency keys consumed (credit, refund, adjustment ids). */
+    /** @type {Set<string>} */
+    this.keys = new Set();
+    /** The event each checkpointable seq had: seq -> [hash, balance, reserved]; only those asked for. */
+    /** @type {Map<number, [string, number, number]>} */
+    this.marks = new Map();
+    /** @type {Set<number>} */
+    this.wanted = new Set();
+  }
+
+  /** Remember the state at `seq` so a checkpoint can be compared with it later. @param {number} seq */
+  watch(seq) {
+    this.wanted.add(seq);
+  }
+
+  /**
+   * @param {unknown} raw one parsed NDJSON line
+   * @returns {Failure | null}
+   */
+  push(raw) {
+    if (this.failure !== null) return this.failure;
+    const expectedSeq = this.seq + 1;
+    const fail = (/** @type {string} */ reason, seq = expectedSeq) => {
+      this.failure = { seq, reason };
+      return this.failure;
+    };
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return fail("line is not a JSON object");
+    const e = /** @type {Record<string, any>} */ (raw);
+    if (e.seq !== expectedSeq) {
+      return fail(
+        isInt(e.seq)
+          ? `expected seq ${expectedSeq}, found seq ${e.seq} (missing, extra or reordered events)`
+          : "seq is not an integer",
+      );
+    }
+    if (typeof e.hash !== "string" || !/^[0-9a-f]{64}$/.test(e.hash)) return fail("hash is missing or malformed");
+    const { hash, ...unhashed } = e;
+    const expectedHash = this.sha256Hex(this.hash + canonicalize(unhashed));
+    if (hash !== expectedHash) return fail(`hash does not chain from seq ${this.seq} (content or order was altered)`);
+    if (typeof e.at !== "string" || Number.isNaN(Date.parse(e.at)) || e.at < this.lastAt)
+      return fail("time is missing or goes backwards");
+    if (typeof e.event_id !== "string" || e.event_id.length === 0) return fail("event_id is missing");
+
+    const effect = this.apply(e);
+    if (typeof effect === "string") return fail(effect);
+    const balance = this.balance + effect[0];
+    const reserved = this.reserved + effect[1];
+    if (e.balance_after !== balance) return fail(`balance_after is ${e.balance_after}, the fold gives ${balance}`);
+    if (e.reserved_after !== reserved) return fail(`reserved_after is ${e.reserved_after}, the fold gives ${reserved}`);
+    if (reserved < 0) return fail("reserved went negative");
+    if (Math.abs(balance) > MONEY_MAX || reserved > MONEY_MAX) return fail("balance left the exact-integer range");
+    if (this.openSum !== reserved) return fail(`reserved ${reserved} differs from the open holds ${this.openSum}`);
+
+    this.seq = expectedSeq;
+    this.hash = hash;
+    this.balance = balance;
+    this.reserved = reserved;
+    this.lastAt = e.at;
+    if (this.wanted.has(this.seq)) this.marks.set(this.seq, [hash, balance, reserved]);
+    return null;
+  }
+
+  /**
+   * The rules per event type. Returns [balance change, reserved change] or the reason to fail.
+   * @param {Record<string, any>} e
+   * @returns {[number, number] | string}
+   */
+  apply(e) {
+    if (this.seq === 0 && e.type !== "AccountOpened") return "the first event must be AccountOpened";
+    switch (e.type) {
+      case "AccountOpened":
+        if (this.seq !== 0) return "AccountOpened after the first event";
+        if (!isId(e.account_id) || typeof e.currency !== "string") return "AccountOpened lacks account_id or currency";
+        if (!isAmountOrZero(e.credit_limit)) return "credit_limit must be a non-negative integer";
+        this.accountId = e.account_id;
+        this.currency = e.currency;
+        return [0, 0];
+      case "AccountUpdated":
+        if (!isAmountOrZero(e.credit_limit) || (e.status !== "active" && e.status !== "frozen")) {
+          return "AccountUpdated has an invalid credit_limit or status";
+        }
+        return [0, 0];
+      case "FundsCredited":
+        if (!isAmount(e.amount)) return "credit amount must be a positive integer";
+        if (!this.useKey(`credit:${e.credit_id}`)) return `credit_id ${e.credit_id} applied twice`;
+        return [e.amount, 0];
+      case "BalanceAdjusted":
+        if (!isInt(e.amount) || e.amount === 0) return "adjustment must be a non-zero integer";
+        if (typeof e.reason !== "string" || e.reason.length === 0) return "adjustment without a reason";
+        if (!this.useKey(`adjustment:${e.adjustment_id}`)) return `adjustment_id ${e.adjustment_id} applied twice`;
+        return [e.amount, 0];
+      case "FundsReserved":
+        if (!isAmount(e.amount)) return "reservation amount must be a positive integer";
+        if (!isId(e.reservation_id)) return "reservation_id is invalid";
+        if (this.reservationIds.has(e.reservation_id) || this.charges.has(e.reservation_id)) {
+          return `reservation_id ${e.reservation_id} reused`;
+        }
+        this.reservationIds.add(e.reservation_id);
+        this.open.set(e.reservation_id, e.amount);
+        this.openSum += e.amount;
+        return [0, e.amount];
+      case "ReservationExtended": {
+        if (!this.open.has(e.reservation_id)) return `extension of reservation ${e.reservation_id}, which is not open`;
+        if (e.extension_id !== null && !this.useKey(`extend:${e.reservation_id}:${e.extension_id}`)) {
+          return `extension ${e.extension_id} applied twice`;
+        }
+        return [0, 0];
+      }
+      case "ReservationCaptured": {
+        const hold = this.open.get(e.reservation_id);
+        if (hold === undefined) return `capture of reservation ${e.reservation_id}, which is not open (ends once)`;
+        if (e.reserved_amount !== hold) return `reserved_amount ${e.reserved_amount} differs from the hold ${hold}`;
+        if (!isAmountOrZero(e.amount)) return "capture amount must be a non-negative integer";
+        if (e.amount > hold && e.allow_overage !== true) return "capture above the hold without allow_overage";
+        if (e.released_amount !== Math.max(hold - e.amount, 0) || e.overage !== Math.max(e.amount - hold, 0)) {
+          return "released_amount or overage do not add up";
+        }
+        this.close(e.reservation_id, hold);
+        this.charges.set(e.reservation_id, [e.amount, 0]);
+        return [-e.amount, -hold];
+      }
+      case "ReservationReleased": {
+        const hold = this.open.get(e.reservation_id);
+        if (hold === undefined) return `release of reservation ${e.reservation_id}, which is not open (ends once)`;
+        if (e.reserved_amount !== hold) return `reserved_amount ${e.reserved_amount} differs from the hold ${hold}`;
+        this.close(e.reservation_id, hold);
+        return [0, -hold];
+      }
+      case "ReservationExpired": {
+        const hold = this.open.get(e.reservation_id);
+        if (hold === undefined) return `expiry of reservation ${e.reservation_id}, which is not open (ends once)`;
+        if (e.reserved_amount !== hold) return `reserved_amount ${e.reserved_amount} differs from the hold ${hold}`;
+        const captured = e.on_expiry === "capture" ? hold : e.on_expiry === "release" ? 0 : -1;
+        if (captured < 0) return "on_expiry must be capture or release";
+        if (e.captured_amount !== captured || e.released_amount !== hold - captured) {
+          return "captured_amount or released_amount do not follow the on_expiry rule";
+        }
+        this.close(e.reservation_id, hold);
+        if (e.on_expiry === "capture") this.charges.set(e.reservation_id, [captured, 0]);
+        return [-captured, -hold];
+      }
+      case "AccountCharged":
+        if (!isAmount(e.amount)) return "charge amount must be a positive integer";
+        if (!isId(e.charge_id)) return "charge_id is invalid";
+        if (this.charges.has(e.charge_id) || this.reservationIds.has(e.charge_id))
+          return `charge_id ${e.charge_id} reused`;
+        this.charges.set(e.charge_id, [e.amount, 0]);
+        return [-e.amount, 0];
+      case "ChargeRefunded": {
+        if (!isAmount(e.amount)) return "refund amount must be a positive integer";
+        const charge = this.charges.get(e.charge_id);
+        if (charge === undefined) return `refund of charge ${e.charge_id}, which does not exist`;
+        const refunded = charge[1] + e.amount;
+        if (refunded > charge[0]) return `refunds of charge ${e.charge_id} exceed its amount ${charge[0]}`;
+        if (e.charge_amount !== charge[0] || e.charge_refunded_total !== refunded) {
+          return "charge_amount or charge_refunded_total do not match the charge";
+        }
+        if (!this.useKey(`refund:${e.refund_id}`)) return `refund_id ${e.refund_id} applied twice`;
+        charge[1] = refunded;
+        return [e.amount, 0];
+      }
+      default:
+        return `unknown event type ${String(e.type)}`;
+    }
+  }
+
+  /** @param {string} id @param {number} hold */
+  close(id, hold) {
+    this.open.delete(id);
+    this.openSum -= hold;
+  }
+
+  /** @param {string} key */
+  useKey(key) {
+    if (this.keys.has(key)) return false;
+    this.keys.add(key);
+    return true;
+  }
+
+  /** @returns {Summary} */
+  summary() {
+    return {
+      events: this.seq,
+      account_id: this.accountId,
+      currency: this.currency,
+      head_seq: this.seq,
+      head_hash: this.hash,
+      balance: this.balance,
+      reserved: this.reserved,
+      available: this.balance - this.reserved,
+      open_reservations: this.open.size,
+    };
+  }
+}
+
+/**
+ * Checks a signed checkpoint against the verified stream: signature first, then that the
+ * stream reached the checkpoint's seq (no truncation) with the same hash and balances there
+ * (no rewriting of anything before it).
+ * @param {ChainVerifier} verifier a verifier that has consumed the whole export and `watch`ed the checkpoint's seq
+ * @param {{ checkpoint: Record<string, any>, signature: string }} signed
+ * @param {(message: Uint8Array, signature: Uint8Array) => Promise<boolean>} verifySignature
+ * @returns {Promise<Failure | null>}
+ */
+export async function checkCheckpoint(verifier, signed, verifySignature) {
+  const c = signed.checkpoint;
+  const seq = isInt(c?.seq) ? c.seq : 0;
+  const message = new TextEncoder().encode(canonicalize(c));
+  let valid = false;
+  try {
+    valid = await verifySignature(message, base64UrlDecode(signed.signature));
+  } catch {
+    valid = false;
+  }
+  if (!valid) return { seq, reason: "the checkpoint's signature is not valid for this public key" };
+  if (c.account_id !== verifier.accountId) return { seq, reason: `the checkpoint is for account ${c.account_id}` };
+  if (verifier.summary().head_seq < seq) {
+    return {
+      seq,
+      reason: `the export ends at seq ${verifier.summary().head_seq}, before the checkpoint's seq ${seq} (truncated)`,
+    };
+  }
+  const mark = verifier.marks.get(seq);
+  if (mark === undefined) return { seq, reason: "the verifier was not watching the checkpoint's seq" };
+  if (mark[0] !== c.head_hash)
+    return { seq, reason: "the export's hash at the checkpoint's seq differs (history rewritten)" };
+  if (mark[1] !== c.balance || mark[2] !== c.reserved)
+    return { seq, reason: "the balances at the checkpoint's seq differ" };
+  return null;
+}
+
+/** @param {string} text */
+export function base64UrlDecode(text) {
+  const b64 = text.replaceAll("-", "+").replaceAll("_", "/");
+  const binary = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
+  return Uint8Array.from(binary, (ch) => ch.charCodeAt(0));
+}

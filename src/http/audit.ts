@@ -1,0 +1,146 @@
+/**
+ * Audit routes: the export stream, point-in-time balances, in-object verification, and signed
+ * checkpoints with the public key that checks them. README "For auditors" walks through them.
+ */
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { ReadResult } from "../../durable-objects/account";
+import { auditKey, signCheckpoint } from "../audit/signing";
+import { EVENTS_PAGE_LIMIT_MAX } from "../domain/limits";
+import { accountStub, reply } from "./accounts";
+import type { AppEnv } from "./context";
+import { defineRoute } from "./route";
+import {
+  AccountParams,
+  BalanceAsOf,
+  BalanceAsOfQuery,
+  Event,
+  PublicKeySchema,
+  SignedCheckpointSchema,
+  VerifyReportSchema,
+} from "./schemas";
+
+export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/accounts/{account_id}/events/export",
+      summary: "The whole event log as NDJSON, in seq order, streamed",
+      description:
+        "One event per line. The Worker pages through the account object 1,000 events at a time, so memory stays constant whatever the log's length.",
+      params: AccountParams,
+      success: {
+        status: 200,
+        schema: Event,
+        description: "NDJSON, one event per line.",
+        mediaType: "application/x-ndjson",
+      },
+      errors: ["account_not_found"],
+    },
+    async (c, { params }) => {
+      const stub = accountStub(c.env, params.account_id);
+      const first = await stub.listEvents(0, EVENTS_PAGE_LIMIT_MAX);
+      if (!first.ok) return reply(c, first as ReadResult<unknown>, 200);
+      const encoder = new TextEncoder();
+      let page: typeof first.body | null = first.body;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (page === null) {
+            controller.close();
+            return;
+          }
+          controller.enqueue(encoder.encode(page.events.map((e) => `${JSON.stringify(e)}\n`).join("")));
+          const next = page.next_after_seq;
+          if (next === null) {
+            page = null;
+            return;
+          }
+          const result = await stub.listEvents(next, EVENTS_PAGE_LIMIT_MAX);
+          if (!result.ok) {
+            controller.error(new Error(result.rejection.code));
+            return;
+          }
+          page = result.body;
+        },
+      });
+      return new Response(body, {
+        headers: { "content-type": "application/x-ndjson", "request-id": c.get("requestId") },
+      });
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/accounts/{account_id}/balance",
+      summary: "Balances as of a time or a seq, read from the log",
+      description: "Give exactly one of `at` (RFC 3339) or `seq`. Found by binary search over the log, not by replay.",
+      params: AccountParams,
+      query: BalanceAsOfQuery,
+      success: { status: 200, schema: BalanceAsOf, description: "Balance, reserved and available at that point." },
+      errors: ["account_not_found"],
+    },
+    async (c, { params, query }) => {
+      const point = query.seq !== undefined ? { seq: query.seq } : { at: query.at as string };
+      const result = await accountStub(c.env, params.account_id).balanceAsOf(point);
+      if (!result.ok) return reply(c, result as ReadResult<unknown>, 200);
+      return c.json({ account_id: params.account_id, ...result.body });
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/accounts/{account_id}/verify",
+      summary: "Recompute the hash chain and the fold inside the ledger",
+      params: AccountParams,
+      success: { status: 200, schema: VerifyReportSchema, description: "ok, or the first bad seq and why." },
+      errors: ["account_not_found"],
+    },
+    async (c, { params }) => {
+      const stub = accountStub(c.env, params.account_id);
+      const head = await stub.head();
+      if (!head.ok) return reply(c, head as ReadResult<unknown>, 200);
+      return c.json(await stub.verify());
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/accounts/{account_id}/checkpoint",
+      summary: "A fresh signed checkpoint of the account's head",
+      params: AccountParams,
+      success: {
+        status: 200,
+        schema: SignedCheckpointSchema,
+        description: "The checkpoint and its Ed25519 signature.",
+      },
+      errors: ["account_not_found", "audit_key_unavailable"],
+    },
+    async (c, { params }) => {
+      const key = await auditKey(c.env.AUDIT_SIGNING_KEY);
+      const head = await accountStub(c.env, params.account_id).head();
+      if (!head.ok) return reply(c, head as ReadResult<unknown>, 200);
+      return c.json(await signCheckpoint(key, { ...head.body, at: new Date().toISOString() }));
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/audit/public-key",
+      summary: "The Ed25519 public key that checks checkpoints",
+      success: { status: 200, schema: PublicKeySchema, description: "The public key, raw, base64url." },
+      errors: ["audit_key_unavailable"],
+    },
+    async (c) => {
+      const key = await auditKey(c.env.AUDIT_SIGNING_KEY);
+      return c.json({ algorithm: "Ed25519", key_id: key.keyId, public_key: key.publicKey });
+    },
+  );
+}
