@@ -1,0 +1,250 @@
+// @ts-check
+/**
+ * The offline verifier as auditors run it: plain Node, a real process, files on disk.
+ * Histories are written here by hand (not by the ledger), chained with the published
+ * algorithm, and signed with a key made for the test.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { createHash, generateKeyPairSync, sign } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { promisify } from "node:util";
+import { canonicalize } from "../../bin/audit-core.mjs";
+
+const run = promisify(execFile);
+const CLI = new URL("../../bin/ledger-audit.mjs", import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), "ledger-audit-"));
+
+/** @param {string[]} args */
+async function audit(args) {
+  try {
+    const { stdout } = await run(process.execPath, [CLI, ...args]);
+    return { code: 0, stdout };
+  } catch (error) {
+    const e = /** @type {{ code: number, stdout: string, stderr: string }} */ (error);
+    return { code: e.code, stdout: e.stdout + e.stderr };
+  }
+}
+
+/** Builds a chained history: open, credit, reserve, capture, charge, refund, then `credits` more credits. */
+function history(credits = 0) {
+  /** @type {Record<string, unknown>[]} */
+  const bodies = [
+    { type: "AccountOpened", account_id: "acct_cli", currency: "USD", credit_limit: 0, metadata: {} },
+    { type: "FundsCredited", credit_id: "c0", amount: 1000, reason: null, metadata: {}, d: [1000, 0] },
+    {
+      type: "FundsReserved",
+      reservation_id: "r1",
+      amount: 300,
+      ttl_seconds: 900,
+      expires_at: "2026-11-28T12:15:00.000Z",
+      on_expiry: "release",
+      context: {},
+      metadata: {},
+      d: [0, 300],
+    },
+    {
+      type: "ReservationCaptured",
+      reservation_id: "r1",
+      reserved_amount: 300,
+      amount: 120,
+      released_amount: 180,
+      overage: 0,
+      allow_overage: false,
+      context: {},
+      usage: {},
+      metadata: {},
+      d: [-120, -300],
+    },
+    { type: "AccountCharged", charge_id: "ch1", amount: 50, context: {}, metadata: {}, d: [-50, 0] },
+    {
+      type: "ChargeRefunded",
+      refund_id: "f1",
+      charge_id: "r1",
+      amount: 20,
+      reason: null,
+      charge_amount: 120,
+      charge_refunded_total: 20,
+      d: [20, 0],
+    },
+  ];
+  for (let i = 1; i <= credits; i++) {
+    bodies.push({ type: "FundsCredited", credit_id: `c${i}`, amount: 1, reason: null, metadata: {}, d: [1, 0] });
+  }
+  let prev = "0".repeat(64);
+  let balance = 0;
+  let reserved = 0;
+  return bodies.map((b, i) => {
+    const { d, ...body } = b;
+    const [db, dr] = /** @type {[number, number]} */ (d ?? [0, 0]);
+    balance += db;
+    reserved += dr;
+    const event = {
+      ...body,
+      seq: i + 1,
+      event_id: `ev${i + 1}`,
+      at: "2026-11-28T12:00:00.000Z",
+      balance_after: balance,
+      reserved_after: reserved,
+    };
+    prev = createHash("sha256")
+      .update(prev + canonicalize(event))
+      .digest("hex");
+    return { ...event, hash: prev };
+  });
+}
+
+/** @param {string} name @param {Record<string, unknown>[]} events */
+function writeNdjson(name, events) {
+  const file = join(dir, name);
+  writeFileSync(file, events.map((e) => `${JSON.stringify(e)}\n`).join(""));
+  return file;
+}
+
+const keys = generateKeyPairSync("ed25519");
+const publicKey = /** @type {string} */ (keys.publicKey.export({ format: "jwk" }).x);
+
+/** @param {Record<string, unknown>[]} events @param {number} seq */
+function checkpointFile(events, seq, tamper = {}) {
+  const e = /** @type {Record<string, any>} */ (events[seq - 1]);
+  const checkpoint = {
+    account_id: "acct_cli",
+    seq,
+    head_hash: e.hash,
+    balance: e.balance_after,
+    reserved: e.reserved_after,
+    at: "2026-11-28T13:00:00.000Z",
+  };
+  const signature = sign(null, Buffer.from(canonicalize(checkpoint)), keys.privateKey).toString("base64url");
+  const file = join(dir, `checkpoint-${seq}-${Object.keys(tamper).length}.json`);
+  writeFileSync(file, JSON.stringify({ checkpoint: { ...checkpoint, ...tamper }, algorithm: "Ed25519", signature }));
+  return file;
+}
+
+test("verifies a good export and prints its summary", async () => {
+  const result = await audit(["verify", writeNdjson("good.ndjson", history())]);
+  assert.equal(result.code, 0, result.stdout);
+  assert.match(result.stdout, /^OK 6 events, account acct_cli \(USD\)/);
+  assert.match(result.stdout, /balance 850 {2}reserved 0 {2}available 850/);
+});
+
+test("prints a JSON verdict on request", async () => {
+  const result = await audit(["verify", writeNdjson("good-json.ndjson", history()), "--json"]);
+  const verdict = JSON.parse(result.stdout);
+  assert.equal(verdict.ok, true);
+  assert.equal(verdict.summary.head_seq, 6);
+});
+
+test("fails naming the first bad seq and why", async () => {
+  const events = history();
+  const tampered = events.map((e) => (e.seq === 4 ? { ...e, amount: 119 } : e));
+  const result = await audit(["verify", writeNdjson("tampered.ndjson", tampered)]);
+  assert.equal(result.code, 1);
+  assert.match(result.stdout, /FAIL at seq 4: hash does not chain/);
+  const gap = await audit([
+    "verify",
+    writeNdjson(
+      "gap.ndjson",
+      events.filter((e) => e.seq !== 3),
+    ),
+  ]);
+  assert.equal(gap.code, 1);
+  assert.match(gap.stdout, /FAIL at seq 3: expected seq 3, found seq 4/);
+});
+
+test("checks a signed checkpoint: valid, truncated, forged, wrong key", async () => {
+  const events = history();
+  const file = writeNdjson("cp.ndjson", events);
+  const ok = await audit(["verify", file, "--checkpoint", checkpointFile(events, 6), "--public-key", publicKey]);
+  assert.equal(ok.code, 0, ok.stdout);
+  assert.match(ok.stdout, /checkpoint at seq 6: signature valid/);
+
+  const truncated = writeNdjson("cp-truncated.ndjson", events.slice(0, 4));
+  const cut = await audit(["verify", truncated, "--checkpoint", checkpointFile(events, 6), "--public-key", publicKey]);
+  assert.equal(cut.code, 1);
+  assert.match(cut.stdout, /FAIL at seq 6: .*truncated/);
+
+  const forged = checkpointFile(events, 6, { balance: 999999 });
+  const bad = await audit(["verify", file, "--checkpoint", forged, "--public-key", publicKey]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stdout, /signature is not valid/);
+
+  const other = /** @type {string} */ (generateKeyPairSync("ed25519").publicKey.export({ format: "jwk" }).x);
+  const wrong = await audit(["verify", file, "--checkpoint", checkpointFile(events, 6), "--public-key", other]);
+  assert.equal(wrong.code, 1);
+});
+
+test("streams a long export", async () => {
+  const events = history(20_000);
+  const result = await audit(["verify", writeNdjson("long.ndjson", events)]);
+  assert.equal(result.code, 0, result.stdout);
+  assert.match(result.stdout, /^OK 20006 events/);
+  assert.match(result.stdout, /balance 20850/);
+});
+
+test("answers usage errors with exit code 2", async () => {
+  assert.equal((await audit([])).code, 2);
+  assert.equal((await audit(["verify"])).code, 2);
+  const needsKey = await audit(["verify", writeNdjson("k.ndjson", history()), "--checkpoint", "x.json"]);
+  assert.equal(needsKey.code, 2);
+});
+
+test("exports through the API, then verifies what it downloaded", async () => {
+  const { createServer } = await import("node:http");
+  const events = history(3);
+  const checkpoint = JSON.parse((await import("node:fs")).readFileSync(checkpointFile(events, events.length), "utf8"));
+  /** @type {string[]} */
+  const seen = [];
+  const server = createServer((req, res) => {
+    seen.push(`${req.url} ${req.headers.authorization}`);
+    if (req.headers.authorization !== "Bearer k-123") return void res.writeHead(401).end();
+    if (req.url === "/v1/accounts/acct_cli/checkpoint") return void res.end(JSON.stringify(checkpoint));
+    if (req.url === "/v1/audit/public-key") {
+      return void res.end(JSON.stringify({ algorithm: "Ed25519", key_id: "k", public_key: publicKey }));
+    }
+    if (req.url === "/v1/accounts/acct_cli/events/export") {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      for (const e of events) res.write(`${JSON.stringify(e)}\n`);
+      return void res.end();
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(undefined)));
+  const address = /** @type {import("node:net").AddressInfo} */ (server.address());
+  const out = join(dir, "exported.ndjson");
+  const cp = join(dir, "exported.checkpoint.json");
+  const pk = join(dir, "exported.public-key.json");
+  try {
+    const exported = await new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        [
+          CLI,
+          "export",
+          "--url",
+          `http://127.0.0.1:${address.port}`,
+          "--account",
+          "acct_cli",
+          "--out",
+          out,
+          "--checkpoint-out",
+          cp,
+          "--public-key-out",
+          pk,
+        ],
+        { env: { ...process.env, LEDGER_API_KEY: "k-123" } },
+        (error, stdout) => resolve({ code: error === null ? 0 : error.code, stdout }),
+      );
+    });
+    assert.equal(/** @type {{ code: number }} */ (exported).code, 0);
+    const verified = await audit(["verify", out, "--checkpoint", cp, "--public-key", pk]);
+    assert.equal(verified.code, 0, verified.stdout);
+    assert.match(verified.stdout, /OK 9 events/);
+    assert.ok(seen.every((line) => line.endsWith("Bearer k-123")));
+  } finally {
+    server.close();
+  }
+});
