@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
@@ -16,9 +16,12 @@ export default defineConfig(async () => {
         wrangler: { configPath: "./wrangler.toml" },
         remoteBindings: false,
         miniflare: {
+          // A small per-key limit so that tests can reach it (wrangler.toml has the real one).
+          ratelimits: { RATE_LIMITER: { namespace_id: "1001", simple: { limit: 25, period: 60 } } },
           bindings: {
             ADMIN_API_KEY: "test-admin-key",
             AUDIT_SIGNING_KEY: auditSigningKey,
+            CONFIG_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
             TEST_MIGRATIONS: migrations,
           },
         },

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm start`: prepares a local ledger and serves it on http://127.0.0.1:8787.
-//   1. creates the git-ignored .dev.vars with a random ADMIN_API_KEY and an Ed25519
-//      AUDIT_SIGNING_KEY if it has none (written to the file, never printed);
+//   1. creates the git-ignored .dev.vars with a random ADMIN_API_KEY, CONFIG_ENCRYPTION_KEY and
+//      Ed25519 AUDIT_SIGNING_KEY where missing (written to the file, never printed);
 //   2. applies the D1 migrations to the local database under .wrangler/state;
 //   3. runs `wrangler dev` (workerd + local SQLite for Durable Objects and D1).
 import { spawn, spawnSync } from "node:child_process";
@@ -17,6 +17,8 @@ const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };
 /** Secrets the local ledger needs, each generated once. */
 const GENERATED_SECRETS = {
   ADMIN_API_KEY: () => `oel_admin_${randomBytes(32).toString("base64url")}`,
+  // 32 random bytes that encrypt configuration secrets at rest.
+  CONFIG_ENCRYPTION_KEY: () => randomBytes(32).toString("base64"),
   // Ed25519 private key (PKCS#8, base64) that signs audit checkpoints.
   AUDIT_SIGNING_KEY: () =>
     generateKeyPairSync("ed25519").privateKey.export({ format: "der", type: "pkcs8" }).toString("base64"),

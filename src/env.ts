@@ -8,6 +8,14 @@ export interface Env {
   DB: D1Database;
   /** Bootstrap admin bearer token (a secret: `wrangler secret put ADMIN_API_KEY`). */
   ADMIN_API_KEY: string;
+  /** Per-key request limiter (wrangler.toml [[ratelimits]]). */
+  RATE_LIMITER: RateLimit;
+  /** The console's origin, the only one allowed to read from a browser (CORS). */
+  CONSOLE_ORIGIN?: string;
+  /** Encrypts configuration secrets at rest (src/security/secrets.ts); 32+ random bytes, base64. */
+  CONFIG_ENCRYPTION_KEY?: string;
+  /** The key being rotated out; decrypts only. */
+  CONFIG_ENCRYPTION_KEY_PREVIOUS?: string;
   /** Ed25519 private key (PKCS#8, base64) that signs audit checkpoints (a secret). */
   AUDIT_SIGNING_KEY?: string;
 }

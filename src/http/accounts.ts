@@ -6,10 +6,10 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { ExecuteResult, ReadResult } from "../../durable-objects/account";
-import type { Command } from "../domain/commands";
+import type { Command, UsageContext } from "../domain/commands";
 import { TTL_SECONDS_DEFAULT } from "../domain/limits";
 import type { Env } from "../env";
-import type { AppEnv } from "./context";
+import type { AppEnv, LogFields } from "./context";
 import { problem, problemResponse } from "./problem";
 import { defineRoute } from "./route";
 import {
@@ -42,7 +42,43 @@ export function accountStub(env: Env, accountId: string) {
 }
 
 async function execute(c: Context<AppEnv>, accountId: string, command: Command) {
-  return (await accountStub(c.env, accountId).execute(command)) as ExecuteResult;
+  const result = (await accountStub(c.env, accountId).execute(command)) as ExecuteResult;
+  logCommand(c.get("log"), command, result);
+  return result;
+}
+
+/**
+ * Copies the allowed logging fields of a money command into the request's log line: the
+ * platform context (from the command, or from the reservation a capture settles), token usage,
+ * and the final cost of a charge or capture. Metadata, reasons and ids stay out.
+ */
+function logCommand(log: LogFields, command: Command, result: ExecuteResult): void {
+  const settled = result.ok
+    ? (result.body as { reservation?: { context?: UsageContext }; charge?: { amount?: number } })
+    : {};
+  const context: UsageContext | undefined =
+    "context" in command
+      ? command.context
+      : command.type === "CaptureReservation"
+        ? settled.reservation?.context
+        : undefined;
+  if (context !== undefined) {
+    for (const field of ["request_id", "user_id", "service_id", "alias", "provider", "model"] as const) {
+      const value = context[field];
+      if (value !== undefined) log[field] = value;
+    }
+  }
+  if (command.type === "CaptureReservation") {
+    if (command.usage.input_tokens !== undefined) log.input_tokens = command.usage.input_tokens;
+    if (command.usage.output_tokens !== undefined) log.output_tokens = command.usage.output_tokens;
+    if (command.usage.cached_tokens !== undefined) log.cached_tokens = command.usage.cached_tokens;
+  }
+  if (
+    (command.type === "CaptureReservation" || command.type === "ChargeAccount") &&
+    settled.charge?.amount !== undefined
+  ) {
+    log.final_cost = settled.charge.amount;
+  }
 }
 
 /** Renders a command result: the original status on replays too, marked by a header. */
@@ -69,6 +105,8 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts",
+      scope: "admin",
+      accounts: (input) => [input.body.account_id],
       summary: "Open an account",
       description: "Idempotent by account_id: the same body again answers 200 with the original account.",
       body: OpenAccountBody,
@@ -92,6 +130,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}",
+      scope: "ledger:read",
       summary: "Read an account's balances",
       params: AccountParams,
       success: { status: 200, schema: AccountResponse, description: "The account." },
@@ -106,6 +145,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "patch",
       path: "/v1/accounts/{account_id}",
+      scope: "admin",
       summary: "Change the credit limit or freeze / unfreeze",
       params: AccountParams,
       body: UpdateAccountBody,
@@ -125,6 +165,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts/{account_id}/credits",
+      scope: "ledger:write",
       summary: "Credit funds (top-up)",
       params: AccountParams,
       body: CreditBody,
@@ -150,6 +191,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts/{account_id}/reservations",
+      scope: "ledger:write",
       summary: "Reserve (hold) an estimated amount",
       params: AccountParams,
       body: ReserveBody,
@@ -177,6 +219,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/reservations/{reservation_id}",
+      scope: "ledger:read",
       summary: "Read a reservation",
       params: ReservationParams,
       success: { status: 200, schema: ReservationResponse, description: "The reservation." },
@@ -195,6 +238,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts/{account_id}/reservations/{reservation_id}/capture",
+      scope: "ledger:write",
       summary: "Capture a reservation (charge the real cost, release the rest)",
       params: ReservationParams,
       body: CaptureBody,
@@ -225,6 +269,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts/{account_id}/reservations/{reservation_id}/release",
+      scope: "ledger:write",
       summary: "Release a reservation without charge",
       params: ReservationParams,
       body: ReleaseBody,
@@ -249,6 +294,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts/{account_id}/reservations/{reservation_id}/extend",
+      scope: "ledger:write",
       summary: "Move a reservation's expiry (and optionally its on_expiry rule)",
       description:
         "The new expiry is now + ttl_seconds. With extension_id the call is idempotent by that id; without it every call extends again.",
@@ -276,6 +322,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts/{account_id}/charges",
+      scope: "ledger:write",
       summary: "Charge directly (no reservation)",
       params: AccountParams,
       body: ChargeBody,
@@ -301,6 +348,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts/{account_id}/refunds",
+      scope: "ledger:write",
       summary: "Refund (part of) a charge or a captured reservation",
       params: AccountParams,
       body: RefundBody,
@@ -326,6 +374,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/accounts/{account_id}/adjustments",
+      scope: "admin",
       summary: "Adjust the balance (signed admin correction with a reason)",
       params: AccountParams,
       body: AdjustmentBody,
@@ -350,6 +399,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/events",
+      scope: "audit:read",
       summary: "Read the account's event log in seq order",
       description: "Page with after_seq = next_after_seq until next_after_seq is null.",
       params: AccountParams,

@@ -19,6 +19,7 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/admin/accounts/{account_id}/reproject",
+      scope: "admin",
       summary: "Rebuild the account's D1 rows from its event log",
       description: "Idempotent: deletes the account's rows and projects the whole log again, up to the head.",
       params: AccountParams,
@@ -34,6 +35,7 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/admin/accounts/{account_id}/projection",
+      scope: "admin",
       summary: "The account's projection cursor and lag",
       params: AccountParams,
       success: { status: 200, schema: ProjectionStatusSchema, description: "Cursor, lag, failures." },
@@ -47,6 +49,8 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/admin/reconcile",
+      scope: "admin",
+      accounts: (input) => input.body.account_ids ?? null,
       summary: "Compare D1 snapshots with the ledger; report or repair drift",
       description: `Checks the given account_ids, or the next page of D1 accounts (at most ${RECONCILE_ACCOUNTS_MAX}).`,
       body: ReconcileBody,

@@ -1,11 +1,11 @@
 /**
- * The HTTP application: middleware in order (request id, security headers, auth, body limit),
+ * The HTTP application: middleware in order (request context with its log line and security
+ * headers, console CORS, authentication and rate limiting, body limit),
  * the routers, the OpenAPI document, and one error handler that turns anything unexpected
  * into a problem+json 500 without echoing the request.
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { ulid } from "ulid";
 import { AuditKeyUnavailable } from "../audit/signing";
 import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
 import { AssertionError } from "../domain/money";
@@ -13,25 +13,26 @@ import { BadCursor } from "../reports/cursor";
 import { notFound, registerAccountRoutes } from "./accounts";
 import { registerAdminRoutes } from "./admin";
 import { registerAuditRoutes } from "./audit";
-import { bearerAuth } from "./auth";
+import { authenticate } from "./auth";
 import type { AppEnv } from "./context";
+import { registerKeyRoutes } from "./keys";
+import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
 import { problem, problemResponse } from "./problem";
 import { registerReportRoutes } from "./reports";
 
 export function createApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
 
-  app.use("*", async function requestContext(c, next) {
-    c.set("requestId", ulid());
-    await next();
-    c.header("request-id", c.get("requestId"));
-    c.header("x-content-type-options", "nosniff");
-    c.header("cache-control", "no-store");
+  app.use("*", requestContext());
+  app.use("*", consoleCors());
+  app.use("*", requireConfigKeys());
+
+  app.get("/healthz", (c) => {
+    c.get("log").route = "GET /healthz";
+    return c.json({ ok: true });
   });
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
-
-  app.use("/v1/*", bearerAuth());
+  app.use("/v1/*", authenticate());
   app.use(
     "/v1/*",
     bodyLimit({
@@ -50,6 +51,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   registerReportRoutes(app);
   registerAdminRoutes(app);
   registerAuditRoutes(app);
+  registerKeyRoutes(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", {

@@ -25,6 +25,7 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/events/export",
+      scope: "audit:read",
       summary: "The whole event log as NDJSON, in seq order, streamed",
       description:
         "One event per line. The Worker pages through the account object 1,000 events at a time, so memory stays constant whatever the log's length.",
@@ -74,6 +75,7 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/balance",
+      scope: "ledger:read",
       summary: "Balances as of a time or a seq, read from the log",
       description: "Give exactly one of `at` (RFC 3339) or `seq`. Found by binary search over the log, not by replay.",
       params: AccountParams,
@@ -94,6 +96,7 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/verify",
+      scope: "audit:read",
       summary: "Recompute the hash chain and the fold inside the ledger",
       params: AccountParams,
       success: { status: 200, schema: VerifyReportSchema, description: "ok, or the first bad seq and why." },
@@ -112,6 +115,7 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/checkpoint",
+      scope: "audit:read",
       summary: "A fresh signed checkpoint of the account's head",
       params: AccountParams,
       success: {
@@ -134,6 +138,8 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/audit/public-key",
+      scope: "audit:read",
+      accounts: () => "any",
       summary: "The Ed25519 public key that checks checkpoints",
       success: { status: 200, schema: PublicKeySchema, description: "The public key, raw, base64url." },
       errors: ["audit_key_unavailable"],

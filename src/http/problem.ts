@@ -10,11 +10,15 @@ import type { AppEnv } from "./context";
 export type EdgeErrorCode =
   | "invalid_request"
   | "unauthorized"
+  | "forbidden"
+  | "rate_limited"
   | "not_found"
+  | "key_not_found"
   | "method_not_allowed"
   | "payload_too_large"
   | "unsupported_media_type"
   | "audit_key_unavailable"
+  | "service_misconfigured"
   | "internal_error";
 
 export type ProblemCode = RejectionCode | EdgeErrorCode;
@@ -22,11 +26,14 @@ export type ProblemCode = RejectionCode | EdgeErrorCode;
 export const PROBLEM_STATUS: Record<ProblemCode, number> = {
   invalid_request: 400,
   unauthorized: 401,
+  forbidden: 403,
+  rate_limited: 429,
   insufficient_funds: 402,
   account_not_found: 404,
   reservation_not_found: 404,
   charge_not_found: 404,
   not_found: 404,
+  key_not_found: 404,
   method_not_allowed: 405,
   idempotency_conflict: 409,
   reservation_not_open: 409,
@@ -39,16 +46,20 @@ export const PROBLEM_STATUS: Record<ProblemCode, number> = {
   account_frozen: 423,
   internal_error: 500,
   audit_key_unavailable: 503,
+  service_misconfigured: 503,
 };
 
 const TITLES: Record<ProblemCode, string> = {
   invalid_request: "Invalid request",
   unauthorized: "Unauthorized",
+  forbidden: "Forbidden",
+  rate_limited: "Rate limited",
   insufficient_funds: "Insufficient funds",
   account_not_found: "Account not found",
   reservation_not_found: "Reservation not found",
   charge_not_found: "Charge not found",
   not_found: "Not found",
+  key_not_found: "API key not found",
   method_not_allowed: "Method not allowed",
   idempotency_conflict: "Idempotency conflict",
   reservation_not_open: "Reservation not open",
@@ -61,6 +72,7 @@ const TITLES: Record<ProblemCode, string> = {
   account_frozen: "Account frozen",
   internal_error: "Internal error",
   audit_key_unavailable: "Audit signing key unavailable",
+  service_misconfigured: "Service misconfigured",
 };
 
 export interface FieldError {
@@ -100,6 +112,7 @@ export function problem(
 }
 
 export function problemResponse(c: Context<AppEnv>, body: Problem, headers?: Record<string, string>): Response {
+  c.get("log").error_code = body.code;
   return new Response(JSON.stringify(body), {
     status: body.status,
     headers: { "content-type": "application/problem+json", "request-id": c.get("requestId"), ...headers },

@@ -32,6 +32,7 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/balances",
+      scope: "ledger:read",
       summary: "Accounts with their balances",
       query: BalancesReportQuery,
       success: page,
@@ -45,6 +46,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/transactions",
+      scope: "ledger:read",
+      accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Events across accounts (time order) or of one account (seq order)",
       query: TransactionsReportQuery,
       success: page,
@@ -61,6 +64,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/usage",
+      scope: "ledger:read",
+      accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Cost and token totals grouped by day, account, service_id, provider, model, alias",
       query: UsageReportQuery,
       success: page,
@@ -74,6 +79,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/reservations",
+      scope: "ledger:read",
+      accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Reservations by status; open ones past expired_before are stale holds",
       query: ReservationsReportQuery,
       success: page,
@@ -87,6 +94,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/refunds",
+      scope: "ledger:read",
+      accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Refunds with their charges",
       query: RefundsReportQuery,
       success: page,
@@ -100,6 +109,7 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/trial-balance",
+      scope: "ledger:read",
       summary: "Debit and credit totals per ledger account from the journal; they must be equal",
       query: TrialBalanceQuery,
       success: { status: 200, schema: TrialBalance, description: "The trial balance at `at` (default now)." },

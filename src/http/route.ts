@@ -5,12 +5,14 @@
  */
 import type { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import type { Scope } from "../security/api-keys";
+import { requireAccounts, requireScope } from "./auth";
 import type { AppEnv } from "./context";
 import { type FieldError, PROBLEM_STATUS, type ProblemCode, problem, problemResponse } from "./problem";
 import { ProblemSchema } from "./schemas";
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
-  method: "get" | "post" | "patch";
+  method: "get" | "post" | "patch" | "delete";
   /** OpenAPI style: /v1/accounts/{account_id} */
   path: string;
   summary: string;
@@ -22,7 +24,14 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
   bodyOptional?: boolean;
   success: { status: number; schema: z.ZodType; description: string; replayStatus?: number; mediaType?: string };
   errors: ProblemCode[];
-  security?: boolean;
+  /** The scope a key needs (an admin key has them all). */
+  scope: Scope;
+  /**
+   * The accounts the request touches, for keys restricted to one account: by default the
+   * path's account_id, else null ("all accounts", refused to a restricted key); "any" for
+   * routes that concern no account (the public key).
+   */
+  accounts?: (input: RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>) => string[] | null | "any";
 }
 
 export interface RouteInput<P, Q, B> {
@@ -36,7 +45,7 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
   spec: RouteSpec<P, Q, B>,
   handler: (c: Context<AppEnv>, input: RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>) => Promise<Response>,
 ): void {
-  const edgeErrors: ProblemCode[] = spec.security === false ? [] : ["unauthorized"];
+  const edgeErrors: ProblemCode[] = ["unauthorized", "forbidden", "rate_limited"];
   if (spec.body !== undefined) edgeErrors.push("invalid_request", "payload_too_large", "unsupported_media_type");
   else if (spec.params !== undefined || spec.query !== undefined) edgeErrors.push("invalid_request");
   const errorStatuses = new Map<number, ProblemCode[]>();
@@ -67,7 +76,7 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
     path: spec.path,
     summary: spec.summary,
     ...(spec.description === undefined ? {} : { description: spec.description }),
-    ...(spec.security === false ? { security: [] } : {}),
+    "x-required-scope": spec.scope,
     request: {
       ...(spec.params === undefined ? {} : { params: spec.params as never }),
       ...(spec.query === undefined ? {} : { query: spec.query as never }),
@@ -79,7 +88,13 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
   });
 
   const honoPath = spec.path.replace(/\{([a-z_]+)\}/g, ":$1");
+  const route = `${spec.method.toUpperCase()} ${spec.path}`;
   app.on(spec.method.toUpperCase(), honoPath, async (c) => {
+    const log = c.get("log");
+    log.route = route;
+    // The scope first: a key that may not use the route learns nothing from validating it.
+    const noScope = requireScope(c, spec.scope);
+    if (noScope !== null) return noScope;
     const errors: FieldError[] = [];
     const params = parse(spec.params, c.req.param(), "path", errors);
     const query = parse(spec.query, c.req.query(), "query", errors);
@@ -95,8 +110,20 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
         problem("invalid_request", "The request is invalid; see `errors`.", { errors, instance: c.req.path }),
       );
     }
-    return handler(c, { params, query, body } as RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>);
+    const input = { params, query, body } as RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>;
+    const accounts = spec.accounts === undefined ? defaultAccounts(params) : spec.accounts(input);
+    if (accounts !== "any") {
+      const elsewhere = requireAccounts(c, accounts);
+      if (elsewhere !== null) return elsewhere;
+      if (accounts !== null && accounts.length === 1) log.account_id = accounts[0];
+    }
+    return handler(c, input);
   });
+}
+
+function defaultAccounts(params: unknown): string[] | null {
+  const id = (params as { account_id?: unknown } | undefined)?.account_id;
+  return typeof id === "string" ? [id] : null;
 }
 
 function parse(schema: z.ZodType | undefined, value: unknown, where: string, errors: FieldError[]): unknown {

@@ -417,12 +417,15 @@ describe("openapi", () => {
         "GET /v1/accounts/{account_id}/verify",
         "GET /v1/accounts/{account_id}/checkpoint",
         "GET /v1/audit/public-key",
+        "POST /v1/admin/api-keys",
+        "GET /v1/admin/api-keys",
+        "DELETE /v1/admin/api-keys/{key_id}",
       ].sort(),
     );
     const reserve = doc.paths["/v1/accounts/{account_id}/reservations"]?.post;
     expect(reserve?.requestBody).toBeDefined();
     expect(Object.keys(reserve?.responses ?? {}).sort()).toEqual(
-      ["201", "400", "401", "402", "404", "409", "413", "415", "422", "423", "500"].sort(),
+      ["201", "400", "401", "402", "403", "404", "409", "413", "415", "422", "423", "429", "500"].sort(),
     );
     for (const name of ["ReserveRequest", "Reservation", "Problem", "Account", "CaptureResult"]) {
       expect(doc.components.schemas[name]).toBeDefined();

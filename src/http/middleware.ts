@@ -1,0 +1,130 @@
+/**
+ * Cross-cutting middleware: the request context (id, the one log line per request, security
+ * headers) and console CORS.
+ */
+import type { MiddlewareHandler } from "hono";
+import { ulid } from "ulid";
+import { ConfigKeyError, loadConfigKeys } from "../security/secrets";
+import type { AppEnv, LogFields } from "./context";
+import { problem, problemResponse } from "./problem";
+
+/** Headers on every response: no sniffing, no caching, no framing, no referrer, HTTPS only. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "x-content-type-options": "nosniff",
+  "cache-control": "no-store",
+  "x-frame-options": "DENY",
+  "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+  "referrer-policy": "no-referrer",
+  "strict-transport-security": "max-age=63072000; includeSubDomains",
+  "cross-origin-resource-policy": "same-origin",
+};
+
+/** The console's origin when CONSOLE_ORIGIN is not set for the environment. */
+export const CONSOLE_ORIGIN_DEFAULT = "https://console.open4x.com";
+/** How long a browser may cache a CORS preflight answer. */
+export const CORS_MAX_AGE_SECONDS = 600;
+const CORS_METHODS = "GET, HEAD";
+const CORS_HEADERS = "authorization, content-type";
+
+const LOG_FIELDS: readonly (keyof LogFields)[] = [
+  "request_id",
+  "user_id",
+  "service_id",
+  "alias",
+  "provider",
+  "model",
+  "input_tokens",
+  "output_tokens",
+  "cached_tokens",
+  "final_cost",
+  "error_code",
+  "account_id",
+  "key_prefix",
+  "route",
+];
+
+/**
+ * Sets the request id, and after the response: the security headers and exactly one
+ * structured log line built from the allowed fields only (README "Security", log policy).
+ */
+export function requestContext(): MiddlewareHandler<AppEnv> {
+  return async function requestContextMiddleware(c, next) {
+    const started = Date.now();
+    const requestId = ulid();
+    c.set("requestId", requestId);
+    c.set("log", {});
+    try {
+      await next();
+    } finally {
+      c.header("request-id", requestId);
+      for (const [name, value] of Object.entries(SECURITY_HEADERS)) c.header(name, value);
+      const fields = c.get("log");
+      const line: Record<string, string | number> = { msg: "request" };
+      for (const name of LOG_FIELDS) {
+        const value = fields[name];
+        if (value !== undefined) line[name] = value;
+      }
+      // The caller's own request id (from the command's context) wins; else the ledger's.
+      line.request_id = fields.request_id ?? requestId;
+      line.route ??= "unmatched";
+      line.status = c.res.status;
+      line.latency_ms = Date.now() - started;
+      console.log(JSON.stringify(line));
+    }
+  };
+}
+
+/**
+ * Browser access only from the console's origin, for read routes: no wildcard, no reflection
+ * of other origins. Preflights are answered here, before authentication (browsers send no
+ * Authorization on a preflight). Any other origin simply gets no CORS headers.
+ */
+export function consoleCors(): MiddlewareHandler<AppEnv> {
+  return async function consoleCorsMiddleware(c, next) {
+    const origin = c.req.header("origin");
+    const allowed = c.env.CONSOLE_ORIGIN ?? CONSOLE_ORIGIN_DEFAULT;
+    const fromConsole = origin !== undefined && origin === allowed;
+    if (c.req.method === "OPTIONS") {
+      c.get("log").route = "OPTIONS (preflight)";
+      const wanted = (c.req.header("access-control-request-method") ?? "").toUpperCase();
+      if (!fromConsole || !CORS_METHODS.split(", ").includes(wanted)) return c.body(null, 403, { vary: "Origin" });
+      return c.body(null, 204, {
+        "access-control-allow-origin": allowed,
+        "access-control-allow-methods": CORS_METHODS,
+        "access-control-allow-headers": CORS_HEADERS,
+        "access-control-max-age": String(CORS_MAX_AGE_SECONDS),
+        vary: "Origin",
+      });
+    }
+    await next();
+    c.header("vary", "Origin");
+    if (fromConsole && (c.req.method === "GET" || c.req.method === "HEAD")) {
+      c.header("access-control-allow-origin", allowed);
+      c.header("access-control-expose-headers", "request-id, idempotent-replayed");
+    }
+  };
+}
+
+/**
+ * Refuses to serve with a missing or weak CONFIG_ENCRYPTION_KEY (or previous key): the check
+ * runs on the isolate's first request and is cached, so a bad key stops the service at start
+ * instead of at the first secret it would have to protect. The message names the variable,
+ * never its value.
+ */
+export function requireConfigKeys(): MiddlewareHandler<AppEnv> {
+  return async function requireConfigKeysMiddleware(c, next) {
+    try {
+      await loadConfigKeys(c.env);
+    } catch (error) {
+      if (!(error instanceof ConfigKeyError)) throw error;
+      console.error(JSON.stringify({ msg: "configuration_refused", error: error.message }));
+      return problemResponse(
+        c,
+        problem("service_misconfigured", "The service is not configured correctly; see its logs.", {
+          instance: c.req.path,
+        }),
+      );
+    }
+    await next();
+  };
+}
