@@ -27,7 +27,12 @@ export async function api(
   }
   const response = await exports.default.fetch(`http://ledger.test${path}`, init);
   const text = await response.text();
-  return { status: response.status, headers: response.headers, body: text.length > 0 ? JSON.parse(text) : null };
+  const json = /^application\/(problem\+)?json/.test(response.headers.get("content-type") ?? "");
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: text.length === 0 ? null : json ? JSON.parse(text) : text,
+  };
 }
 
 export function stub(accountId: string) {
