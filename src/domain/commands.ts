@@ -4,6 +4,7 @@
  * the limits it relies on. `now` is not part of a command: the shell passes it to `decide`.
  */
 import type { Minor } from "./money";
+import type { PinnedPricing } from "./pricing";
 
 export type Metadata = Record<string, string | number | boolean>;
 export type OnExpiry = "release" | "capture";
@@ -53,7 +54,10 @@ export interface CreditFunds {
 export interface ReserveFunds {
   type: "ReserveFunds";
   reservation_id: string;
+  /** The hold. With `pricing` it must be the priced estimate (priceOf), which decide checks. */
   amount: Minor;
+  /** The price the Worker resolved (no D1 read inside the command) and the estimate; pinned. */
+  pricing?: PinnedPricing;
   ttl_seconds: number;
   on_expiry: OnExpiry;
   context: UsageContext;
@@ -63,7 +67,8 @@ export interface ReserveFunds {
 export interface CaptureReservation {
   type: "CaptureReservation";
   reservation_id: string;
-  amount: Minor;
+  /** The cost; null to compute it from `usage` at the reservation's pinned price. */
+  amount: Minor | null;
   allow_overage: boolean;
   usage: Usage;
   metadata: Metadata;

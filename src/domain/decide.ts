@@ -44,6 +44,7 @@ import {
   TTL_SECONDS_MIN,
 } from "./limits";
 import { assert, assertMinor, type Minor } from "./money";
+import { type PriceComputation, priceOf, usageQuantities } from "./pricing";
 import { type Rejection, reject } from "./rejections";
 import { type AccountState, available, type LedgerState } from "./state";
 
@@ -201,8 +202,20 @@ function decideCreditFunds(command: CreditFunds, account: AccountState): Decisio
 }
 
 function decideReserveFunds(command: ReserveFunds, account: AccountState, state: LedgerState, now: number): Decision {
-  assertAmount(command.amount);
   assertTtl(command.ttl_seconds);
+  let computation: PriceComputation | null = null;
+  if (command.pricing !== undefined) {
+    computation = priceOf(command.pricing.rules, command.pricing.estimate);
+    if (computation === null || computation.amount < AMOUNT_MINOR_MIN) {
+      return rejected(
+        reject("unpriceable", "The estimate at this price costs nothing or more than the amount limit.", {
+          amount_max: AMOUNT_MINOR_MAX,
+        }),
+      );
+    }
+    assert(computation.amount === command.amount, "the Worker sends the priced estimate as the amount");
+  }
+  assertAmount(command.amount);
   // The key check in decideReplay covers an earlier reservation with this id.
   assert(!state.reservations.has(command.reservation_id), "a known reservation id is a replay");
   if (state.charges.has(command.reservation_id)) {
@@ -231,40 +244,57 @@ function decideReserveFunds(command: ReserveFunds, account: AccountState, state:
     on_expiry: command.on_expiry,
     context: command.context,
     metadata: command.metadata,
+    ...(command.pricing === undefined || computation === null ? {} : { pricing: { ...command.pricing, computation } }),
   });
 }
 
 function decideCaptureReservation(command: CaptureReservation, account: AccountState, state: LedgerState): Decision {
-  assertMinor(command.amount, "capture amount");
-  assert(command.amount >= CAPTURE_AMOUNT_MINOR_MIN && command.amount <= AMOUNT_MINOR_MAX, "capture amount range");
   const found = findOpenReservation(state, command.reservation_id);
   if ("rejection" in found) return rejected(found.rejection);
   const r = found.reservation;
-  if (command.amount > r.amount && !command.allow_overage) {
+  let amount = command.amount;
+  let pricing: PriceComputation | null = null;
+  if (amount === null) {
+    // No amount: the cost of the reported usage at the price the reservation pinned.
+    if (r.pricing === null) {
+      return rejected(
+        reject("price_not_pinned", "Send an amount: this reservation pinned no price to compute it from."),
+      );
+    }
+    pricing = priceOf(r.pricing.rules, usageQuantities(command.usage));
+    if (pricing === null) {
+      return rejected(reject("unpriceable", "The usage at the pinned price costs more than the amount limit."));
+    }
+    amount = pricing.amount;
+  }
+  assertMinor(amount, "capture amount");
+  assert(amount >= CAPTURE_AMOUNT_MINOR_MIN && amount <= AMOUNT_MINOR_MAX, "capture amount range");
+  if (amount > r.amount && !command.allow_overage) {
     return rejected(
       reject(
         "capture_exceeds_reservation",
         "The capture amount exceeds the reservation; send allow_overage: true to charge it anyway.",
         {
           reserved: r.amount,
-          requested: command.amount,
+          requested: amount,
         },
       ),
     );
   }
-  const limit = checkBalanceLimit(account, -command.amount, -r.amount);
+  const limit = checkBalanceLimit(account, -amount, -r.amount);
   if (limit !== null) return rejected(limit);
   return accepted({
     type: "ReservationCaptured",
     reservation_id: r.reservation_id,
     reserved_amount: r.amount,
-    amount: command.amount,
-    released_amount: Math.max(r.amount - command.amount, 0),
-    overage: Math.max(command.amount - r.amount, 0),
+    amount,
+    released_amount: Math.max(r.amount - amount, 0),
+    overage: Math.max(amount - r.amount, 0),
     allow_overage: command.allow_overage,
     context: r.context,
     usage: command.usage,
     metadata: command.metadata,
+    ...(pricing === null ? {} : { pricing }),
   });
 }
 
@@ -401,8 +431,16 @@ function decideReplay(command: Command, state: LedgerState): Decision | null {
       ]);
     case "ReserveFunds":
       assert(prior.type === "FundsReserved", key);
+      // A priced reservation is compared by what was asked (price and estimate), not by the rules
+      // resolved at the time: a retry after a price change still replays the original.
       return replayOrConflict(prior, [
-        ["amount", command.amount, prior.amount],
+        ["price", command.pricing?.price ?? null, prior.pricing?.price ?? null],
+        ["estimate", command.pricing?.estimate ?? null, prior.pricing?.estimate ?? null],
+        [
+          "amount",
+          command.pricing === undefined ? command.amount : null,
+          prior.pricing === undefined ? prior.amount : null,
+        ],
         ["ttl_seconds", command.ttl_seconds, prior.ttl_seconds],
         ["on_expiry", command.on_expiry, prior.on_expiry],
         ["context", command.context, prior.context],
@@ -411,7 +449,7 @@ function decideReplay(command: Command, state: LedgerState): Decision | null {
     case "CaptureReservation":
       assert(prior.type === "ReservationCaptured", key);
       return replayOrConflict(prior, [
-        ["amount", command.amount, prior.amount],
+        ["amount", command.amount, prior.pricing === undefined ? prior.amount : null],
         ["allow_overage", command.allow_overage, prior.allow_overage],
         ["usage", command.usage, prior.usage],
         ["metadata", command.metadata, prior.metadata],

@@ -6,6 +6,7 @@
  */
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import type { Minor } from "./money";
+import type { PinnedPricing, PriceComputation } from "./pricing";
 
 interface EventBase {
   seq: number;
@@ -51,6 +52,8 @@ export interface FundsReserved extends EventBase {
   on_expiry: OnExpiry;
   context: UsageContext;
   metadata: Metadata;
+  /** Present when the hold was priced: the pinned rules, the estimate and how `amount` was computed. */
+  pricing?: PinnedPricing & { computation: PriceComputation };
 }
 
 export interface ReservationExtended extends EventBase {
@@ -79,6 +82,8 @@ export interface ReservationCaptured extends EventBase {
   context: UsageContext;
   usage: Usage;
   metadata: Metadata;
+  /** Present when `amount` was computed from `usage` at the pinned price: every line of it. */
+  pricing?: PriceComputation;
 }
 
 export interface ReservationReleased extends EventBase {

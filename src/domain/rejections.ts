@@ -26,7 +26,11 @@ export type RejectionCode =
   /** The balance or the reserved total would leave the exact-integer range. */
   | "balance_limit_exceeded"
   /** The account already holds OPEN_RESERVATIONS_MAX open reservations. */
-  | "too_many_open_reservations";
+  | "too_many_open_reservations"
+  /** A capture without an amount, of a reservation that pinned no price. */
+  | "price_not_pinned"
+  /** A priced estimate or usage costs nothing, or more than AMOUNT_MINOR_MAX. */
+  | "unpriceable";
 
 export interface Rejection {
   code: RejectionCode;

@@ -12,6 +12,7 @@ import { expectedHash, GENESIS_HASH } from "./chain";
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import { eventEffect, type LedgerEvent, unreachable } from "./events";
 import { assert, type Minor } from "./money";
+import type { PinnedPricing } from "./pricing";
 
 export interface AccountState {
   account_id: string;
@@ -49,6 +50,8 @@ export interface ReservationState {
   context: UsageContext;
   metadata: Metadata;
   usage: Usage | null;
+  /** The price pinned when reserving, or null for a plain amount. */
+  pricing: PinnedPricing | null;
   /** Seq of the FundsReserved event and of the event that ended it. */
   reserve_seq: number;
   end_seq: number | null;
@@ -259,6 +262,10 @@ export function reservationOpened(event: Extract<LedgerEvent, { type: "FundsRese
     context: event.context,
     metadata: event.metadata,
     usage: null,
+    pricing:
+      event.pricing === undefined
+        ? null
+        : { price: event.pricing.price, rules: event.pricing.rules, estimate: event.pricing.estimate },
     reserve_seq: event.seq,
     end_seq: null,
   };

@@ -55,6 +55,7 @@ export function reservationView(r: ReservationState) {
     settled_at: r.settled_at,
     context: r.context,
     usage: r.usage,
+    pricing: r.pricing,
     metadata: r.metadata,
   };
 }

@@ -5,10 +5,8 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { ExecuteResult, ReadResult } from "../../durable-objects/account";
 import type { Command, UsageContext } from "../domain/commands";
-import { TTL_SECONDS_DEFAULT } from "../domain/limits";
-import type { Env } from "../env";
+import * as ops from "../operations";
 import type { AppEnv, LogFields } from "./context";
 import { problem, problemResponse } from "./problem";
 import { defineRoute } from "./route";
@@ -37,14 +35,23 @@ import {
   UpdateAccountBody,
 } from "./schemas";
 
-export function accountStub(env: Env, accountId: string) {
-  return env.ACCOUNTS.getByName(accountId);
+export { accountStub } from "../operations";
+
+/** Renders an operation: the original status on replays too, marked by a header; rejections as problems. */
+export function reply(c: Context<AppEnv>, result: ops.OperationResult, status: number, replayStatus = status) {
+  if (!result.ok) {
+    const { code, detail, facts } = result.rejection;
+    return problemResponse(c, problem(code, detail, { facts, instance: c.req.path }));
+  }
+  const replayed = "replayed" in result && result.replayed;
+  if (replayed) c.header("idempotent-replayed", "true");
+  return c.json(result.body as object, (replayed ? replayStatus : status) as ContentfulStatusCode);
 }
 
-async function execute(c: Context<AppEnv>, accountId: string, command: Command) {
-  const result = (await accountStub(c.env, accountId).execute(command)) as ExecuteResult;
-  logCommand(c.get("log"), command, result);
-  return result;
+/** Logs what an operation may log (logCommand), then renders it. */
+function respond(c: Context<AppEnv>, executed: ops.Executed, status: number, replayStatus = status) {
+  if (executed.command !== null) logCommand(c.get("log"), executed.command, executed.result);
+  return reply(c, executed.result, status, replayStatus);
 }
 
 /**
@@ -52,10 +59,11 @@ async function execute(c: Context<AppEnv>, accountId: string, command: Command) 
  * platform context (from the command, or from the reservation a capture settles), token usage,
  * and the final cost of a charge or capture. Metadata, reasons and ids stay out.
  */
-function logCommand(log: LogFields, command: Command, result: ExecuteResult): void {
-  const settled = result.ok
-    ? (result.body as { reservation?: { context?: UsageContext }; charge?: { amount?: number } })
-    : {};
+function logCommand(log: LogFields, command: Command, result: ops.OperationResult): void {
+  const settled =
+    result.ok && "body" in result
+      ? (result.body as { reservation?: { context?: UsageContext }; charge?: { amount?: number } })
+      : {};
   const context: UsageContext | undefined =
     "context" in command
       ? command.context
@@ -81,22 +89,6 @@ function logCommand(log: LogFields, command: Command, result: ExecuteResult): vo
   }
 }
 
-/** Renders a command result: the original status on replays too, marked by a header. */
-export function reply(
-  c: Context<AppEnv>,
-  result: ExecuteResult | ReadResult<unknown>,
-  status: number,
-  replayStatus = status,
-) {
-  if (!result.ok) {
-    const { code, detail, facts } = result.rejection;
-    return problemResponse(c, problem(code, detail, { facts, instance: c.req.path }));
-  }
-  const replayed = "replayed" in result && result.replayed;
-  if (replayed) c.header("idempotent-replayed", "true");
-  return c.json(result.body as object, (replayed ? replayStatus : status) as ContentfulStatusCode);
-}
-
 const MONEY_ERRORS = ["account_not_found", "idempotency_conflict", "balance_limit_exceeded"] as const;
 
 export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
@@ -113,16 +105,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 201, replayStatus: 200, schema: AccountResponse, description: "The new account." },
       errors: ["idempotency_conflict"],
     },
-    async (c, { body }) => {
-      const result = await execute(c, body.account_id, {
-        type: "OpenAccount",
-        account_id: body.account_id,
-        currency: body.currency,
-        credit_limit: body.credit_limit ?? 0,
-        metadata: body.metadata ?? {},
-      });
-      return reply(c, result, 201, 200);
-    },
+    async (c, { body }) => respond(c, await ops.openAccount(c.env, body), 201, 200),
   );
 
   defineRoute(
@@ -136,8 +119,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: AccountResponse, description: "The account." },
       errors: ["account_not_found"],
     },
-    async (c, { params }) =>
-      reply(c, (await accountStub(c.env, params.account_id).getAccount()) as ReadResult<unknown>, 200),
+    async (c, { params }) => respond(c, await ops.getAccount(c.env, params.account_id), 200),
   );
 
   defineRoute(
@@ -152,12 +134,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: AccountResponse, description: "The account after the update." },
       errors: ["account_not_found"],
     },
-    async (c, { params, body }) => {
-      const command: Command = { type: "UpdateAccount" };
-      if (body.credit_limit !== undefined) command.credit_limit = body.credit_limit;
-      if (body.status !== undefined) command.status = body.status;
-      return reply(c, await execute(c, params.account_id, command), 200);
-    },
+    async (c, { params, body }) => respond(c, await ops.updateAccount(c.env, params.account_id, body), 200),
   );
 
   defineRoute(
@@ -172,18 +149,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 201, schema: CreditResult, description: "The credit and the balances after it." },
       errors: [...MONEY_ERRORS],
     },
-    async (c, { params, body }) =>
-      reply(
-        c,
-        await execute(c, params.account_id, {
-          type: "CreditFunds",
-          credit_id: body.credit_id,
-          amount: body.amount,
-          reason: body.reason ?? null,
-          metadata: body.metadata ?? {},
-        }),
-        201,
-      ),
+    async (c, { params, body }) => respond(c, await ops.credit(c.env, params.account_id, body), 201),
   );
 
   defineRoute(
@@ -198,20 +164,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 201, schema: ReservationResult, description: "The open reservation and the balances." },
       errors: [...MONEY_ERRORS, "account_frozen", "insufficient_funds", "too_many_open_reservations"],
     },
-    async (c, { params, body }) =>
-      reply(
-        c,
-        await execute(c, params.account_id, {
-          type: "ReserveFunds",
-          reservation_id: body.reservation_id,
-          amount: body.amount,
-          ttl_seconds: body.ttl_seconds ?? TTL_SECONDS_DEFAULT,
-          on_expiry: body.on_expiry ?? "release",
-          context: body.context ?? {},
-          metadata: body.metadata ?? {},
-        }),
-        201,
-      ),
+    async (c, { params, body }) => respond(c, await ops.reserve(c.env, params.account_id, body), 201),
   );
 
   defineRoute(
@@ -225,12 +178,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: ReservationResponse, description: "The reservation." },
       errors: ["account_not_found", "reservation_not_found"],
     },
-    async (c, { params }) =>
-      reply(
-        c,
-        (await accountStub(c.env, params.account_id).getReservation(params.reservation_id)) as ReadResult<unknown>,
-        200,
-      ),
+    async (c, { params }) => respond(c, await ops.getReservation(c.env, params.account_id, params.reservation_id), 200),
   );
 
   defineRoute(
@@ -250,18 +198,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: [...MONEY_ERRORS, "reservation_not_found", "reservation_not_open", "capture_exceeds_reservation"],
     },
     async (c, { params, body }) =>
-      reply(
-        c,
-        await execute(c, params.account_id, {
-          type: "CaptureReservation",
-          reservation_id: params.reservation_id,
-          amount: body.amount,
-          allow_overage: body.allow_overage ?? false,
-          usage: body.usage ?? {},
-          metadata: body.metadata ?? {},
-        }),
-        200,
-      ),
+      respond(c, await ops.capture(c.env, params.account_id, params.reservation_id, body), 200),
   );
 
   defineRoute(
@@ -278,15 +215,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: ["account_not_found", "idempotency_conflict", "reservation_not_found", "reservation_not_open"],
     },
     async (c, { params, body }) =>
-      reply(
-        c,
-        await execute(c, params.account_id, {
-          type: "ReleaseReservation",
-          reservation_id: params.reservation_id,
-          reason: body.reason ?? null,
-        }),
-        200,
-      ),
+      respond(c, await ops.release(c.env, params.account_id, params.reservation_id, body), 200),
   );
 
   defineRoute(
@@ -304,17 +233,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: ["account_not_found", "idempotency_conflict", "reservation_not_found", "reservation_not_open"],
     },
     async (c, { params, body }) =>
-      reply(
-        c,
-        await execute(c, params.account_id, {
-          type: "ExtendReservation",
-          reservation_id: params.reservation_id,
-          extension_id: body.extension_id ?? null,
-          ttl_seconds: body.ttl_seconds,
-          on_expiry: body.on_expiry ?? null,
-        }),
-        200,
-      ),
+      respond(c, await ops.extend(c.env, params.account_id, params.reservation_id, body), 200),
   );
 
   defineRoute(
@@ -329,18 +248,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 201, schema: ChargeResult, description: "The charge and the balances." },
       errors: [...MONEY_ERRORS, "account_frozen", "insufficient_funds"],
     },
-    async (c, { params, body }) =>
-      reply(
-        c,
-        await execute(c, params.account_id, {
-          type: "ChargeAccount",
-          charge_id: body.charge_id,
-          amount: body.amount,
-          context: body.context ?? {},
-          metadata: body.metadata ?? {},
-        }),
-        201,
-      ),
+    async (c, { params, body }) => respond(c, await ops.charge(c.env, params.account_id, body), 201),
   );
 
   defineRoute(
@@ -355,18 +263,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 201, schema: RefundResult, description: "The refund and the balances." },
       errors: [...MONEY_ERRORS, "charge_not_found", "refund_exceeds_charge"],
     },
-    async (c, { params, body }) =>
-      reply(
-        c,
-        await execute(c, params.account_id, {
-          type: "RefundCharge",
-          refund_id: body.refund_id,
-          charge_id: body.charge_id,
-          amount: body.amount,
-          reason: body.reason ?? null,
-        }),
-        201,
-      ),
+    async (c, { params, body }) => respond(c, await ops.refund(c.env, params.account_id, body), 201),
   );
 
   defineRoute(
@@ -381,17 +278,7 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 201, schema: AdjustmentResult, description: "The adjustment and the balances." },
       errors: [...MONEY_ERRORS],
     },
-    async (c, { params, body }) =>
-      reply(
-        c,
-        await execute(c, params.account_id, {
-          type: "AdjustBalance",
-          adjustment_id: body.adjustment_id,
-          amount: body.amount,
-          reason: body.reason,
-        }),
-        201,
-      ),
+    async (c, { params, body }) => respond(c, await ops.adjust(c.env, params.account_id, body), 201),
   );
 
   defineRoute(
@@ -410,7 +297,9 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
     async (c, { params, query }) =>
       reply(
         c,
-        (await accountStub(c.env, params.account_id).listEvents(query.after_seq, query.limit)) as ReadResult<unknown>,
+        (await ops
+          .accountStub(c.env, params.account_id)
+          .listEvents(query.after_seq, query.limit)) as ops.OperationResult,
         200,
       ),
   );

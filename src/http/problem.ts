@@ -14,6 +14,7 @@ export type EdgeErrorCode =
   | "rate_limited"
   | "not_found"
   | "key_not_found"
+  | "price_not_found"
   | "method_not_allowed"
   | "payload_too_large"
   | "unsupported_media_type"
@@ -43,6 +44,9 @@ export const PROBLEM_STATUS: Record<ProblemCode, number> = {
   refund_exceeds_charge: 422,
   balance_limit_exceeded: 422,
   too_many_open_reservations: 422,
+  price_not_pinned: 422,
+  unpriceable: 422,
+  price_not_found: 422,
   account_frozen: 423,
   internal_error: 500,
   audit_key_unavailable: 503,
@@ -69,6 +73,9 @@ const TITLES: Record<ProblemCode, string> = {
   refund_exceeds_charge: "Refund exceeds charge",
   balance_limit_exceeded: "Balance limit exceeded",
   too_many_open_reservations: "Too many open reservations",
+  price_not_pinned: "No price pinned",
+  unpriceable: "Unpriceable",
+  price_not_found: "No price in effect",
   account_frozen: "Account frozen",
   internal_error: "Internal error",
   audit_key_unavailable: "Audit signing key unavailable",

@@ -26,6 +26,7 @@ import {
   TTL_SECONDS_MAX,
   TTL_SECONDS_MIN,
 } from "../domain/limits";
+import { PER_UNITS_MAX, PRICE_MINOR_MAX, PRICE_UNITS } from "../domain/pricing";
 import { KEY_NAME_LENGTH_MAX, SCOPES } from "../security/api-keys";
 import { PROBLEM_STATUS } from "./problem";
 
@@ -105,24 +106,46 @@ export const CreditBody = z
   .strictObject({ credit_id: Id, amount: Amount, reason: Reason.optional(), metadata: Metadata.optional() })
   .openapi("CreditRequest");
 
+export const PriceRefSchema = z
+  .strictObject({ service_id: Short, provider: Short, model: Short })
+  .openapi("PriceRef", { description: "Which price: the rules in effect now for this service, provider and model." });
+
+export const EstimateSchema = z
+  .strictObject({
+    max_input_tokens: Tokens,
+    max_output_tokens: Tokens,
+    max_cached_tokens: Tokens.optional(),
+  })
+  .openapi("Estimate", { description: "The most the call may use; priced to make the hold." });
+
 export const ReserveBody = z
   .strictObject({
     reservation_id: Id,
-    amount: Amount,
+    amount: Amount.optional().openapi({ description: "The hold; or give price and estimate instead." }),
+    price: PriceRefSchema.optional(),
+    estimate: EstimateSchema.optional(),
     ttl_seconds: Ttl.optional().openapi({ description: `Default ${TTL_SECONDS_DEFAULT}.` }),
     on_expiry: OnExpiry.optional().openapi({ description: "Default release." }),
     context: UsageContext.optional(),
     metadata: Metadata.optional(),
   })
+  .refine(
+    (b) => (b.amount !== undefined) !== (b.price !== undefined && b.estimate !== undefined),
+    "give either amount, or price and estimate",
+  )
+  .refine((b) => (b.price === undefined) === (b.estimate === undefined), "price and estimate go together")
   .openapi("ReserveRequest");
 
 export const CaptureBody = z
   .strictObject({
-    amount: CaptureAmount,
+    amount: CaptureAmount.optional().openapi({
+      description: "The cost; omit it to compute the cost from usage at the reservation's pinned price.",
+    }),
     allow_overage: z.boolean().optional(),
     usage: Usage.optional(),
     metadata: Metadata.optional(),
   })
+  .refine((b) => b.amount !== undefined || b.usage !== undefined, "give amount, or usage to price")
   .openapi("CaptureRequest");
 
 export const ReleaseBody = z.strictObject({ reason: Reason.optional() }).openapi("ReleaseRequest");
@@ -573,3 +596,48 @@ export const ApiKeyParams = z.object({
     .regex(/^key_[0-9A-HJKMNP-TV-Z]{26}$/, "must be a key id")
     .openapi({ param: { name: "key_id", in: "path" } }),
 });
+
+// ------------------------------------------------------------------ prices
+
+const PriceRule = z.strictObject({
+  unit: z.enum(PRICE_UNITS),
+  price_minor: z.number().int().min(0).max(PRICE_MINOR_MAX),
+  per_units: z.number().int().min(1).max(PER_UNITS_MAX),
+});
+
+export const PublishPriceBody = z
+  .strictObject({
+    service_id: Short,
+    provider: Short,
+    model: Short,
+    effective_from: Rfc3339.optional().openapi({ description: "Default now; never in the past." }),
+    rules: z
+      .array(PriceRule)
+      .min(1)
+      .max(PRICE_UNITS.length)
+      .refine((rules) => new Set(rules.map((r) => r.unit)).size === rules.length, "one rule per unit"),
+  })
+  .openapi("PublishPriceRequest");
+
+export const PinnedRuleSchema = z
+  .object({
+    rule_id: z.string(),
+    unit: z.enum(PRICE_UNITS),
+    price_minor: Minor,
+    per_units: z.number().int(),
+    effective_from: Time,
+  })
+  .openapi("PriceRule");
+
+export const PublishedPrice = z
+  .object({ service_id: z.string(), provider: z.string(), model: z.string(), rules: z.array(PinnedRuleSchema) })
+  .openapi("Price");
+
+export const PricesQuery = z.strictObject({
+  at: Rfc3339.optional(),
+  service_id: Short.optional(),
+  provider: Short.optional(),
+  model: Short.optional(),
+});
+
+export const PricesInEffect = z.object({ at: Time, data: z.array(PublishedPrice) }).openapi("PricesInEffect");

@@ -256,7 +256,11 @@ export class ReferenceLedger {
     return accepted();
   }
 
-  private captureReservation(account: ModelAccount, c: CaptureReservation): ModelOutcome {
+  private captureReservation(account: ModelAccount, command: CaptureReservation): ModelOutcome {
+    // Priced captures (amount computed from usage) are covered by the pricing tests, not this model.
+    const amount = command.amount;
+    if (amount === null) throw new Error("the reference model takes explicit capture amounts only");
+    const c = { ...command, amount };
     const fields = { amount: c.amount, allow_overage: c.allow_overage, usage: c.usage, metadata: c.metadata };
     const r = this.reservations.get(c.reservation_id);
     if (r === undefined) return rejected("reservation_not_found");

@@ -1,0 +1,207 @@
+/**
+ * The ledger's operations, shared by the HTTP API (src/http/accounts.ts) and the service-binding
+ * API (src/service.ts): validated input in, a command to the account's Durable Object, a result
+ * out. One path per operation, so both APIs have the same rules, defaults and idempotency.
+ */
+import type { z } from "@hono/zod-openapi";
+import type { ExecuteResult, ReadResult } from "../durable-objects/account";
+import type { Command } from "./domain/commands";
+import { TTL_SECONDS_DEFAULT } from "./domain/limits";
+import { priceOf, type Quantities } from "./domain/pricing";
+import type { Rejection } from "./domain/rejections";
+import type { Env } from "./env";
+import type {
+  AdjustmentBody,
+  CaptureBody,
+  ChargeBody,
+  CreditBody,
+  ExtendBody,
+  OpenAccountBody,
+  RefundBody,
+  ReleaseBody,
+  ReserveBody,
+  UpdateAccountBody,
+} from "./http/schemas";
+import { resolvePrice } from "./pricing/store";
+
+/** A result, or a rejection raised before the account was asked (a price that does not exist). */
+export type OperationResult = ExecuteResult | ReadResult<unknown> | { ok: false; rejection: EdgeRejection };
+export interface EdgeRejection {
+  code: "price_not_found";
+  detail: string;
+  facts?: Rejection["facts"];
+}
+
+export function accountStub(env: Env, accountId: string) {
+  return env.ACCOUNTS.getByName(accountId);
+}
+
+async function execute(env: Env, accountId: string, command: Command): Promise<ExecuteResult> {
+  return (await accountStub(env, accountId).execute(command)) as ExecuteResult;
+}
+
+/** Each operation: its command (for logging) and the object's answer. */
+export interface Executed {
+  command: Command | null;
+  result: OperationResult;
+}
+
+export async function openAccount(env: Env, body: z.infer<typeof OpenAccountBody>): Promise<Executed> {
+  const command: Command = {
+    type: "OpenAccount",
+    account_id: body.account_id,
+    currency: body.currency,
+    credit_limit: body.credit_limit ?? 0,
+    metadata: body.metadata ?? {},
+  };
+  return { command, result: await execute(env, body.account_id, command) };
+}
+
+export async function updateAccount(
+  env: Env,
+  accountId: string,
+  body: z.infer<typeof UpdateAccountBody>,
+): Promise<Executed> {
+  const command: Command = { type: "UpdateAccount" };
+  if (body.credit_limit !== undefined) command.credit_limit = body.credit_limit;
+  if (body.status !== undefined) command.status = body.status;
+  return { command, result: await execute(env, accountId, command) };
+}
+
+export async function credit(env: Env, accountId: string, body: z.infer<typeof CreditBody>): Promise<Executed> {
+  const command: Command = {
+    type: "CreditFunds",
+    credit_id: body.credit_id,
+    amount: body.amount,
+    reason: body.reason ?? null,
+    metadata: body.metadata ?? {},
+  };
+  return { command, result: await execute(env, accountId, command) };
+}
+
+/**
+ * A reservation with a price and an estimate is priced here, before the object is called: the
+ * rules in effect now are read from D1 (no D1 await inside the command), the estimate is priced
+ * with the domain's priceOf, and the object re-checks that amount and pins the rules.
+ */
+export async function reserve(env: Env, accountId: string, body: z.infer<typeof ReserveBody>): Promise<Executed> {
+  const base = {
+    type: "ReserveFunds" as const,
+    reservation_id: body.reservation_id,
+    ttl_seconds: body.ttl_seconds ?? TTL_SECONDS_DEFAULT,
+    on_expiry: body.on_expiry ?? ("release" as const),
+    context: body.context ?? {},
+    metadata: body.metadata ?? {},
+  };
+  let command: Command;
+  if (body.price !== undefined && body.estimate !== undefined) {
+    const rules = await resolvePrice(env.DB, body.price, new Date().toISOString());
+    if (rules.length === 0) {
+      return {
+        command: null,
+        result: {
+          ok: false,
+          rejection: { code: "price_not_found", detail: "No price is in effect for this service, provider and model." },
+        },
+      };
+    }
+    const estimate: Quantities = {
+      input_token: body.estimate.max_input_tokens,
+      output_token: body.estimate.max_output_tokens,
+      cached_token: body.estimate.max_cached_tokens ?? 0,
+      request: 1,
+    };
+    // An unpriceable estimate is sent as 0: the object refuses it with `unpriceable`.
+    const amount = priceOf(rules, estimate)?.amount ?? 0;
+    command = { ...base, amount, pricing: { price: body.price, rules, estimate } };
+  } else {
+    command = { ...base, amount: body.amount as number };
+  }
+  return { command, result: await execute(env, accountId, command) };
+}
+
+export async function capture(
+  env: Env,
+  accountId: string,
+  reservationId: string,
+  body: z.infer<typeof CaptureBody>,
+): Promise<Executed> {
+  const command: Command = {
+    type: "CaptureReservation",
+    reservation_id: reservationId,
+    amount: body.amount ?? null,
+    allow_overage: body.allow_overage ?? false,
+    usage: body.usage ?? {},
+    metadata: body.metadata ?? {},
+  };
+  return { command, result: await execute(env, accountId, command) };
+}
+
+export async function release(
+  env: Env,
+  accountId: string,
+  reservationId: string,
+  body: z.infer<typeof ReleaseBody>,
+): Promise<Executed> {
+  const command: Command = { type: "ReleaseReservation", reservation_id: reservationId, reason: body.reason ?? null };
+  return { command, result: await execute(env, accountId, command) };
+}
+
+export async function extend(
+  env: Env,
+  accountId: string,
+  reservationId: string,
+  body: z.infer<typeof ExtendBody>,
+): Promise<Executed> {
+  const command: Command = {
+    type: "ExtendReservation",
+    reservation_id: reservationId,
+    extension_id: body.extension_id ?? null,
+    ttl_seconds: body.ttl_seconds,
+    on_expiry: body.on_expiry ?? null,
+  };
+  return { command, result: await execute(env, accountId, command) };
+}
+
+export async function charge(env: Env, accountId: string, body: z.infer<typeof ChargeBody>): Promise<Executed> {
+  const command: Command = {
+    type: "ChargeAccount",
+    charge_id: body.charge_id,
+    amount: body.amount,
+    context: body.context ?? {},
+    metadata: body.metadata ?? {},
+  };
+  return { command, result: await execute(env, accountId, command) };
+}
+
+export async function refund(env: Env, accountId: string, body: z.infer<typeof RefundBody>): Promise<Executed> {
+  const command: Command = {
+    type: "RefundCharge",
+    refund_id: body.refund_id,
+    charge_id: body.charge_id,
+    amount: body.amount,
+    reason: body.reason ?? null,
+  };
+  return { command, result: await execute(env, accountId, command) };
+}
+
+export async function adjust(env: Env, accountId: string, body: z.infer<typeof AdjustmentBody>): Promise<Executed> {
+  const command: Command = {
+    type: "AdjustBalance",
+    adjustment_id: body.adjustment_id,
+    amount: body.amount,
+    reason: body.reason,
+  };
+  return { command, result: await execute(env, accountId, command) };
+}
+
+export async function getAccount(env: Env, accountId: string): Promise<Executed> {
+  return { command: null, result: (await accountStub(env, accountId).getAccount()) as ReadResult<unknown> };
+}
+
+export async function getReservation(env: Env, accountId: string, reservationId: string): Promise<Executed> {
+  return {
+    command: null,
+    result: (await accountStub(env, accountId).getReservation(reservationId)) as ReadResult<unknown>,
+  };
+}
