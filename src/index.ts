@@ -7,6 +7,7 @@ import { createApp } from "./http/app";
 import { runSweep } from "./sweep";
 
 export { AccountDurableObject } from "../durable-objects/account";
+export { LedgerService } from "./service";
 
 const app = createApp();
 

@@ -5,11 +5,12 @@
  */
 import type { z } from "@hono/zod-openapi";
 import type { ExecuteResult, ReadResult } from "../durable-objects/account";
-import type { Command } from "./domain/commands";
+import type { Command, UsageContext } from "./domain/commands";
 import { TTL_SECONDS_DEFAULT } from "./domain/limits";
 import { priceOf, type Quantities } from "./domain/pricing";
 import type { Rejection } from "./domain/rejections";
 import type { Env } from "./env";
+import type { LogFields } from "./http/context";
 import type {
   AdjustmentBody,
   CaptureBody,
@@ -204,4 +205,41 @@ export async function getReservation(env: Env, accountId: string, reservationId:
     command: null,
     result: (await accountStub(env, accountId).getReservation(reservationId)) as ReadResult<unknown>,
   };
+}
+
+/**
+ * Copies the allowed logging fields of a money command into the request's log line: the
+ * platform context (from the command, or from the reservation a capture settles), token usage,
+ * and the final cost of a charge or capture. Metadata, reasons and ids stay out.
+ */
+export function logFieldsOf(command: Command, result: OperationResult): LogFields {
+  const log: LogFields = {};
+  const settled =
+    result.ok && "body" in result
+      ? (result.body as { reservation?: { context?: UsageContext }; charge?: { amount?: number } })
+      : {};
+  const context: UsageContext | undefined =
+    "context" in command
+      ? command.context
+      : command.type === "CaptureReservation"
+        ? settled.reservation?.context
+        : undefined;
+  if (context !== undefined) {
+    for (const field of ["request_id", "user_id", "service_id", "alias", "provider", "model"] as const) {
+      const value = context[field];
+      if (value !== undefined) log[field] = value;
+    }
+  }
+  if (command.type === "CaptureReservation") {
+    if (command.usage.input_tokens !== undefined) log.input_tokens = command.usage.input_tokens;
+    if (command.usage.output_tokens !== undefined) log.output_tokens = command.usage.output_tokens;
+    if (command.usage.cached_tokens !== undefined) log.cached_tokens = command.usage.cached_tokens;
+  }
+  if (
+    (command.type === "CaptureReservation" || command.type === "ChargeAccount") &&
+    settled.charge?.amount !== undefined
+  ) {
+    log.final_cost = settled.charge.amount;
+  }
+  return log;
 }

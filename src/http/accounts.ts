@@ -5,9 +5,8 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { Command, UsageContext } from "../domain/commands";
 import * as ops from "../operations";
-import type { AppEnv, LogFields } from "./context";
+import type { AppEnv } from "./context";
 import { problem, problemResponse } from "./problem";
 import { defineRoute } from "./route";
 import {
@@ -50,43 +49,8 @@ export function reply(c: Context<AppEnv>, result: ops.OperationResult, status: n
 
 /** Logs what an operation may log (logCommand), then renders it. */
 function respond(c: Context<AppEnv>, executed: ops.Executed, status: number, replayStatus = status) {
-  if (executed.command !== null) logCommand(c.get("log"), executed.command, executed.result);
+  if (executed.command !== null) Object.assign(c.get("log"), ops.logFieldsOf(executed.command, executed.result));
   return reply(c, executed.result, status, replayStatus);
-}
-
-/**
- * Copies the allowed logging fields of a money command into the request's log line: the
- * platform context (from the command, or from the reservation a capture settles), token usage,
- * and the final cost of a charge or capture. Metadata, reasons and ids stay out.
- */
-function logCommand(log: LogFields, command: Command, result: ops.OperationResult): void {
-  const settled =
-    result.ok && "body" in result
-      ? (result.body as { reservation?: { context?: UsageContext }; charge?: { amount?: number } })
-      : {};
-  const context: UsageContext | undefined =
-    "context" in command
-      ? command.context
-      : command.type === "CaptureReservation"
-        ? settled.reservation?.context
-        : undefined;
-  if (context !== undefined) {
-    for (const field of ["request_id", "user_id", "service_id", "alias", "provider", "model"] as const) {
-      const value = context[field];
-      if (value !== undefined) log[field] = value;
-    }
-  }
-  if (command.type === "CaptureReservation") {
-    if (command.usage.input_tokens !== undefined) log.input_tokens = command.usage.input_tokens;
-    if (command.usage.output_tokens !== undefined) log.output_tokens = command.usage.output_tokens;
-    if (command.usage.cached_tokens !== undefined) log.cached_tokens = command.usage.cached_tokens;
-  }
-  if (
-    (command.type === "CaptureReservation" || command.type === "ChargeAccount") &&
-    settled.charge?.amount !== undefined
-  ) {
-    log.final_cost = settled.charge.amount;
-  }
 }
 
 const MONEY_ERRORS = ["account_not_found", "idempotency_conflict", "balance_limit_exceeded"] as const;

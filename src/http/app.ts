@@ -17,6 +17,7 @@ import { authenticate } from "./auth";
 import type { AppEnv } from "./context";
 import { registerKeyRoutes } from "./keys";
 import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
+import { registerPriceRoutes } from "./prices";
 import { problem, problemResponse } from "./problem";
 import { registerReportRoutes } from "./reports";
 
@@ -52,6 +53,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   registerAdminRoutes(app);
   registerAuditRoutes(app);
   registerKeyRoutes(app);
+  registerPriceRoutes(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", {

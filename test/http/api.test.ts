@@ -395,6 +395,8 @@ describe("openapi", () => {
         "POST /v1/admin/api-keys",
         "GET /v1/admin/api-keys",
         "DELETE /v1/admin/api-keys/{key_id}",
+        "POST /v1/admin/prices",
+        "GET /v1/prices",
       ].sort(),
     );
     const reserve = doc.paths["/v1/accounts/{account_id}/reservations"]?.post;
