@@ -53,6 +53,28 @@ export function canonicalize(value) {
  */
 
 const MONEY_MAX = 2 ** 53 - 1;
+
+/**
+ * The published pricing rule, re-implemented: ceil( Σ quantity × price_minor / per_units ),
+ * exact, rounded up once. Returns the amount as a number, or null for malformed rules.
+ * @param {unknown} rules
+ * @param {Record<string, number>} quantities
+ * @returns {number | null}
+ */
+export function priceAmount(rules, quantities) {
+  if (!Array.isArray(rules)) return null;
+  let num = 0n;
+  let den = 1n;
+  for (const r of rules) {
+    if (!isInt(r?.price_minor) || r.price_minor < 0 || !isInt(r?.per_units) || r.per_units < 1) return null;
+    const q = quantities[r.unit] ?? 0;
+    if (!isInt(q) || q < 0) return null;
+    num = num * BigInt(r.per_units) + BigInt(q) * BigInt(r.price_minor) * den;
+    den *= BigInt(r.per_units);
+  }
+  const amount = (num + den - 1n) / den;
+  return amount > BigInt(MONEY_MAX) ? null : Number(amount);
+}
 const isInt = (/** @type {unknown} */ v) => typeof v === "number" && Number.isSafeInteger(v);
 const isAmount = (/** @type {unknown} */ v) =>
   isInt(v) && /** @type {number} */ (v) > 0 && /** @type {number} */ (v) <= MONEY_MAX;
@@ -78,6 +100,9 @@ export class ChainVerifier {
     this.accountId = null;
     /** @type {string | null} */
     this.currency = null;
+    /** Pinned price rules of open priced reservations: reservation_id -> rules. */
+    /** @type {Map<string, unknown>} */
+    this.pinned = new Map();
     /** Open holds: reservation_id -> amount. */
     /** @type {Map<string, number>} */
     this.open = new Map();
@@ -186,6 +211,11 @@ export class ChainVerifier {
         if (this.reservationIds.has(e.reservation_id) || this.charges.has(e.reservation_id)) {
           return `reservation_id ${e.reservation_id} reused`;
         }
+        if (e.pricing !== undefined) {
+          const priced = priceAmount(e.pricing?.rules, e.pricing?.estimate ?? {});
+          if (priced !== e.amount) return `the hold ${e.amount} is not the estimate at the pinned price (${priced})`;
+          this.pinned.set(e.reservation_id, e.pricing.rules);
+        }
         this.reservationIds.add(e.reservation_id);
         this.open.set(e.reservation_id, e.amount);
         this.openSum += e.amount;
@@ -205,6 +235,17 @@ export class ChainVerifier {
         if (e.amount > hold && e.allow_overage !== true) return "capture above the hold without allow_overage";
         if (e.released_amount !== Math.max(hold - e.amount, 0) || e.overage !== Math.max(e.amount - hold, 0)) {
           return "released_amount or overage do not add up";
+        }
+        if (e.pricing !== undefined) {
+          const u = e.usage ?? {};
+          const quantities = {
+            input_token: u.input_tokens ?? 0,
+            output_token: u.output_tokens ?? 0,
+            cached_token: u.cached_tokens ?? 0,
+            request: 1,
+          };
+          const priced = priceAmount(this.pinned.get(e.reservation_id), quantities);
+          if (priced !== e.amount) return `the capture ${e.amount} is not the usage at the pinned price (${priced})`;
         }
         this.close(e.reservation_id, hold);
         this.charges.set(e.reservation_id, [e.amount, 0]);
@@ -258,6 +299,7 @@ export class ChainVerifier {
   /** @param {string} id @param {number} hold */
   close(id, hold) {
     this.open.delete(id);
+    this.pinned.delete(id);
     this.openSum -= hold;
   }
 

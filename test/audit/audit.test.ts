@@ -304,3 +304,41 @@ describe("audit key", () => {
     expect((error as Error).message).not.toContain("SECRETVALUE");
   });
 });
+
+describe("priced charges", () => {
+  it("are recomputed by the offline verifier from the pinned rules, and a forged price is caught", async () => {
+    await api("POST", "/v1/admin/prices", {
+      service_id: "audit",
+      provider: "p",
+      model: "m",
+      rules: [
+        { unit: "input_token", price_minor: 1, per_units: 3 },
+        { unit: "output_token", price_minor: 2, per_units: 3 },
+      ],
+    });
+    const id = await openAccount(1_000);
+    await api("POST", `/v1/accounts/${id}/reservations`, {
+      reservation_id: "r",
+      price: { service_id: "audit", provider: "p", model: "m" },
+      estimate: { max_input_tokens: 100, max_output_tokens: 50 },
+    });
+    await api("POST", `/v1/accounts/${id}/reservations/r/capture`, { usage: { input_tokens: 10, output_tokens: 7 } });
+    const events = await exportOf(id);
+    expect((await audit(events)).failure).toBeNull();
+    // A forger who lowers a priced capture and re-chains everything is caught by the recomputation.
+    const capture = events.findIndex((e) => e.type === "ReservationCaptured");
+    const forged = rechain(
+      events.map((e, i) =>
+        i === capture
+          ? { ...e, amount: 1, released_amount: 66, balance_after: 999 }
+          : i > capture
+            ? { ...e, balance_after: 999 }
+            : e,
+      ),
+      capture,
+    );
+    const { failure } = await audit(forged);
+    expect(failure?.seq).toBe(capture + 1);
+    expect(failure?.reason).toMatch(/not the usage at the pinned price/);
+  });
+});
