@@ -13,7 +13,7 @@ import { monotonicFactory } from "ulid";
 import type { Command } from "../src/domain/commands";
 import { decide, lookupsOf, stamp } from "../src/domain/decide";
 import type { LedgerEvent } from "../src/domain/events";
-import { EVENTS_PAGE_LIMIT_MAX, EXPIRY_BATCH_MAX } from "../src/domain/limits";
+import { BATCH_OPERATIONS_MAX, EVENTS_PAGE_LIMIT_MAX, EXPIRY_BATCH_MAX } from "../src/domain/limits";
 import { assert } from "../src/domain/money";
 import type { Rejection } from "../src/domain/rejections";
 import {
@@ -44,6 +44,15 @@ export const ALARM_BACKOFF_AFTER_BUDGET_MS = 60_000;
 export type ExecuteResult = { ok: true; replayed: boolean; body: unknown } | { ok: false; rejection: Rejection };
 
 export type ReadResult<T> = { ok: true; body: T } | { ok: false; rejection: Rejection };
+
+export interface BatchResult {
+  /** False when an atomic batch was rolled back by a rejection. */
+  committed: boolean;
+  /** One result per command, in order, up to the rejection that aborted an atomic batch. */
+  results: ExecuteResult[];
+}
+
+class AtomicBatchRejected extends Error {}
 
 export interface VerifyReport {
   ok: boolean;
@@ -90,6 +99,8 @@ export class AccountDurableObject extends DurableObject<Env> {
   /** SQLite rows written by commits since the object started (the runtime's own counter). */
   private rowsWritten = 0;
   private commits = 0;
+  /** True while a batch's outer transaction is open: projection must wait for its commit. */
+  private inBatch = false;
   /** Projects committed events into D1 behind a durable cursor (durable-objects/projector.ts). */
   readonly projector: Projector;
 
@@ -114,6 +125,65 @@ export class AccountDurableObject extends DurableObject<Env> {
 
   async execute(command: Command): Promise<ExecuteResult> {
     return this.executeAt(command, Date.now());
+  }
+
+  /**
+   * Up to BATCH_OPERATIONS_MAX commands for this account, decided in order (each against the
+   * state the previous left) and committed in one transaction. Each item is its own savepoint,
+   * so a rejected item writes nothing; with `atomic`, the first rejection rolls the whole batch
+   * back. In-memory state is restored with it, and the projection only sees committed events.
+   */
+  async executeBatch(commands: Command[], atomic: boolean): Promise<BatchResult> {
+    assert(commands.length >= 1 && commands.length <= BATCH_OPERATIONS_MAX, "batch size");
+    const now = Date.now();
+    const saved = this.memory();
+    const results: ExecuteResult[] = [];
+    let committed = true;
+    this.inBatch = true;
+    try {
+      this.ctx.storage.transactionSync(() => {
+        for (const command of commands) {
+          assert(command.type !== "OpenAccount" && command.type !== "ExpireReservations", "batchable command");
+          const result = this.executeAt(command, now);
+          results.push(result);
+          if (atomic && !result.ok) throw new AtomicBatchRejected();
+        }
+      });
+    } catch (error) {
+      this.restore(saved);
+      if (!(error instanceof AtomicBatchRejected)) throw error;
+      committed = false;
+    } finally {
+      this.inBatch = false;
+    }
+    if (committed) this.ctx.waitUntil(this.projector.flush());
+    this.ensureAlarm();
+    return { committed, results };
+  }
+
+  private memory() {
+    return {
+      account: this.account,
+      openHoldsTotal: this.openHoldsTotal,
+      openHoldsCount: this.openHoldsCount,
+      nextExpiryMs: this.nextExpiryMs,
+      alarmAtMs: this.alarmAtMs,
+      rowsWritten: this.rowsWritten,
+      commits: this.commits,
+    };
+  }
+
+  private restore(saved: ReturnType<AccountDurableObject["memory"]>): void {
+    this.account = saved.account;
+    this.openHoldsTotal = saved.openHoldsTotal;
+    this.openHoldsCount = saved.openHoldsCount;
+    this.nextExpiryMs = saved.nextExpiryMs;
+    // A rolled-back setAlarm may or may not have happened: believing the earlier time is safe
+    // (a spurious wake re-arms), believing a later one is not.
+    this.alarmAtMs =
+      saved.alarmAtMs === null || this.alarmAtMs === null ? null : Math.min(saved.alarmAtMs, this.alarmAtMs);
+    this.rowsWritten = saved.rowsWritten;
+    this.commits = saved.commits;
   }
 
   private executeAt(command: Command, now: number): ExecuteResult {
@@ -340,8 +410,9 @@ export class AccountDurableObject extends DurableObject<Env> {
     this.openHoldsCount = holdsCount;
     this.nextExpiryMs = holdsCount === 0 ? null : nextExpiry;
     this.ensureAlarm();
-    // Project without making the caller wait: the flush runs after the response.
-    this.ctx.waitUntil(this.projector.flush());
+    // Project without making the caller wait: the flush runs after the response. Inside a batch
+    // the events are not committed yet: the batch flushes once it is.
+    if (!this.inBatch) this.ctx.waitUntil(this.projector.flush());
   }
 
   // ---------------------------------------------------------------- alarm

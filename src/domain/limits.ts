@@ -56,3 +56,6 @@ export const EVENTS_PAGE_LIMIT_MAX = 1_000;
 export const OPEN_RESERVATIONS_MAX = 10_000;
 /** Reservations expired in one transaction; the alarm re-arms at once for the rest. */
 export const EXPIRY_BATCH_MAX = 100;
+
+/** Commands one batch may hold (POST /v1/accounts/{id}/batch). */
+export const BATCH_OPERATIONS_MAX = 1_000;

@@ -14,6 +14,8 @@ import {
   AccountResponse,
   AdjustmentBody,
   AdjustmentResult,
+  BatchBody,
+  BatchResultSchema,
   CaptureBody,
   CaptureResult,
   ChargeBody,
@@ -280,6 +282,36 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
           .listEvents(query.after_seq, query.limit)) as ops.OperationResult,
         200,
       ),
+  );
+}
+
+export function registerBatchRoute(app: OpenAPIHono<AppEnv>): void {
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/accounts/{account_id}/batch",
+      scope: "ledger:write",
+      summary: "Up to 1,000 operations for one account, decided in order and committed in one transaction",
+      description:
+        "Each result has the status and body of the single call. A rejected item does not stop the others unless `atomic` is true, in which case any rejection commits nothing (the other items answer batch_aborted).",
+      params: AccountParams,
+      body: BatchBody,
+      success: { status: 200, schema: BatchResultSchema, description: "One result per operation, in order." },
+      errors: ["account_not_found"],
+    },
+    async (c, { params, body }) => {
+      const outcome = await ops.batch(c.env, params.account_id, body);
+      const results = outcome.results.map((r) =>
+        r.ok
+          ? { status: r.status, ...(r.replayed ? { replayed: true } : {}), body: r.body }
+          : (() => {
+              const p = problem(r.rejection.code, r.rejection.detail, { facts: r.rejection.facts });
+              return { status: p.status, body: p };
+            })(),
+      );
+      return c.json({ committed: outcome.committed, results });
+    },
   );
 }
 

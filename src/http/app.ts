@@ -10,7 +10,7 @@ import { AuditKeyUnavailable } from "../audit/signing";
 import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
 import { AssertionError } from "../domain/money";
 import { BadCursor } from "../reports/cursor";
-import { notFound, registerAccountRoutes } from "./accounts";
+import { notFound, registerAccountRoutes, registerBatchRoute } from "./accounts";
 import { registerAdminRoutes } from "./admin";
 import { registerAuditRoutes } from "./audit";
 import { authenticate } from "./auth";
@@ -20,6 +20,7 @@ import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
 import { registerPriceRoutes } from "./prices";
 import { problem, problemResponse } from "./problem";
 import { registerReportRoutes } from "./reports";
+import { BATCH_BODY_BYTES_MAX } from "./schemas";
 
 export function createApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
@@ -34,21 +35,24 @@ export function createApp(): OpenAPIHono<AppEnv> {
   });
 
   app.use("/v1/*", authenticate());
-  app.use(
-    "/v1/*",
+  // Bodies are bounded before they are read: 64 KB for single calls, 1 MB for a batch.
+  const limit = (maxSize: number) =>
     bodyLimit({
-      maxSize: REQUEST_BODY_BYTES_MAX,
+      maxSize,
       onError: (c) =>
         problemResponse(
           c,
-          problem("payload_too_large", `Request bodies are limited to ${REQUEST_BODY_BYTES_MAX} bytes.`, {
-            instance: c.req.path,
-          }),
+          problem("payload_too_large", `Request bodies are limited to ${maxSize} bytes.`, { instance: c.req.path }),
         ),
-    }),
-  );
+    });
+  const singleCallLimit = limit(REQUEST_BODY_BYTES_MAX);
+  const batchLimit = limit(BATCH_BODY_BYTES_MAX);
+  app.use("/v1/*", async function bodyLimits(c, next) {
+    return /^\/v1\/accounts\/[^/]+\/batch$/.test(c.req.path) ? batchLimit(c, next) : singleCallLimit(c, next);
+  });
 
   registerAccountRoutes(app);
+  registerBatchRoute(app);
   registerReportRoutes(app);
   registerAdminRoutes(app);
   registerAuditRoutes(app);

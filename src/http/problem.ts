@@ -15,6 +15,7 @@ export type EdgeErrorCode =
   | "not_found"
   | "key_not_found"
   | "price_not_found"
+  | "batch_aborted"
   | "method_not_allowed"
   | "payload_too_large"
   | "unsupported_media_type"
@@ -38,6 +39,7 @@ export const PROBLEM_STATUS: Record<ProblemCode, number> = {
   method_not_allowed: 405,
   idempotency_conflict: 409,
   reservation_not_open: 409,
+  batch_aborted: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   capture_exceeds_reservation: 422,
@@ -67,6 +69,7 @@ const TITLES: Record<ProblemCode, string> = {
   method_not_allowed: "Method not allowed",
   idempotency_conflict: "Idempotency conflict",
   reservation_not_open: "Reservation not open",
+  batch_aborted: "Batch rolled back",
   payload_too_large: "Payload too large",
   unsupported_media_type: "Unsupported media type",
   capture_exceeds_reservation: "Capture exceeds reservation",

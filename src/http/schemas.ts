@@ -8,6 +8,7 @@ import { LEDGER_EVENT_TYPES, type LedgerEventType } from "../domain/events";
 import {
   AMOUNT_MINOR_MAX,
   AMOUNT_MINOR_MIN,
+  BATCH_OPERATIONS_MAX,
   CAPTURE_AMOUNT_MINOR_MIN,
   CONTEXT_FIELD_LENGTH_MAX,
   CREDIT_LIMIT_MINOR_MAX,
@@ -118,35 +119,38 @@ export const EstimateSchema = z
   })
   .openapi("Estimate", { description: "The most the call may use; priced to make the hold." });
 
-export const ReserveBody = z
-  .strictObject({
-    reservation_id: Id,
-    amount: Amount.optional().openapi({ description: "The hold; or give price and estimate instead." }),
-    price: PriceRefSchema.optional(),
-    estimate: EstimateSchema.optional(),
-    ttl_seconds: Ttl.optional().openapi({ description: `Default ${TTL_SECONDS_DEFAULT}.` }),
-    on_expiry: OnExpiry.optional().openapi({ description: "Default release." }),
-    context: UsageContext.optional(),
-    metadata: Metadata.optional(),
-  })
-  .refine(
-    (b) => (b.amount !== undefined) !== (b.price !== undefined && b.estimate !== undefined),
-    "give either amount, or price and estimate",
-  )
-  .refine((b) => (b.price === undefined) === (b.estimate === undefined), "price and estimate go together")
-  .openapi("ReserveRequest");
+const ReserveFields = z.strictObject({
+  reservation_id: Id,
+  amount: Amount.optional().openapi({ description: "The hold; or give price and estimate instead." }),
+  price: PriceRefSchema.optional(),
+  estimate: EstimateSchema.optional(),
+  ttl_seconds: Ttl.optional().openapi({ description: `Default ${TTL_SECONDS_DEFAULT}.` }),
+  on_expiry: OnExpiry.optional().openapi({ description: "Default release." }),
+  context: UsageContext.optional(),
+  metadata: Metadata.optional(),
+});
+function reserveRules<T extends z.ZodType<{ amount?: number; price?: unknown; estimate?: unknown }>>(schema: T) {
+  return schema
+    .refine(
+      (b) => (b.amount !== undefined) !== (b.price !== undefined && b.estimate !== undefined),
+      "give either amount, or price and estimate",
+    )
+    .refine((b) => (b.price === undefined) === (b.estimate === undefined), "price and estimate go together");
+}
+export const ReserveBody = reserveRules(ReserveFields).openapi("ReserveRequest");
 
-export const CaptureBody = z
-  .strictObject({
-    amount: CaptureAmount.optional().openapi({
-      description: "The cost; omit it to compute the cost from usage at the reservation's pinned price.",
-    }),
-    allow_overage: z.boolean().optional(),
-    usage: Usage.optional(),
-    metadata: Metadata.optional(),
-  })
-  .refine((b) => b.amount !== undefined || b.usage !== undefined, "give amount, or usage to price")
-  .openapi("CaptureRequest");
+const CaptureFields = z.strictObject({
+  amount: CaptureAmount.optional().openapi({
+    description: "The cost; omit it to compute the cost from usage at the reservation's pinned price.",
+  }),
+  allow_overage: z.boolean().optional(),
+  usage: Usage.optional(),
+  metadata: Metadata.optional(),
+});
+function captureRules<T extends z.ZodType<{ amount?: number; usage?: unknown }>>(schema: T) {
+  return schema.refine((b) => b.amount !== undefined || b.usage !== undefined, "give amount, or usage to price");
+}
+export const CaptureBody = captureRules(CaptureFields).openapi("CaptureRequest");
 
 export const ReleaseBody = z.strictObject({ reason: Reason.optional() }).openapi("ReleaseRequest");
 
@@ -641,3 +645,37 @@ export const PricesQuery = z.strictObject({
 });
 
 export const PricesInEffect = z.object({ at: Time, data: z.array(PublishedPrice) }).openapi("PricesInEffect");
+
+// ------------------------------------------------------------------ batch
+
+/** A batch body may be this large (1,000 operations do not fit the single-call limit). */
+export const BATCH_BODY_BYTES_MAX = 1_048_576;
+
+const ReservationRef = { reservation_id: Id };
+export const BatchOperation = z
+  .union([
+    CreditBody.extend({ op: z.literal("credit") }),
+    reserveRules(ReserveFields.extend({ op: z.literal("reserve") })),
+    captureRules(CaptureFields.extend({ op: z.literal("capture"), ...ReservationRef })),
+    ReleaseBody.extend({ op: z.literal("release"), ...ReservationRef }),
+    ExtendBody.extend({ op: z.literal("extend"), ...ReservationRef }),
+    ChargeBody.extend({ op: z.literal("charge") }),
+    RefundBody.extend({ op: z.literal("refund") }),
+  ])
+  .openapi("BatchOperation", {
+    description: "One operation: `op` and the body of the single call (plus reservation_id).",
+  });
+
+export const BatchBody = z
+  .strictObject({
+    operations: z.array(BatchOperation).min(1).max(BATCH_OPERATIONS_MAX),
+    atomic: z.boolean().optional().openapi({ description: "Any rejection commits nothing. Default false." }),
+  })
+  .openapi("BatchRequest");
+
+export const BatchResultSchema = z
+  .object({
+    committed: z.boolean(),
+    results: z.array(z.object({ status: z.number().int(), replayed: z.boolean().optional(), body: z.unknown() })),
+  })
+  .openapi("BatchResult");

@@ -397,6 +397,7 @@ describe("openapi", () => {
         "DELETE /v1/admin/api-keys/{key_id}",
         "POST /v1/admin/prices",
         "GET /v1/prices",
+        "POST /v1/accounts/{account_id}/batch",
       ].sort(),
     );
     const reserve = doc.paths["/v1/accounts/{account_id}/reservations"]?.post;
