@@ -22,6 +22,8 @@ export default defineConfig(async () => {
             ADMIN_API_KEY: "test-admin-key",
             AUDIT_SIGNING_KEY: auditSigningKey,
             CONFIG_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+            // Flush at once, so tests see D1 move command by command.
+            PROJECTION_COALESCE_MS: "0",
             TEST_MIGRATIONS: migrations,
           },
         },

@@ -49,6 +49,9 @@ export class Projector {
   private running: Promise<void> | null = null;
   /** SQLite rows written for the cursor (the runtime's own counter). */
   rowsWritten = 0;
+  /** D1 rows written by the projection, and events it projected (D1's own meta.rows_written). */
+  d1RowsWritten = 0;
+  eventsProjected = 0;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -140,7 +143,9 @@ export class Projector {
       const reachesHead = last === undefined || last.seq === account.last_seq;
       if (reachesHead) statements.push(accountStatement(this.db, account, Date.now()));
       try {
-        await this.sink(statements);
+        const results = (await this.sink(statements)) as D1Result[] | undefined;
+        for (const r of results ?? []) this.d1RowsWritten += r?.meta?.rows_written ?? 0;
+        this.eventsProjected += events.length;
       } catch (error) {
         this.failed(error);
         this.source.wake();

@@ -8,6 +8,10 @@ export interface Env {
   DB: D1Database;
   /** Bootstrap admin bearer token (a secret: `wrangler secret put ADMIN_API_KEY`). */
   ADMIN_API_KEY: string;
+  /** Milliseconds a projection flush waits to gather a busy account's events (0: flush at once). */
+  PROJECTION_COALESCE_MS?: string;
+  /** "1" only under `npm run bench`: enables the /v1/bench routes (ceilings and counters). */
+  BENCH_ROUTES?: string;
   /** Per-key request limiter (wrangler.toml [[ratelimits]]). */
   RATE_LIMITER: RateLimit;
   /** The console's origin, the only one allowed to read from a browser (CORS). */

@@ -22,3 +22,10 @@ export function expectedHash(prevHash: string, event: { hash: string }): string 
   const { hash: _hash, ...rest } = event;
   return chainHash(prevHash, rest);
 }
+
+/**
+ * Events that `stamp` just chained, with the head hash it chained each from. `evolve` checks a
+ * stamped event by that link (the head it is applied to must be the one it was hashed on)
+ * instead of hashing it a second time; events read back from storage are always re-hashed.
+ */
+export const stampedFrom = new WeakMap<object, string>();

@@ -17,7 +17,7 @@
  */
 
 import { canonicalJson } from "./canonical";
-import { chainHash, GENESIS_HASH } from "./chain";
+import { chainHash, GENESIS_HASH, stampedFrom } from "./chain";
 import type {
   AdjustBalance,
   CaptureReservation,
@@ -580,7 +580,10 @@ export function stamp(
     reserved += effect.reserved;
     assert(Number.isSafeInteger(balance) && Number.isSafeInteger(reserved), "balances stay exact");
     const unhashed = { ...body, seq, event_id: nextEventId(), at, balance_after: balance, reserved_after: reserved };
+    const from = prevHash;
     prevHash = chainHash(prevHash, unhashed);
-    return { ...unhashed, hash: prevHash } as LedgerEvent;
+    const event = { ...unhashed, hash: prevHash } as LedgerEvent;
+    stampedFrom.set(event, from);
+    return event;
   });
 }

@@ -8,7 +8,7 @@
  * one prior operation) and evolves that slice with this same function.
  */
 
-import { expectedHash, GENESIS_HASH } from "./chain";
+import { expectedHash, GENESIS_HASH, stampedFrom } from "./chain";
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import { eventEffect, type LedgerEvent, unreachable } from "./events";
 import { assert, type Minor } from "./money";
@@ -135,8 +135,10 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
   assert(balance === event.balance_after, `seq ${event.seq}: balance_after ${event.balance_after} != ${balance}`);
   assert(reserved === event.reserved_after, `seq ${event.seq}: reserved_after ${event.reserved_after} != ${reserved}`);
   assert(reserved >= 0, `seq ${event.seq}: reserved < 0`);
+  const head = previous?.head_hash ?? GENESIS_HASH;
+  const stampedOn = stampedFrom.get(event);
   assert(
-    event.hash === expectedHash(previous?.head_hash ?? GENESIS_HASH, event),
+    stampedOn === undefined ? event.hash === expectedHash(head, event) : stampedOn === head,
     `seq ${event.seq}: hash does not chain from the previous event`,
   );
 

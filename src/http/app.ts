@@ -14,6 +14,7 @@ import { notFound, registerAccountRoutes, registerBatchRoute } from "./accounts"
 import { registerAdminRoutes } from "./admin";
 import { registerAuditRoutes } from "./audit";
 import { authenticate } from "./auth";
+import { registerBenchRoutes } from "./bench";
 import type { AppEnv } from "./context";
 import { registerKeyRoutes } from "./keys";
 import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
@@ -58,6 +59,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   registerAuditRoutes(app);
   registerKeyRoutes(app);
   registerPriceRoutes(app);
+  registerBenchRoutes(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", {
