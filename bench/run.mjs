@@ -22,7 +22,7 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = join(ROOT, "bench/.work");
 const DURATION_SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = 64;
-const ADMIN_KEY = `bench_${randomBytes(16).toString("hex")}`;
+const ADMIN_KEY = process.env.BENCH_ADMIN_KEY ?? `bench_${randomBytes(16).toString("hex")}`;
 const quick = process.argv.includes("--quick");
 
 const requireFromWrangler = createRequire(require_resolve("wrangler"));
@@ -90,16 +90,17 @@ async function serve(state = "state") {
 
 /** The workerd process's resident memory and its peak (kB), from /proc. */
 function workerdMemory() {
-  const pids = execFileSync("pgrep", ["-f", "workerd serve"], { encoding: "utf8" }).trim().split("\n");
   let rss = 0;
   let hwm = 0;
-  for (const pid of pids) {
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
     try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (!cmdline.includes("workerd") || !cmdline.includes("serve")) continue;
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
       rss += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
       hwm += Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
     } catch {
-      // The process went away.
+      // The process went away while we looked.
     }
   }
   return { rss_kb: rss, peak_kb: hwm };
@@ -348,4 +349,6 @@ function report(rows, memory, verifier) {
   console.log(`written ${out}`);
 }
 
-await main();
+if (process.argv[1] === new URL(import.meta.url).pathname) await main();
+
+export { build, call, serve };

@@ -33,7 +33,7 @@ export interface ProjectionSource {
 export interface ProjectionStatus {
   last_seq: number;
   projected_seq: number;
-  /** Newest event time minus newest projected event time (0 when caught up). */
+  /** Age of the oldest event not yet projected (0 when caught up). */
   lag_ms: number;
   failures: number;
   retry_at: string | null;
@@ -89,15 +89,17 @@ export class Projector {
     if (this.behind() && this.retryAtMs === null) this.retryAtMs = now;
   }
 
+  /**
+   * Lag is the age of the oldest event not yet in D1 (0 when caught up). "Newest event time
+   * minus newest projected event time" would report the idle time before a burst as lag.
+   */
   status(now: number): ProjectionStatus {
-    const account = this.source.account();
-    const last = account?.last_seq ?? 0;
-    const headAt = account === null ? now : Date.parse(account.updated_at);
-    const projectedAt = this.projectedAt === null ? headAt : Date.parse(this.projectedAt);
+    const last = this.source.account()?.last_seq ?? 0;
+    const oldestPending = this.projectedSeq < last ? this.source.eventsAfter(this.projectedSeq, 1)[0] : undefined;
     return {
       last_seq: last,
       projected_seq: this.projectedSeq,
-      lag_ms: this.projectedSeq >= last ? 0 : Math.max(0, headAt - projectedAt),
+      lag_ms: oldestPending === undefined ? 0 : Math.max(0, now - Date.parse(oldestPending.at)),
       failures: this.failures,
       retry_at: this.retryAtMs === null ? null : new Date(this.retryAtMs).toISOString(),
     };
