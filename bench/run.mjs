@@ -10,6 +10,11 @@
  * direct socket on 127.0.0.1: no `wrangler dev` proxy in front. Load comes from autocannon in a
  * separate process, bounded in duration. Numbers go to stdout as a table and to
  * bench/results/<date>.json with the machine's facts.
+ *
+ * Knobs for investigation (not needed for a normal run): BENCH_SECONDS (per scenario),
+ * BENCH_STATE_ROOT (e.g. a tmpfs, to separate disk cost), BENCH_COALESCE_MS (projection window),
+ * BENCH_ONLY_HOT (stop after the hot-account scenario), BENCH_ADMIN_KEY; `--quick` (100 accounts,
+ * no 1,000,000-event memory run, a 100,000-event verifier run).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
