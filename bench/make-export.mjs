@@ -22,10 +22,12 @@ function emit(body, db, dr) {
   balance += db;
   reserved += dr;
   const event = { ...body, seq, event_id: `ev${seq}`, at, balance_after: balance, reserved_after: reserved };
+  const canonical = canonicalize(event);
   prev = createHash("sha256")
-    .update(prev + canonicalize(event))
+    .update(prev + canonical)
     .digest("hex");
-  buffer += `${JSON.stringify({ ...event, hash: prev })}\n`;
+  // As the ledger exports: canonical members, "hash" last.
+  buffer += `${canonical.slice(0, -1)},"hash":"${prev}"}\n`;
 }
 
 emit({ type: "AccountOpened", account_id: "bench", currency: "USD", credit_limit: 0, metadata: {} }, 0, 0);

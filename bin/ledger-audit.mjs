@@ -13,7 +13,6 @@
  */
 import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, readFileSync, writeFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { base64UrlDecode, ChainVerifier, checkCheckpoint } from "./audit-core.mjs";
@@ -24,6 +23,9 @@ const USAGE = `usage:
   ledger-audit verify FILE [--checkpoint FILE] [--public-key KEY|FILE] [--json]`;
 
 class UsageError extends Error {}
+
+/** Bytes read from the export at a time: memory stays flat whatever the file's size. */
+const LINE_CHUNK_BYTES = 1 << 20;
 
 /** @param {string[]} args */
 function parseFlags(args) {
@@ -83,24 +85,37 @@ async function verifyCommand(flags, positional) {
   const verifier = new ChainVerifier({ sha256Hex });
   if (signed !== null) verifier.watch(Number(signed.checkpoint?.seq));
 
-  const lines = createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
   let lineNo = 0;
   /** @type {{ seq: number, reason: string } | null} */
   let failure = null;
-  for await (const line of lines) {
+  /** @param {string} line */
+  const consume = (line) => {
     lineNo++;
-    if (line.trim() === "") continue;
+    if (line.length === 0 || (line.charCodeAt(0) <= 32 && line.trim() === "")) return;
     let event;
     try {
       event = JSON.parse(line);
     } catch {
       failure = { seq: verifier.summary().head_seq + 1, reason: `line ${lineNo} is not valid JSON` };
-      break;
+      return;
     }
-    failure = verifier.push(event);
+    failure = verifier.push(event, line);
+  };
+  // Streams the file in large chunks and splits lines by hand (readline costs a third of the time).
+  let pending = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of createReadStream(file, { highWaterMark: LINE_CHUNK_BYTES })) {
+    pending += decoder.decode(/** @type {Buffer} */ (chunk), { stream: true });
+    let start = 0;
+    for (let end = pending.indexOf("\n"); end !== -1 && failure === null; end = pending.indexOf("\n", start)) {
+      consume(pending.slice(start, end));
+      start = end + 1;
+    }
+    pending = pending.slice(start);
     if (failure !== null) break;
   }
-  lines.close();
+  pending += decoder.decode();
+  if (failure === null && pending.length > 0) consume(pending);
   if (failure === null && signed !== null) {
     failure = await checkCheckpoint(verifier, signed, ed25519Verifier(publicKeyBytes(String(flags["public-key"]))));
   }

@@ -5,6 +5,8 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { ReadResult } from "../../durable-objects/account";
 import { auditKey, signCheckpoint } from "../audit/signing";
+import { canonicalJson } from "../domain/canonical";
+import type { LedgerEvent } from "../domain/events";
 import { EVENTS_PAGE_LIMIT_MAX } from "../domain/limits";
 import { accountStub, reply } from "./accounts";
 import type { AppEnv } from "./context";
@@ -18,6 +20,15 @@ import {
   SignedCheckpointSchema,
   VerifyReportSchema,
 } from "./schemas";
+
+/**
+ * One export line: the event's canonical JSON (the very bytes its hash covers) with "hash" as its
+ * last member, so a verifier can check the chain over the line's own bytes.
+ */
+export function exportLine(event: LedgerEvent): string {
+  const { hash, ...rest } = event;
+  return `${canonicalJson(rest).slice(0, -1)},"hash":"${hash}"}\n`;
+}
 
 export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
@@ -50,7 +61,7 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
             controller.close();
             return;
           }
-          controller.enqueue(encoder.encode(page.events.map((e) => `${JSON.stringify(e)}\n`).join("")));
+          controller.enqueue(encoder.encode(page.events.map(exportLine).join("")));
           const next = page.next_after_seq;
           if (next === null) {
             page = null;

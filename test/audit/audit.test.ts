@@ -342,3 +342,21 @@ describe("priced charges", () => {
     expect(failure?.reason).toMatch(/not the usage at the pinned price/);
   });
 });
+
+describe("export line form", () => {
+  it("is the canonical JSON the hash covers, with hash last, and verifies over its own bytes", async () => {
+    const id = await busyAccount();
+    const response = await exports.default.fetch(`http://ledger.test/v1/accounts/${id}/events/export`, {
+      headers: AUTH,
+    });
+    const lines = (await response.text()).split("\n").filter((l) => l !== "");
+    const verifier = new ChainVerifier({ sha256Hex });
+    for (const line of lines) {
+      const event = JSON.parse(line) as Record<string, unknown>;
+      const { hash, ...rest } = event;
+      expect(line).toBe(`${canonicalJson(rest).slice(0, -1)},"hash":"${hash}"}`);
+      expect(verifier.push(event, line)).toBeNull();
+    }
+    expect(verifier.summary().head_seq).toBe(8);
+  });
+});

@@ -248,3 +248,27 @@ test("exports through the API, then verifies what it downloaded", async () => {
     server.close();
   }
 });
+
+test("checks exports in the ledger's own line form (canonical, hash last) over the lines' bytes", async () => {
+  const events = history(50);
+  /** @param {Record<string, unknown>} e */
+  const canonicalLine = (e) => {
+    const { hash, ...rest } = e;
+    return `${canonicalize(rest).slice(0, -1)},"hash":"${hash}"}`;
+  };
+  const lines = events.map(canonicalLine);
+  const good = join(dir, "canonical.ndjson");
+  writeFileSync(good, `${lines.join("\n")}\n`);
+  const ok = await audit(["verify", good]);
+  assert.equal(ok.code, 0, ok.stdout);
+  assert.match(ok.stdout, /^OK 56 events/);
+  // The same bytes with one amount changed: the fast path must not let it through.
+  const tampered = join(dir, "canonical-tampered.ndjson");
+  writeFileSync(
+    tampered,
+    `${lines.map((l, i) => (i === 9 ? l.replace('"amount":1,', '"amount":2,') : l)).join("\n")}\n`,
+  );
+  const bad = await audit(["verify", tampered]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stdout, /FAIL at seq 10: hash does not chain/);
+});
