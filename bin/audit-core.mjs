@@ -181,7 +181,7 @@ export class ChainVerifier {
     if (typeof e.hash !== "string" || e.hash.length !== 64) return fail("hash is missing or malformed");
     const hash = e.hash;
     let chained = false;
-    if (line !== undefined && line.endsWith(`,"hash":"${hash}"}`)) {
+    if (line?.endsWith(`,"hash":"${hash}"}`)) {
       chained = this.sha256Hex(`${this.hash}${line.slice(0, -HASH_MEMBER_LENGTH)}}`) === hash;
     }
     if (!chained && this.sha256Hex(this.hash + canonicalize(e, "hash")) !== hash) {

@@ -11,6 +11,7 @@
  * Exit codes: 0 verified, 1 verification failed (the first failing seq and why are printed),
  * 2 usage or I/O error.
  */
+import * as nodeCrypto from "node:crypto";
 import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Readable } from "node:stream";
@@ -46,8 +47,13 @@ function parseFlags(args) {
   return { flags, positional };
 }
 
-/** @param {string} text */
-const sha256Hex = (text) => createHash("sha256").update(text).digest("hex");
+/** One-shot hashing where Node has it (>= 20.12), else a Hash object per event. */
+const oneShot = /** @type {{ hash?: (algorithm: string, data: string, encoding: string) => string }} */ (nodeCrypto)
+  .hash;
+/** @type {(text: string) => string} */
+const sha256Hex = oneShot
+  ? (text) => oneShot("sha256", text, "hex")
+  : (text) => createHash("sha256").update(text).digest("hex");
 
 /**
  * Accepts the public key as base64url raw Ed25519 bytes, as the JSON that GET /v1/audit/public-key
