@@ -20,12 +20,21 @@ export const RATE_LIMIT_PERIOD_SECONDS = 60;
 
 const encoder = new TextEncoder();
 
-export async function constantTimeEqual(a: string, b: string): Promise<boolean> {
-  const [da, db] = await Promise.all([
-    crypto.subtle.digest("SHA-256", encoder.encode(a)),
-    crypto.subtle.digest("SHA-256", encoder.encode(b)),
-  ]);
-  return crypto.subtle.timingSafeEqual(da, db);
+const digest = (text: string) => crypto.subtle.digest("SHA-256", encoder.encode(text));
+
+/** The bootstrap key's digest, computed once per isolate (the secret is fixed for its lifetime). */
+const expectedDigests = new Map<string, Promise<ArrayBuffer>>();
+
+/** Compares `presented` with `expected` in constant time, through SHA-256 digests (lengths do not leak). */
+export async function constantTimeEqual(presented: string, expected: string): Promise<boolean> {
+  let known = expectedDigests.get(expected);
+  if (known === undefined) {
+    known = digest(expected);
+    expectedDigests.clear(); // a rotated secret replaces the old one
+    expectedDigests.set(expected, known);
+  }
+  const [a, b] = await Promise.all([digest(presented), known]);
+  return crypto.subtle.timingSafeEqual(a, b);
 }
 
 const BOOTSTRAP: Principal = { key_id: "bootstrap", prefix: "bootstrap", scopes: new Set(SCOPES), account_id: null };

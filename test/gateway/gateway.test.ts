@@ -27,7 +27,7 @@ type Mode = "stream" | "stream_no_usage" | "stream_break" | "stall" | "fail" | "
 
 /** A fake provider; `calls` counts requests, `finish` releases a stalled stream. */
 function fakeProvider(mode: Mode, usage = { prompt_tokens: 40, completion_tokens: 25 }) {
-  const state = { calls: 0, finish: () => undefined as void };
+  const state: { calls: number; finish: () => void } = { calls: 0, finish: () => undefined };
   const gate = new Promise<void>((resolve) => {
     state.finish = resolve;
   });
