@@ -156,8 +156,11 @@ export class Projector {
       }
       if (last !== undefined) {
         from = last.seq;
-        if (last.seq > this.projectedSeq || rebuild) {
-          this.projectedSeq = Math.max(this.projectedSeq, last.seq);
+        // A rebuild deleted the account's rows first: D1 now holds exactly the events up to this
+        // batch, so the cursor follows it down as well as up. If a later batch fails, the normal
+        // flush resumes from here instead of skipping the rows the rebuild removed.
+        if (rebuild || last.seq > this.projectedSeq) {
+          this.projectedSeq = rebuild ? last.seq : Math.max(this.projectedSeq, last.seq);
           this.projectedAt = last.at;
         }
       }

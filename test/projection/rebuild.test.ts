@@ -167,3 +167,31 @@ describe("scheduled sweep", () => {
     expect(account).toEqual({ reserved: 0, balance: 100 });
   });
 });
+
+describe("reprojection under D1 failure", () => {
+  it("leaves the cursor where D1 really is when a later batch fails, and catches up after", async () => {
+    const id = await openAccount(0);
+    const operations = Array.from({ length: 150 }, (_, i) => ({ op: "credit", credit_id: `c${i}`, amount: 1 }));
+    expect((await api("POST", `/v1/accounts/${id}/batch`, { operations })).status).toBe(200);
+    await drain(id);
+    let calls = 0;
+    await runInDurableObject(stub(id), (instance: AccountDurableObject) => {
+      instance.projector.sink = async (statements) => {
+        calls += 1;
+        if (calls === 2) throw new Error("D1_ERROR: injected failure in the second batch");
+        return env.DB.batch(statements);
+      };
+    });
+    const failed = await api("POST", `/v1/admin/accounts/${id}/reproject`);
+    expect(failed.status).toBe(500);
+    const status = await stub(id).projectionStatus();
+    const inD1 = await env.DB.prepare("SELECT COUNT(*) AS n FROM ledger_events WHERE account_id = ?")
+      .bind(id)
+      .first<{ n: number }>();
+    // The first batch (the deletes and 100 events) landed; the cursor says exactly that.
+    expect(status.projected_seq).toBe(100);
+    expect(inD1?.n).toBe(100);
+    await drain(id);
+    await expectD1EqualsLog(id);
+  });
+});
