@@ -10,6 +10,8 @@
  * each charge.
  */
 
+import { FingerprintTable } from "./fingerprint-table.mjs";
+
 export const GENESIS_HASH = "0".repeat(64);
 
 /** Serialised member names: events repeat the same few dozen, so each is escaped once. */
@@ -133,15 +135,14 @@ export class ChainVerifier {
     this.open = new Map();
     /** Sum of the open holds, kept next to the map. */
     this.openSum = 0;
+    // Ids are remembered as fingerprints in compact tables (bin/fingerprint-table.mjs): memory
+    // grows by a few dozen bytes per id, and a collision can only cause a false failure.
     /** Every reservation id ever used (a reservation ends once and is never reused). */
-    /** @type {Set<string>} */
-    this.reservationIds = new Set();
+    this.reservationIds = new FingerprintTable();
     /** Charges: charge_id -> [amount, refunded]. */
-    /** @type {Map<string, [number, number]>} */
-    this.charges = new Map();
-    /** Idempotency keys consumed (credit, refund, adjustment ids). */
-    /** @type {Set<string>} */
-    this.keys = new Set();
+    this.charges = new FingerprintTable(2);
+    /** Idempotency keys consumed (credit, refund, adjustment, extension ids). */
+    this.keys = new FingerprintTable();
     /** The event each checkpointable seq had: seq -> [hash, balance, reserved]; only those asked for. */
     /** @type {Map<number, [string, number, number]>} */
     this.marks = new Map();
@@ -282,7 +283,7 @@ export class ChainVerifier {
           if (priced !== e.amount) return `the capture ${e.amount} is not the usage at the pinned price (${priced})`;
         }
         this.close(e.reservation_id, hold);
-        this.charges.set(e.reservation_id, [e.amount, 0]);
+        this.charges.add(e.reservation_id, [e.amount, 0]);
         return [-e.amount, -hold];
       }
       case "ReservationReleased": {
@@ -302,7 +303,7 @@ export class ChainVerifier {
           return "captured_amount or released_amount do not follow the on_expiry rule";
         }
         this.close(e.reservation_id, hold);
-        if (e.on_expiry === "capture") this.charges.set(e.reservation_id, [captured, 0]);
+        if (e.on_expiry === "capture") this.charges.add(e.reservation_id, [captured, 0]);
         return [-captured, -hold];
       }
       case "AccountCharged":
@@ -310,19 +311,20 @@ export class ChainVerifier {
         if (!isId(e.charge_id)) return "charge_id is invalid";
         if (this.charges.has(e.charge_id) || this.reservationIds.has(e.charge_id))
           return `charge_id ${e.charge_id} reused`;
-        this.charges.set(e.charge_id, [e.amount, 0]);
+        this.charges.add(e.charge_id, [e.amount, 0]);
         return [-e.amount, 0];
       case "ChargeRefunded": {
         if (!isAmount(e.amount)) return "refund amount must be a positive integer";
         const charge = this.charges.get(e.charge_id);
-        if (charge === undefined) return `refund of charge ${e.charge_id}, which does not exist`;
-        const refunded = charge[1] + e.amount;
-        if (refunded > charge[0]) return `refunds of charge ${e.charge_id} exceed its amount ${charge[0]}`;
-        if (e.charge_amount !== charge[0] || e.charge_refunded_total !== refunded) {
+        if (charge === null) return `refund of charge ${e.charge_id}, which does not exist`;
+        const [chargeAmount = 0, alreadyRefunded = 0] = charge.values;
+        const refunded = alreadyRefunded + e.amount;
+        if (refunded > chargeAmount) return `refunds of charge ${e.charge_id} exceed its amount ${chargeAmount}`;
+        if (e.charge_amount !== chargeAmount || e.charge_refunded_total !== refunded) {
           return "charge_amount or charge_refunded_total do not match the charge";
         }
         if (!this.useKey(`refund:${e.refund_id}`)) return `refund_id ${e.refund_id} applied twice`;
-        charge[1] = refunded;
+        this.charges.setValue(charge.index, 1, refunded);
         return [e.amount, 0];
       }
       default:
@@ -339,9 +341,7 @@ export class ChainVerifier {
 
   /** @param {string} key */
   useKey(key) {
-    if (this.keys.has(key)) return false;
-    this.keys.add(key);
-    return true;
+    return this.keys.add(key);
   }
 
   /** @returns {Summary} */

@@ -26,7 +26,7 @@ const USAGE = `usage:
 class UsageError extends Error {}
 
 /** Bytes read from the export at a time: memory stays flat whatever the file's size. */
-const LINE_CHUNK_BYTES = 1 << 20;
+const LINE_CHUNK_BYTES = 1 << 16;
 
 /** @param {string[]} args */
 function parseFlags(args) {
