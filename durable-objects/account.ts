@@ -9,7 +9,9 @@
  * expiry.
  */
 import { DurableObject } from "cloudflare:workers";
+import { createHash } from "node:crypto";
 import { monotonicFactory } from "ulid";
+import { ChainVerifier } from "../bin/audit-core.mjs";
 import type { Command } from "../src/domain/commands";
 import { decide, lookupsOf, stamp } from "../src/domain/decide";
 import type { LedgerEvent } from "../src/domain/events";
@@ -36,6 +38,11 @@ import type { Env } from "../src/env";
 import { type ProjectionStatus, Projector } from "./projector";
 import { migrate } from "./schema";
 
+/**
+ * Logs up to this length are verified by the full fold and compared row by row; longer ones by
+ * the streaming verifier in bounded memory (VERIFY_FULL_FOLD_EVENTS_MAX in the env overrides).
+ */
+export const VERIFY_FULL_FOLD_EVENTS_MAX = 100_000;
 /** Coalescing window of the projection when PROJECTION_COALESCE_MS is not set. */
 export const PROJECTION_COALESCE_MS_DEFAULT = 50;
 /** Retries the runtime grants a throwing alarm before we stop throwing and back off instead. */
@@ -645,8 +652,10 @@ export class AccountDurableObject extends DurableObject<Env> {
    * reservation, charge and key row. The tests call it after every scenario.
    */
   async verify(): Promise<VerifyReport> {
-    const problems: string[] = [];
     const head = this.account?.last_seq ?? 0;
+    const fullFoldMax = Number(this.env.VERIFY_FULL_FOLD_EVENTS_MAX ?? VERIFY_FULL_FOLD_EVENTS_MAX);
+    if (head > fullFoldMax) return this.verifyStreaming(head);
+    const problems: string[] = [];
     let state = initialState();
     let count = 0;
     for (let after = 0; after < head; ) {
@@ -670,6 +679,61 @@ export class AccountDurableObject extends DurableObject<Env> {
     }
     if (this.account !== null && this.account.last_seq === head) this.compareRows(state, problems);
     return this.report(count, state, problems, null);
+  }
+
+  /**
+   * Verification of a long log in bounded memory: the auditors' own streaming verifier
+   * (bin/audit-core.mjs, which keeps ids as compact fingerprints, not states) checks every hash
+   * link and rule; then its final fold is compared with the snapshot and with the open holds
+   * in SQLite. The row-by-row comparison of the full fold is kept for logs up to
+   * VERIFY_FULL_FOLD_EVENTS_MAX, whose state fits easily in an isolate's memory.
+   */
+  private async verifyStreaming(head: number): Promise<VerifyReport> {
+    const verifier = new ChainVerifier({
+      sha256Hex: (text: string) => createHash("sha256").update(text).digest("hex"),
+    });
+    for (let after = 0; after < head; ) {
+      const page = this.readEvents(after, Math.min(EVENTS_PAGE_LIMIT_MAX, head - after));
+      for (const event of page) {
+        const failure = verifier.push(event);
+        if (failure !== null)
+          return this.streamingReport(verifier, [`seq ${failure.seq}: ${failure.reason}`], failure.seq);
+      }
+      const last = page.at(-1);
+      if (last === undefined) {
+        return this.streamingReport(verifier, [`the log ends at seq ${after}, before ${head}`], after + 1);
+      }
+      after = last.seq;
+      if (after < head) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    const summary = verifier.summary();
+    const problems: string[] = [];
+    const account = this.account;
+    if (account !== null && account.last_seq === head) {
+      if (summary.balance !== account.balance || summary.reserved !== account.reserved) {
+        problems.push(
+          `the fold gives ${summary.balance}/${summary.reserved}, the snapshot ${account.balance}/${account.reserved}`,
+        );
+      }
+      if (summary.open_reservations !== this.openHoldsCount || summary.reserved !== this.openHoldsTotal) {
+        problems.push("the open holds in SQLite differ from the fold's");
+      }
+    }
+    return this.streamingReport(verifier, problems, null);
+  }
+
+  private streamingReport(verifier: ChainVerifier, problems: string[], firstBadSeq: number | null): VerifyReport {
+    const summary = verifier.summary();
+    return {
+      ok: problems.length === 0,
+      events: summary.events,
+      head_seq: summary.head_seq,
+      head_hash: summary.head_seq === 0 ? null : summary.head_hash,
+      balance: summary.balance,
+      reserved: summary.reserved,
+      first_bad_seq: firstBadSeq,
+      problems,
+    };
   }
 
   private report(count: number, state: LedgerState, problems: string[], firstBadSeq: number | null): VerifyReport {

@@ -10,6 +10,8 @@ export interface Env {
   ADMIN_API_KEY: string;
   /** Milliseconds a projection flush waits to gather a busy account's events (0: flush at once). */
   PROJECTION_COALESCE_MS?: string;
+  /** Verification by full fold up to this many events, streaming beyond (default 100,000). */
+  VERIFY_FULL_FOLD_EVENTS_MAX?: string;
   /** "1" only under `npm run bench`: enables the /v1/bench routes (ceilings and counters). */
   BENCH_ROUTES?: string;
   /** Per-key request limiter (wrangler.toml [[ratelimits]]). */

@@ -360,3 +360,38 @@ describe("export line form", () => {
     expect(verifier.summary().head_seq).toBe(8);
   });
 });
+
+describe("in-ledger verification of long logs", () => {
+  /** The bounded-memory path that logs longer than VERIFY_FULL_FOLD_EVENTS_MAX take. */
+  const streaming = (id: string) =>
+    runInDurableObject(stub(id), (instance: AccountDurableObject) =>
+      // biome-ignore lint/suspicious/noExplicitAny: calling the private long-log path directly
+      (instance as any).verifyStreaming(8),
+    );
+
+  it("agrees with the full fold, and finds the same first bad seq", async () => {
+    const id = await busyAccount();
+    const live = (await api("GET", `/v1/accounts/${id}`)).body;
+    expect(await streaming(id)).toMatchObject({
+      ok: true,
+      events: 8,
+      head_hash: live.head_hash,
+      balance: live.balance,
+      reserved: live.reserved,
+      first_bad_seq: null,
+    });
+    const original = await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => {
+      const row = state.storage.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = 4").one();
+      state.storage.sql.exec(
+        "UPDATE events SET body = ? WHERE seq = 4",
+        JSON.stringify({ ...JSON.parse(row.body), amount: 1 }),
+      );
+      return row.body;
+    });
+    expect(await streaming(id)).toMatchObject({ ok: false, events: 3, first_bad_seq: 4 });
+    await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => {
+      state.storage.sql.exec("UPDATE events SET body = ? WHERE seq = 4", original);
+    });
+    expect((await streaming(id)).ok).toBe(true);
+  });
+});
