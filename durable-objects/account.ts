@@ -211,10 +211,8 @@ export class AccountDurableObject extends DurableObject<Env> {
         const events = stamp(decision.events, this.account, now, () => this.nextEventId(now));
         this.commit(state, events);
         const last = events.at(-1);
-        const body =
-          command.type === "UpdateAccount" || last === undefined
-            ? accountView(this.requireAccount())
-            : this.render(command, last, state);
+        // An update that changed nothing has no event: its answer is the account as it is.
+        const body = last === undefined ? accountView(this.requireAccount()) : this.render(command, last, state);
         return { ok: true, replayed: false, body };
       }
     }
@@ -235,6 +233,8 @@ export class AccountDurableObject extends DurableObject<Env> {
   private expireDue(now: number, namedReservationId: string | null): void {
     if (this.account === null) return;
     const due = new Set<string>();
+    // nextExpiryMs is never later than the earliest open expiry: past it, nothing (not even the
+    // named reservation) can be due, and the common path reads no row at all.
     if (this.nextExpiryMs !== null && this.nextExpiryMs <= now) {
       for (const row of this.sql.exec<{ reservation_id: string }>(
         "SELECT reservation_id FROM reservations WHERE status = 'open' AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?",
@@ -243,15 +243,15 @@ export class AccountDurableObject extends DurableObject<Env> {
       )) {
         due.add(row.reservation_id);
       }
-    }
-    if (namedReservationId !== null) {
-      const row = this.sql
-        .exec<{ status: string; expires_at_ms: number }>(
-          "SELECT status, expires_at_ms FROM reservations WHERE reservation_id = ?",
-          namedReservationId,
-        )
-        .toArray()[0];
-      if (row?.status === "open" && row.expires_at_ms <= now) due.add(namedReservationId);
+      if (namedReservationId !== null && !due.has(namedReservationId)) {
+        const row = this.sql
+          .exec<{ status: string; expires_at_ms: number }>(
+            "SELECT status, expires_at_ms FROM reservations WHERE reservation_id = ?",
+            namedReservationId,
+          )
+          .toArray()[0];
+        if (row?.status === "open" && row.expires_at_ms <= now) due.add(namedReservationId);
+      }
     }
     if (due.size > 0) {
       const expire: Command = { type: "ExpireReservations", reservation_ids: [...due] };

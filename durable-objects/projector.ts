@@ -43,7 +43,6 @@ export class Projector {
   /** Replaceable so tests can inject D1 failures inside workerd. */
   sink: ProjectionSink;
   private projectedSeq = 0;
-  private projectedAt: string | null = null;
   private failures = 0;
   private retryAtMs: number | null = null;
   private running: Promise<void> | null = null;
@@ -60,13 +59,12 @@ export class Projector {
   ) {
     this.sink = (statements) => db.batch(statements);
     const row = sql
-      .exec<{ projected_seq: number; projected_at: string | null; failures: number; retry_at_ms: number | null }>(
-        "SELECT projected_seq, projected_at, failures, retry_at_ms FROM projection WHERE id = 1",
+      .exec<{ projected_seq: number; failures: number; retry_at_ms: number | null }>(
+        "SELECT projected_seq, failures, retry_at_ms FROM projection WHERE id = 1",
       )
       .toArray()[0];
     if (row !== undefined) {
       this.projectedSeq = row.projected_seq;
-      this.projectedAt = row.projected_at;
       this.failures = row.failures;
       this.retryAtMs = row.retry_at_ms;
     }
@@ -159,10 +157,7 @@ export class Projector {
         // A rebuild deleted the account's rows first: D1 now holds exactly the events up to this
         // batch, so the cursor follows it down as well as up. If a later batch fails, the normal
         // flush resumes from here instead of skipping the rows the rebuild removed.
-        if (rebuild || last.seq > this.projectedSeq) {
-          this.projectedSeq = rebuild ? last.seq : Math.max(this.projectedSeq, last.seq);
-          this.projectedAt = last.at;
-        }
+        this.projectedSeq = rebuild ? last.seq : Math.max(this.projectedSeq, last.seq);
       }
       this.failures = 0;
       this.retryAtMs = null;
@@ -187,9 +182,8 @@ export class Projector {
 
   private persist(): void {
     this.rowsWritten += this.sql.exec(
-      "INSERT INTO projection (id, projected_seq, projected_at, failures, retry_at_ms) VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET projected_seq = excluded.projected_seq, projected_at = excluded.projected_at, failures = excluded.failures, retry_at_ms = excluded.retry_at_ms",
+      "INSERT INTO projection (id, projected_seq, failures, retry_at_ms) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET projected_seq = excluded.projected_seq, failures = excluded.failures, retry_at_ms = excluded.retry_at_ms",
       this.projectedSeq,
-      this.projectedAt,
       this.failures,
       this.retryAtMs,
     ).rowsWritten;

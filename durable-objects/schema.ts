@@ -53,7 +53,7 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE projection (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     projected_seq INTEGER NOT NULL,
-    projected_at TEXT,
+    projected_at TEXT, -- unused since lag is read from the log; kept so old cursors load
     failures INTEGER NOT NULL,
     retry_at_ms INTEGER
   );
