@@ -74,6 +74,15 @@ function rechain(events: Record<string, unknown>[], from = 0): Record<string, un
   });
 }
 
+/** Rewrites a stored event's body in the object's storage (as a disk or an operator might); returns the old body. */
+function setStoredEvent(id: string, seq: number, rewrite: (body: string) => string): Promise<string> {
+  return runInDurableObject(stub(id), (_i: AccountDurableObject, state) => {
+    const row = state.storage.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).one();
+    state.storage.sql.exec("UPDATE events SET body = ? WHERE seq = ?", rewrite(row.body), seq);
+    return row.body;
+  });
+}
+
 async function busyAccount(): Promise<string> {
   const id = await openAccount(1_000, 100);
   const post = (path: string, body: unknown) => api("POST", `/v1/accounts/${id}${path}`, body);
@@ -277,21 +286,12 @@ describe("in-ledger verification", () => {
       first_bad_seq: null,
     });
     // Corrupt seq 4 in storage, as a disk or an operator might.
-    const original = await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => {
-      const row = state.storage.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = 4").one();
-      state.storage.sql.exec(
-        "UPDATE events SET body = ? WHERE seq = 4",
-        JSON.stringify({ ...JSON.parse(row.body), amount: 1 }),
-      );
-      return row.body;
-    });
+    const original = await setStoredEvent(id, 4, (body) => JSON.stringify({ ...JSON.parse(body), amount: 1 }));
     const bad = await api("GET", `/v1/accounts/${id}/verify`);
     expect(bad.body).toMatchObject({ ok: false, events: 3, first_bad_seq: 4 });
     expect(bad.body.problems[0]).toMatch(/seq 4/);
     // Put it back so the suite's own consistency check passes.
-    await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => {
-      state.storage.sql.exec("UPDATE events SET body = ? WHERE seq = 4", original);
-    });
+    await setStoredEvent(id, 4, () => original);
     expect((await api("GET", `/v1/accounts/${id}/verify`)).body.ok).toBe(true);
   });
 });
@@ -380,18 +380,9 @@ describe("in-ledger verification of long logs", () => {
       reserved: live.reserved,
       first_bad_seq: null,
     });
-    const original = await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => {
-      const row = state.storage.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = 4").one();
-      state.storage.sql.exec(
-        "UPDATE events SET body = ? WHERE seq = 4",
-        JSON.stringify({ ...JSON.parse(row.body), amount: 1 }),
-      );
-      return row.body;
-    });
+    const original = await setStoredEvent(id, 4, (body) => JSON.stringify({ ...JSON.parse(body), amount: 1 }));
     expect(await streaming(id)).toMatchObject({ ok: false, events: 3, first_bad_seq: 4 });
-    await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => {
-      state.storage.sql.exec("UPDATE events SET body = ? WHERE seq = 4", original);
-    });
+    await setStoredEvent(id, 4, () => original);
     expect((await streaming(id)).ok).toBe(true);
   });
 });

@@ -30,7 +30,7 @@ async function audit(args) {
 }
 
 /** Builds a chained history: open, credit, reserve, capture, charge, refund, then `credits` more credits. */
-function history(credits = 0) {
+function history(credits = 0, edit = (/** @type {Record<string, unknown>[]} */ _bodies) => {}) {
   /** @type {Record<string, unknown>[]} */
   const bodies = [
     { type: "AccountOpened", account_id: "acct_cli", currency: "USD", credit_limit: 0, metadata: {} },
@@ -74,6 +74,7 @@ function history(credits = 0) {
   for (let i = 1; i <= credits; i++) {
     bodies.push({ type: "FundsCredited", credit_id: `c${i}`, amount: 1, reason: null, metadata: {}, d: [1, 0] });
   }
+  edit(bodies);
   let prev = "0".repeat(64);
   let balance = 0;
   let reserved = 0;
@@ -274,34 +275,10 @@ test("checks exports in the ledger's own line form (canonical, hash last) over t
 });
 
 test("catches a reused id (remembered as a fingerprint, not as the string)", async () => {
-  const events = history(3);
-  // Re-chain a history whose last credit reuses the id of the first.
-  const bodies = events.map(
-    ({ hash: _h, seq: _s, event_id: _e, at: _a, balance_after: _b, reserved_after: _r, ...body }) =>
-      /** @type {Record<string, unknown>} */ (body),
-  );
-  const last = bodies.at(-1);
-  if (last) last.credit_id = "c0";
-  let prev = "0".repeat(64);
-  let balance = 0;
-  const deltas = events.map(
-    (e, i) =>
-      /** @type {number} */ (e.balance_after) - (i === 0 ? 0 : /** @type {number} */ (events[i - 1]?.balance_after)),
-  );
-  const reused = bodies.map((body, i) => {
-    balance += deltas[i] ?? 0;
-    const event = {
-      ...body,
-      seq: i + 1,
-      event_id: `ev${i + 1}`,
-      at: "2026-11-28T12:00:00.000Z",
-      balance_after: balance,
-      reserved_after: events[i]?.reserved_after,
-    };
-    prev = createHash("sha256")
-      .update(prev + canonicalize(event))
-      .digest("hex");
-    return { ...event, hash: prev };
+  // A correctly chained history whose last credit reuses the id of the first.
+  const reused = history(3, (bodies) => {
+    const last = bodies.at(-1);
+    if (last) last.credit_id = "c0";
   });
   const result = await audit(["verify", writeNdjson("reused.ndjson", reused)]);
   assert.equal(result.code, 1);
