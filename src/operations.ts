@@ -94,7 +94,7 @@ async function run(env: Env, accountId: string, command: Command): Promise<Execu
  * with the domain's priceOf, and the object re-checks that amount and pins the rules.
  */
 export async function reserve(env: Env, accountId: string, body: z.infer<typeof ReserveBody>): Promise<Executed> {
-  const built = await reserveCommand(env, body, new PriceCache(env));
+  const built = await reserveCommand(body, new PriceCache(env));
   if ("rejection" in built) return { command: null, result: { ok: false, rejection: built.rejection } };
   return { command: built.command, result: await execute(env, accountId, built.command) };
 }
@@ -121,7 +121,6 @@ class PriceCache {
  * with the domain's priceOf, and the object re-checks that amount and pins the rules.
  */
 async function reserveCommand(
-  _env: Env,
   body: z.infer<typeof ReserveBody>,
   prices: PriceCache,
 ): Promise<{ command: Command } | { rejection: EdgeRejection }> {
@@ -321,7 +320,7 @@ export async function batch(
         built.push({ command: creditCommand(item) });
         break;
       case "reserve":
-        built.push(await reserveCommand(env, item, prices));
+        built.push(await reserveCommand(item, prices));
         break;
       case "capture":
         built.push({ command: captureCommand(item.reservation_id, item) });

@@ -29,7 +29,7 @@ async function audit(args) {
   }
 }
 
-/** Builds a chained history: open, credit, reserve, capture, charge, refund, then `credits` more credits. */
+/** Builds a chained history: open, credit, reserve, capture, charge, refund, `credits` more credits; `edit` may change the bodies before they are chained. */
 function history(credits = 0, edit = (/** @type {Record<string, unknown>[]} */ _bodies) => {}) {
   /** @type {Record<string, unknown>[]} */
   const bodies = [
