@@ -24,6 +24,8 @@ export default defineConfig(async () => {
             CONFIG_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
             // Flush at once, so tests see D1 move command by command.
             PROJECTION_COALESCE_MS: "0",
+            // Log lines are silent under test; LOG_REQUESTS=1 npm test shows them.
+            LOG_REQUESTS: process.env.LOG_REQUESTS === "1" ? "1" : "0",
             TEST_MIGRATIONS: migrations,
           },
         },

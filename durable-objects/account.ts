@@ -12,6 +12,7 @@ import { DurableObject } from "cloudflare:workers";
 import { createHash } from "node:crypto";
 import { monotonicFactory } from "ulid";
 import { ChainVerifier } from "../bin/audit-core.mjs";
+import { clock } from "../src/clock";
 import type { Command } from "../src/domain/commands";
 import { decide, lookupsOf, stamp } from "../src/domain/decide";
 import type { LedgerEvent } from "../src/domain/events";
@@ -35,6 +36,7 @@ import {
   reservationView,
 } from "../src/domain/views";
 import type { Env } from "../src/env";
+import { writeLog } from "../src/observability/log";
 import { type ProjectionStatus, Projector } from "./projector";
 import { migrate } from "./schema";
 
@@ -124,8 +126,9 @@ export class AccountDurableObject extends DurableObject<Env> {
       account: () => this.account,
       eventsAfter: (seq, limit) => this.readEvents(seq, limit),
       wake: () => this.ensureAlarm(),
+      log: (line) => writeLog(env, "warn", line),
     });
-    this.projector.resume(Date.now());
+    this.projector.resume(clock.now());
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAtMs = await ctx.storage.getAlarm();
       this.ensureAlarm();
@@ -135,7 +138,7 @@ export class AccountDurableObject extends DurableObject<Env> {
   // ---------------------------------------------------------------- commands
 
   async execute(command: Command): Promise<ExecuteResult> {
-    return this.executeAt(command, Date.now());
+    return this.executeAt(command, clock.now());
   }
 
   /**
@@ -146,7 +149,7 @@ export class AccountDurableObject extends DurableObject<Env> {
    */
   async executeBatch(commands: Command[], atomic: boolean): Promise<BatchResult> {
     assert(commands.length >= 1 && commands.length <= BATCH_OPERATIONS_MAX, "batch size");
-    const now = Date.now();
+    const now = clock.now();
     const saved = this.memory();
     const results: ExecuteResult[] = [];
     let committed = true;
@@ -459,7 +462,7 @@ export class AccountDurableObject extends DurableObject<Env> {
   override async alarm(info?: AlarmInvocationInfo): Promise<void> {
     this.alarmAtMs = null; // the runtime consumed the alarm that woke us
     try {
-      const now = Date.now();
+      const now = clock.now();
       this.nextExpiryMs = this.account === null ? null : this.earliestOpenExpiry();
       this.expireDue(now, null);
       if (this.projector.behind()) await this.projector.flush();
@@ -469,8 +472,8 @@ export class AccountDurableObject extends DurableObject<Env> {
       if (retries < ALARM_RETRIES_MAX) throw error;
       // Past the retry budget, stop throwing (the runtime would give up on the alarm) and come
       // back later; the error is logged without any request data.
-      console.error(JSON.stringify({ msg: "alarm_failed", retries, error: String(error) }));
-      this.alarmAtMs = Date.now() + ALARM_BACKOFF_AFTER_BUDGET_MS;
+      writeLog(this.env, "error", { msg: "alarm_failed", retries, error: String(error) });
+      this.alarmAtMs = clock.now() + ALARM_BACKOFF_AFTER_BUDGET_MS;
       await this.ctx.storage.setAlarm(this.alarmAtMs);
     }
   }
@@ -500,14 +503,14 @@ export class AccountDurableObject extends DurableObject<Env> {
    * sweep calls it for accounts whose alarm may have been lost; safe to call any time.
    */
   async nudge(): Promise<ProjectionStatus> {
-    this.expireDue(Date.now(), null);
+    this.expireDue(clock.now(), null);
     if (this.projector.behind()) await this.projector.flush();
     this.ensureAlarm();
-    return this.projector.status(Date.now());
+    return this.projector.status(clock.now());
   }
 
   async projectionStatus(): Promise<ProjectionStatus> {
-    return this.projector.status(Date.now());
+    return this.projector.status(clock.now());
   }
 
   /** Rebuilds this account's D1 rows from its log (admin). */
@@ -520,7 +523,7 @@ export class AccountDurableObject extends DurableObject<Env> {
   async head(): Promise<
     ReadResult<{ account_id: string; seq: number; head_hash: string; balance: number; reserved: number }>
   > {
-    this.expireDue(Date.now(), null);
+    this.expireDue(clock.now(), null);
     const account = this.account;
     if (account === null) return NOT_FOUND;
     return {
@@ -612,13 +615,13 @@ export class AccountDurableObject extends DurableObject<Env> {
   }
 
   async getAccount(): Promise<ReadResult<AccountView>> {
-    this.expireDue(Date.now(), null);
+    this.expireDue(clock.now(), null);
     return this.account === null ? NOT_FOUND : { ok: true, body: accountView(this.account) };
   }
 
   async getReservation(reservationId: string): Promise<ReadResult<ReservationView>> {
     if (this.account === null) return NOT_FOUND;
-    this.expireDue(Date.now(), reservationId);
+    this.expireDue(clock.now(), reservationId);
     const row = this.sql
       .exec<{ state: string }>("SELECT state FROM reservations WHERE reservation_id = ?", reservationId)
       .toArray()[0];

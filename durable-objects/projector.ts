@@ -9,6 +9,7 @@
  * batch that D1 applied but whose answer was lost is simply applied again. A failed flush
  * leaves the cursor, counts the failure and asks the alarm to retry with exponential backoff.
  */
+import { clock } from "../src/clock";
 import type { LedgerEvent } from "../src/domain/events";
 import type { AccountState } from "../src/domain/state";
 import { accountStatement, deleteAccountStatements, eventStatements } from "../src/projection/d1";
@@ -28,6 +29,8 @@ export interface ProjectionSource {
   eventsAfter(seq: number, limit: number): LedgerEvent[];
   /** Asks the object to (re)arm its alarm: a retry was scheduled. */
   wake(): void;
+  /** Writes a warning line (src/observability/log.ts). */
+  log(line: Record<string, unknown>): void;
 }
 
 export interface ProjectionStatus {
@@ -127,7 +130,7 @@ export class Projector {
         this.running = null;
       });
     await rebuild;
-    return this.status(Date.now());
+    return this.status(clock.now());
   }
 
   private async loop(batchesMax: number, rebuild: boolean): Promise<void> {
@@ -141,7 +144,7 @@ export class Projector {
       const last = events.at(-1);
       // The snapshot belongs to the head: only the batch that reaches it carries the account row.
       const reachesHead = last === undefined || last.seq === account.last_seq;
-      if (reachesHead) statements.push(accountStatement(this.db, account, Date.now()));
+      if (reachesHead) statements.push(accountStatement(this.db, account, clock.now()));
       try {
         const results = (await this.sink(statements)) as D1Result[] | undefined;
         for (const r of results ?? []) this.d1RowsWritten += r?.meta?.rows_written ?? 0;
@@ -165,7 +168,7 @@ export class Projector {
     }
     // Out of batches for this run with events left: the alarm continues at once.
     if (this.behind()) {
-      this.retryAtMs = Date.now();
+      this.retryAtMs = clock.now();
       this.persist();
       this.source.wake();
     }
@@ -174,10 +177,10 @@ export class Projector {
   private failed(error: unknown): void {
     this.failures += 1;
     const backoff = Math.min(PROJECTION_BACKOFF_MS_MIN * 2 ** (this.failures - 1), PROJECTION_BACKOFF_MS_MAX);
-    this.retryAtMs = Date.now() + backoff;
+    this.retryAtMs = clock.now() + backoff;
     this.persist();
     // The error text of D1 only; statements and their values are never logged.
-    console.warn(JSON.stringify({ msg: "projection_failed", failures: this.failures, error: String(error) }));
+    this.source.log({ msg: "projection_failed", failures: this.failures, error: String(error) });
   }
 
   private persist(): void {

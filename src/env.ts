@@ -14,6 +14,8 @@ export interface Env {
   VERIFY_FULL_FOLD_EVENTS_MAX?: string;
   /** "1" only under `npm run bench`: enables the /v1/bench routes (ceilings and counters). */
   BENCH_ROUTES?: string;
+  /** "0" silences the log lines (the test suite's default; README "Testing"). */
+  LOG_REQUESTS?: string;
   /** Per-key request limiter (wrangler.toml [[ratelimits]]). */
   RATE_LIMITER: RateLimit;
   /** The console's origin, the only one allowed to read from a browser (CORS). */

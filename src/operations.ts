@@ -3,8 +3,10 @@
  * API (src/service.ts): validated input in, a command to the account's Durable Object, a result
  * out. One path per operation, so both APIs have the same rules, defaults and idempotency.
  */
+
 import type { z } from "@hono/zod-openapi";
 import type { BatchResult, ExecuteResult, ReadResult } from "../durable-objects/account";
+import { clock } from "./clock";
 import type { Command, UsageContext } from "./domain/commands";
 import { TTL_SECONDS_DEFAULT } from "./domain/limits";
 import { type PinnedRule, type PriceRef, priceOf, type Quantities } from "./domain/pricing";
@@ -102,7 +104,7 @@ export async function reserve(env: Env, accountId: string, body: z.infer<typeof 
 /** Prices resolved once per (service, provider, model) within one request. */
 class PriceCache {
   private readonly resolved = new Map<string, Promise<PinnedRule[]>>();
-  private readonly at = new Date().toISOString();
+  private readonly at = new Date(clock.now()).toISOString();
   constructor(private readonly env: Env) {}
   rules(price: PriceRef): Promise<PinnedRule[]> {
     const key = JSON.stringify([price.service_id, price.provider, price.model]);

@@ -8,6 +8,7 @@
 
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { z } from "@hono/zod-openapi";
+import { clock } from "./clock";
 import type { AccountView, ReservationView } from "./domain/views";
 import type { Env } from "./env";
 import type { LogFields } from "./http/context";
@@ -27,6 +28,7 @@ import {
   type ReservationResult,
   ReserveBody,
 } from "./http/schemas";
+import { writeLog } from "./observability/log";
 import * as ops from "./operations";
 
 /** The outcome of every method: a value, or a rejection with the HTTP API's code and status. */
@@ -174,7 +176,7 @@ export class LedgerService extends WorkerEntrypoint<Env> {
       body: S extends z.ZodType ? z.infer<S> : undefined,
     ) => Promise<ops.Executed>,
   ): Promise<LedgerResult<T>> {
-    const started = Date.now();
+    const started = clock.now();
     const log: LogFields = { route: `rpc ${method}`, key_prefix: "service-binding" };
     let result: LedgerResult<T>;
     const errors: FieldError[] = [];
@@ -203,15 +205,13 @@ export class LedgerService extends WorkerEntrypoint<Env> {
       }
     }
     if (!result.ok) log.error_code = result.code;
-    console.log(
-      JSON.stringify({
-        msg: "request",
-        ...log,
-        request_id: log.request_id ?? crypto.randomUUID(),
-        status: result.status,
-        latency_ms: Date.now() - started,
-      }),
-    );
+    writeLog(this.env, "log", {
+      msg: "request",
+      ...log,
+      request_id: log.request_id ?? crypto.randomUUID(),
+      status: result.status,
+      latency_ms: clock.now() - started,
+    });
     return result;
   }
 }

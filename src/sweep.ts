@@ -9,6 +9,7 @@
  * alongside another sweep.
  */
 import type { Env } from "./env";
+import { writeLog } from "./observability/log";
 
 /** Expired holds are left to their own alarm for this long before the sweep steps in. */
 export const SWEEP_GRACE_MS = 60_000;
@@ -70,6 +71,6 @@ export async function runSweep(env: Env, nowMs: number): Promise<SweepReport> {
     if (outcome.value.projected_seq < outcome.value.last_seq) report.lagging += 1;
     report.worst_lag_ms = Math.max(report.worst_lag_ms, outcome.value.lag_ms);
   }
-  console.log(JSON.stringify({ msg: "sweep", ...report }));
+  writeLog(env, "log", { msg: "sweep", ...report });
   return report;
 }

@@ -9,6 +9,7 @@ import { bodyLimit } from "hono/body-limit";
 import { AuditKeyUnavailable } from "../audit/signing";
 import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
 import { AssertionError } from "../domain/money";
+import { writeLog } from "../observability/log";
 import { BadCursor } from "../reports/cursor";
 import { notFound, registerAccountRoutes, registerBatchRoute } from "./accounts";
 import { registerAdminRoutes } from "./admin";
@@ -76,9 +77,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.notFound(notFound);
   app.onError((error, c) => {
     if (error instanceof AuditKeyUnavailable) {
-      console.error(
-        JSON.stringify({ msg: "audit_key_unavailable", request_id: c.get("requestId"), error: error.message }),
-      );
+      writeLog(c.env, "error", { msg: "audit_key_unavailable", request_id: c.get("requestId"), error: error.message });
       return problemResponse(
         c,
         problem("audit_key_unavailable", "Checkpoints cannot be signed: the audit signing key is not configured.", {
@@ -98,7 +97,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
     // Programmer errors and broken invariants: logged with their message only (never the
     // request, its headers or its body), answered as a generic 500.
     const kind = error instanceof AssertionError ? "invariant_violation" : "unhandled_error";
-    console.error(JSON.stringify({ msg: kind, request_id: c.get("requestId"), error: error.message }));
+    writeLog(c.env, "error", { msg: kind, request_id: c.get("requestId"), error: error.message });
     return problemResponse(
       c,
       problem("internal_error", "The ledger failed to process the request.", { instance: c.req.path }),

@@ -2,9 +2,11 @@
  * Audit routes: the export stream, point-in-time balances, in-object verification, and signed
  * checkpoints with the public key that checks them. README "For auditors" walks through them.
  */
+
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { ReadResult } from "../../durable-objects/account";
 import { auditKey, signCheckpoint } from "../audit/signing";
+import { clock } from "../clock";
 import { canonicalJson } from "../domain/canonical";
 import type { LedgerEvent } from "../domain/events";
 import { EVENTS_PAGE_LIMIT_MAX } from "../domain/limits";
@@ -140,7 +142,7 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
       const key = await auditKey(c.env.AUDIT_SIGNING_KEY);
       const head = await accountStub(c.env, params.account_id).head();
       if (!head.ok) return reply(c, head as ReadResult<unknown>, 200);
-      return c.json(await signCheckpoint(key, { ...head.body, at: new Date().toISOString() }));
+      return c.json(await signCheckpoint(key, { ...head.body, at: new Date(clock.now()).toISOString() }));
     },
   );
 

@@ -11,6 +11,7 @@
  * for a key restricted to one account, that the request touches only that account.
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { clock } from "../clock";
 import { countSecurityEvent, hasScope, lookupApiKey, type Principal, SCOPES, type Scope } from "../security/api-keys";
 import type { AppEnv } from "./context";
 import { problem, problemResponse } from "./problem";
@@ -41,7 +42,7 @@ const BOOTSTRAP: Principal = { key_id: "bootstrap", prefix: "bootstrap", scopes:
 
 export function authenticate(): MiddlewareHandler<AppEnv> {
   return async function authenticateMiddleware(c, next) {
-    const now = Date.now();
+    const now = clock.now();
     const match = /^Bearer ([^\s]+)$/i.exec(c.req.header("authorization") ?? "");
     const token = match?.[1];
     let principal: Principal | null = null;

@@ -1,5 +1,7 @@
 /** Admin routes for API keys: create (the secret is shown once), list (never secrets), revoke. */
+
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import { clock } from "../clock";
 import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
 import { createApiKey, listApiKeys, revokeApiKey } from "../security/api-keys";
 import type { AppEnv } from "./context";
@@ -30,7 +32,7 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
       const created = await createApiKey(
         c.env.DB,
         { name: body.name, scopes: body.scopes, account_id: body.account_id ?? null },
-        new Date(),
+        new Date(clock.now()),
       );
       return c.json({ key: created.record, secret: created.secret }, 201);
     },
@@ -69,7 +71,7 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: ["key_not_found"],
     },
     async (c, { params }) => {
-      const record = await revokeApiKey(c.env.DB, params.key_id, new Date());
+      const record = await revokeApiKey(c.env.DB, params.key_id, new Date(clock.now()));
       if (record === null) {
         return problemResponse(
           c,

@@ -4,6 +4,8 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { ulid } from "ulid";
+import { clock } from "../clock";
+import { writeLog } from "../observability/log";
 import { ConfigKeyError, loadConfigKeys } from "../security/secrets";
 import type { AppEnv, LogFields } from "./context";
 import { problem, problemResponse } from "./problem";
@@ -49,7 +51,7 @@ const LOG_FIELDS: readonly (keyof LogFields)[] = [
  */
 export function requestContext(): MiddlewareHandler<AppEnv> {
   return async function requestContextMiddleware(c, next) {
-    const started = Date.now();
+    const started = clock.now();
     const requestId = ulid();
     c.set("requestId", requestId);
     c.set("log", {});
@@ -68,8 +70,8 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
       line.request_id = fields.request_id ?? requestId;
       line.route ??= "unmatched";
       line.status = c.res.status;
-      line.latency_ms = Date.now() - started;
-      console.log(JSON.stringify(line));
+      line.latency_ms = clock.now() - started;
+      writeLog(c.env, "log", line);
     }
   };
 }
@@ -117,7 +119,7 @@ export function requireConfigKeys(): MiddlewareHandler<AppEnv> {
       await loadConfigKeys(c.env);
     } catch (error) {
       if (!(error instanceof ConfigKeyError)) throw error;
-      console.error(JSON.stringify({ msg: "configuration_refused", error: error.message }));
+      writeLog(c.env, "error", { msg: "configuration_refused", error: error.message });
       return problemResponse(
         c,
         problem("service_misconfigured", "The service is not configured correctly; see its logs.", {

@@ -1,5 +1,7 @@
 /** Price routes: publish effective-dated rules (admin, append-only) and read what was in effect. */
+
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import { clock } from "../clock";
 import { PriceBackdated, pricesInEffect, publishPrice } from "../pricing/store";
 import type { AppEnv } from "./context";
 import { problem, problemResponse } from "./problem";
@@ -23,7 +25,7 @@ export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { body }) => {
       try {
-        const rules = await publishPrice(c.env.DB, body, new Date());
+        const rules = await publishPrice(c.env.DB, body, new Date(clock.now()));
         return c.json({ service_id: body.service_id, provider: body.provider, model: body.model, rules }, 201);
       } catch (error) {
         if (!(error instanceof PriceBackdated)) throw error;
@@ -51,7 +53,7 @@ export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: [],
     },
     async (c, { query }) => {
-      const at = query.at ?? new Date().toISOString();
+      const at = query.at ?? new Date(clock.now()).toISOString();
       const { at: _at, ...filter } = query;
       return c.json({ at, data: await pricesInEffect(c.env.DB, filter, at) });
     },

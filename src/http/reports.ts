@@ -2,7 +2,9 @@
  * The reporting routes: read the D1 read side (eventually consistent with the ledger; every
  * answer says how fresh it is in `as_of`).
  */
+
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import { clock } from "../clock";
 import {
   balancesReport,
   refundsReport,
@@ -115,6 +117,6 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: TrialBalance, description: "The trial balance at `at` (default now)." },
       errors: [],
     },
-    async (c, { query }) => c.json(await trialBalanceReport(c.env.DB, query.at ?? new Date().toISOString())),
+    async (c, { query }) => c.json(await trialBalanceReport(c.env.DB, query.at ?? new Date(clock.now()).toISOString())),
   );
 }

@@ -4,6 +4,7 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { captureLogs as captureWrittenLogs } from "../../src/observability/log";
 import { api, expectEveryAccountConsistent, openAccount } from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
@@ -28,7 +29,10 @@ const ALLOWED_LOG_FIELDS = new Set([
   "route",
 ]);
 
-/** Captures everything the Worker writes to the console while `run` runs. */
+/**
+ * Captures everything the Worker would log while `run` runs: the lines written through the log
+ * module (silent under test unless captured) and anything written to the console directly.
+ */
 async function captureLogs(run: () => Promise<void>): Promise<string[]> {
   const lines: string[] = [];
   const spies = (["log", "info", "warn", "error", "debug"] as const).map((level) =>
@@ -36,12 +40,14 @@ async function captureLogs(run: () => Promise<void>): Promise<string[]> {
       lines.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" "));
     }),
   );
+  const written = captureWrittenLogs();
   try {
     await run();
   } finally {
+    written.stop();
     for (const spy of spies) spy.mockRestore();
   }
-  return lines;
+  return [...written.lines.map((l) => l.text), ...lines];
 }
 
 describe("log policy", () => {
