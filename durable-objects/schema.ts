@@ -7,7 +7,10 @@
  * charges and operation keys are WITHOUT ROWID tables so a keyed row is one b-tree entry, and
  * the only secondary index is the partial index of open holds by expiry.
  */
-export const MIGRATIONS: readonly string[] = [
+import type { LedgerEvent } from "../src/domain/events";
+import { eventKeyString } from "../src/domain/keys";
+
+export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   `
   CREATE TABLE account (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -62,7 +65,22 @@ export const MIGRATIONS: readonly string[] = [
   -- The hash chain's links as a column, so the head hash is read without parsing a body.
   ALTER TABLE events ADD COLUMN hash TEXT;
   `,
+  // Idempotency keys were spelled "kind:id[:id]", which let `extend:a:b:c` name two different
+  // extensions (ids may contain ":"). Respell every stored key from the event that recorded it
+  // with the unambiguous encoding of src/domain/keys.ts; the rows written are bounded by the
+  // keys an account holds, and the migration runs once, inside the start-up transaction.
+  respellOperationKeys,
 ];
+
+function respellOperationKeys(sql: SqlStorage): void {
+  const rows = sql.exec<{ key: string; seq: number }>("SELECT key, seq FROM operations").toArray();
+  for (const row of rows) {
+    const body = sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", row.seq).one().body;
+    const key = eventKeyString(JSON.parse(body) as LedgerEvent);
+    if (key === null) throw new Error(`operation row ${row.seq} records an event without a key`);
+    sql.exec("UPDATE operations SET key = ? WHERE key = ?", key, row.key);
+  }
+}
 
 export function migrate(sql: SqlStorage): void {
   sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
@@ -70,7 +88,9 @@ export function migrate(sql: SqlStorage): void {
   let version = row?.version ?? 0;
   if (row === undefined) sql.exec("INSERT INTO _schema (version) VALUES (0)");
   while (version < MIGRATIONS.length) {
-    sql.exec(MIGRATIONS[version] as string);
+    const migration = MIGRATIONS[version];
+    if (typeof migration === "function") migration(sql);
+    else sql.exec(migration as string);
     version += 1;
     sql.exec("UPDATE _schema SET version = ?", version);
   }

@@ -11,6 +11,7 @@
 import { expectedHash, GENESIS_HASH, stampedFrom } from "./chain";
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import { eventEffect, type LedgerEvent, unreachable } from "./events";
+import { eventKeyString } from "./keys";
 import { assert, type Minor } from "./money";
 import type { PinnedPricing } from "./pricing";
 
@@ -71,7 +72,7 @@ export interface LedgerState {
   account: AccountState | null;
   reservations: Map<string, ReservationState>;
   charges: Map<string, ChargeState>;
-  /** Idempotency key -> the event that applied it (see `operationKeyOfEvent`). */
+  /** Encoded idempotency key (keys.ts `encodeKey`) -> the event that applied it. */
   operations: Map<string, LedgerEvent>;
 }
 
@@ -84,44 +85,70 @@ export function available(account: AccountState): Minor {
 }
 
 /**
- * The permanent idempotency key an event consumed, or null for events that consume none
- * (account updates, expiries, extensions without an extension_id).
- */
-export function operationKeyOfEvent(event: LedgerEvent): string | null {
-  switch (event.type) {
-    case "AccountOpened":
-      return "open";
-    case "FundsCredited":
-      return `credit:${event.credit_id}`;
-    case "FundsReserved":
-      return `reserve:${event.reservation_id}`;
-    case "ReservationCaptured":
-      return `capture:${event.reservation_id}`;
-    case "ReservationReleased":
-      return `release:${event.reservation_id}`;
-    case "ReservationExtended":
-      return event.extension_id === null ? null : `extend:${event.reservation_id}:${event.extension_id}`;
-    case "AccountCharged":
-      return `charge:${event.charge_id}`;
-    case "ChargeRefunded":
-      return `refund:${event.refund_id}`;
-    case "BalanceAdjusted":
-      return `adjustment:${event.adjustment_id}`;
-    case "AccountUpdated":
-    case "ReservationExpired":
-      return null;
-    default:
-      return unreachable(event);
-  }
-}
-
-/**
  * Applies one event. It mutates and returns the maps of `state` (the fold owns its state, and
  * copying maps per event would make a replay quadratic); the account record is replaced.
  * Asserts that the event is applicable: a log that breaks a rule is corrupt, not a request.
  */
 export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
   const previous = state.account;
+  assertFollows(previous, event);
+  let account: AccountState =
+    previous === null
+      ? openedAccount(event)
+      : {
+          ...previous,
+          balance: event.balance_after,
+          reserved: event.reserved_after,
+          last_seq: event.seq,
+          head_hash: event.hash,
+          updated_at: event.at,
+        };
+  switch (event.type) {
+    case "AccountOpened":
+    case "FundsCredited":
+    case "BalanceAdjusted":
+      break;
+    case "AccountUpdated":
+      account = { ...account, credit_limit: event.credit_limit, status: event.status };
+      break;
+    case "FundsReserved":
+      assert(!state.reservations.has(event.reservation_id), `reservation ${event.reservation_id} reused`);
+      state.reservations.set(event.reservation_id, reservationOpened(event));
+      account = { ...account, open_reservations: account.open_reservations + 1 };
+      break;
+    case "ReservationExtended":
+      evolveExtension(state, event);
+      break;
+    case "ReservationCaptured":
+    case "ReservationReleased":
+    case "ReservationExpired":
+      evolveReservationEnd(state, event);
+      account = { ...account, open_reservations: account.open_reservations - 1 };
+      break;
+    case "AccountCharged":
+      evolveDirectCharge(state, event);
+      break;
+    case "ChargeRefunded":
+      evolveRefund(state, event);
+      break;
+    default:
+      unreachable(event);
+  }
+  assert(account.open_reservations >= 0, "open_reservations < 0");
+  const key = eventKeyString(event);
+  if (key !== null) {
+    assert(!state.operations.has(key), `operation ${key} applied twice`);
+    state.operations.set(key, event);
+  }
+  state.account = account;
+  return state;
+}
+
+/**
+ * The event is the next link of this account's log: its seq follows, its after-balances are
+ * the previous ones plus its effect, reserved stays non-negative, and its hash chains.
+ */
+function assertFollows(previous: AccountState | null, event: LedgerEvent): void {
   if (event.type === "AccountOpened") {
     assert(previous === null, "AccountOpened on an open account");
     assert(event.seq === 1, "AccountOpened must be seq 1");
@@ -141,86 +168,57 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
     stampedOn === undefined ? event.hash === expectedHash(head, event) : stampedOn === head,
     `seq ${event.seq}: hash does not chain from the previous event`,
   );
+}
 
-  let account: AccountState =
-    previous === null
-      ? openedAccount(event)
-      : { ...previous, balance, reserved, last_seq: event.seq, head_hash: event.hash, updated_at: event.at };
+function evolveExtension(state: LedgerState, event: Extract<LedgerEvent, { type: "ReservationExtended" }>): void {
+  const r = openReservation(state, event.reservation_id);
+  state.reservations.set(r.reservation_id, {
+    ...r,
+    expires_at: event.expires_at,
+    ttl_seconds: event.ttl_seconds,
+    on_expiry: event.on_expiry,
+  });
+}
 
-  switch (event.type) {
-    case "AccountOpened":
-    case "FundsCredited":
-    case "BalanceAdjusted":
-      break;
-    case "AccountUpdated":
-      account = { ...account, credit_limit: event.credit_limit, status: event.status };
-      break;
-    case "FundsReserved": {
-      assert(!state.reservations.has(event.reservation_id), `reservation ${event.reservation_id} reused`);
-      state.reservations.set(event.reservation_id, reservationOpened(event));
-      account = { ...account, open_reservations: account.open_reservations + 1 };
-      break;
-    }
-    case "ReservationExtended": {
-      const r = openReservation(state, event.reservation_id);
-      state.reservations.set(r.reservation_id, {
-        ...r,
-        expires_at: event.expires_at,
-        ttl_seconds: event.ttl_seconds,
-        on_expiry: event.on_expiry,
-      });
-      break;
-    }
-    case "ReservationCaptured":
-    case "ReservationReleased":
-    case "ReservationExpired": {
-      const r = openReservation(state, event.reservation_id);
-      assert(r.amount === event.reserved_amount, `seq ${event.seq}: reserved_amount differs from the hold`);
-      const ended = reservationEnded(r, event);
-      state.reservations.set(r.reservation_id, ended);
-      if (ended.captured_amount !== null) {
-        assert(!state.charges.has(r.reservation_id), `charge ${r.reservation_id} reused`);
-        state.charges.set(r.reservation_id, {
-          charge_id: r.reservation_id,
-          kind: "capture",
-          amount: ended.captured_amount,
-          refunded: 0,
-          seq: event.seq,
-        });
-      }
-      account = { ...account, open_reservations: account.open_reservations - 1 };
-      break;
-    }
-    case "AccountCharged":
-      assert(!state.charges.has(event.charge_id), `charge ${event.charge_id} reused`);
-      state.charges.set(event.charge_id, {
-        charge_id: event.charge_id,
-        kind: "direct",
-        amount: event.amount,
-        refunded: 0,
-        seq: event.seq,
-      });
-      break;
-    case "ChargeRefunded": {
-      const charge = state.charges.get(event.charge_id);
-      assert(charge !== undefined, `refund of unknown charge ${event.charge_id}`);
-      const refunded = charge.refunded + event.amount;
-      assert(refunded <= charge.amount, `refunds of ${charge.charge_id} exceed the charge`);
-      assert(refunded === event.charge_refunded_total, `seq ${event.seq}: charge_refunded_total differs`);
-      state.charges.set(charge.charge_id, { ...charge, refunded });
-      break;
-    }
-    default:
-      unreachable(event);
+/** A reservation ends once; a capture (by call or by expiry) also opens its charge. */
+function evolveReservationEnd(
+  state: LedgerState,
+  event: Extract<LedgerEvent, { type: "ReservationCaptured" | "ReservationReleased" | "ReservationExpired" }>,
+): void {
+  const r = openReservation(state, event.reservation_id);
+  assert(r.amount === event.reserved_amount, `seq ${event.seq}: reserved_amount differs from the hold`);
+  const ended = reservationEnded(r, event);
+  state.reservations.set(r.reservation_id, ended);
+  if (ended.captured_amount !== null) {
+    assert(!state.charges.has(r.reservation_id), `charge ${r.reservation_id} reused`);
+    state.charges.set(r.reservation_id, {
+      charge_id: r.reservation_id,
+      kind: "capture",
+      amount: ended.captured_amount,
+      refunded: 0,
+      seq: event.seq,
+    });
   }
-  assert(account.open_reservations >= 0, "open_reservations < 0");
-  const key = operationKeyOfEvent(event);
-  if (key !== null) {
-    assert(!state.operations.has(key), `operation ${key} applied twice`);
-    state.operations.set(key, event);
-  }
-  state.account = account;
-  return state;
+}
+
+function evolveDirectCharge(state: LedgerState, event: Extract<LedgerEvent, { type: "AccountCharged" }>): void {
+  assert(!state.charges.has(event.charge_id), `charge ${event.charge_id} reused`);
+  state.charges.set(event.charge_id, {
+    charge_id: event.charge_id,
+    kind: "direct",
+    amount: event.amount,
+    refunded: 0,
+    seq: event.seq,
+  });
+}
+
+function evolveRefund(state: LedgerState, event: Extract<LedgerEvent, { type: "ChargeRefunded" }>): void {
+  const charge = state.charges.get(event.charge_id);
+  assert(charge !== undefined, `refund of unknown charge ${event.charge_id}`);
+  const refunded = charge.refunded + event.amount;
+  assert(refunded <= charge.amount, `refunds of ${charge.charge_id} exceed the charge`);
+  assert(refunded === event.charge_refunded_total, `seq ${event.seq}: charge_refunded_total differs`);
+  state.charges.set(charge.charge_id, { ...charge, refunded });
 }
 
 function openedAccount(event: LedgerEvent): AccountState {

@@ -9,10 +9,10 @@
  * batch that D1 applied but whose answer was lost is simply applied again. A failed flush
  * leaves the cursor, counts the failure and asks the alarm to retry with exponential backoff.
  */
-import { clock } from "../src/clock";
-import type { LedgerEvent } from "../src/domain/events";
-import type { AccountState } from "../src/domain/state";
-import { accountStatement, deleteAccountStatements, eventStatements } from "../src/projection/d1";
+import { clock } from "../clock";
+import type { LedgerEvent } from "../domain/events";
+import type { AccountState } from "../domain/state";
+import { accountStatement, deleteAccountStatements, eventStatements } from "./d1";
 
 /** Events per D1 batch (each event is one or two statements). */
 export const PROJECTION_BATCH_EVENTS_MAX = 100;

@@ -1,0 +1,124 @@
+/**
+ * Runs commands against the account's store: settle what is due, load the slice, decide,
+ * stamp, append, render. Every step is synchronous, so the runtime's input gate makes a
+ * command atomic with respect to every other request to this account. It reads the command
+ * table for everything command-specific and names no event type.
+ */
+import { monotonicFactory } from "ulid";
+import type { Command } from "../src/domain/commands";
+import { decide, stamp } from "../src/domain/decide";
+import type { LedgerEvent } from "../src/domain/events";
+import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
+import { assert } from "../src/domain/money";
+import type { Rejection } from "../src/domain/rejections";
+import type { LedgerState } from "../src/domain/state";
+import { specOf } from "../src/domain/table";
+import { accountView, operationResult } from "../src/domain/views";
+import type { ExpiryScheduler } from "./scheduler";
+import type { AccountStore } from "./store";
+
+export type ExecuteResult = { ok: true; replayed: boolean; body: unknown } | { ok: false; rejection: Rejection };
+
+export interface BatchResult {
+  /** False when an atomic batch was rolled back by a rejection. */
+  committed: boolean;
+  /** One result per command, in order, up to the rejection that aborted an atomic batch. */
+  results: ExecuteResult[];
+}
+
+class AtomicBatchRejected extends Error {}
+
+export class CommandRunner {
+  private readonly nextEventId = monotonicFactory();
+
+  constructor(
+    private readonly store: AccountStore,
+    private readonly scheduler: ExpiryScheduler,
+    /** Called after events are committed (outside a batch) or after a batch commits. */
+    private readonly committed: () => void,
+  ) {}
+
+  run(command: Command, nowMs: number): ExecuteResult {
+    this.settleDue(nowMs, specOf(command).reads(command).reservation_ids);
+    const state = this.store.loadSlice(command);
+    const decision = decide(command, state, nowMs);
+    switch (decision.outcome) {
+      case "rejected":
+        return { ok: false, rejection: decision.rejection };
+      case "replayed":
+        return { ok: true, replayed: true, body: this.render(command, decision.event, state) };
+      case "accepted": {
+        const last = this.append(state, decision.events, nowMs).at(-1);
+        // An update that changed nothing has no event: its answer is the account as it is.
+        const body = last === undefined ? this.accountBody() : this.render(command, last, state);
+        return { ok: true, replayed: false, body };
+      }
+    }
+  }
+
+  /**
+   * Up to BATCH_OPERATIONS_MAX commands, decided in order (each against the state the previous
+   * left) and committed in one transaction. A rejected item writes nothing; with `atomic` the
+   * first rejection rolls the whole batch back, memory included.
+   */
+  runBatch(commands: readonly Command[], atomic: boolean, nowMs: number): BatchResult {
+    assert(commands.length >= 1 && commands.length <= BATCH_OPERATIONS_MAX, "batch size");
+    const saved = { store: this.store.memory(), scheduler: this.scheduler.memory() };
+    const results: ExecuteResult[] = [];
+    let committed = true;
+    try {
+      this.store.batch(() => {
+        for (const command of commands) {
+          assert(specOf(command).batchable, `${command.type} is not batchable`);
+          const result = this.run(command, nowMs);
+          results.push(result);
+          if (atomic && !result.ok) throw new AtomicBatchRejected();
+        }
+      });
+    } catch (error) {
+      this.store.restore(saved.store);
+      this.scheduler.restore(saved.scheduler);
+      if (!(error instanceof AtomicBatchRejected)) throw error;
+      committed = false;
+    }
+    // Inside the batch the events were not committed yet: the batch reports its commit once.
+    if (committed) this.committed();
+    this.scheduler.ensureAlarm();
+    return { committed, results };
+  }
+
+  /** Settles every reservation due at `nowMs` (and `named` ones if due), by their own rule. */
+  settleDue(nowMs: number, named: readonly string[] = []): void {
+    const due = this.scheduler.due(nowMs, named);
+    if (due.length > 0) {
+      const expire: Command = { type: "ExpireReservations", reservation_ids: due };
+      const state = this.store.loadSlice(expire);
+      const decision = decide(expire, state, nowMs);
+      assert(decision.outcome === "accepted", "expiry of due reservations is always accepted");
+      this.append(state, decision.events, nowMs);
+    }
+    this.scheduler.settled(nowMs);
+  }
+
+  private append(state: LedgerState, bodies: Parameters<typeof stamp>[0], nowMs: number): LedgerEvent[] {
+    if (bodies.length === 0) return [];
+    const events = stamp(bodies, this.store.account, nowMs, () => this.nextEventId(nowMs));
+    this.scheduler.appended(this.store.append(state, events));
+    if (!this.store.inBatch) this.committed();
+    return events;
+  }
+
+  private render(command: Command, event: LedgerEvent, state: LedgerState): unknown {
+    if (specOf(command).view === "account") return this.accountBody();
+    const reservationId = "reservation_id" in event ? event.reservation_id : undefined;
+    const reservation = reservationId === undefined ? undefined : state.reservations.get(reservationId);
+    const account = this.store.account;
+    assert(account !== null, "a rendered operation has an account");
+    return operationResult(event, account, reservation);
+  }
+
+  private accountBody(): unknown {
+    assert(this.store.account !== null, "account is open");
+    return accountView(this.store.account);
+  }
+}

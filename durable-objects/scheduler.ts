@@ -1,0 +1,106 @@
+/**
+ * The expiry and alarm scheduler of an account object. One alarm serves two clients: the
+ * earliest open hold's expiry, and the projection's retry time. The alarm is kept at or before
+ * the earliest of them (an early alarm just re-arms; moving it later after every capture would
+ * cost a row per capture).
+ *
+ * `nextExpiryMs` is a lower bound on the earliest open expiry, kept in memory: while it is in
+ * the future, nothing can be due, and a command reads no row to find out.
+ */
+import { EXPIRY_BATCH_MAX } from "../src/domain/limits";
+import type { AccountStore, Appended } from "./store";
+
+/** Retries the runtime grants a throwing alarm before we stop throwing and back off instead. */
+export const ALARM_RETRIES_MAX = 5;
+/** When the alarm keeps failing past its retry budget, try again this much later. */
+export const ALARM_BACKOFF_AFTER_BUDGET_MS = 60_000;
+
+export class ExpiryScheduler {
+  /** Never later than the earliest open expiry (it may be earlier: a spurious wake re-arms). */
+  private nextExpiryMs: number | null;
+  /** The alarm we believe is scheduled. */
+  alarmAtMs: number | null = null;
+
+  constructor(
+    private readonly store: AccountStore,
+    private readonly storage: DurableObjectStorage,
+    /** When the projection wants to be woken (a scheduled retry), or null. */
+    private readonly projectionWakeAtMs: () => number | null,
+  ) {
+    this.nextExpiryMs = store.account === null ? null : store.earliestOpenExpiry();
+  }
+
+  /** On start: learn the alarm the runtime holds, then make sure one is set if needed. */
+  async start(): Promise<void> {
+    this.alarmAtMs = await this.storage.getAlarm();
+    this.ensureAlarm();
+  }
+
+  /**
+   * The reservations to settle before a command at `nowMs`: every one due (one bounded batch;
+   * the alarm takes the rest), plus `named` if it is due, so a late capture never beats the
+   * clock. Reads no row while the lower bound says nothing can be due.
+   */
+  due(nowMs: number, named: readonly string[]): string[] {
+    if (this.store.account === null || this.nextExpiryMs === null || this.nextExpiryMs > nowMs) return [];
+    const due = new Set(this.store.dueReservations(nowMs, EXPIRY_BATCH_MAX));
+    for (const id of named) if (!due.has(id) && this.store.isDue(id, nowMs)) due.add(id);
+    return [...due];
+  }
+
+  /** After settling what was due at `nowMs`: re-read the bound if it had passed. */
+  settled(nowMs: number): void {
+    if (this.nextExpiryMs !== null && this.nextExpiryMs <= nowMs) this.nextExpiryMs = this.store.earliestOpenExpiry();
+    this.ensureAlarm();
+  }
+
+  /** After an append: a newly opened or extended hold may be the earliest. */
+  appended(appended: Appended): void {
+    const touched = appended.earliestTouchedExpiryMs;
+    if (this.store.holds.count === 0) this.nextExpiryMs = null;
+    else if (touched !== null && (this.nextExpiryMs === null || touched < this.nextExpiryMs)) {
+      this.nextExpiryMs = touched;
+    }
+    this.ensureAlarm();
+  }
+
+  /** The alarm fired: it is consumed, and the bound is read afresh from the rows. */
+  woke(): void {
+    this.alarmAtMs = null;
+    this.nextExpiryMs = this.store.account === null ? null : this.store.earliestOpenExpiry();
+  }
+
+  /** Past the alarm's retry budget: stop throwing (the runtime would give up) and come back later. */
+  async backOff(nowMs: number): Promise<void> {
+    this.alarmAtMs = nowMs + ALARM_BACKOFF_AFTER_BUDGET_MS;
+    await this.storage.setAlarm(this.alarmAtMs);
+  }
+
+  ensureAlarm(): void {
+    const expiry = this.nextExpiryMs;
+    const projection = this.projectionWakeAtMs();
+    const next = expiry === null ? projection : projection === null ? expiry : Math.min(expiry, projection);
+    if (next === null) return;
+    if (this.alarmAtMs !== null && this.alarmAtMs <= next) return;
+    this.alarmAtMs = next;
+    // Not awaited: the output gate holds every response until this write is durable.
+    void this.storage.setAlarm(next);
+  }
+
+  memory(): { nextExpiryMs: number | null; alarmAtMs: number | null } {
+    return { nextExpiryMs: this.nextExpiryMs, alarmAtMs: this.alarmAtMs };
+  }
+
+  restore(saved: ReturnType<ExpiryScheduler["memory"]>): void {
+    this.nextExpiryMs = saved.nextExpiryMs;
+    // A rolled-back setAlarm may or may not have happened: believing the earlier time is safe
+    // (a spurious wake re-arms), believing a later one is not.
+    this.alarmAtMs =
+      saved.alarmAtMs === null || this.alarmAtMs === null ? null : Math.min(saved.alarmAtMs, this.alarmAtMs);
+  }
+
+  /** For verify: the alarm must not be later than the earliest open expiry. */
+  alarmCovers(earliestOpenExpiryMs: number): boolean {
+    return this.alarmAtMs !== null && this.alarmAtMs <= earliestOpenExpiryMs;
+  }
+}

@@ -1,0 +1,422 @@
+/**
+ * The account store: an account object's SQLite, behind the few operations the shell needs.
+ * - The snapshot: the account row plus the head event's after-balances, and the open holds'
+ *   total and count, loaded on start by reading a few rows, never the log.
+ * - The slice a command reads (its reservations, charges and prior operation), loaded by what
+ *   the command table declares.
+ * - The append: evolve the slice through the new events and write the log rows and every row
+ *   they changed in one `transactionSync`, asserting the invariants inside it, so a broken
+ *   invariant rolls everything back. It knows no event type: it writes what the fold changed.
+ * - Reads of the log.
+ */
+import type { Command } from "../src/domain/commands";
+import { type LedgerEvent, unreachable } from "../src/domain/events";
+import { encodeKey, eventKey, keyEntityId, keyLocation, type OperationKey } from "../src/domain/keys";
+import { assert } from "../src/domain/money";
+import {
+  type AccountState,
+  type ChargeState,
+  evolve,
+  initialState,
+  type LedgerState,
+  type ReservationState,
+} from "../src/domain/state";
+import { specOf } from "../src/domain/table";
+import { migrate } from "./schema";
+
+/** Sum and count of the open holds, kept from the reservation rows; must equal reserved. */
+export interface Holds {
+  total: number;
+  count: number;
+}
+
+/** What an append changed that the scheduler must know. */
+export interface Appended {
+  /** The earliest expiry among the holds this append opened or extended, or null. */
+  earliestTouchedExpiryMs: number | null;
+}
+
+interface AccountRow extends Record<string, SqlStorageValue> {
+  account_id: string;
+  currency: string;
+  credit_limit: number;
+  status: string;
+  created_at: string;
+  metadata: string;
+}
+
+type Rows<T> = ReadonlyMap<string, T>;
+
+export class AccountStore {
+  readonly sql: SqlStorage;
+  account: AccountState | null = null;
+  holds: Holds = { total: 0, count: 0 };
+  /** SQLite rows written by appends since the object started (the runtime's own counter). */
+  rowsWritten = 0;
+  commits = 0;
+  /** True while a batch's outer transaction is open: appends join it instead of opening one. */
+  private batchOpen = false;
+
+  constructor(private readonly storage: DurableObjectStorage) {
+    this.sql = storage.sql;
+    storage.transactionSync(() => migrate(this.sql));
+    this.loadSnapshot();
+  }
+
+  /** Runs `work` in one transaction (or inside the batch's): a throw rolls all of it back. */
+  transaction<T>(work: () => T): T {
+    return this.batchOpen ? work() : this.storage.transactionSync(work);
+  }
+
+  /** Runs a batch in one outer transaction that every append inside it joins. */
+  batch<T>(work: () => T): T {
+    return this.storage.transactionSync(() => {
+      this.batchOpen = true;
+      try {
+        return work();
+      } finally {
+        this.batchOpen = false;
+      }
+    });
+  }
+
+  get inBatch(): boolean {
+    return this.batchOpen;
+  }
+
+  // ---------------------------------------------------------------- the slice
+
+  /** Loads exactly the part of the state that `decide` reads for this command. */
+  loadSlice(command: Command): LedgerState {
+    const spec = specOf(command);
+    const state = initialState();
+    state.account = this.account;
+    const reads = spec.reads(command);
+    const key = spec.key(command);
+    const keyed = key === null ? null : keyEntityId(key);
+    const reservationIds = new Set(reads.reservation_ids);
+    const chargeIds = new Set(reads.charge_ids);
+    if (key !== null && keyed !== null) {
+      // The row that records the key must be in the slice for the key to be found.
+      (keyLocation(key).in === "charge" ? chargeIds : reservationIds).add(keyed);
+    }
+    for (const id of reservationIds) {
+      const r = this.reservation(id);
+      if (r !== null) state.reservations.set(id, r);
+    }
+    for (const id of chargeIds) {
+      const charge = this.charge(id);
+      if (charge !== null) state.charges.set(id, charge);
+    }
+    if (key !== null) {
+      const seq = this.locateKey(key, state);
+      if (seq !== null) state.operations.set(encodeKey(key), this.readEvent(seq));
+    }
+    return state;
+  }
+
+  /**
+   * The seq of the event that recorded `key`, or null. The one place that knows where each
+   * kind of key lives (keys.ts KEY_LOCATIONS); the lookup before deciding and the check after
+   * appending both call it, so a key can never be recorded somewhere the lookup does not read.
+   */
+  private locateKey(key: OperationKey, state: LedgerState): number | null {
+    const location = keyLocation(key);
+    switch (location.in) {
+      case "account":
+        return state.account === null ? null : 1;
+      case "reservation": {
+        const r = state.reservations.get(keyEntityId(key) ?? "");
+        if (r === undefined) return null;
+        if (location.seq === "reserve_seq") return r.reserve_seq;
+        return r.status === location.ended_as ? r.end_seq : null;
+      }
+      case "charge": {
+        const charge = state.charges.get(keyEntityId(key) ?? "");
+        return charge?.kind === location.kind ? charge.seq : null;
+      }
+      case "operations": {
+        const row = this.sql
+          .exec<{ seq: number }>("SELECT seq FROM operations WHERE key = ?", encodeKey(key))
+          .toArray()[0];
+        return row?.seq ?? null;
+      }
+      default:
+        return unreachable(location);
+    }
+  }
+
+  // ---------------------------------------------------------------- the append
+
+  /**
+   * The commit point: evolve the slice through the events and write the log rows, the key
+   * rows and every row the fold changed, in one transaction. Any assertion failure rolls
+   * everything back and surfaces as a crash; memory is replaced only after the transaction.
+   */
+  append(state: LedgerState, events: readonly LedgerEvent[]): Appended {
+    assert(events.length > 0, "an append has events");
+    const accountBefore = state.account;
+    const reservationsBefore: Rows<ReservationState> = new Map(state.reservations);
+    const chargesBefore: Rows<ChargeState> = new Map(state.charges);
+    let rows = 0;
+    let holds = this.holds;
+    let earliest: number | null = null;
+    this.transaction(() => {
+      for (const event of events) {
+        evolve(state, event);
+        rows += this.insertEvent(event);
+        rows += this.recordKey(event, state);
+      }
+      const account = state.account;
+      assert(account !== null, "a committed command leaves an account");
+      rows += this.writeAccountRow(accountBefore, account);
+      const written = this.writeReservations(reservationsBefore, state.reservations, holds);
+      rows += written.rows + this.writeCharges(chargesBefore, state.charges);
+      holds = written.holds;
+      earliest = written.earliestOpenExpiryMs;
+      assertSnapshot(account, holds, events);
+    });
+    this.rowsWritten += rows;
+    this.commits += 1;
+    this.account = state.account;
+    this.holds = holds;
+    return { earliestTouchedExpiryMs: earliest };
+  }
+
+  private insertEvent(event: LedgerEvent): number {
+    return this.sql.exec(
+      "INSERT INTO events (seq, type, at, balance_after, reserved_after, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      event.seq,
+      event.type,
+      event.at,
+      event.balance_after,
+      event.reserved_after,
+      event.hash,
+      JSON.stringify(event),
+    ).rowsWritten;
+  }
+
+  /** Writes the key's own row where it has one, then checks the lookup finds this event. */
+  private recordKey(event: LedgerEvent, state: LedgerState): number {
+    const key = eventKey(event);
+    if (key === null) return 0;
+    let rows = 0;
+    if (keyLocation(key).in === "operations") {
+      rows = this.sql.exec("INSERT INTO operations (key, seq) VALUES (?, ?)", encodeKey(key), event.seq).rowsWritten;
+    }
+    assert(this.locateKey(key, state) === event.seq, `the key of seq ${event.seq} is found where it is recorded`);
+    return rows;
+  }
+
+  private writeAccountRow(before: AccountState | null, after: AccountState): number {
+    if (before === null) {
+      return this.sql.exec(
+        "INSERT INTO account (id, account_id, currency, credit_limit, status, created_at, metadata) VALUES (1, ?, ?, ?, ?, ?, ?)",
+        after.account_id,
+        after.currency,
+        after.credit_limit,
+        after.status,
+        after.created_at,
+        JSON.stringify(after.metadata),
+      ).rowsWritten;
+    }
+    if (before.credit_limit === after.credit_limit && before.status === after.status) return 0;
+    return this.sql.exec(
+      "UPDATE account SET credit_limit = ?, status = ? WHERE id = 1",
+      after.credit_limit,
+      after.status,
+    ).rowsWritten;
+  }
+
+  /** Writes every reservation the fold changed (a new object in the map) and moves the holds. */
+  private writeReservations(before: Rows<ReservationState>, after: Rows<ReservationState>, holdsBefore: Holds) {
+    const holds = { ...holdsBefore };
+    let rows = 0;
+    let earliestOpenExpiryMs: number | null = null;
+    for (const [id, r] of after) {
+      const old = before.get(id);
+      if (old === r) continue;
+      const expiresAtMs = Date.parse(r.expires_at);
+      const wasOpen = old?.status === "open";
+      const isOpen = r.status === "open";
+      holds.total += (isOpen ? r.amount : 0) - (wasOpen ? r.amount : 0);
+      holds.count += (isOpen ? 1 : 0) - (wasOpen ? 1 : 0);
+      if (isOpen && (earliestOpenExpiryMs === null || expiresAtMs < earliestOpenExpiryMs)) {
+        earliestOpenExpiryMs = expiresAtMs;
+      }
+      rows +=
+        old === undefined
+          ? this.sql.exec(
+              "INSERT INTO reservations (reservation_id, status, amount, expires_at_ms, state) VALUES (?, ?, ?, ?, ?)",
+              id,
+              r.status,
+              r.amount,
+              expiresAtMs,
+              JSON.stringify(r),
+            ).rowsWritten
+          : this.sql.exec(
+              "UPDATE reservations SET status = ?, expires_at_ms = ?, state = ? WHERE reservation_id = ?",
+              r.status,
+              expiresAtMs,
+              JSON.stringify(r),
+              id,
+            ).rowsWritten;
+    }
+    return { rows, holds, earliestOpenExpiryMs };
+  }
+
+  private writeCharges(before: Rows<ChargeState>, after: Rows<ChargeState>): number {
+    let rows = 0;
+    for (const [id, charge] of after) {
+      const old = before.get(id);
+      if (old === charge) continue;
+      const sql =
+        old === undefined
+          ? "INSERT INTO charges (charge_id, state) VALUES (?1, ?2)"
+          : "UPDATE charges SET state = ?2 WHERE charge_id = ?1";
+      rows += this.sql.exec(sql, id, JSON.stringify(charge)).rowsWritten;
+    }
+    return rows;
+  }
+
+  /** Memory to restore when an atomic batch rolls back (SQLite rolls itself back). */
+  memory(): { account: AccountState | null; holds: Holds; rowsWritten: number; commits: number } {
+    return { account: this.account, holds: this.holds, rowsWritten: this.rowsWritten, commits: this.commits };
+  }
+
+  restore(saved: ReturnType<AccountStore["memory"]>): void {
+    this.account = saved.account;
+    this.holds = saved.holds;
+    this.rowsWritten = saved.rowsWritten;
+    this.commits = saved.commits;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  reservation(id: string): ReservationState | null {
+    const row = this.sql
+      .exec<{ state: string }>("SELECT state FROM reservations WHERE reservation_id = ?", id)
+      .toArray()[0];
+    return row === undefined ? null : (JSON.parse(row.state) as ReservationState);
+  }
+
+  charge(id: string): ChargeState | null {
+    const row = this.sql.exec<{ state: string }>("SELECT state FROM charges WHERE charge_id = ?", id).toArray()[0];
+    return row === undefined ? null : (JSON.parse(row.state) as ChargeState);
+  }
+
+  /** Open reservations due at `nowMs`, earliest first, at most `limit`. */
+  dueReservations(nowMs: number, limit: number): string[] {
+    return this.sql
+      .exec<{ reservation_id: string }>(
+        "SELECT reservation_id FROM reservations WHERE status = 'open' AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?",
+        nowMs,
+        limit,
+      )
+      .toArray()
+      .map((row) => row.reservation_id);
+  }
+
+  /** Whether reservation `id` is open and due at `nowMs`. */
+  isDue(id: string, nowMs: number): boolean {
+    const row = this.sql
+      .exec<{ status: string; expires_at_ms: number }>(
+        "SELECT status, expires_at_ms FROM reservations WHERE reservation_id = ?",
+        id,
+      )
+      .toArray()[0];
+    return row?.status === "open" && row.expires_at_ms <= nowMs;
+  }
+
+  earliestOpenExpiry(): number | null {
+    return this.sql
+      .exec<{ next: number | null }>("SELECT MIN(expires_at_ms) AS next FROM reservations WHERE status = 'open'")
+      .one().next;
+  }
+
+  readEvent(seq: number): LedgerEvent {
+    const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).one();
+    return JSON.parse(row.body) as LedgerEvent;
+  }
+
+  readEvents(afterSeq: number, limit: number): LedgerEvent[] {
+    return this.sql
+      .exec<{ body: string }>("SELECT body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", afterSeq, limit)
+      .toArray()
+      .map((row) => JSON.parse(row.body) as LedgerEvent);
+  }
+
+  /** The time and balances recorded by event `seq`, or null past the head. */
+  balancesAt(seq: number): { at: string; balance: number; reserved: number } | null {
+    const row = this.sql
+      .exec<{ at: string; balance_after: number; reserved_after: number }>(
+        "SELECT at, balance_after, reserved_after FROM events WHERE seq = ?",
+        seq,
+      )
+      .toArray()[0];
+    return row === undefined ? null : { at: row.at, balance: row.balance_after, reserved: row.reserved_after };
+  }
+
+  /**
+   * The last seq whose event time is at or before `at` (0: before the account existed). Event
+   * times never go backwards, so this is a binary search over seq with primary-key reads (about
+   * 20 for a million events), never a replay.
+   */
+  seqAtTime(at: string): number {
+    let low = 0;
+    let high = this.account?.last_seq ?? 0;
+    while (low < high) {
+      const mid = Math.ceil((low + high) / 2);
+      const row = this.sql.exec<{ at: string }>("SELECT at FROM events WHERE seq = ?", mid).one();
+      if (row.at <= at) low = mid;
+      else high = mid - 1;
+    }
+    return low;
+  }
+
+  private loadSnapshot(): void {
+    const row = this.sql
+      .exec<AccountRow>(
+        "SELECT account_id, currency, credit_limit, status, created_at, metadata FROM account WHERE id = 1",
+      )
+      .toArray()[0];
+    if (row === undefined) return;
+    const head = this.sql
+      .exec<{ seq: number; at: string; balance_after: number; reserved_after: number; hash: string }>(
+        "SELECT seq, at, balance_after, reserved_after, hash FROM events ORDER BY seq DESC LIMIT 1",
+      )
+      .one();
+    const holds = this.sql
+      .exec<{ n: number; total: number }>(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM reservations WHERE status = 'open'",
+      )
+      .one();
+    this.account = {
+      account_id: row.account_id,
+      currency: row.currency,
+      credit_limit: row.credit_limit,
+      status: row.status === "frozen" ? "frozen" : "active",
+      balance: head.balance_after,
+      reserved: head.reserved_after,
+      open_reservations: holds.n,
+      last_seq: head.seq,
+      head_hash: head.hash,
+      created_at: row.created_at,
+      updated_at: head.at,
+      metadata: JSON.parse(row.metadata) as AccountState["metadata"],
+    };
+    this.holds = { total: holds.total, count: holds.n };
+    assert(this.account.reserved === holds.total, "on load: reserved equals the sum of open holds");
+  }
+}
+
+/** Invariants asserted on every append, inside the transaction (a failure rolls it back). */
+function assertSnapshot(account: AccountState, holds: Holds, events: readonly LedgerEvent[]): void {
+  const last = events.at(-1);
+  assert(last !== undefined && account.last_seq === last.seq, "snapshot seq is the head seq");
+  assert(account.balance === last.balance_after && account.reserved === last.reserved_after, "snapshot is the head");
+  assert(account.reserved >= 0, "reserved >= 0");
+  assert(account.reserved === holds.total, `reserved ${account.reserved} equals open holds ${holds.total}`);
+  assert(account.open_reservations === holds.count, "open_reservations equals the open rows");
+  assert(Number.isSafeInteger(account.balance - account.reserved + account.credit_limit), "available stays exact");
+}

@@ -1,0 +1,372 @@
+/**
+ * The rules of each command, in the precedence order the README documents (see decide.ts for
+ * the order every command shares). Each function sees the account (never null, except for
+ * OpenAccount), the state slice the shell loaded for it, and `now`. Pure: no I/O, no clock.
+ * The command table (table.ts) says which function decides which command.
+ */
+import type {
+  AdjustBalance,
+  CaptureReservation,
+  ChargeAccount,
+  Command,
+  CreditFunds,
+  ExpireReservations,
+  ExtendReservation,
+  OpenAccount,
+  RefundCharge,
+  ReleaseReservation,
+  ReserveFunds,
+  UpdateAccount,
+} from "./commands";
+import type { EventBody, LedgerEvent } from "./events";
+import {
+  AMOUNT_MINOR_MAX,
+  AMOUNT_MINOR_MIN,
+  BALANCE_ABS_MINOR_MAX,
+  CAPTURE_AMOUNT_MINOR_MIN,
+  CREDIT_LIMIT_MINOR_MAX,
+  OPEN_RESERVATIONS_MAX,
+  TTL_SECONDS_MAX,
+  TTL_SECONDS_MIN,
+} from "./limits";
+import { assert, assertMinor, type Minor } from "./money";
+import { type PriceComputation, priceOf, usageQuantities } from "./pricing";
+import { type Rejection, reject } from "./rejections";
+import { type AccountState, available, type LedgerState, type ReservationState } from "./state";
+
+export type Decision =
+  | { outcome: "accepted"; events: EventBody[] }
+  | { outcome: "replayed"; event: LedgerEvent }
+  | { outcome: "rejected"; rejection: Rejection };
+
+/** What a command's rules see. OpenAccount is the one command decided without an account. */
+export interface DecideInput<C extends Command = Command> {
+  account: C extends OpenAccount ? null : AccountState;
+  state: LedgerState;
+  now: number;
+}
+
+export const accepted = (...events: EventBody[]): Decision => ({ outcome: "accepted", events });
+export const rejected = (rejection: Rejection): Decision => ({ outcome: "rejected", rejection });
+
+export function decideOpenAccount(command: OpenAccount, input: DecideInput<OpenAccount>): Decision {
+  assertCreditLimit(command.credit_limit);
+  // An open account has its "open" key loaded, so an existing account is a replay (decide.ts).
+  assert(input.account === null, "an open account replays its AccountOpened event");
+  return accepted({
+    type: "AccountOpened",
+    account_id: command.account_id,
+    currency: command.currency,
+    credit_limit: command.credit_limit,
+    metadata: command.metadata,
+  });
+}
+
+export function decideUpdateAccount(command: UpdateAccount, { account }: DecideInput<UpdateAccount>): Decision {
+  const credit_limit = command.credit_limit ?? account.credit_limit;
+  const status = command.status ?? account.status;
+  assertCreditLimit(credit_limit);
+  const changed: ("credit_limit" | "status")[] = [];
+  if (credit_limit !== account.credit_limit) changed.push("credit_limit");
+  if (status !== account.status) changed.push("status");
+  // Setting the values an account already has is a no-op, not an event.
+  if (changed.length === 0) return accepted();
+  return accepted({ type: "AccountUpdated", credit_limit, status, changed });
+}
+
+export function decideCreditFunds(command: CreditFunds, { account }: DecideInput<CreditFunds>): Decision {
+  assertAmount(command.amount);
+  const limit = checkBalanceLimit(account, command.amount, 0);
+  if (limit !== null) return rejected(limit);
+  return accepted({
+    type: "FundsCredited",
+    credit_id: command.credit_id,
+    amount: command.amount,
+    reason: command.reason,
+    metadata: command.metadata,
+  });
+}
+
+export function decideReserveFunds(
+  command: ReserveFunds,
+  { account, state, now }: DecideInput<ReserveFunds>,
+): Decision {
+  assertTtl(command.ttl_seconds);
+  let computation: PriceComputation | null = null;
+  if (command.pricing !== undefined) {
+    computation = priceOf(command.pricing.rules, command.pricing.estimate);
+    if (computation === null || computation.amount < AMOUNT_MINOR_MIN) {
+      return rejected(
+        reject("unpriceable", "The estimate at this price costs nothing or more than the amount limit.", {
+          amount_max: AMOUNT_MINOR_MAX,
+        }),
+      );
+    }
+    assert(computation.amount === command.amount, "the Worker sends the priced estimate as the amount");
+  }
+  assertAmount(command.amount);
+  // The key check in decideReplay covers an earlier reservation with this id.
+  assert(!state.reservations.has(command.reservation_id), "a known reservation id is a replay");
+  if (state.charges.has(command.reservation_id)) {
+    return rejected(
+      reject("idempotency_conflict", "The reservation_id is already used by a charge.", { field: "reservation_id" }),
+    );
+  }
+  if (account.status === "frozen") return rejected(frozen());
+  if (account.open_reservations >= OPEN_RESERVATIONS_MAX) {
+    return rejected(
+      reject("too_many_open_reservations", `The account already holds ${OPEN_RESERVATIONS_MAX} open reservations.`, {
+        open_reservations_max: OPEN_RESERVATIONS_MAX,
+      }),
+    );
+  }
+  const funds = checkFunds(account, command.amount);
+  if (funds !== null) return rejected(funds);
+  const limit = checkBalanceLimit(account, 0, command.amount);
+  if (limit !== null) return rejected(limit);
+  return accepted({
+    type: "FundsReserved",
+    reservation_id: command.reservation_id,
+    amount: command.amount,
+    ttl_seconds: command.ttl_seconds,
+    expires_at: new Date(now + command.ttl_seconds * 1000).toISOString(),
+    on_expiry: command.on_expiry,
+    context: command.context,
+    metadata: command.metadata,
+    ...(command.pricing === undefined || computation === null ? {} : { pricing: { ...command.pricing, computation } }),
+  });
+}
+
+export function decideCaptureReservation(
+  command: CaptureReservation,
+  { account, state }: DecideInput<CaptureReservation>,
+): Decision {
+  const found = findOpenReservation(state, command.reservation_id);
+  if ("rejection" in found) return rejected(found.rejection);
+  const r = found.reservation;
+  let amount = command.amount;
+  let pricing: PriceComputation | null = null;
+  if (amount === null) {
+    // No amount: the cost of the reported usage at the price the reservation pinned.
+    if (r.pricing === null) {
+      return rejected(
+        reject("price_not_pinned", "Send an amount: this reservation pinned no price to compute it from."),
+      );
+    }
+    pricing = priceOf(r.pricing.rules, usageQuantities(command.usage));
+    if (pricing === null) {
+      return rejected(reject("unpriceable", "The usage at the pinned price costs more than the amount limit."));
+    }
+    amount = pricing.amount;
+  }
+  assertMinor(amount, "capture amount");
+  assert(amount >= CAPTURE_AMOUNT_MINOR_MIN && amount <= AMOUNT_MINOR_MAX, "capture amount range");
+  if (amount > r.amount && !command.allow_overage) {
+    return rejected(
+      reject(
+        "capture_exceeds_reservation",
+        "The capture amount exceeds the reservation; send allow_overage: true to charge it anyway.",
+        {
+          reserved: r.amount,
+          requested: amount,
+        },
+      ),
+    );
+  }
+  const limit = checkBalanceLimit(account, -amount, -r.amount);
+  if (limit !== null) return rejected(limit);
+  return accepted({
+    type: "ReservationCaptured",
+    reservation_id: r.reservation_id,
+    reserved_amount: r.amount,
+    amount,
+    released_amount: Math.max(r.amount - amount, 0),
+    overage: Math.max(amount - r.amount, 0),
+    allow_overage: command.allow_overage,
+    context: r.context,
+    usage: command.usage,
+    metadata: command.metadata,
+    ...(pricing === null ? {} : { pricing }),
+  });
+}
+
+export function decideReleaseReservation(
+  command: ReleaseReservation,
+  { state }: DecideInput<ReleaseReservation>,
+): Decision {
+  const found = findOpenReservation(state, command.reservation_id);
+  if ("rejection" in found) return rejected(found.rejection);
+  return accepted({
+    type: "ReservationReleased",
+    reservation_id: command.reservation_id,
+    reserved_amount: found.reservation.amount,
+    reason: command.reason,
+  });
+}
+
+export function decideExtendReservation(
+  command: ExtendReservation,
+  { state, now }: DecideInput<ExtendReservation>,
+): Decision {
+  assertTtl(command.ttl_seconds);
+  const found = findOpenReservation(state, command.reservation_id);
+  if ("rejection" in found) return rejected(found.rejection);
+  const r = found.reservation;
+  return accepted({
+    type: "ReservationExtended",
+    reservation_id: r.reservation_id,
+    extension_id: command.extension_id,
+    ttl_seconds: command.ttl_seconds,
+    previous_expires_at: r.expires_at,
+    expires_at: new Date(now + command.ttl_seconds * 1000).toISOString(),
+    on_expiry: command.on_expiry ?? r.on_expiry,
+  });
+}
+
+export function decideChargeAccount(command: ChargeAccount, { account, state }: DecideInput<ChargeAccount>): Decision {
+  assertAmount(command.amount);
+  // A captured reservation is also a charge, so check the reservation namespace first.
+  if (state.reservations.has(command.charge_id)) {
+    return rejected(
+      reject("idempotency_conflict", "The charge_id is already used by a reservation.", { field: "charge_id" }),
+    );
+  }
+  assert(!state.charges.has(command.charge_id), "a known charge id is a replay");
+  if (account.status === "frozen") return rejected(frozen());
+  const funds = checkFunds(account, command.amount);
+  if (funds !== null) return rejected(funds);
+  const limit = checkBalanceLimit(account, -command.amount, 0);
+  if (limit !== null) return rejected(limit);
+  return accepted({
+    type: "AccountCharged",
+    charge_id: command.charge_id,
+    amount: command.amount,
+    context: command.context,
+    metadata: command.metadata,
+  });
+}
+
+export function decideRefundCharge(command: RefundCharge, { account, state }: DecideInput<RefundCharge>): Decision {
+  assertAmount(command.amount);
+  const charge = state.charges.get(command.charge_id);
+  if (charge === undefined) {
+    return rejected(reject("charge_not_found", "No charge or captured reservation has this charge_id."));
+  }
+  const refundable = charge.amount - charge.refunded;
+  if (command.amount > refundable) {
+    return rejected(
+      reject("refund_exceeds_charge", "The refunds of this charge would exceed its amount.", {
+        charge_amount: charge.amount,
+        refunded: charge.refunded,
+        refundable,
+      }),
+    );
+  }
+  const limit = checkBalanceLimit(account, command.amount, 0);
+  if (limit !== null) return rejected(limit);
+  return accepted({
+    type: "ChargeRefunded",
+    refund_id: command.refund_id,
+    charge_id: charge.charge_id,
+    amount: command.amount,
+    reason: command.reason,
+    charge_amount: charge.amount,
+    charge_refunded_total: charge.refunded + command.amount,
+  });
+}
+
+export function decideAdjustBalance(command: AdjustBalance, { account }: DecideInput<AdjustBalance>): Decision {
+  assertMinor(command.amount, "adjustment amount");
+  assert(command.amount !== 0 && Math.abs(command.amount) <= AMOUNT_MINOR_MAX, "adjustment amount range");
+  assert(command.reason.length > 0, "adjustment reason");
+  const limit = checkBalanceLimit(account, command.amount, 0);
+  if (limit !== null) return rejected(limit);
+  return accepted({
+    type: "BalanceAdjusted",
+    adjustment_id: command.adjustment_id,
+    amount: command.amount,
+    reason: command.reason,
+  });
+}
+
+/**
+ * Settlement by time never fails: the shell only names reservations that are open and due, and
+ * an expiry is not refused for funds or limits (the estimate was already held).
+ */
+export function decideExpireReservations(
+  command: ExpireReservations,
+  { state, now }: DecideInput<ExpireReservations>,
+): Decision {
+  const events: EventBody[] = [];
+  for (const id of command.reservation_ids) {
+    const r = state.reservations.get(id);
+    assert(r !== undefined && r.status === "open", `expiry of ${id}, which is not open`);
+    assert(Date.parse(r.expires_at) <= now, `expiry of ${id} before it is due`);
+    const captured = r.on_expiry === "capture" ? r.amount : 0;
+    events.push({
+      type: "ReservationExpired",
+      reservation_id: id,
+      reserved_amount: r.amount,
+      on_expiry: r.on_expiry,
+      captured_amount: captured,
+      released_amount: r.amount - captured,
+      context: r.context,
+    });
+  }
+  return accepted(...events);
+}
+
+function findOpenReservation(
+  state: LedgerState,
+  reservationId: string,
+): { reservation: ReservationState } | { rejection: Rejection } {
+  const r = state.reservations.get(reservationId);
+  if (r === undefined) {
+    return { rejection: reject("reservation_not_found", "The account has no reservation with this id.") };
+  }
+  if (r.status !== "open") {
+    return {
+      rejection: reject("reservation_not_open", `The reservation is already ${r.status}.`, {
+        reservation_status: r.status,
+      }),
+    };
+  }
+  return { reservation: r };
+}
+
+function checkFunds(account: AccountState, amount: Minor): Rejection | null {
+  const spendable = available(account) + account.credit_limit;
+  if (amount <= spendable) return null;
+  return reject("insufficient_funds", "The amount exceeds the available balance plus the credit limit.", {
+    available: available(account),
+    credit_limit: account.credit_limit,
+    requested: amount,
+  });
+}
+
+function checkBalanceLimit(account: AccountState, balanceDelta: Minor, reservedDelta: Minor): Rejection | null {
+  const balance = account.balance + balanceDelta;
+  const reserved = account.reserved + reservedDelta;
+  if (Math.abs(balance) <= BALANCE_ABS_MINOR_MAX && reserved <= BALANCE_ABS_MINOR_MAX) return null;
+  return reject("balance_limit_exceeded", "The balance or the reserved total would leave the supported range.", {
+    balance_abs_max: BALANCE_ABS_MINOR_MAX,
+  });
+}
+
+function frozen(): Rejection {
+  return reject("account_frozen", "The account is frozen: it accepts no new reservations or charges.");
+}
+
+function assertAmount(amount: Minor): void {
+  assertMinor(amount, "amount");
+  assert(amount >= AMOUNT_MINOR_MIN && amount <= AMOUNT_MINOR_MAX, `amount ${amount} out of range`);
+}
+
+function assertTtl(ttl: number): void {
+  assert(Number.isSafeInteger(ttl) && ttl >= TTL_SECONDS_MIN && ttl <= TTL_SECONDS_MAX, `ttl ${ttl} out of range`);
+}
+
+function assertCreditLimit(limit: Minor): void {
+  assertMinor(limit, "credit_limit");
+  assert(limit >= 0 && limit <= CREDIT_LIMIT_MINOR_MAX, "credit_limit range");
+}
