@@ -12,16 +12,28 @@
  * depth, and it keeps the same rules in force should the code ever run somewhere that can.
  *
  * Literal addresses are judged by what they are, not by how they are spelled. The WHATWG parser
- * already normalises decimal (2130706433), hex (0x7f.1), octal (0177.0.0.1) and short (127.1) IPv4
- * hosts into dotted quads and compresses IPv6 hosts; the guard relies on that, but also parses
- * those forms itself so that a runtime whose parser normalised differently would still be judged
- * correctly. IPv6 addresses that embed an IPv4 address (IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible
- * ::a.b.c.d, IPv4-translated ::ffff:0:a.b.c.d and NAT64 64:ff9b::/96) are refused as ipv4_mapped
- * when the embedded address is refused, and allowed when it is public, because then they reach
- * nothing that the plain IPv4 address would not.
+ * (workerd's, as the tests check) already normalises decimal (2130706433), hex (0x7f.1), octal
+ * (0177.0.0.1) and short (127.1) IPv4 hosts into dotted quads, and IPv6 hosts, dotted IPv4 tails
+ * included, into compressed hex; the guard relies on that, but parses and classifies addresses with
+ * ipaddr.js, which also reads the unnormalised IPv4 forms, so that a runtime whose parser normalised
+ * differently would still be judged correctly.
+ *
+ * Only public unicast addresses pass: every ipaddr.js range() other than "unicast" is refused
+ * (REFUSED_IPV4_RANGES and REFUSED_IPV6_RANGES give the reason for each, and a range a later
+ * ipaddr.js adds is refused too), as are the cloud metadata addresses and, since ipaddr.js calls
+ * everything it has no name for unicast, IPv6 outside the global unicast allocation 2000::/3. IPv6
+ * addresses whose last 32 bits are an IPv4 address that the packet effectively goes to
+ * (IPv4-mapped ::ffff:a.b.c.d, IPv4-translated ::ffff:0:a.b.c.d, NAT64 64:ff9b::/96 and
+ * IPv4-compatible ::a.b.c.d) are refused as ipv4_mapped when the embedded address is refused, and
+ * allowed when it is public, because then they reach nothing that the plain IPv4 address would not.
+ * 6to4 and Teredo addresses are refused whatever they embed (see refuseTransition).
  */
+import ipaddr from "ipaddr.js";
 
-/** Why a URL was refused. IPv6 multicast and documentation ranges are reported as private_ipv6. */
+/**
+ * Why a URL was refused. IPv6 multicast, documentation and other special-purpose ranges are reported
+ * as private_ipv6; every 6to4 and Teredo address is reported as ipv4_mapped.
+ */
 export type UrlRejection =
   | "invalid_url"
   | "not_https"
@@ -59,114 +71,195 @@ export const METADATA_HOSTNAMES: ReadonlySet<string> = new Set([
 ]);
 
 type Refusal = { reason: UrlRejection; detail: string };
+type IPv4 = ipaddr.IPv4;
+type IPv6 = ipaddr.IPv6;
+type Cidr = [IPv6, number];
 
-const IPV4_BITS = 32;
-const IPV6_GROUPS = 8;
-const IPV6_GROUP_BITS = 16;
-const IPV4_OCTET_MAX = 255;
-// The patterns are declared before the range tables below, which parse their constants at load time.
-const DECIMAL_PART = /^(?:0|[1-9][0-9]*)$/;
-const OCTAL_PART = /^0[0-7]+$/;
 const HEX_PART = /^0x[0-9a-f]*$/i;
-const HEX_GROUP = /^[0-9a-f]{1,4}$/i;
+/** The only IPv4 tail the URL standard allows in an IPv6 host: four decimal parts, no leading zeros. */
 const DOTTED_QUAD = /^(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}$/;
+/** An unbracketed IPv6 address with a dotted IPv4 tail: what precedes the tail, the tail, the %zone. */
+const IPV6_WITH_IPV4_TAIL = /^(.*:)([^:%]*\.[^:%]*)(%.*)?$/;
 
-type Ipv4Range = { base: number; prefix: number; reason: UrlRejection; label: string };
-
-/** Builds a range from a dotted quad; used only on the constants below, which are known to be valid. */
-function ipv4Range(cidr: string, reason: UrlRejection, label: string): Ipv4Range {
-  const [address = "", prefix = ""] = cidr.split("/");
-  const base = parseIPv4Literal(address);
-  if (base === null) throw new Error(`bad IPv4 range constant ${cidr}`);
-  return { base, prefix: Number(prefix), reason, label: `${cidr} (${label})` };
-}
-
-/**
- * IPv4 ranges that an outbound call must never reach. The first match wins, so the single
- * metadata address comes before the link-local range that contains it.
- */
-export const REFUSED_IPV4_RANGES: readonly Ipv4Range[] = [
-  ipv4Range("169.254.169.254/32", "metadata", "cloud instance metadata"),
-  ipv4Range("255.255.255.255/32", "reserved_ipv4", "limited broadcast"),
-  ipv4Range("0.0.0.0/8", "unspecified", "this network"),
-  ipv4Range("127.0.0.0/8", "loopback", "loopback"),
-  ipv4Range("10.0.0.0/8", "private_ipv4", "private network"),
-  ipv4Range("172.16.0.0/12", "private_ipv4", "private network"),
-  ipv4Range("192.168.0.0/16", "private_ipv4", "private network"),
-  ipv4Range("100.64.0.0/10", "shared_ipv4", "carrier-grade NAT"),
-  ipv4Range("169.254.0.0/16", "link_local", "link-local"),
-  ipv4Range("192.0.0.0/24", "reserved_ipv4", "IETF protocol assignments"),
-  ipv4Range("192.0.2.0/24", "reserved_ipv4", "documentation TEST-NET-1"),
-  ipv4Range("198.18.0.0/15", "reserved_ipv4", "benchmarking"),
-  ipv4Range("198.51.100.0/24", "reserved_ipv4", "documentation TEST-NET-2"),
-  ipv4Range("203.0.113.0/24", "reserved_ipv4", "documentation TEST-NET-3"),
-  ipv4Range("224.0.0.0/4", "reserved_ipv4", "multicast"),
-  ipv4Range("240.0.0.0/4", "reserved_ipv4", "reserved for future use"),
-];
-
-type Ipv6Range = { base: readonly number[]; prefix: number; reason: UrlRejection; label: string };
-
-/** Builds a range from an IPv6 constant; used only on the constants below, which are known to be valid. */
-function ipv6Range(cidr: string, reason: UrlRejection, label: string): Ipv6Range {
-  const [address = "", prefix = ""] = cidr.split("/");
-  const base = parseIPv6Literal(address);
-  if (base === null) throw new Error(`bad IPv6 range constant ${cidr}`);
-  return { base, prefix: Number(prefix), reason, label: `${cidr} (${label})` };
-}
-
-/** The EC2 instance metadata service on its IPv6 address, checked before the unique-local range holding it. */
-const IPV6_METADATA = ipv6Range("fd00:ec2::254/128", "metadata", "cloud instance metadata");
+/** The cloud instance metadata address (AWS, GCP, Azure and others), inside the link-local range. */
+const METADATA_IPV4 = "169.254.169.254";
+/** The EC2 instance metadata service on IPv6, inside the unique-local range. */
+const METADATA_IPV6 = ipaddr.IPv6.parse("fd00:ec2::254");
+/** IANA's global unicast allocation; the rest of the IPv6 space is special-purpose or unassigned. */
+const IPV6_GLOBAL_UNICAST: Cidr = ipaddr.IPv6.parseCIDR("2000::/3");
 
 /**
- * /96 prefixes whose last 32 bits are an IPv4 address that the packet effectively goes to. The
- * IPv4-compatible prefix ::/96 comes last because the others are not inside it, but :: and ::1 are,
- * and those are handled before these prefixes are consulted.
+ * What each ipaddr.js IPv4 range() is refused as. Every range but "unicast" is refused; one missing
+ * here (a range a later ipaddr.js adds) is refused as reserved_ipv4.
  */
-const IPV6_EMBEDDING_PREFIXES: readonly Ipv6Range[] = [
-  ipv6Range("::ffff:0:0/96", "ipv4_mapped", "IPv4-mapped"),
-  ipv6Range("::ffff:0:0:0/96", "ipv4_mapped", "IPv4-translated"),
-  ipv6Range("64:ff9b::/96", "ipv4_mapped", "NAT64"),
-  ipv6Range("::/96", "ipv4_mapped", "IPv4-compatible"),
+export const REFUSED_IPV4_RANGES: Readonly<Record<string, UrlRejection>> = {
+  unspecified: "unspecified", // 0.0.0.0/8, "this network"
+  loopback: "loopback", // 127.0.0.0/8
+  private: "private_ipv4", // 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16
+  carrierGradeNat: "shared_ipv4", // 100.64.0.0/10, which also holds Alibaba Cloud's metadata address
+  linkLocal: "link_local", // 169.254.0.0/16
+  broadcast: "reserved_ipv4", // 255.255.255.255
+  multicast: "reserved_ipv4", // 224.0.0.0/4
+  // 192.0.0.0/24, the TEST-NETs, the 6to4 relay anycast 192.88.99.0/24, benchmarking 198.18.0.0/15, 240.0.0.0/4.
+  reserved: "reserved_ipv4",
+  as112: "reserved_ipv4", // AS112 DNS sinks for reverse lookups of private addresses
+  amt: "reserved_ipv4", // automatic multicast tunnelling relays
+};
+
+/**
+ * What each ipaddr.js IPv6 range() is refused as. Every range but "unicast" is refused; one missing
+ * here (a range a later ipaddr.js adds) is refused as private_ipv6. The ranges that embed an IPv4
+ * address (ipv4Mapped, rfc6145, NAT64 in rfc6052, 6to4, teredo) are judged before this table.
+ */
+export const REFUSED_IPV6_RANGES: Readonly<Record<string, UrlRejection>> = {
+  unspecified: "unspecified", // ::
+  loopback: "loopback", // ::1
+  linkLocal: "link_local", // fe80::/10
+  uniqueLocal: "private_ipv6", // fc00::/7
+  deprecatedSiteLocal: "private_ipv6", // fec0::/10
+  multicast: "private_ipv6", // ff00::/8
+  rfc6052: "private_ipv6", // local-use NAT64 64:ff9b:1::/48, whose embedding is up to its operator
+  // 2001::/23 (IETF protocol assignments), documentation 2001:db8::/32 and 3fff::/20.
+  reserved: "private_ipv6",
+  discard: "private_ipv6", // 100::/64
+  benchmarking: "private_ipv6", // 2001:2::/48
+  amt: "private_ipv6", // 2001:3::/32
+  as112v6: "private_ipv6",
+  deprecatedOrchid: "private_ipv6",
+  orchid2: "private_ipv6",
+  droneRemoteIdProtocolEntityTags: "private_ipv6",
+  segmentRouting: "private_ipv6", // 5f00::/16
+};
+
+/**
+ * /96 prefixes whose last 32 bits are an IPv4 address that the packet effectively goes to. :: and
+ * ::1 are inside the IPv4-compatible ::/96 but are judged as themselves, before these are consulted.
+ */
+const IPV6_EMBEDDINGS: readonly { prefix: Cidr; label: string }[] = [
+  { prefix: ipaddr.IPv6.parseCIDR("::ffff:0:0/96"), label: "IPv4-mapped ::ffff:0:0/96" },
+  { prefix: ipaddr.IPv6.parseCIDR("::ffff:0:0:0/96"), label: "IPv4-translated ::ffff:0:0:0/96" },
+  { prefix: ipaddr.IPv6.parseCIDR("64:ff9b::/96"), label: "NAT64 64:ff9b::/96" },
+  { prefix: ipaddr.IPv6.parseCIDR("::/96"), label: "IPv4-compatible ::/96" },
 ];
 
-/** IPv6 ranges that an outbound call must never reach; the first match wins. */
-export const REFUSED_IPV6_RANGES: readonly Ipv6Range[] = [
-  ipv6Range("fe80::/10", "link_local", "link-local"),
-  ipv6Range("fec0::/10", "private_ipv6", "site-local, deprecated"),
-  ipv6Range("fc00::/7", "private_ipv6", "unique-local"),
-  ipv6Range("ff00::/8", "private_ipv6", "multicast"),
-  ipv6Range("64:ff9b:1::/48", "private_ipv6", "local-use NAT64"),
-  ipv6Range("2001:db8::/32", "private_ipv6", "documentation"),
-];
-
-/** Reads one part of an IPv4 host the way the WHATWG parser does: decimal, 0x hex, or 0-prefixed octal. */
-function ipv4Part(part: string): number | null {
-  if (HEX_PART.test(part)) return part.length === 2 ? 0 : Number.parseInt(part.slice(2), 16);
-  if (OCTAL_PART.test(part)) return Number.parseInt(part.slice(1), 8);
-  if (DECIMAL_PART.test(part)) return Number.parseInt(part, 10);
-  return null;
+/** ipaddr.js throws on what it cannot parse; the guard wants null. */
+function attempt<T>(parse: () => T): T | null {
+  try {
+    return parse();
+  } catch {
+    return null;
+  }
 }
 
 /**
  * Parses an IPv4 host in any form the WHATWG URL standard accepts (one to four parts, each decimal,
- * hex or octal, the last filling the remaining bytes) and returns it as an unsigned 32-bit number,
- * or null when the host is not such an address. A single trailing dot is tolerated.
+ * hex or octal, the last filling the remaining bytes, and one trailing dot tolerated); null when the
+ * host is not such an address.
  */
+function ipv4Address(host: string): IPv4 | null {
+  // The URL standard drops one trailing dot and reads an empty hex part "0x" as zero; ipaddr.js does neither.
+  const trimmed = host.endsWith(".") ? host.slice(0, -1) : host;
+  const parts = trimmed.split(".").map((part) => (/^0x$/i.test(part) ? "0" : part));
+  return attempt(() => ipaddr.IPv4.parse(parts.join(".")));
+}
+
+/** Parses an IPv4 host as ipv4Address does, into an unsigned 32-bit number; null when it is not IPv4. */
 export function parseIPv4Literal(host: string): number | null {
-  const parts = host.split(".");
-  if (parts.length > 1 && parts[parts.length - 1] === "") parts.pop();
-  if (parts.length === 0 || parts.length > 4) return null;
-  const numbers: number[] = [];
-  for (const part of parts) {
-    const value = ipv4Part(part);
-    if (value === null) return null;
-    numbers.push(value);
+  const address = ipv4Address(host);
+  return address === null ? null : address.octets.reduce((sum, octet) => sum * 256 + octet, 0);
+}
+
+/**
+ * Parses an IPv6 address, optionally in brackets and optionally with a %zone id (which the guard
+ * never sees: the URL standard refuses zones); null when it is invalid.
+ */
+function ipv6Address(input: string): IPv6 | null {
+  let text = input.startsWith("[") && input.endsWith("]") ? input.slice(1, -1) : input;
+  const tail = IPV6_WITH_IPV4_TAIL.exec(text);
+  if (tail !== null) {
+    // ipaddr.js would read ::a.b.c.d as ::ffff:a.b.c.d (another address) and take octal or hex parts,
+    // so the tail is checked to the URL standard's rule here and handed over as two hex groups.
+    const [, head = "", quad = "", zone = ""] = tail;
+    const octets = DOTTED_QUAD.test(quad) ? ipv4Address(quad)?.octets : undefined;
+    if (octets === undefined) return null;
+    const [a = 0, b = 0, c = 0, d = 0] = octets;
+    text = `${head}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}${zone}`;
   }
-  const last = numbers.pop() ?? 0;
-  if (numbers.some((value) => value > IPV4_OCTET_MAX)) return null;
-  // The last part covers every byte the earlier parts left, so 127.1 is 127.0.0.1.
-  if (last >= 256 ** (4 - numbers.length)) return null;
-  return numbers.reduce((sum, value, index) => sum + value * 256 ** (3 - index), last);
+  return attempt(() => ipaddr.IPv6.parse(text));
+}
+
+/** The eight 16-bit groups of an IPv6 address (see ipv6Address), or null when it is invalid. */
+export function parseIPv6Literal(input: string): number[] | null {
+  const address = ipv6Address(input);
+  return address === null ? null : [...address.parts];
+}
+
+/** The IPv4 address in the four bytes of an IPv6 address that start at offset. */
+function ipv4At(bytes: readonly number[], offset: number): IPv4 {
+  return new ipaddr.IPv4(bytes.slice(offset, offset + 4));
+}
+
+function classifyIPv4(address: IPv4): Refusal | null {
+  const text = address.toString();
+  if (text === METADATA_IPV4) return { reason: "metadata", detail: `IPv4 address ${text} is cloud instance metadata` };
+  const range = address.range();
+  if (range === "unicast") return null;
+  return {
+    reason: REFUSED_IPV4_RANGES[range] ?? "reserved_ipv4",
+    detail: `IPv4 address ${text} is in the ${range} range`,
+  };
+}
+
+/**
+ * 6to4 (2002::/16, RFC 3056) and Teredo (2001::/32, RFC 4380) addresses are refused whatever they
+ * embed. A packet to one goes to a relay that forwards it over IPv4 to an address taken from the
+ * IPv6 address itself (6to4: bits 16-47; Teredo: the client, XOR-ed with 0xffffffff, in the last 32
+ * bits, via the server in bits 32-63), so one can aim at 127.0.0.1 or the metadata endpoint. Both
+ * are deprecated transition mechanisms (RFC 7526 deprecated 6to4's anycast relays; Teredo is a
+ * last-resort NAT traversal for clients, not a way to reach servers), no legitimate webhook receiver
+ * is reachable only through them, and refusing the prefixes outright does not depend on judging
+ * whichever relay a network uses. The embedded addresses are still decoded and classified, so that
+ * the detail names them.
+ */
+function refuseTransition(address: IPv6, range: "6to4" | "teredo", text: string): Refusal {
+  const bytes = address.toByteArray();
+  const inverted = bytes.map((byte) => byte ^ 0xff);
+  const embedded: readonly (readonly [string, IPv4])[] =
+    range === "6to4"
+      ? [["site", ipv4At(bytes, 2)]]
+      : [
+          ["server", ipv4At(bytes, 4)],
+          ["client", ipv4At(inverted, 12)],
+        ];
+  const named = embedded.map(([role, ipv4]) => `${role} ${ipv4.toString()}`).join(" and ");
+  const refused = embedded.flatMap(([, ipv4]) => classifyIPv4(ipv4)?.detail ?? []);
+  const label = range === "6to4" ? "6to4 2002::/16" : "Teredo 2001::/32";
+  const why = refused.length > 0 ? ` (${refused.join("; ")})` : "";
+  return { reason: "ipv4_mapped", detail: `${text} is ${label}, refused whatever it embeds; it embeds ${named}${why}` };
+}
+
+function classifyIPv6(address: IPv6, text: string): Refusal | null {
+  if (address.match(METADATA_IPV6, 128)) return { reason: "metadata", detail: `${text} is cloud instance metadata` };
+  const range = address.range();
+  if (range === "6to4" || range === "teredo") return refuseTransition(address, range, text);
+  const embedding =
+    range === "unspecified" || range === "loopback"
+      ? undefined
+      : IPV6_EMBEDDINGS.find((candidate) => address.match(candidate.prefix));
+  if (embedding !== undefined) {
+    const inner = classifyIPv4(ipv4At(address.toByteArray(), 12));
+    // A public embedded IPv4 reaches nothing the plain address would not, so only refused ones are refused.
+    if (inner === null) return null;
+    return {
+      reason: "ipv4_mapped",
+      detail: `${text} is ${embedding.label} and embeds a refused address: ${inner.detail}`,
+    };
+  }
+  if (range === "unicast") {
+    if (address.match(IPV6_GLOBAL_UNICAST)) return null;
+    return { reason: "private_ipv6", detail: `${text} is outside the global unicast range 2000::/3` };
+  }
+  return { reason: REFUSED_IPV6_RANGES[range] ?? "private_ipv6", detail: `${text} is in the IPv6 ${range} range` };
 }
 
 /** Whether a host's last label is numeric, which the WHATWG parser takes to mean "this must be IPv4". */
@@ -176,106 +269,12 @@ function endsInNumber(host: string): boolean {
   return /^[0-9]+$/.test(last) || HEX_PART.test(last);
 }
 
-/** Reads the colon-separated groups of one side of an IPv6 address; an IPv4 tail becomes two groups. */
-function ipv6Groups(text: string, allowIpv4Tail: boolean): number[] | null {
-  if (text === "") return [];
-  const groups: number[] = [];
-  const parts = text.split(":");
-  for (const [index, part] of parts.entries()) {
-    if (part.includes(".")) {
-      // Dotted IPv4 is only valid as the final 32 bits, and only in strict dotted-quad form.
-      if (!allowIpv4Tail || index !== parts.length - 1 || !DOTTED_QUAD.test(part)) return null;
-      const ipv4 = parseIPv4Literal(part);
-      if (ipv4 === null) return null;
-      groups.push(Math.floor(ipv4 / 2 ** IPV6_GROUP_BITS), ipv4 % 2 ** IPV6_GROUP_BITS);
-    } else {
-      if (!HEX_GROUP.test(part)) return null;
-      groups.push(Number.parseInt(part, 16));
-    }
-  }
-  return groups;
-}
-
-/**
- * Parses an IPv6 address (optionally in brackets, optionally with a %zone id, which is ignored)
- * into its eight 16-bit groups, expanding "::" and an embedded IPv4 tail; null when it is invalid.
- */
-export function parseIPv6Literal(input: string): number[] | null {
-  let text = input.startsWith("[") && input.endsWith("]") ? input.slice(1, -1) : input;
-  const zone = text.indexOf("%");
-  if (zone !== -1) {
-    if (zone === text.length - 1) return null;
-    text = text.slice(0, zone);
-  }
-  const halves = text.split("::");
-  if (halves.length > 2) return null;
-  const [head = "", tail] = halves;
-  if (tail === undefined) {
-    const groups = ipv6Groups(head, true);
-    return groups !== null && groups.length === IPV6_GROUPS ? groups : null;
-  }
-  const before = ipv6Groups(head, false);
-  const after = ipv6Groups(tail, true);
-  // "::" stands for at least one zero group, so the explicit groups must leave room for it.
-  if (before === null || after === null || before.length + after.length >= IPV6_GROUPS) return null;
-  const zeros = new Array<number>(IPV6_GROUPS - before.length - after.length).fill(0);
-  return [...before, ...zeros, ...after];
-}
-
-function formatIPv4(address: number): string {
-  return [24, 16, 8, 0].map((shift) => Math.floor(address / 2 ** shift) % 256).join(".");
-}
-
-function inIpv4Range(address: number, range: Ipv4Range): boolean {
-  const size = 2 ** (IPV4_BITS - range.prefix);
-  return Math.floor(address / size) === Math.floor(range.base / size);
-}
-
-function inIpv6Range(groups: readonly number[], range: Ipv6Range): boolean {
-  for (let index = 0; index < IPV6_GROUPS; index++) {
-    const bits = Math.min(Math.max(range.prefix - index * IPV6_GROUP_BITS, 0), IPV6_GROUP_BITS);
-    if (bits === 0) return true;
-    const size = 2 ** (IPV6_GROUP_BITS - bits);
-    if (Math.floor((groups[index] ?? 0) / size) !== Math.floor((range.base[index] ?? 0) / size)) return false;
-  }
-  return true;
-}
-
-function classifyIPv4(address: number): Refusal | null {
-  const range = REFUSED_IPV4_RANGES.find((candidate) => inIpv4Range(address, candidate));
-  if (range === undefined) return null;
-  return { reason: range.reason, detail: `IPv4 address ${formatIPv4(address)} is in ${range.label}` };
-}
-
-function classifyIPv6(groups: readonly number[], text: string): Refusal | null {
-  if (groups.every((group) => group === 0))
-    return { reason: "unspecified", detail: `${text} is the unspecified address` };
-  if (groups.slice(0, -1).every((group) => group === 0) && groups[IPV6_GROUPS - 1] === 1) {
-    return { reason: "loopback", detail: `${text} is the IPv6 loopback address` };
-  }
-  if (inIpv6Range(groups, IPV6_METADATA)) return { reason: "metadata", detail: `${text} is in ${IPV6_METADATA.label}` };
-  const embedding = IPV6_EMBEDDING_PREFIXES.find((prefix) => inIpv6Range(groups, prefix));
-  if (embedding !== undefined) {
-    const ipv4 = (groups[6] ?? 0) * 2 ** IPV6_GROUP_BITS + (groups[7] ?? 0);
-    const inner = classifyIPv4(ipv4);
-    // A public embedded IPv4 reaches nothing the plain address would not, so only refused ones are refused.
-    if (inner === null) return null;
-    return {
-      reason: "ipv4_mapped",
-      detail: `${text} is ${embedding.label} and embeds a refused address: ${inner.detail}`,
-    };
-  }
-  const range = REFUSED_IPV6_RANGES.find((candidate) => inIpv6Range(groups, candidate));
-  if (range === undefined) return null;
-  return { reason: range.reason, detail: `${text} is in ${range.label}` };
-}
-
 /** Judges the host of a parsed URL: IPv6 literal, reserved names, or IPv4 in any spelling. */
 function classifyHost(hostname: string): Refusal | null {
   if (hostname.startsWith("[")) {
-    const groups = parseIPv6Literal(hostname);
-    if (groups === null) return { reason: "invalid_url", detail: `unparsable IPv6 host ${hostname}` };
-    return classifyIPv6(groups, hostname);
+    const address = ipv6Address(hostname);
+    if (address === null) return { reason: "invalid_url", detail: `unparsable IPv6 host ${hostname}` };
+    return classifyIPv6(address, hostname);
   }
   // A fully qualified name with trailing dots names the same host, so "localhost." is still localhost.
   const name = hostname.toLowerCase().replace(/\.+$/, "");
@@ -284,7 +283,7 @@ function classifyHost(hostname: string): Refusal | null {
     return { reason: "localhost", detail: `${hostname} is a localhost name` };
   }
   if (METADATA_HOSTNAMES.has(name)) return { reason: "metadata", detail: `${hostname} is a cloud metadata host name` };
-  const ipv4 = parseIPv4Literal(name);
+  const ipv4 = ipv4Address(name);
   if (ipv4 !== null) return classifyIPv4(ipv4);
   // The URL standard treats such a host as IPv4 and would have refused it; reaching here means it did not.
   if (endsInNumber(name)) return { reason: "invalid_url", detail: `${hostname} ends in a number but is not IPv4` };

@@ -1,8 +1,9 @@
 /**
  * The outbound URL guard against the runtime's own WHATWG URL parser (these tests run inside
  * workerd): a table of good and bad URLs covering every rule, the parser's normalisation of odd
- * IPv4 spellings that the guard relies on, the guard's own parsers for when normalisation differs,
- * and guardedFetch refusing before any request and never following a redirect.
+ * IPv4 and IPv6 spellings that the guard relies on, the guard's parsers (ipaddr.js underneath) for
+ * when normalisation differs, and guardedFetch refusing before any request and never following a
+ * redirect.
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -49,6 +50,8 @@ const CASES: readonly (readonly [string, Expected])[] = [
   ["https://[::ffff:8.8.8.8]/", "ok"],
   ["https://[::ffff:808:808]/", "ok"],
   ["https://[64:ff9b::8.8.8.8]/", "ok"],
+  // Public IPv6 next to the refused special-purpose ranges: 2001:4860::/32 is outside 2001::/23 and Teredo.
+  ["https://[2001:4860:4860::8888]/", "ok"],
 
   // Anything but https.
   ["http://api.openai.com/", "not_https"],
@@ -156,6 +159,7 @@ const CASES: readonly (readonly [string, Expected])[] = [
   ["https://240.0.0.1/", "reserved_ipv4"],
   ["https://255.255.255.255/", "reserved_ipv4"],
   ["https://4294967295/", "reserved_ipv4"],
+  ["https://192.88.99.1/", "reserved_ipv4"],
 
   // Unique-local, site-local, multicast and documentation IPv6.
   ["https://[fc00::1]/", "private_ipv6"],
@@ -163,6 +167,12 @@ const CASES: readonly (readonly [string, Expected])[] = [
   ["https://[fec0::1]/", "private_ipv6"],
   ["https://[ff02::1]/", "private_ipv6"],
   ["https://[2001:db8::1]/", "private_ipv6"],
+  // Discard, documentation 3fff::/20, local-use NAT64, and space outside the global unicast 2000::/3.
+  ["https://[100::1]/", "private_ipv6"],
+  ["https://[3fff::1]/", "private_ipv6"],
+  ["https://[64:ff9b:1::808:808]/", "private_ipv6"],
+  ["https://[4000::1]/", "private_ipv6"],
+  ["https://[::1:0:0:1]/", "private_ipv6"],
 
   // IPv6 that embeds a refused IPv4: mapped (dotted and hex tails), compatible, translated and NAT64.
   ["https://[::ffff:127.0.0.1]/", "ipv4_mapped"],
@@ -176,6 +186,21 @@ const CASES: readonly (readonly [string, Expected])[] = [
   ["https://[::ffff:0:10.0.0.1]/", "ipv4_mapped"],
   ["https://[64:ff9b::10.0.0.1]/", "ipv4_mapped"],
   ["https://[64:ff9b::a9fe:a9fe]/", "ipv4_mapped"],
+  ["https://[64:ff9b::7f00:1]/", "ipv4_mapped"],
+  ["https://[::7f00:1]/", "ipv4_mapped"],
+  ["https://[::a9fe:a9fe]/", "ipv4_mapped"],
+
+  // 6to4 (2002:AABB:CCDD::/48 embeds AA.BB.CC.DD) and Teredo (2001:0::/32, the server in bits 32-63 and
+  // the client XOR-ed with 0xffffffff in the last 32) are refused whatever they embed: loopback,
+  // metadata, private, and public alike.
+  ["https://[2002:7f00:1::]/", "ipv4_mapped"],
+  ["https://[2002:a9fe:a9fe::]/", "ipv4_mapped"],
+  ["https://[2002:a00:1::1]/", "ipv4_mapped"],
+  ["https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "ipv4_mapped"],
+  ["https://[2001:0:4136:e378:8000:63bf:5601:5601]/", "ipv4_mapped"],
+  ["https://[2001:0:7f00:1:0:0:f7f7:f7f7]/", "ipv4_mapped"],
+  ["https://[2002:808:808::1]/", "ipv4_mapped"],
+  ["https://[2001:0:4136:e378:8000:63bf:f7f7:f7f7]/", "ipv4_mapped"],
 
   // Explicit ports below 1024 other than 443.
   ["https://example.com:22/", "port_not_allowed"],
@@ -207,6 +232,19 @@ describe("checkOutboundUrl", () => {
     if (!check.ok) expect(check.detail).toContain("169.254.169.254");
   });
 
+  it.each([
+    ["https://[2002:7f00:1::]/", "site 127.0.0.1"],
+    ["https://[2002:a9fe:a9fe::]/", "site 169.254.169.254"],
+    ["https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "client 127.0.0.1"],
+    ["https://[2001:0:4136:e378:8000:63bf:5601:5601]/", "client 169.254.169.254"],
+    ["https://[2001:0:7f00:1:0:0:f7f7:f7f7]/", "server 127.0.0.1"],
+    ["https://[2001:0:4136:e378:8000:63bf:f7f7:f7f7]/", "server 65.54.227.120 and client 8.8.8.8"],
+  ])("decodes the IPv4 that 6to4 or Teredo %s embeds: %s", (input, embedded) => {
+    const check = checkOutboundUrl(input);
+    expect(check).toMatchObject({ ok: false, reason: "ipv4_mapped" });
+    if (!check.ok) expect(check.detail).toContain(embedded);
+  });
+
   it("allows a URL of exactly the maximum length and refuses one character more", () => {
     const prefix = "https://example.com/";
     const atMax = prefix + "a".repeat(OUTBOUND_URL_LENGTH_MAX - prefix.length);
@@ -235,6 +273,10 @@ describe("the runtime's URL parser", () => {
     ["https://169.254.169.254./", "169.254.169.254"],
     ["https://[::ffff:127.0.0.1]/", "[::ffff:7f00:1]"],
     ["https://[0:0:0:0:0:0:0:1]/", "[::1]"],
+    ["https://[::127.0.0.1]/", "[::7f00:1]"],
+    ["https://[64:ff9b::127.0.0.1]/", "[64:ff9b::7f00:1]"],
+    ["https://[2002:7F00:0001:0000::]/", "[2002:7f00:1::]"],
+    ["https://[2001:0000:4136:e378:8000:63bf:80ff:fffe]/", "[2001:0:4136:e378:8000:63bf:80ff:fffe]"],
     ["HTTPS://LOCALHOST./", "localhost."],
   ])("normalises %s to host %s", (input, hostname) => {
     expect(new URL(input).hostname).toBe(hostname);
@@ -276,6 +318,8 @@ describe("parseIPv6Literal", () => {
     ["1:2:3:4:5:6:7::", [1, 2, 3, 4, 5, 6, 7, 0]],
     ["fe80::1%eth0", [0xfe80, 0, 0, 0, 0, 0, 0, 1]],
     ["::ffff:10.0.0.1", [0, 0, 0, 0, 0, 0xffff, 0x0a00, 0x0001]],
+    // IPv4-compatible stays IPv4-compatible: ipaddr.js alone would read ::a.b.c.d as ::ffff:a.b.c.d.
+    ["::127.0.0.1", [0, 0, 0, 0, 0, 0, 0x7f00, 0x0001]],
     ["1:2:3:4:5:6:192.168.0.1", [1, 2, 3, 4, 5, 6, 0xc0a8, 0x0001]],
     ["FD00:EC2::254", [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]],
   ])("parses %s", (text, groups) => {
@@ -297,6 +341,7 @@ describe("parseIPv6Literal", () => {
     "::01.2.3.4",
     "::1.2.3",
     "::256.0.0.1",
+    "::ffff:0x7f.0.0.1",
     "fe80::1%",
   ])("refuses %j", (text) => {
     expect(parseIPv6Literal(text)).toBeNull();
