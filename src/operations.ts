@@ -6,6 +6,18 @@
 
 import type { z } from "@hono/zod-openapi";
 import type { BatchResult, ExecuteResult, ReadResult } from "../durable-objects/account";
+import type { OpenAccountBody, UpdateAccountBody } from "./app/schemas/accounts";
+import type { BatchBody } from "./app/schemas/batch";
+import type {
+  AdjustmentBody,
+  CaptureBody,
+  ChargeBody,
+  CreditBody,
+  ExtendBody,
+  RefundBody,
+  ReleaseBody,
+  ReserveBody,
+} from "./app/schemas/money";
 import { clock } from "./clock";
 import type { Command, UsageContext } from "./domain/commands";
 import { TTL_SECONDS_DEFAULT } from "./domain/limits";
@@ -13,19 +25,6 @@ import { type PinnedRule, type PriceRef, priceOf, type Quantities } from "./doma
 import type { Rejection } from "./domain/rejections";
 import type { Env } from "./env";
 import type { LogFields } from "./http/context";
-import type {
-  AdjustmentBody,
-  BatchBody,
-  CaptureBody,
-  ChargeBody,
-  CreditBody,
-  ExtendBody,
-  OpenAccountBody,
-  RefundBody,
-  ReleaseBody,
-  ReserveBody,
-  UpdateAccountBody,
-} from "./http/schemas";
 import { resolvePrice } from "./pricing/store";
 
 /** A result, or a rejection raised before the account was asked (a price that does not exist). */

@@ -8,11 +8,8 @@
 
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { z } from "@hono/zod-openapi";
-import { clock } from "./clock";
-import type { AccountView, ReservationView } from "./domain/views";
-import type { Env } from "./env";
-import type { LogFields } from "./http/context";
-import { type FieldError, PROBLEM_STATUS, type ProblemCode } from "./http/problem";
+import { type FieldError, PROBLEM_STATUS, type ProblemCode } from "./app/problems";
+import { Id } from "./app/schemas/common";
 import {
   CaptureBody,
   type CaptureResult,
@@ -21,13 +18,16 @@ import {
   CreditBody,
   type CreditResult,
   ExtendBody,
-  Id,
   RefundBody,
   type RefundResult,
   ReleaseBody,
   type ReservationResult,
   ReserveBody,
-} from "./http/schemas";
+} from "./app/schemas/money";
+import { clock } from "./clock";
+import type { AccountView, ReservationView } from "./domain/views";
+import type { Env } from "./env";
+import type { LogFields } from "./http/context";
 import { writeLog } from "./observability/log";
 import * as ops from "./operations";
 

@@ -5,36 +5,37 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import * as ops from "../operations";
-import type { AppEnv } from "./context";
-import { problem, problemResponse } from "./problem";
-import { defineRoute } from "./route";
+import { problem } from "../app/problems";
 import {
   AccountParams,
   AccountResponse,
+  OpenAccountBody,
+  ReservationParams,
+  UpdateAccountBody,
+} from "../app/schemas/accounts";
+import { EventsPage, EventsQuery } from "../app/schemas/audit";
+import { BatchBody, BatchResultSchema } from "../app/schemas/batch";
+import {
   AdjustmentBody,
   AdjustmentResult,
-  BatchBody,
-  BatchResultSchema,
   CaptureBody,
   CaptureResult,
   ChargeBody,
   ChargeResult,
   CreditBody,
   CreditResult,
-  EventsPage,
-  EventsQuery,
   ExtendBody,
-  OpenAccountBody,
   RefundBody,
   RefundResult,
   ReleaseBody,
-  ReservationParams,
   ReservationResponse,
   ReservationResult,
   ReserveBody,
-  UpdateAccountBody,
-} from "./schemas";
+} from "../app/schemas/money";
+import * as ops from "../operations";
+import type { AppEnv } from "./context";
+import { problemResponse } from "./problem";
+import { defineRoute } from "./route";
 
 export { accountStub } from "../operations";
 

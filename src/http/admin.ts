@@ -1,17 +1,12 @@
 /** Operator routes for the read side: rebuild, projection status, reconciliation. */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { ReadResult } from "../../durable-objects/account";
+import { AccountParams } from "../app/schemas/accounts";
+import { ProjectionStatusSchema, RECONCILE_ACCOUNTS_MAX, ReconcileBody, ReconcileResult } from "../app/schemas/reports";
 import { reconcile } from "../projection/reconcile";
 import { accountStub, reply } from "./accounts";
 import type { AppEnv } from "./context";
 import { defineRoute } from "./route";
-import {
-  AccountParams,
-  ProjectionStatusSchema,
-  RECONCILE_ACCOUNTS_MAX,
-  ReconcileBody,
-  ReconcileResult,
-} from "./schemas";
 
 export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
   defineRoute(

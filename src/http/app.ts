@@ -6,6 +6,8 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
+import { problem } from "../app/problems";
+import { BATCH_BODY_BYTES_MAX } from "../app/schemas/batch";
 import { AuditKeyUnavailable } from "../audit/signing";
 import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
 import { AssertionError } from "../domain/money";
@@ -20,9 +22,8 @@ import type { AppEnv } from "./context";
 import { registerKeyRoutes } from "./keys";
 import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
 import { registerPriceRoutes } from "./prices";
-import { problem, problemResponse } from "./problem";
+import { problemResponse } from "./problem";
 import { registerReportRoutes } from "./reports";
-import { BATCH_BODY_BYTES_MAX } from "./schemas";
 
 export function createApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();

@@ -5,6 +5,15 @@
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { ReadResult } from "../../durable-objects/account";
+import { AccountParams } from "../app/schemas/accounts";
+import {
+  BalanceAsOf,
+  BalanceAsOfQuery,
+  Event,
+  PublicKeySchema,
+  SignedCheckpointSchema,
+  VerifyReportSchema,
+} from "../app/schemas/audit";
 import { auditKey, signCheckpoint } from "../audit/signing";
 import { clock } from "../clock";
 import { canonicalJson } from "../domain/canonical";
@@ -13,15 +22,6 @@ import { EVENTS_PAGE_LIMIT_MAX } from "../domain/limits";
 import { accountStub, reply } from "./accounts";
 import type { AppEnv } from "./context";
 import { defineRoute } from "./route";
-import {
-  AccountParams,
-  BalanceAsOf,
-  BalanceAsOfQuery,
-  Event,
-  PublicKeySchema,
-  SignedCheckpointSchema,
-  VerifyReportSchema,
-} from "./schemas";
 
 /**
  * One export line: the event's canonical JSON (the very bytes its hash covers) with "hash" as its

@@ -11,10 +11,11 @@
  * for a key restricted to one account, that the request touches only that account.
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { problem } from "../app/problems";
 import { clock } from "../clock";
 import { countSecurityEvent, hasScope, lookupApiKey, type Principal, SCOPES, type Scope } from "../security/api-keys";
 import type { AppEnv } from "./context";
-import { problem, problemResponse } from "./problem";
+import { problemResponse } from "./problem";
 
 /** Retry-After for a rate-limited key: the limiter's period (wrangler.toml [[ratelimits]]). */
 export const RATE_LIMIT_PERIOD_SECONDS = 60;

@@ -1,12 +1,7 @@
 /** Admin routes for API keys: create (the secret is shown once), list (never secrets), revoke. */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import { clock } from "../clock";
-import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
-import { createApiKey, listApiKeys, revokeApiKey } from "../security/api-keys";
-import type { AppEnv } from "./context";
-import { problem, problemResponse } from "./problem";
-import { defineRoute } from "./route";
+import { problem } from "../app/problems";
 import {
   ApiKeyCreateBody,
   ApiKeyCreated,
@@ -14,7 +9,13 @@ import {
   ApiKeyListQuery,
   ApiKeyParams,
   ApiKeyRecordSchema,
-} from "./schemas";
+} from "../app/schemas/keys";
+import { clock } from "../clock";
+import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
+import { createApiKey, listApiKeys, revokeApiKey } from "../security/api-keys";
+import type { AppEnv } from "./context";
+import { problemResponse } from "./problem";
+import { defineRoute } from "./route";
 
 export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
   defineRoute(

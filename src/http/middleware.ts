@@ -4,11 +4,12 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { ulid } from "ulid";
+import { problem } from "../app/problems";
 import { clock } from "../clock";
 import { writeLog } from "../observability/log";
 import { ConfigKeyError, loadConfigKeys } from "../security/secrets";
 import type { AppEnv, LogFields } from "./context";
-import { problem, problemResponse } from "./problem";
+import { problemResponse } from "./problem";
 
 /** Headers on every response: no sniffing, no caching, no framing, no referrer, HTTPS only. */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {

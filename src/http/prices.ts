@@ -1,12 +1,13 @@
 /** Price routes: publish effective-dated rules (admin, append-only) and read what was in effect. */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import { problem } from "../app/problems";
+import { PricesInEffect, PricesQuery, PublishedPrice, PublishPriceBody } from "../app/schemas/prices";
 import { clock } from "../clock";
 import { PriceBackdated, pricesInEffect, publishPrice } from "../pricing/store";
 import type { AppEnv } from "./context";
-import { problem, problemResponse } from "./problem";
+import { problemResponse } from "./problem";
 import { defineRoute } from "./route";
-import { PricesInEffect, PricesQuery, PublishedPrice, PublishPriceBody } from "./schemas";
 
 export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
   defineRoute(

@@ -4,6 +4,16 @@
  */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import {
+  BalancesReportQuery,
+  RefundsReportQuery,
+  ReportPage,
+  ReservationsReportQuery,
+  TransactionsReportQuery,
+  TrialBalance,
+  TrialBalanceQuery,
+  UsageReportQuery,
+} from "../app/schemas/reports";
 import { clock } from "../clock";
 import {
   balancesReport,
@@ -15,16 +25,6 @@ import {
 } from "../reports/queries";
 import type { AppEnv } from "./context";
 import { defineRoute } from "./route";
-import {
-  BalancesReportQuery,
-  RefundsReportQuery,
-  ReportPage,
-  ReservationsReportQuery,
-  TransactionsReportQuery,
-  TrialBalance,
-  TrialBalanceQuery,
-  UsageReportQuery,
-} from "./schemas";
 
 const page = { status: 200, schema: ReportPage, description: "A page of rows, the next cursor and `as_of`." };
 

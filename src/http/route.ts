@@ -5,11 +5,12 @@
  */
 import type { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { type FieldError, PROBLEM_STATUS, type ProblemCode, problem } from "../app/problems";
+import { ProblemSchema } from "../app/schemas/common";
 import type { Scope } from "../security/api-keys";
 import { requireAccounts, requireScope } from "./auth";
 import type { AppEnv } from "./context";
-import { type FieldError, PROBLEM_STATUS, type ProblemCode, problem, problemResponse } from "./problem";
-import { ProblemSchema } from "./schemas";
+import { problemResponse } from "./problem";
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
   method: "get" | "post" | "patch" | "delete";

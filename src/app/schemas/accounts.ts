@@ -1,0 +1,52 @@
+/** The contracts of opening, reading and updating an account. */
+import { z } from "@hono/zod-openapi";
+import { CURRENCY_PATTERN } from "../../domain/limits";
+import { CreditLimit, Id, Metadata, Minor, Time } from "./common";
+
+export const OpenAccountBody = z
+  .strictObject({
+    account_id: Id,
+    currency: z.string().regex(CURRENCY_PATTERN, "must be three upper-case letters").openapi({ example: "USD" }),
+    credit_limit: CreditLimit.optional(),
+    metadata: Metadata.optional(),
+  })
+  .openapi("OpenAccountRequest");
+
+export const UpdateAccountBody = z
+  .strictObject({ credit_limit: CreditLimit.optional(), status: z.enum(["active", "frozen"]).optional() })
+  .refine((b) => b.credit_limit !== undefined || b.status !== undefined, "give credit_limit or status")
+  .openapi("UpdateAccountRequest");
+
+export const AccountParams = z.object({ account_id: Id.openapi({ param: { name: "account_id", in: "path" } }) });
+export const ReservationParams = AccountParams.extend({
+  reservation_id: Id.openapi({ param: { name: "reservation_id", in: "path" } }),
+});
+export const AccountResponse = z
+  .object({
+    account_id: z.string(),
+    currency: z.string(),
+    balance: Minor,
+    reserved: Minor,
+    available: Minor,
+    credit_limit: Minor,
+    status: z.enum(["active", "frozen"]),
+    open_reservations: z.number().int(),
+    last_seq: z.number().int(),
+    head_hash: z.string().openapi({ description: "Hash of the newest event (the head of the hash chain)." }),
+    created_at: Time,
+    updated_at: Time,
+    metadata: Metadata,
+  })
+  .openapi("Account");
+
+export const Balances = z
+  .object({
+    account_id: z.string(),
+    currency: z.string(),
+    balance: Minor,
+    reserved: Minor,
+    available: Minor,
+    last_seq: z.number().int(),
+    updated_at: Time,
+  })
+  .openapi("Balances", { description: "The account's balances right after the operation." });

@@ -1,0 +1,175 @@
+/** The contracts of money movements: credits, reservations and their settlement, charges, refunds, adjustments. */
+import { z } from "@hono/zod-openapi";
+import { TTL_SECONDS_DEFAULT } from "../../domain/limits";
+import { Balances } from "./accounts";
+import {
+  Amount,
+  CaptureAmount,
+  Id,
+  Metadata,
+  Minor,
+  OnExpiry,
+  Reason,
+  Short,
+  SignedAmount,
+  Time,
+  Tokens,
+  Ttl,
+  Usage,
+  UsageContext,
+} from "./common";
+
+export const CreditBody = z
+  .strictObject({ credit_id: Id, amount: Amount, reason: Reason.optional(), metadata: Metadata.optional() })
+  .openapi("CreditRequest");
+
+export const PriceRefSchema = z
+  .strictObject({ service_id: Short, provider: Short, model: Short })
+  .openapi("PriceRef", { description: "Which price: the rules in effect now for this service, provider and model." });
+
+export const EstimateSchema = z
+  .strictObject({
+    max_input_tokens: Tokens,
+    max_output_tokens: Tokens,
+    max_cached_tokens: Tokens.optional(),
+  })
+  .openapi("Estimate", { description: "The most the call may use; priced to make the hold." });
+
+export const ReserveFields = z.strictObject({
+  reservation_id: Id,
+  amount: Amount.optional().openapi({ description: "The hold; or give price and estimate instead." }),
+  price: PriceRefSchema.optional(),
+  estimate: EstimateSchema.optional(),
+  ttl_seconds: Ttl.optional().openapi({ description: `Default ${TTL_SECONDS_DEFAULT}.` }),
+  on_expiry: OnExpiry.optional().openapi({ description: "Default release." }),
+  context: UsageContext.optional(),
+  metadata: Metadata.optional(),
+});
+export function reserveRules<T extends z.ZodType<{ amount?: number; price?: unknown; estimate?: unknown }>>(schema: T) {
+  return schema
+    .refine(
+      (b) => (b.amount !== undefined) !== (b.price !== undefined && b.estimate !== undefined),
+      "give either amount, or price and estimate",
+    )
+    .refine((b) => (b.price === undefined) === (b.estimate === undefined), "price and estimate go together");
+}
+export const ReserveBody = reserveRules(ReserveFields).openapi("ReserveRequest");
+
+export const CaptureFields = z.strictObject({
+  amount: CaptureAmount.optional().openapi({
+    description: "The cost; omit it to compute the cost from usage at the reservation's pinned price.",
+  }),
+  allow_overage: z.boolean().optional(),
+  usage: Usage.optional(),
+  metadata: Metadata.optional(),
+});
+export function captureRules<T extends z.ZodType<{ amount?: number; usage?: unknown }>>(schema: T) {
+  return schema.refine((b) => b.amount !== undefined || b.usage !== undefined, "give amount, or usage to price");
+}
+export const CaptureBody = captureRules(CaptureFields).openapi("CaptureRequest");
+
+export const ReleaseBody = z.strictObject({ reason: Reason.optional() }).openapi("ReleaseRequest");
+
+export const ExtendBody = z
+  .strictObject({ ttl_seconds: Ttl, extension_id: Id.optional(), on_expiry: OnExpiry.optional() })
+  .openapi("ExtendRequest");
+
+export const ChargeBody = z
+  .strictObject({ charge_id: Id, amount: Amount, context: UsageContext.optional(), metadata: Metadata.optional() })
+  .openapi("ChargeRequest");
+
+export const RefundBody = z
+  .strictObject({ refund_id: Id, charge_id: Id, amount: Amount, reason: Reason.optional() })
+  .openapi("RefundRequest");
+
+export const AdjustmentBody = z
+  .strictObject({ adjustment_id: Id, amount: SignedAmount, reason: Reason })
+  .openapi("AdjustmentRequest");
+
+export const ReservationResponse = z
+  .object({
+    reservation_id: z.string(),
+    status: z.enum(["open", "captured", "released", "expired"]),
+    amount: Minor,
+    captured_amount: Minor.nullable(),
+    released_amount: Minor.nullable(),
+    overage: Minor,
+    on_expiry: OnExpiry,
+    ttl_seconds: z.number().int(),
+    expires_at: Time,
+    created_at: Time,
+    settled_at: Time.nullable(),
+    context: UsageContext,
+    usage: Usage.nullable(),
+    metadata: Metadata,
+  })
+  .openapi("Reservation");
+
+export const CreditResult = z
+  .object({
+    credit: z.object({
+      credit_id: z.string(),
+      amount: Minor,
+      reason: z.string().nullable(),
+      metadata: Metadata,
+      seq: z.number().int(),
+      created_at: Time,
+    }),
+    account: Balances,
+  })
+  .openapi("CreditResult");
+
+export const ReservationResult = z
+  .object({ reservation: ReservationResponse, account: Balances })
+  .openapi("ReservationResult");
+
+export const CaptureResult = z
+  .object({
+    reservation: ReservationResponse,
+    charge: z.object({ charge_id: z.string(), amount: Minor, overage: Minor }),
+    account: Balances,
+  })
+  .openapi("CaptureResult");
+
+export const ChargeResult = z
+  .object({
+    charge: z.object({
+      charge_id: z.string(),
+      amount: Minor,
+      context: UsageContext,
+      metadata: Metadata,
+      seq: z.number().int(),
+      created_at: Time,
+    }),
+    account: Balances,
+  })
+  .openapi("ChargeResult");
+
+export const RefundResult = z
+  .object({
+    refund: z.object({
+      refund_id: z.string(),
+      charge_id: z.string(),
+      amount: Minor,
+      reason: z.string().nullable(),
+      charge_amount: Minor,
+      charge_refunded_total: Minor,
+      seq: z.number().int(),
+      created_at: Time,
+    }),
+    account: Balances,
+  })
+  .openapi("RefundResult");
+
+export const AdjustmentResult = z
+  .object({
+    adjustment: z.object({
+      adjustment_id: z.string(),
+      amount: Minor,
+      reason: z.string(),
+      seq: z.number().int(),
+      created_at: Time,
+    }),
+    account: Balances,
+  })
+  .openapi("AdjustmentResult");

@@ -1,0 +1,122 @@
+/** The contracts of the reports and of the read side's operator routes (projection, reconciliation). */
+import { z } from "@hono/zod-openapi";
+import { LEDGER_EVENT_TYPES, type LedgerEventType } from "../../domain/events";
+import { CURSOR_LENGTH_MAX, Id, Minor, PageParams, QueryMinor, Rfc3339, Time } from "./common";
+
+export const BalancesReportQuery = z.strictObject({
+  status: z.enum(["active", "frozen"]).optional(),
+  min_available: QueryMinor.optional(),
+  max_available: QueryMinor.optional(),
+  sort: z.enum(["available", "updated_at"]).default("available"),
+  order: z.enum(["asc", "desc"]).default("asc"),
+  ...PageParams,
+});
+
+export const TransactionsReportQuery = z.strictObject({
+  account_id: Id.optional(),
+  type: z
+    .string()
+    .max(400)
+    .transform((s) => s.split(","))
+    .pipe(z.array(z.enum(LEDGER_EVENT_TYPES as [LedgerEventType, ...LedgerEventType[]])).max(LEDGER_EVENT_TYPES.length))
+    .optional()
+    .openapi({ description: "Comma-separated event types.", example: "FundsCredited,AccountCharged" }),
+  from: Rfc3339.optional(),
+  to: Rfc3339.optional(),
+  ...PageParams,
+});
+
+export const UsageReportQuery = z.strictObject({
+  group_by: z
+    .string()
+    .max(200)
+    .transform((s) => (s === "" ? [] : s.split(",")))
+    .pipe(z.array(z.enum(["day", "account", "service_id", "provider", "model", "alias"])).max(6))
+    .default([])
+    .openapi({
+      description: "Comma-separated: day, account, service_id, provider, model, alias.",
+      example: "day,model",
+    }),
+  account_id: Id.optional(),
+  from: Rfc3339.optional(),
+  to: Rfc3339.optional(),
+  ...PageParams,
+});
+
+export const ReservationsReportQuery = z.strictObject({
+  status: z.enum(["open", "captured", "released", "expired"]).optional(),
+  expired_before: Rfc3339.optional(),
+  account_id: Id.optional(),
+  ...PageParams,
+});
+
+export const RefundsReportQuery = z.strictObject({
+  account_id: Id.optional(),
+  from: Rfc3339.optional(),
+  to: Rfc3339.optional(),
+  ...PageParams,
+});
+
+export const TrialBalanceQuery = z.strictObject({ at: Rfc3339.optional() });
+
+export const AsOfSchema = z
+  .object({
+    accounts: z.number().int(),
+    newest_event_at: Time.nullable(),
+    last_projected_at: Time.nullable(),
+    worst_projection_lag_ms: z.number().int().nullable(),
+    last_seq: z.number().int().nullable().optional(),
+  })
+  .openapi("AsOf", { description: "The projection position the report reflects." });
+
+export const ReportPage = z
+  .object({ data: z.array(z.record(z.string(), z.unknown())), next_cursor: z.string().nullable(), as_of: AsOfSchema })
+  .openapi("ReportPage");
+
+export const TrialBalance = z
+  .object({
+    at: Time,
+    data: z.array(z.object({ ledger_account: z.string(), debit: Minor, credit: Minor, net_debit: Minor })),
+    total_debit: Minor,
+    total_credit: Minor,
+    balanced: z.boolean(),
+    as_of: AsOfSchema,
+  })
+  .openapi("TrialBalance");
+
+export const ProjectionStatusSchema = z
+  .object({
+    last_seq: z.number().int(),
+    projected_seq: z.number().int(),
+    lag_ms: z.number().int(),
+    failures: z.number().int(),
+    retry_at: Time.nullable(),
+  })
+  .openapi("ProjectionStatus");
+
+/** Accounts one reconciliation call checks at most. */
+export const RECONCILE_ACCOUNTS_MAX = 100;
+
+export const ReconcileBody = z
+  .strictObject({
+    account_ids: z.array(Id).min(1).max(RECONCILE_ACCOUNTS_MAX).optional(),
+    repair: z.boolean().optional(),
+    limit: z.number().int().min(1).max(RECONCILE_ACCOUNTS_MAX).optional(),
+    cursor: z.string().min(1).max(CURSOR_LENGTH_MAX).optional(),
+  })
+  .openapi("ReconcileRequest");
+
+export const ReconcileResult = z
+  .object({
+    checked: z.number().int(),
+    results: z.array(
+      z.object({
+        account_id: z.string(),
+        state: z.enum(["ok", "lagging", "drift", "missing_in_d1", "unknown_account"]),
+        detail: z.string(),
+        repaired: z.boolean(),
+      }),
+    ),
+    next_cursor: z.string().nullable(),
+  })
+  .openapi("ReconcileResult");
