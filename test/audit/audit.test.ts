@@ -3,6 +3,9 @@
  * the independent verifier core of bin/ledger-audit.mjs) against a signed checkpoint; every kind
  * of tampering is caught and named by seq; point-in-time balances equal the fold of the log's
  * prefix; the in-object verifier finds a corrupted stored event.
+ *
+ * Budgets (test/budget.ts): canonical JSON runs a fixed 300 cases (PROPERTY_RUNS=<n> for more),
+ * the export of random histories a fixed 20 (HISTORY_RUNS=<n> for more).
  */
 import { runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
@@ -10,11 +13,13 @@ import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { base64UrlDecode, ChainVerifier, canonicalize, checkCheckpoint } from "../../bin/audit-core.mjs";
+import { verifyAccount } from "../../durable-objects/verify";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import { AuditKeyUnavailable, auditKey } from "../../src/audit/signing";
 import { canonicalJson } from "../../src/domain/canonical";
 import type { LedgerEvent } from "../../src/domain/events";
 import { fold } from "../../src/domain/state";
+import { budget } from "../budget";
 import { AUTH, api, expectEveryAccountConsistent, openAccount, stub } from "../helpers";
 import { commandArb, logOf, runHistory } from "../projection/support";
 
@@ -96,12 +101,14 @@ async function busyAccount(): Promise<string> {
 }
 
 describe("canonical JSON", () => {
-  it("is the same in the ledger and in the independent verifier", () => {
+  // Pure and fast (well under a second alone); 60 s is room for a slow machine under the full suite.
+  const CANONICAL = budget("PROPERTY_RUNS", 300, 60_000);
+  it("is the same in the ledger and in the independent verifier", { timeout: CANONICAL.timeout }, () => {
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
         expect(canonicalize(value)).toBe(canonicalJson(value));
       }),
-      { numRuns: 300 },
+      { numRuns: CANONICAL.numRuns },
     );
     expect(canonicalJson({ b: 1, a: { d: [2, { f: 1, e: "é\n" }], c: null } })).toBe(
       '{"a":{"c":null,"d":[2,{"e":"é\\n","f":1}]},"b":1}',
@@ -110,7 +117,12 @@ describe("canonical JSON", () => {
 });
 
 describe("export and offline verification", () => {
-  it("verifies random histories against a signed checkpoint; the summary equals the live account", async () => {
+  // Each case drives a real account object through up to 40 commands, then exports and audits it:
+  // a few seconds for all 20 alone, several times that under the full suite on 2 cores. 120 s.
+  const HISTORIES = budget("HISTORY_RUNS", 20, 120_000);
+  it("verifies random histories against a signed checkpoint; the summary equals the live account", {
+    timeout: HISTORIES.timeout,
+  }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(commandArb, { minLength: 1, maxLength: 40 }), async (commands) => {
         const id = await runHistory(commands);
@@ -129,7 +141,7 @@ describe("export and offline verification", () => {
           open_reservations: live.open_reservations,
         });
       }),
-      { numRuns: 20 },
+      { numRuns: HISTORIES.numRuns },
     );
   });
 
@@ -364,10 +376,11 @@ describe("export line form", () => {
 describe("in-ledger verification of long logs", () => {
   /** The bounded-memory path that logs longer than VERIFY_FULL_FOLD_EVENTS_MAX take. */
   const streaming = (id: string) =>
-    runInDurableObject(stub(id), (instance: AccountDurableObject) =>
-      // biome-ignore lint/suspicious/noExplicitAny: calling the private long-log path directly
-      (instance as any).verifyStreaming(8),
-    );
+    runInDurableObject(stub(id), (instance: AccountDurableObject) => {
+      // biome-ignore lint/suspicious/noExplicitAny: reaching the object's parts to force the long-log path
+      const parts = instance as any;
+      return verifyAccount(parts.store, parts.scheduler, 0);
+    });
 
   it("agrees with the full fold, and finds the same first bad seq", async () => {
     const id = await busyAccount();

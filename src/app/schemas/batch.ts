@@ -4,12 +4,12 @@ import { BATCH_OPERATIONS_MAX } from "../../domain/limits";
 import { Id } from "./common";
 import {
   CaptureFields,
-  ChargeBody,
-  CreditBody,
+  ChargeFields,
+  CreditFields,
   captureRules,
-  ExtendBody,
-  RefundBody,
-  ReleaseBody,
+  ExtendFields,
+  RefundFields,
+  ReleaseFields,
   ReserveFields,
   reserveRules,
 } from "./money";
@@ -20,13 +20,13 @@ export const BATCH_BODY_BYTES_MAX = 1_048_576;
 const ReservationRef = { reservation_id: Id };
 export const BatchOperation = z
   .union([
-    CreditBody.extend({ op: z.literal("credit") }),
+    CreditFields.extend({ op: z.literal("credit") }),
     reserveRules(ReserveFields.extend({ op: z.literal("reserve") })),
     captureRules(CaptureFields.extend({ op: z.literal("capture"), ...ReservationRef })),
-    ReleaseBody.extend({ op: z.literal("release"), ...ReservationRef }),
-    ExtendBody.extend({ op: z.literal("extend"), ...ReservationRef }),
-    ChargeBody.extend({ op: z.literal("charge") }),
-    RefundBody.extend({ op: z.literal("refund") }),
+    ReleaseFields.extend({ op: z.literal("release"), ...ReservationRef }),
+    ExtendFields.extend({ op: z.literal("extend"), ...ReservationRef }),
+    ChargeFields.extend({ op: z.literal("charge") }),
+    RefundFields.extend({ op: z.literal("refund") }),
   ])
   .openapi("BatchOperation", {
     description: "One operation: `op` and the body of the single call (plus reservation_id).",

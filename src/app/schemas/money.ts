@@ -1,6 +1,7 @@
 /** The contracts of money movements: credits, reservations and their settlement, charges, refunds, adjustments. */
 import { z } from "@hono/zod-openapi";
 import { TTL_SECONDS_DEFAULT } from "../../domain/limits";
+import { PRICE_UNITS } from "../../domain/pricing";
 import { Balances } from "./accounts";
 import {
   Amount,
@@ -18,10 +19,20 @@ import {
   Usage,
   UsageContext,
 } from "./common";
+import { PinnedRuleSchema } from "./prices";
 
-export const CreditBody = z
-  .strictObject({ credit_id: Id, amount: Amount, reason: Reason.optional(), metadata: Metadata.optional() })
-  .openapi("CreditRequest");
+/*
+ * Each request has its fields as an unnamed object (which a batch item extends with `op`) and a
+ * named component for the single call. Extending the named component would make the batch item
+ * an `allOf` of two closed objects in /openapi.json, which no valid item could satisfy.
+ */
+export const CreditFields = z.strictObject({
+  credit_id: Id,
+  amount: Amount,
+  reason: Reason.optional(),
+  metadata: Metadata.optional(),
+});
+export const CreditBody = CreditFields.openapi("CreditRequest");
 
 export const PriceRefSchema = z
   .strictObject({ service_id: Short, provider: Short, model: Short })
@@ -68,23 +79,38 @@ export function captureRules<T extends z.ZodType<{ amount?: number; usage?: unkn
 }
 export const CaptureBody = captureRules(CaptureFields).openapi("CaptureRequest");
 
-export const ReleaseBody = z.strictObject({ reason: Reason.optional() }).openapi("ReleaseRequest");
+export const ReleaseFields = z.strictObject({ reason: Reason.optional() });
+export const ReleaseBody = ReleaseFields.openapi("ReleaseRequest");
 
-export const ExtendBody = z
-  .strictObject({ ttl_seconds: Ttl, extension_id: Id.optional(), on_expiry: OnExpiry.optional() })
-  .openapi("ExtendRequest");
+export const ExtendFields = z.strictObject({
+  ttl_seconds: Ttl,
+  extension_id: Id.optional(),
+  on_expiry: OnExpiry.optional(),
+});
+export const ExtendBody = ExtendFields.openapi("ExtendRequest");
 
-export const ChargeBody = z
-  .strictObject({ charge_id: Id, amount: Amount, context: UsageContext.optional(), metadata: Metadata.optional() })
-  .openapi("ChargeRequest");
+export const ChargeFields = z.strictObject({
+  charge_id: Id,
+  amount: Amount,
+  context: UsageContext.optional(),
+  metadata: Metadata.optional(),
+});
+export const ChargeBody = ChargeFields.openapi("ChargeRequest");
 
-export const RefundBody = z
-  .strictObject({ refund_id: Id, charge_id: Id, amount: Amount, reason: Reason.optional() })
-  .openapi("RefundRequest");
+export const RefundFields = z.strictObject({ refund_id: Id, charge_id: Id, amount: Amount, reason: Reason.optional() });
+export const RefundBody = RefundFields.openapi("RefundRequest");
 
 export const AdjustmentBody = z
   .strictObject({ adjustment_id: Id, amount: SignedAmount, reason: Reason })
   .openapi("AdjustmentRequest");
+
+export const PinnedPricingSchema = z
+  .object({
+    price: PriceRefSchema,
+    rules: z.array(PinnedRuleSchema),
+    estimate: z.partialRecord(z.enum(PRICE_UNITS), z.number().int()),
+  })
+  .openapi("PinnedPricing", { description: "The price named, the rules in effect when reserving, the estimate." });
 
 export const ReservationResponse = z
   .object({
@@ -100,7 +126,12 @@ export const ReservationResponse = z
     created_at: Time,
     settled_at: Time.nullable(),
     context: UsageContext,
-    usage: Usage.nullable(),
+    // A union, not `.nullable()`: that would make the shared Usage component (also a request
+    // field) accept null in /openapi.json.
+    usage: z.union([Usage, z.null()]),
+    pricing: z
+      .union([PinnedPricingSchema, z.null()])
+      .openapi({ description: "The price a priced reservation pinned, or null for a plain amount." }),
     metadata: Metadata,
   })
   .openapi("Reservation");
