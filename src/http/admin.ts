@@ -1,11 +1,12 @@
 /** Operator routes for the read side: rebuild, projection status, reconciliation. */
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import type { ReadResult } from "../../durable-objects/account";
+import { accountClient } from "../app/account-client";
+import { readOutcome } from "../app/outcome";
 import { AccountParams } from "../app/schemas/accounts";
 import { ProjectionStatusSchema, RECONCILE_ACCOUNTS_MAX, ReconcileBody, ReconcileResult } from "../app/schemas/reports";
 import { reconcile } from "../projection/reconcile";
-import { accountStub, reply } from "./accounts";
 import type { AppEnv } from "./context";
+import { respond } from "./respond";
 import { defineRoute } from "./route";
 
 export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
@@ -14,6 +15,8 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/admin/accounts/{account_id}/reproject",
+      operationId: "reprojectAccount",
+      tag: "Read side",
       scope: "admin",
       summary: "Rebuild the account's D1 rows from its event log",
       description: "Idempotent: deletes the account's rows and projects the whole log again, up to the head.",
@@ -21,8 +24,7 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: ProjectionStatusSchema, description: "The projection after the rebuild." },
       errors: ["account_not_found"],
     },
-    async (c, { params }) =>
-      reply(c, (await accountStub(c.env, params.account_id).reproject()) as ReadResult<unknown>, 200),
+    async (c, { params }) => respond(c, readOutcome(await accountClient(c.env, params.account_id).reproject())),
   );
 
   defineRoute(
@@ -30,13 +32,15 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/admin/accounts/{account_id}/projection",
+      operationId: "getProjection",
+      tag: "Read side",
       scope: "admin",
       summary: "The account's projection cursor and lag",
       params: AccountParams,
       success: { status: 200, schema: ProjectionStatusSchema, description: "Cursor, lag, failures." },
       errors: [],
     },
-    async (c, { params }) => c.json(await accountStub(c.env, params.account_id).projectionStatus()),
+    async (c, { params }) => c.json(await accountClient(c.env, params.account_id).projectionStatus()),
   );
 
   defineRoute(
@@ -44,6 +48,8 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/admin/reconcile",
+      operationId: "reconcile",
+      tag: "Read side",
       scope: "admin",
       accounts: (input) => input.body.account_ids ?? null,
       summary: "Compare D1 snapshots with the ledger; report or repair drift",

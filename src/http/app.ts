@@ -13,7 +13,7 @@ import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
 import { AssertionError } from "../domain/money";
 import { writeLog } from "../observability/log";
 import { BadCursor } from "../reports/cursor";
-import { notFound, registerAccountRoutes, registerBatchRoute } from "./accounts";
+import { notFound, registerAccountRoutes } from "./accounts";
 import { registerAdminRoutes } from "./admin";
 import { registerAuditRoutes } from "./audit";
 import { authenticate } from "./auth";
@@ -55,7 +55,6 @@ export function createApp(): OpenAPIHono<AppEnv> {
   });
 
   registerAccountRoutes(app);
-  registerBatchRoute(app);
   registerReportRoutes(app);
   registerAdminRoutes(app);
   registerAuditRoutes(app);

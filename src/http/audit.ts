@@ -4,7 +4,8 @@
  */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import type { ReadResult } from "../../durable-objects/account";
+import { accountClient } from "../app/account-client";
+import { readOutcome } from "../app/outcome";
 import { AccountParams } from "../app/schemas/accounts";
 import {
   BalanceAsOf,
@@ -19,8 +20,8 @@ import { clock } from "../clock";
 import { canonicalJson } from "../domain/canonical";
 import type { LedgerEvent } from "../domain/events";
 import { EVENTS_PAGE_LIMIT_MAX } from "../domain/limits";
-import { accountStub, reply } from "./accounts";
 import type { AppEnv } from "./context";
+import { respond } from "./respond";
 import { defineRoute } from "./route";
 
 /**
@@ -38,6 +39,8 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/events/export",
+      operationId: "exportEvents",
+      tag: "Audit",
       scope: "audit:read",
       summary: "The whole event log as NDJSON, in seq order, streamed",
       description:
@@ -52,9 +55,9 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: ["account_not_found"],
     },
     async (c, { params }) => {
-      const stub = accountStub(c.env, params.account_id);
+      const stub = accountClient(c.env, params.account_id);
       const first = await stub.listEvents(0, EVENTS_PAGE_LIMIT_MAX);
-      if (!first.ok) return reply(c, first as ReadResult<unknown>, 200);
+      if (!first.ok) return respond(c, readOutcome(first));
       const encoder = new TextEncoder();
       let page: typeof first.body | null = first.body;
       const body = new ReadableStream<Uint8Array>({
@@ -88,6 +91,8 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/balance",
+      operationId: "getBalanceAsOf",
+      tag: "Audit",
       scope: "ledger:read",
       summary: "Balances as of a time or a seq, read from the log",
       description: "Give exactly one of `at` (RFC 3339) or `seq`. Found by binary search over the log, not by replay.",
@@ -98,8 +103,8 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { params, query }) => {
       const point = query.seq !== undefined ? { seq: query.seq } : { at: query.at as string };
-      const result = await accountStub(c.env, params.account_id).balanceAsOf(point);
-      if (!result.ok) return reply(c, result as ReadResult<unknown>, 200);
+      const result = await accountClient(c.env, params.account_id).balanceAsOf(point);
+      if (!result.ok) return respond(c, readOutcome(result));
       return c.json({ account_id: params.account_id, ...result.body });
     },
   );
@@ -109,6 +114,8 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/verify",
+      operationId: "verifyAccount",
+      tag: "Audit",
       scope: "audit:read",
       summary: "Recompute the hash chain and the fold inside the ledger",
       params: AccountParams,
@@ -116,9 +123,9 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: ["account_not_found"],
     },
     async (c, { params }) => {
-      const stub = accountStub(c.env, params.account_id);
+      const stub = accountClient(c.env, params.account_id);
       const head = await stub.head();
-      if (!head.ok) return reply(c, head as ReadResult<unknown>, 200);
+      if (!head.ok) return respond(c, readOutcome(head));
       return c.json(await stub.verify());
     },
   );
@@ -128,6 +135,8 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/accounts/{account_id}/checkpoint",
+      operationId: "getCheckpoint",
+      tag: "Audit",
       scope: "audit:read",
       summary: "A fresh signed checkpoint of the account's head",
       params: AccountParams,
@@ -140,8 +149,8 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { params }) => {
       const key = await auditKey(c.env.AUDIT_SIGNING_KEY);
-      const head = await accountStub(c.env, params.account_id).head();
-      if (!head.ok) return reply(c, head as ReadResult<unknown>, 200);
+      const head = await accountClient(c.env, params.account_id).head();
+      if (!head.ok) return respond(c, readOutcome(head));
       return c.json(await signCheckpoint(key, { ...head.body, at: new Date(clock.now()).toISOString() }));
     },
   );
@@ -151,6 +160,8 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/audit/public-key",
+      operationId: "getAuditPublicKey",
+      tag: "Audit",
       scope: "audit:read",
       accounts: () => "any",
       summary: "The Ed25519 public key that checks checkpoints",

@@ -5,7 +5,7 @@
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { accountStub } from "../operations";
+import { accountClient } from "../app/account-client";
 import { notFound } from "./accounts";
 import type { AppEnv } from "./context";
 
@@ -21,12 +21,12 @@ export function registerBenchRoutes(app: OpenAPIHono<AppEnv>): void {
   app.get("/v1/bench/noop/:account_id", async (c) => {
     c.get("log").route = "GET /v1/bench/noop/{account_id}";
     if (!enabled(c)) return notFound(c);
-    return c.json({ seq: await accountStub(c.env, c.req.param("account_id")).ping() });
+    return c.json({ seq: await accountClient(c.env, c.req.param("account_id")).ping() });
   });
   app.get("/v1/bench/stats/:account_id", async (c) => {
     c.get("log").route = "GET /v1/bench/stats/{account_id}";
     if (!enabled(c)) return notFound(c);
-    const stub = accountStub(c.env, c.req.param("account_id"));
+    const stub = accountClient(c.env, c.req.param("account_id"));
     const [stats, projection] = await Promise.all([stub.stats(), stub.projectionStatus()]);
     return c.json({ ...stats, projection });
   });

@@ -23,6 +23,8 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/admin/api-keys",
+      operationId: "createApiKey",
+      tag: "Keys",
       scope: "admin",
       summary: "Create an API key (its secret is returned exactly once)",
       body: ApiKeyCreateBody,
@@ -44,6 +46,8 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/admin/api-keys",
+      operationId: "listApiKeys",
+      tag: "Keys",
       scope: "admin",
       summary: "List API keys (never their secrets)",
       query: ApiKeyListQuery,
@@ -65,6 +69,8 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "delete",
       path: "/v1/admin/api-keys/{key_id}",
+      operationId: "revokeApiKey",
+      tag: "Keys",
       scope: "admin",
       summary: "Revoke an API key (effective within seconds everywhere)",
       params: ApiKeyParams,

@@ -7,8 +7,9 @@ import { ulid } from "ulid";
 import { problem } from "../app/problems";
 import { clock } from "../clock";
 import { writeLog } from "../observability/log";
+import { writeRequestLog } from "../observability/request-log";
 import { ConfigKeyError, loadConfigKeys } from "../security/secrets";
-import type { AppEnv, LogFields } from "./context";
+import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
 
 /** Headers on every response: no sniffing, no caching, no framing, no referrer, HTTPS only. */
@@ -29,23 +30,6 @@ export const CORS_MAX_AGE_SECONDS = 600;
 const CORS_METHODS = "GET, HEAD";
 const CORS_HEADERS = "authorization, content-type";
 
-const LOG_FIELDS: readonly (keyof LogFields)[] = [
-  "request_id",
-  "user_id",
-  "service_id",
-  "alias",
-  "provider",
-  "model",
-  "input_tokens",
-  "output_tokens",
-  "cached_tokens",
-  "final_cost",
-  "error_code",
-  "account_id",
-  "key_prefix",
-  "route",
-];
-
 /**
  * Sets the request id, and after the response: the security headers and exactly one
  * structured log line built from the allowed fields only (README "Security", log policy).
@@ -61,18 +45,7 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
     } finally {
       c.header("request-id", requestId);
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) c.header(name, value);
-      const fields = c.get("log");
-      const line: Record<string, string | number> = { msg: "request" };
-      for (const name of LOG_FIELDS) {
-        const value = fields[name];
-        if (value !== undefined) line[name] = value;
-      }
-      // The caller's own request id (from the command's context) wins; else the ledger's.
-      line.request_id = fields.request_id ?? requestId;
-      line.route ??= "unmatched";
-      line.status = c.res.status;
-      line.latency_ms = clock.now() - started;
-      writeLog(c.env, "log", line);
+      writeRequestLog(c.env, c.get("log"), { requestId, status: c.res.status, latencyMs: clock.now() - started });
     }
   };
 }

@@ -15,6 +15,8 @@ export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "post",
       path: "/v1/admin/prices",
+      operationId: "publishPrice",
+      tag: "Prices",
       scope: "admin",
       accounts: () => "any",
       summary: "Publish a price (rules per unit) effective from now or a later time",
@@ -46,6 +48,8 @@ export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/prices",
+      operationId: "listPrices",
+      tag: "Prices",
       scope: "ledger:read",
       accounts: () => "any",
       summary: "The prices in effect at a time (default now)",

@@ -34,6 +34,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/balances",
+      operationId: "reportBalances",
+      tag: "Reports",
       scope: "ledger:read",
       summary: "Accounts with their balances",
       query: BalancesReportQuery,
@@ -48,6 +50,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/transactions",
+      operationId: "reportTransactions",
+      tag: "Reports",
       scope: "ledger:read",
       accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Events across accounts (time order) or of one account (seq order)",
@@ -66,6 +70,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/usage",
+      operationId: "reportUsage",
+      tag: "Reports",
       scope: "ledger:read",
       accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Cost and token totals grouped by day, account, service_id, provider, model, alias",
@@ -81,6 +87,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/reservations",
+      operationId: "reportReservations",
+      tag: "Reports",
       scope: "ledger:read",
       accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Reservations by status; open ones past expired_before are stale holds",
@@ -96,6 +104,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/refunds",
+      operationId: "reportRefunds",
+      tag: "Reports",
       scope: "ledger:read",
       accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Refunds with their charges",
@@ -111,6 +121,8 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     {
       method: "get",
       path: "/v1/reports/trial-balance",
+      operationId: "reportTrialBalance",
+      tag: "Reports",
       scope: "ledger:read",
       summary: "Debit and credit totals per ledger account from the journal; they must be equal",
       query: TrialBalanceQuery,

@@ -1,5 +1,5 @@
 /**
- * One declaration per operation: the same spec registers the OpenAPI path (docs) and the Hono
+ * One declaration per route: the same spec registers the OpenAPI path (docs) and the Hono
  * handler (behaviour), and the same zod schemas validate the request. Validation failures
  * become `invalid_request` problems naming every failing field; nothing reaches an account.
  */
@@ -7,15 +7,22 @@ import type { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { type FieldError, PROBLEM_STATUS, type ProblemCode, problem } from "../app/problems";
 import { ProblemSchema } from "../app/schemas/common";
+import { validate } from "../app/validate";
 import type { Scope } from "../security/api-keys";
 import { requireAccounts, requireScope } from "./auth";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
 
+/** The OpenAPI tags, one per route family, so generated clients group their methods. */
+export type Tag = "Accounts" | "Money" | "Audit" | "Reports" | "Read side" | "Keys" | "Prices" | "Service";
+
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
   method: "get" | "post" | "patch" | "delete";
   /** OpenAPI style: /v1/accounts/{account_id} */
   path: string;
+  /** Unique per operation: the method name of a generated client. */
+  operationId: string;
+  tag: Tag;
   summary: string;
   description?: string;
   params?: P;
@@ -41,11 +48,44 @@ export interface RouteInput<P, Q, B> {
   body: B;
 }
 
+type Handler<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> = (
+  c: Context<AppEnv>,
+  input: RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>,
+) => Promise<Response>;
+
 export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
   app: OpenAPIHono<AppEnv>,
   spec: RouteSpec<P, Q, B>,
-  handler: (c: Context<AppEnv>, input: RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>) => Promise<Response>,
+  handler: Handler<P, Q, B>,
 ): void {
+  app.openAPIRegistry.registerPath({
+    method: spec.method,
+    path: spec.path,
+    operationId: spec.operationId,
+    tags: [spec.tag],
+    summary: spec.summary,
+    ...(spec.description === undefined ? {} : { description: spec.description }),
+    "x-required-scope": spec.scope,
+    request: {
+      ...(spec.params === undefined ? {} : { params: spec.params as never }),
+      ...(spec.query === undefined ? {} : { query: spec.query as never }),
+      ...(spec.body === undefined
+        ? {}
+        : { body: { required: spec.bodyOptional !== true, content: { "application/json": { schema: spec.body } } } }),
+    },
+    responses: documentedResponses(spec),
+  });
+  const honoPath = spec.path.replace(/\{([a-z_]+)\}/g, ":$1");
+  const route = `${spec.method.toUpperCase()} ${spec.path}`;
+  app.on(spec.method.toUpperCase(), honoPath, (c) => handle(c, spec, route, handler));
+}
+
+type Responses = Record<string, { description: string; content: Record<string, { schema: z.ZodType }> }>;
+
+/** The success (and replay) response, and one problem response per error status. */
+function documentedResponses<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+  spec: RouteSpec<P, Q, B>,
+): Responses {
   const edgeErrors: ProblemCode[] = ["unauthorized", "forbidden", "rate_limited"];
   if (spec.body !== undefined) edgeErrors.push("invalid_request", "payload_too_large", "unsupported_media_type");
   else if (spec.params !== undefined || spec.query !== undefined) edgeErrors.push("invalid_request");
@@ -54,7 +94,7 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
     const status = PROBLEM_STATUS[code];
     errorStatuses.set(status, [...(errorStatuses.get(status) ?? []), code]);
   }
-  const responses: Record<string, { description: string; content: Record<string, { schema: z.ZodType }> }> = {
+  const responses: Responses = {
     [spec.success.status]: {
       description: spec.success.description,
       content: { [spec.success.mediaType ?? "application/json"]: { schema: spec.success.schema } },
@@ -72,70 +112,49 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
       content: { "application/problem+json": { schema: ProblemSchema } },
     };
   }
-  app.openAPIRegistry.registerPath({
-    method: spec.method,
-    path: spec.path,
-    summary: spec.summary,
-    ...(spec.description === undefined ? {} : { description: spec.description }),
-    "x-required-scope": spec.scope,
-    request: {
-      ...(spec.params === undefined ? {} : { params: spec.params as never }),
-      ...(spec.query === undefined ? {} : { query: spec.query as never }),
-      ...(spec.body === undefined
-        ? {}
-        : { body: { required: spec.bodyOptional !== true, content: { "application/json": { schema: spec.body } } } }),
-    },
-    responses,
-  });
+  return responses;
+}
 
-  const honoPath = spec.path.replace(/\{([a-z_]+)\}/g, ":$1");
-  const route = `${spec.method.toUpperCase()} ${spec.path}`;
-  app.on(spec.method.toUpperCase(), honoPath, async (c) => {
-    const log = c.get("log");
-    log.route = route;
-    // The scope first: a key that may not use the route learns nothing from validating it.
-    const noScope = requireScope(c, spec.scope);
-    if (noScope !== null) return noScope;
-    const errors: FieldError[] = [];
-    const params = parse(spec.params, c.req.param(), "path", errors);
-    const query = parse(spec.query, c.req.query(), "query", errors);
-    let body: unknown;
-    if (spec.body !== undefined) {
-      const raw = await readJson(c);
-      if (raw instanceof Response) return raw;
-      body = parse(spec.body, raw === undefined && spec.bodyOptional === true ? {} : raw, "body", errors);
-    }
-    if (errors.length > 0) {
-      return problemResponse(
-        c,
-        problem("invalid_request", "The request is invalid; see `errors`.", { errors, instance: c.req.path }),
-      );
-    }
-    const input = { params, query, body } as RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>;
-    const accounts = spec.accounts === undefined ? defaultAccounts(params) : spec.accounts(input);
-    if (accounts !== "any") {
-      const elsewhere = requireAccounts(c, accounts);
-      if (elsewhere !== null) return elsewhere;
-      if (accounts !== null && accounts.length === 1) log.account_id = accounts[0];
-    }
-    return handler(c, input);
-  });
+/** Scope first (a key that may not use the route learns nothing from validating it), then input, then accounts. */
+async function handle<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+  c: Context<AppEnv>,
+  spec: RouteSpec<P, Q, B>,
+  route: string,
+  handler: Handler<P, Q, B>,
+): Promise<Response> {
+  const log = c.get("log");
+  log.route = route;
+  const noScope = requireScope(c, spec.scope);
+  if (noScope !== null) return noScope;
+  const errors: FieldError[] = [];
+  const params = spec.params === undefined ? undefined : validate(spec.params, c.req.param(), "path", errors);
+  const query = spec.query === undefined ? undefined : validate(spec.query, c.req.query(), "query", errors);
+  let body: unknown;
+  if (spec.body !== undefined) {
+    const raw = await readJson(c);
+    if (raw instanceof Response) return raw;
+    body = validate(spec.body, raw === undefined && spec.bodyOptional === true ? {} : raw, "body", errors);
+  }
+  if (errors.length > 0) {
+    const invalid = problem("invalid_request", "The request is invalid; see `errors`.", {
+      errors,
+      instance: c.req.path,
+    });
+    return problemResponse(c, invalid);
+  }
+  const input = { params, query, body } as RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>;
+  const accounts = spec.accounts === undefined ? defaultAccounts(params) : spec.accounts(input);
+  if (accounts !== "any") {
+    const elsewhere = requireAccounts(c, accounts);
+    if (elsewhere !== null) return elsewhere;
+    if (accounts !== null && accounts.length === 1) log.account_id = accounts[0];
+  }
+  return handler(c, input);
 }
 
 function defaultAccounts(params: unknown): string[] | null {
   const id = (params as { account_id?: unknown } | undefined)?.account_id;
   return typeof id === "string" ? [id] : null;
-}
-
-function parse(schema: z.ZodType | undefined, value: unknown, where: string, errors: FieldError[]): unknown {
-  if (schema === undefined) return undefined;
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  for (const issue of result.error.issues) {
-    const path = issue.path.map(String).join(".");
-    errors.push({ field: path === "" ? where : `${where}.${path}`, message: issue.message });
-  }
-  return undefined;
 }
 
 /**

@@ -1,0 +1,282 @@
+/**
+ * The ledger's operations, as contracts that know nothing of HTTP: each declares its input
+ * schema, its output schema, the command it becomes (whose success status the domain's command
+ * table holds), what it addresses (an account or a reservation) and the fields it may log.
+ * The HTTP API (src/http/accounts.ts), the service binding (src/service.ts) and batches are all
+ * adapters over `OPERATIONS` and `runOperation`, so they share rules, defaults, statuses and
+ * idempotency, and a new operation is added here once.
+ */
+import type { z } from "@hono/zod-openapi";
+import type { Command, CommandType, UsageContext } from "../domain/commands";
+import { TTL_SECONDS_DEFAULT } from "../domain/limits";
+import { priceOf, type Quantities } from "../domain/pricing";
+import { COMMANDS } from "../domain/table";
+import type { Env } from "../env";
+import type { LogFields } from "../observability/request-log";
+import { PriceCache } from "../pricing/cache";
+import { accountClient } from "./account-client";
+import { type Outcome, outcomeOf, rejectedOutcome } from "./outcome";
+import { AccountResponse, OpenAccountBody, UpdateAccountBody } from "./schemas/accounts";
+import {
+  AdjustmentBody,
+  AdjustmentResult,
+  CaptureBody,
+  CaptureResult,
+  ChargeBody,
+  ChargeResult,
+  CreditBody,
+  CreditResult,
+  ExtendBody,
+  RefundBody,
+  RefundResult,
+  ReleaseBody,
+  ReservationResult,
+  ReserveBody,
+} from "./schemas/money";
+
+/** What an operation addresses: an account, and for settlements one of its reservations. */
+export interface Target {
+  account_id: string;
+  reservation_id?: string;
+}
+
+export interface OperationContract<I extends z.ZodType, T extends CommandType> {
+  input: I;
+  output: z.ZodType;
+  command: T;
+  /** True when the path names a reservation (capture, release, extend). */
+  reservation: boolean;
+  /** The command, or a rejection raised before the account is asked (no price in effect). */
+  build(input: z.infer<I>, target: Target, prices: PriceCache): Command | Outcome | Promise<Command | Outcome>;
+  /** The allowlisted log fields of a success (docs/security.md, log policy). */
+  log(command: Extract<Command, { type: T }>, value: unknown): LogFields;
+}
+
+function operation<I extends z.ZodType, T extends CommandType>(spec: OperationContract<I, T>) {
+  return spec;
+}
+
+const CONTEXT_FIELDS = ["request_id", "user_id", "service_id", "alias", "provider", "model"] as const;
+
+/** The platform's logging fields of a usage context. */
+function contextLog(context: UsageContext | undefined): LogFields {
+  const log: LogFields = {};
+  for (const field of CONTEXT_FIELDS) {
+    const value = context?.[field];
+    if (value !== undefined) log[field] = value;
+  }
+  return log;
+}
+
+const noLog = (): LogFields => ({});
+const reservationOf = (target: Target): string => target.reservation_id ?? "";
+
+export const OPERATIONS = {
+  open: operation({
+    input: OpenAccountBody,
+    output: AccountResponse,
+    command: "OpenAccount",
+    reservation: false,
+    build: (b) => ({
+      type: "OpenAccount",
+      account_id: b.account_id,
+      currency: b.currency,
+      credit_limit: b.credit_limit ?? 0,
+      metadata: b.metadata ?? {},
+    }),
+    log: noLog,
+  }),
+  update: operation({
+    input: UpdateAccountBody,
+    output: AccountResponse,
+    command: "UpdateAccount",
+    reservation: false,
+    build: (b) => ({
+      type: "UpdateAccount",
+      ...(b.credit_limit === undefined ? {} : { credit_limit: b.credit_limit }),
+      ...(b.status === undefined ? {} : { status: b.status }),
+    }),
+    log: noLog,
+  }),
+  credit: operation({
+    input: CreditBody,
+    output: CreditResult,
+    command: "CreditFunds",
+    reservation: false,
+    build: (b) => ({
+      type: "CreditFunds",
+      credit_id: b.credit_id,
+      amount: b.amount,
+      reason: b.reason ?? null,
+      metadata: b.metadata ?? {},
+    }),
+    log: noLog,
+  }),
+  reserve: operation({
+    input: ReserveBody,
+    output: ReservationResult,
+    command: "ReserveFunds",
+    reservation: false,
+    build: (b, _target, prices) => reserveCommand(b, prices),
+    log: (c) => contextLog(c.context),
+  }),
+  capture: operation({
+    input: CaptureBody,
+    output: CaptureResult,
+    command: "CaptureReservation",
+    reservation: true,
+    build: (b, target) => ({
+      type: "CaptureReservation",
+      reservation_id: reservationOf(target),
+      amount: b.amount ?? null,
+      allow_overage: b.allow_overage ?? false,
+      usage: b.usage ?? {},
+      metadata: b.metadata ?? {},
+    }),
+    log: (c, value) => {
+      // A capture's context is the reservation's; its final cost is the charge's amount.
+      const settled = value as z.infer<typeof CaptureResult>;
+      const log = contextLog(settled.reservation.context);
+      if (c.usage.input_tokens !== undefined) log.input_tokens = c.usage.input_tokens;
+      if (c.usage.output_tokens !== undefined) log.output_tokens = c.usage.output_tokens;
+      if (c.usage.cached_tokens !== undefined) log.cached_tokens = c.usage.cached_tokens;
+      log.final_cost = settled.charge.amount;
+      return log;
+    },
+  }),
+  release: operation({
+    input: ReleaseBody,
+    output: ReservationResult,
+    command: "ReleaseReservation",
+    reservation: true,
+    build: (b, target) => ({
+      type: "ReleaseReservation",
+      reservation_id: reservationOf(target),
+      reason: b.reason ?? null,
+    }),
+    log: noLog,
+  }),
+  extend: operation({
+    input: ExtendBody,
+    output: ReservationResult,
+    command: "ExtendReservation",
+    reservation: true,
+    build: (b, target) => ({
+      type: "ExtendReservation",
+      reservation_id: reservationOf(target),
+      extension_id: b.extension_id ?? null,
+      ttl_seconds: b.ttl_seconds,
+      on_expiry: b.on_expiry ?? null,
+    }),
+    log: noLog,
+  }),
+  charge: operation({
+    input: ChargeBody,
+    output: ChargeResult,
+    command: "ChargeAccount",
+    reservation: false,
+    build: (b) => ({
+      type: "ChargeAccount",
+      charge_id: b.charge_id,
+      amount: b.amount,
+      context: b.context ?? {},
+      metadata: b.metadata ?? {},
+    }),
+    log: (c, value) => ({
+      ...contextLog(c.context),
+      final_cost: (value as z.infer<typeof ChargeResult>).charge.amount,
+    }),
+  }),
+  refund: operation({
+    input: RefundBody,
+    output: RefundResult,
+    command: "RefundCharge",
+    reservation: false,
+    build: (b) => ({
+      type: "RefundCharge",
+      refund_id: b.refund_id,
+      charge_id: b.charge_id,
+      amount: b.amount,
+      reason: b.reason ?? null,
+    }),
+    log: noLog,
+  }),
+  adjust: operation({
+    input: AdjustmentBody,
+    output: AdjustmentResult,
+    command: "AdjustBalance",
+    reservation: false,
+    build: (b) => ({ type: "AdjustBalance", adjustment_id: b.adjustment_id, amount: b.amount, reason: b.reason }),
+    log: noLog,
+  }),
+};
+
+export type OperationName = keyof typeof OPERATIONS;
+export type OperationInput<N extends OperationName> = z.infer<(typeof OPERATIONS)[N]["input"]>;
+/** What callers may send (before defaults): the service binding's input types. */
+export type OperationRawInput<N extends OperationName> = z.input<(typeof OPERATIONS)[N]["input"]>;
+
+/** The success status of an operation: the domain's command table holds it. */
+export function statusOf(name: OperationName): { success: number; replay: number } {
+  return COMMANDS[OPERATIONS[name].command].status;
+}
+
+type AnyContract = OperationContract<z.ZodType, CommandType>;
+
+/** Builds an operation's command (resolving a price if it names one). */
+export async function buildCommand(
+  name: OperationName,
+  input: unknown,
+  target: Target,
+  prices: PriceCache,
+): Promise<Command | Outcome> {
+  return (OPERATIONS[name] as unknown as AnyContract).build(input, target, prices);
+}
+
+/**
+ * Runs one validated operation against its account and fills `log` with what it may log.
+ * The one execution path of HTTP and the service binding.
+ */
+export async function runOperation(
+  env: Env,
+  name: OperationName,
+  target: Target,
+  input: unknown,
+  log: LogFields,
+): Promise<Outcome> {
+  const built = await buildCommand(name, input, target, new PriceCache(env.DB));
+  if (!("type" in built)) return built;
+  const outcome = outcomeOf(await accountClient(env, target.account_id).execute(built), statusOf(name));
+  if (outcome.ok) Object.assign(log, (OPERATIONS[name] as unknown as AnyContract).log(built, outcome.value));
+  return outcome;
+}
+
+/**
+ * A reservation with a price and an estimate is priced here, before the object is called: the
+ * rules in effect now are read from D1 (no D1 await inside the command), the estimate is priced
+ * with the domain's priceOf, and the object re-checks that amount and pins the rules.
+ */
+async function reserveCommand(b: z.infer<typeof ReserveBody>, prices: PriceCache): Promise<Command | Outcome> {
+  const base = {
+    type: "ReserveFunds" as const,
+    reservation_id: b.reservation_id,
+    ttl_seconds: b.ttl_seconds ?? TTL_SECONDS_DEFAULT,
+    on_expiry: b.on_expiry ?? ("release" as const),
+    context: b.context ?? {},
+    metadata: b.metadata ?? {},
+  };
+  if (b.price === undefined || b.estimate === undefined) return { ...base, amount: b.amount as number };
+  const rules = await prices.rules(b.price);
+  if (rules.length === 0) {
+    return rejectedOutcome("price_not_found", "No price is in effect for this service, provider and model.");
+  }
+  const estimate: Quantities = {
+    input_token: b.estimate.max_input_tokens,
+    output_token: b.estimate.max_output_tokens,
+    cached_token: b.estimate.max_cached_tokens ?? 0,
+    request: 1,
+  };
+  // An unpriceable estimate is sent as 0: the object refuses it with `unpriceable`.
+  const amount = priceOf(rules, estimate)?.amount ?? 0;
+  return { ...base, amount, pricing: { price: b.price, rules, estimate } };
+}
