@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { canonicalize } from "../bin/audit-core.mjs";
+import { canonicalize } from "../src/audit/verifier.mjs";
 
 const total = Number(process.argv[2] ?? 1_000_000);
 const out = createWriteStream(process.argv[3] ?? "export.ndjson");

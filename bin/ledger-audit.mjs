@@ -6,45 +6,121 @@
  *
  *   ledger-audit export --url URL --account ID [--out FILE] [--checkpoint-out FILE] [--public-key-out FILE]
  *       (the API key comes from $LEDGER_API_KEY)
- *   ledger-audit verify FILE [--checkpoint FILE] [--public-key KEY|FILE] [--json]
+ *   ledger-audit verify FILE [--checkpoint FILE --public-key KEY|FILE] [--json]
+ *   ledger-audit --help
  *
  * Exit codes: 0 verified, 1 verification failed (the first failing seq and why are printed),
  * 2 usage or I/O error.
  */
 import * as nodeCrypto from "node:crypto";
-import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash, createPublicKey, randomBytes, verify as verifySignature } from "node:crypto";
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { base64UrlDecode, ChainVerifier, checkCheckpoint } from "./audit-core.mjs";
+import { parseArgs } from "node:util";
+import { base64UrlDecode, ChainVerifier, checkCheckpoint } from "../src/audit/verifier.mjs";
 
 const USAGE = `usage:
   ledger-audit export --url URL --account ID [--out FILE] [--checkpoint-out FILE] [--public-key-out FILE]
       (API key from the LEDGER_API_KEY environment variable)
-  ledger-audit verify FILE [--checkpoint FILE] [--public-key KEY|FILE] [--json]`;
+  ledger-audit verify FILE [--checkpoint FILE --public-key KEY|FILE] [--json]
+  ledger-audit --help
+
+exit codes: 0 verified (or exported), 1 verification failed, 2 usage or I/O error`;
 
 class UsageError extends Error {}
 
 /** Bytes read from the export at a time: memory stays flat whatever the file's size. */
 const LINE_CHUNK_BYTES = 1 << 16;
 
-/** @param {string[]} args */
-function parseFlags(args) {
-  /** @type {Record<string, string | boolean>} */
-  const flags = {};
+/** @typedef {import("node:util").ParseArgsOptionsConfig} Options */
+/** @typedef {Record<string, string | boolean | undefined>} Values */
+
+/** -h and --help are accepted everywhere. */
+const HELP = /** @type {const} */ ({ help: { type: "boolean", short: "h" } });
+
+/** Each command's options: anything else, misspelt flags included, is a usage error. */
+const COMMANDS = /** @type {const} */ ({
+  export: {
+    positionals: false,
+    options: {
+      url: { type: "string" },
+      account: { type: "string" },
+      out: { type: "string" },
+      "checkpoint-out": { type: "string" },
+      "public-key-out": { type: "string" },
+    },
+  },
+  verify: {
+    positionals: true,
+    options: {
+      checkpoint: { type: "string" },
+      "public-key": { type: "string" },
+      json: { type: "boolean" },
+    },
+  },
+});
+
+/**
+ * Parses a command's arguments strictly: unknown or misspelt options, a missing value and an
+ * unexpected positional are usage errors.
+ * @param {string[]} args
+ * @param {Options} options
+ * @param {boolean} allowPositionals
+ * @returns {{ values: Values, positionals: string[] }}
+ */
+function parseCommandLine(args, options, allowPositionals) {
+  const all = { ...options, ...HELP };
+  try {
+    const parsed = parseArgs({ args: joinOptionValues(args, all), options: all, strict: true, allowPositionals });
+    return { values: /** @type {Values} */ (parsed.values), positionals: parsed.positionals };
+  } catch (error) {
+    // parseArgs reports bad command lines as errors whose code starts with ERR_PARSE_ARGS_.
+    const code = /** @type {{ code?: unknown }} */ (error).code;
+    if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS_")) {
+      throw new UsageError(/** @type {Error} */ (error).message);
+    }
+    throw error;
+  }
+}
+
+/**
+ * Joins a string option and the argument after it (`--public-key X` becomes `--public-key=X`)
+ * so that a value starting with "-" is taken as the value, as getopt does: a base64url public
+ * key may start with "-", which strict parseArgs would refuse as ambiguous. An argument that is
+ * itself one of the options is not joined, so that `--checkpoint --json` is still refused.
+ * @param {string[]} args
+ * @param {Options} options
+ */
+function joinOptionValues(args, options) {
   /** @type {string[]} */
-  const positional = [];
+  const joined = [];
   for (let i = 0; i < args.length; i++) {
     const arg = /** @type {string} */ (args[i]);
-    if (arg === "--json") flags.json = true;
-    else if (arg.startsWith("--")) {
-      const value = args[i + 1];
-      if (value === undefined) throw new UsageError(`${arg} needs a value`);
-      flags[arg.slice(2)] = value;
+    if (arg === "--") return joined.concat(args.slice(i));
+    const next = args[i + 1];
+    const isString = arg.startsWith("--") && options[arg.slice(2)]?.type === "string";
+    if (isString && next !== undefined && !isOption(next, options)) {
+      joined.push(`${arg}=${next}`);
       i++;
-    } else positional.push(arg);
+    } else joined.push(arg);
   }
-  return { flags, positional };
+  return joined;
+}
+
+/** @param {string} arg @param {Options} options */
+function isOption(arg, options) {
+  if (arg.startsWith("--")) return Object.hasOwn(options, arg.slice(2).split("=", 1)[0] ?? "");
+  return arg.length === 2 && arg[0] === "-" && Object.values(options).some((o) => o.short === arg[1]);
 }
 
 /** One-shot hashing where Node has it (>= 20.12), else a Hash object per event. */
@@ -79,20 +155,44 @@ function ed25519Verifier(raw) {
     verifySignature(null, message, key, signature);
 }
 
-/** @param {Record<string, string | boolean>} flags @param {string[]} positional */
-async function verifyCommand(flags, positional) {
-  const file = positional[0];
+/** @param {Values} values @param {string[]} positionals */
+async function verifyCommand(values, positionals) {
+  const file = positionals[0];
   if (file === undefined) throw new UsageError("verify needs a file");
-  const checkpointFile = typeof flags.checkpoint === "string" ? flags.checkpoint : undefined;
-  const signed = checkpointFile === undefined ? null : JSON.parse(readFileSync(checkpointFile, "utf8"));
-  if (signed !== null && typeof flags["public-key"] !== "string") {
+  if (positionals.length > 1) throw new UsageError(`verify takes one file, not ${positionals.length}`);
+  const checkpointFile = typeof values.checkpoint === "string" ? values.checkpoint : undefined;
+  const publicKey = typeof values["public-key"] === "string" ? values["public-key"] : undefined;
+  if (checkpointFile !== undefined && publicKey === undefined) {
     throw new UsageError("--checkpoint needs --public-key (get it from GET /v1/audit/public-key, out of band)");
   }
+  if (publicKey !== undefined && checkpointFile === undefined) {
+    throw new UsageError("--public-key needs --checkpoint (the key checks a checkpoint's signature)");
+  }
+  const signed = checkpointFile === undefined ? null : JSON.parse(readFileSync(checkpointFile, "utf8"));
   const verifier = new ChainVerifier({ sha256Hex });
   if (signed !== null) verifier.watch(Number(signed.checkpoint?.seq));
 
+  let failure = await verifyFile(file, verifier);
+  if (failure === null && verifier.summary().events === 0) {
+    // An empty file would otherwise "verify": it proves nothing about any account.
+    failure = { seq: 1, reason: "the file holds no events (an empty export verifies nothing)" };
+  }
+  if (failure === null && signed !== null && publicKey !== undefined) {
+    failure = await checkCheckpoint(verifier, signed, ed25519Verifier(publicKeyBytes(publicKey)));
+  }
+  printVerdict(failure, verifier.summary(), signed, values.json === true);
+  return failure === null ? 0 : 1;
+}
+
+/**
+ * Streams the file through the verifier; returns the first failure, or null.
+ * @param {string} file
+ * @param {ChainVerifier} verifier
+ * @returns {Promise<import("../src/audit/verifier.mjs").Failure | null>}
+ */
+async function verifyFile(file, verifier) {
   let lineNo = 0;
-  /** @type {{ seq: number, reason: string } | null} */
+  /** @type {import("../src/audit/verifier.mjs").Failure | null} */
   let failure = null;
   /** @param {string} line */
   const consume = (line) => {
@@ -122,28 +222,63 @@ async function verifyCommand(flags, positional) {
   }
   pending += decoder.decode();
   if (failure === null && pending.length > 0) consume(pending);
-  if (failure === null && signed !== null) {
-    failure = await checkCheckpoint(verifier, signed, ed25519Verifier(publicKeyBytes(String(flags["public-key"]))));
-  }
-  const summary = verifier.summary();
-  if (flags.json === true) {
+  return failure;
+}
+
+/**
+ * @param {import("../src/audit/verifier.mjs").Failure | null} failure
+ * @param {import("../src/audit/verifier.mjs").Summary} summary
+ * @param {{ checkpoint?: Record<string, any> } | null} signed
+ * @param {boolean} json
+ */
+function printVerdict(failure, summary, signed, json) {
+  if (json) {
     console.log(JSON.stringify({ ok: failure === null, failure, summary, checkpoint: signed?.checkpoint ?? null }));
   } else if (failure === null) {
     console.log(`OK ${summary.events} events, account ${summary.account_id} (${summary.currency})`);
     console.log(`balance ${summary.balance}  reserved ${summary.reserved}  available ${summary.available}`);
     console.log(`head seq ${summary.head_seq}  head hash ${summary.head_hash}`);
-    if (signed !== null) console.log(`checkpoint at seq ${signed.checkpoint.seq}: signature valid, history matches`);
+    if (signed !== null) console.log(`checkpoint at seq ${signed.checkpoint?.seq}: signature valid, history matches`);
   } else {
     console.log(`FAIL at seq ${failure.seq}: ${failure.reason}`);
     console.log(`verified ${summary.events} events before it (head hash ${summary.head_hash})`);
   }
-  return failure === null ? 0 : 1;
 }
 
-/** @param {Record<string, string | boolean>} flags */
-async function exportCommand(flags) {
-  const base = typeof flags.url === "string" ? flags.url.replace(/\/+$/, "") : undefined;
-  const account = typeof flags.account === "string" ? flags.account : undefined;
+/**
+ * Files written under temporary names in their final directories (so that a rename is atomic),
+ * and renamed into place only once every one of them is complete: a failed export leaves no
+ * partial file, nor a checkpoint without its export, under the final names.
+ */
+class StagedFiles {
+  constructor() {
+    /** Final name -> temporary name, in the order they are renamed. @type {Map<string, string>} */
+    this.files = new Map();
+  }
+
+  /** @param {string} path @returns {string} the temporary name to write instead */
+  add(path) {
+    const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+    this.files.set(path, temporary);
+    return temporary;
+  }
+
+  commit() {
+    for (const [path, temporary] of this.files) renameSync(temporary, path);
+    this.files.clear();
+  }
+
+  /** Removes whatever was not committed; a no-op after commit. */
+  discard() {
+    for (const temporary of this.files.values()) rmSync(temporary, { force: true });
+    this.files.clear();
+  }
+}
+
+/** @param {Values} values */
+async function exportCommand(values) {
+  const base = typeof values.url === "string" ? values.url.replace(/\/+$/, "") : undefined;
+  const account = typeof values.account === "string" ? values.account : undefined;
   const key = process.env.LEDGER_API_KEY;
   if (base === undefined || account === undefined) throw new UsageError("export needs --url and --account");
   if (key === undefined || key === "") throw new UsageError("set LEDGER_API_KEY to an API key with audit access");
@@ -154,32 +289,57 @@ async function exportCommand(flags) {
     if (!response.ok) throw new Error(`GET ${path} answered ${response.status}: ${await response.text()}`);
     return response;
   };
-  // The checkpoint first: the export then covers at least everything it signs.
-  const checkpoint = await (await get(`/v1/accounts/${id}/checkpoint`)).json();
-  const out = typeof flags.out === "string" ? flags.out : `${account}.ndjson`;
+  const out = typeof values.out === "string" ? values.out : `${account}.ndjson`;
   const checkpointOut =
-    typeof flags["checkpoint-out"] === "string" ? flags["checkpoint-out"] : `${account}.checkpoint.json`;
-  writeFileSync(checkpointOut, `${JSON.stringify(checkpoint, null, 2)}\n`);
-  if (typeof flags["public-key-out"] === "string") {
-    const publicKey = await (await get("/v1/audit/public-key")).json();
-    writeFileSync(flags["public-key-out"], `${JSON.stringify(publicKey, null, 2)}\n`);
+    typeof values["checkpoint-out"] === "string" ? values["checkpoint-out"] : `${account}.checkpoint.json`;
+  const publicKeyOut = typeof values["public-key-out"] === "string" ? values["public-key-out"] : undefined;
+  const staged = new StagedFiles();
+  // The export is renamed first: should the checkpoint's rename then fail, an older checkpoint
+  // next to a newer export still verifies, while the reverse would look truncated.
+  const outTemporary = staged.add(out);
+  const checkpointTemporary = staged.add(checkpointOut);
+  const publicKeyTemporary = publicKeyOut === undefined ? undefined : staged.add(publicKeyOut);
+  try {
+    // The checkpoint first: the export then covers at least everything it signs.
+    const checkpoint = await (await get(`/v1/accounts/${id}/checkpoint`)).json();
+    writeFileSync(checkpointTemporary, `${JSON.stringify(checkpoint, null, 2)}\n`, { flag: "wx" });
+    if (publicKeyTemporary !== undefined) {
+      const publicKey = await (await get("/v1/audit/public-key")).json();
+      writeFileSync(publicKeyTemporary, `${JSON.stringify(publicKey, null, 2)}\n`, { flag: "wx" });
+    }
+    const exported = await get(`/v1/accounts/${id}/events/export`);
+    if (exported.body === null) throw new Error("the export has no body");
+    await pipeline(
+      Readable.fromWeb(/** @type {any} */ (exported.body)),
+      createWriteStream(outTemporary, { flags: "wx" }),
+    );
+    staged.commit();
+    console.log(`exported ${out} and ${checkpointOut} (checkpoint seq ${checkpoint.checkpoint?.seq})`);
+  } finally {
+    staged.discard();
   }
-  const exported = await get(`/v1/accounts/${id}/events/export`);
-  if (exported.body === null) throw new Error("the export has no body");
-  await pipeline(Readable.fromWeb(/** @type {any} */ (exported.body)), createWriteStream(out));
-  console.log(`exported ${out} and ${checkpointOut} (checkpoint seq ${checkpoint.checkpoint?.seq})`);
   return 0;
 }
 
-async function main() {
-  const [command, ...rest] = process.argv.slice(2);
-  const { flags, positional } = parseFlags(rest);
-  if (command === "verify") return verifyCommand(flags, positional);
-  if (command === "export") return exportCommand(flags);
-  throw new UsageError(command === undefined ? "no command" : `unknown command ${command}`);
+/** @param {string[]} argv the arguments after the script's name */
+async function main(argv) {
+  const [command, ...rest] = argv;
+  if (command === "--help" || command === "-h") {
+    console.log(USAGE);
+    return 0;
+  }
+  if (command === undefined) throw new UsageError("no command");
+  if (command !== "verify" && command !== "export") throw new UsageError(`unknown command ${command}`);
+  const spec = COMMANDS[command];
+  const { values, positionals } = parseCommandLine(rest, spec.options, spec.positionals);
+  if (values.help === true) {
+    console.log(USAGE);
+    return 0;
+  }
+  return command === "verify" ? verifyCommand(values, positionals) : exportCommand(values);
 }
 
-main().then(
+main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },

@@ -5,6 +5,7 @@
  * to make one for production). The public key is published as 32 raw bytes, base64url.
  */
 import { canonicalJson } from "../domain/canonical";
+import { base64ToBytes, base64urlToBytes, bytesToBase64url, bytesToHex } from "../encoding";
 
 export interface Checkpoint {
   account_id: string;
@@ -55,7 +56,7 @@ export function auditKey(secret: string | undefined): Promise<AuditKey> {
 async function importAuditKey(secret: string): Promise<AuditKey> {
   let privateKey: CryptoKey;
   try {
-    const der = Uint8Array.from(atob(secret), (c) => c.charCodeAt(0));
+    const der = base64ToBytes(secret);
     privateKey = await crypto.subtle.importKey("pkcs8", der, { name: "Ed25519" }, true, ["sign"]);
   } catch {
     throw new AuditKeyUnavailable("AUDIT_SIGNING_KEY is not a base64 PKCS#8 Ed25519 private key");
@@ -63,25 +64,14 @@ async function importAuditKey(secret: string): Promise<AuditKey> {
   const jwk = (await crypto.subtle.exportKey("jwk", privateKey)) as JsonWebKey;
   const publicKey = jwk.x;
   if (publicKey === undefined) throw new AuditKeyUnavailable("AUDIT_SIGNING_KEY has no public part");
-  const raw = base64UrlToBytes(publicKey);
+  const raw = base64urlToBytes(publicKey);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", raw));
-  const keyId = [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const keyId = bytesToHex(digest.subarray(0, 8));
   return { privateKey, publicKey, keyId };
 }
 
 export async function signCheckpoint(key: AuditKey, checkpoint: Checkpoint): Promise<SignedCheckpoint> {
   const message = new TextEncoder().encode(canonicalJson(checkpoint));
   const signature = new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, key.privateKey, message));
-  return { checkpoint, algorithm: "Ed25519", key_id: key.keyId, signature: bytesToBase64Url(signature) };
-}
-
-export function bytesToBase64Url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-export function base64UrlToBytes(text: string): Uint8Array {
-  const b64 = text.replaceAll("-", "+").replaceAll("_", "/");
-  return Uint8Array.from(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
+  return { checkpoint, algorithm: "Ed25519", key_id: key.keyId, signature: bytesToBase64url(signature) };
 }

@@ -2,6 +2,8 @@
  * Opaque keyset-pagination cursors: the sort key of the last row returned, as base64url JSON.
  * A cursor that does not decode to the expected shape is a client error, never a 500.
  */
+import { base64urlToBytes, bytesToBase64url } from "../encoding";
+
 export type CursorKey = (string | number)[];
 
 /** A cursor the client sent that is not one of ours; answered as invalid_request. */
@@ -10,17 +12,13 @@ export class BadCursor extends Error {
 }
 
 export function encodeCursor(key: CursorKey): string {
-  const bytes = new TextEncoder().encode(JSON.stringify(key));
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  return bytesToBase64url(new TextEncoder().encode(JSON.stringify(key)));
 }
 
 /** Decodes a cursor of `arity` string/number parts, or returns null if it is not one. */
 export function decodeCursor(cursor: string, arity: number): CursorKey | null {
   try {
-    const binary = atob(cursor.replaceAll("-", "+").replaceAll("_", "/"));
-    const value: unknown = JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
+    const value: unknown = JSON.parse(new TextDecoder().decode(base64urlToBytes(cursor)));
     if (!Array.isArray(value) || value.length !== arity) return null;
     if (!value.every((v) => typeof v === "string" || (typeof v === "number" && Number.isSafeInteger(v)))) return null;
     return value as CursorKey;

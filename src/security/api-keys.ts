@@ -7,6 +7,7 @@
  * the isolate that revoked).
  */
 import { ulid } from "ulid";
+import { bytesToBase64url, bytesToHex } from "../encoding";
 
 export const SCOPES = ["ledger:write", "ledger:read", "audit:read", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -51,17 +52,7 @@ const cache = new Map<string, Cached>();
 
 export async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function base64Url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-function hex(bytes: Uint8Array): string {
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return bytesToHex(new Uint8Array(digest));
 }
 
 export async function createApiKey(
@@ -69,8 +60,8 @@ export async function createApiKey(
   input: { name: string; scopes: Scope[]; account_id: string | null },
   now: Date,
 ): Promise<{ record: ApiKeyRecord; secret: string }> {
-  const prefix = `oel_${hex(crypto.getRandomValues(new Uint8Array(4)))}`;
-  const secret = `${prefix}_${base64Url(crypto.getRandomValues(new Uint8Array(KEY_SECRET_BYTES)))}`;
+  const prefix = `oel_${bytesToHex(crypto.getRandomValues(new Uint8Array(4)))}`;
+  const secret = `${prefix}_${bytesToBase64url(crypto.getRandomValues(new Uint8Array(KEY_SECRET_BYTES)))}`;
   const record: ApiKeyRecord = {
     id: `key_${ulid()}`,
     name: input.name,

@@ -28,6 +28,8 @@
  * plaintext, a key, or any part of the value it was given other than a validated key_id.
  */
 
+import { base64urlToBytes, bytesToBase64url, bytesToHex } from "../encoding";
+
 /** Every encrypted value starts with this prefix; what follows it is the version. */
 export const ENCRYPTED_PREFIX = "enc:";
 /** The only version this module writes and reads. */
@@ -148,7 +150,7 @@ function validateKeyMaterial(variable: KeyVariable, secret: string): Uint8Array 
 async function importKey(variable: KeyVariable, material: Uint8Array): Promise<ConfigKey> {
   try {
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", material));
-    const keyId = toHex(digest.subarray(0, 4));
+    const keyId = bytesToHex(digest.subarray(0, 4));
     const base = await crypto.subtle.importKey("raw", material, "HKDF", false, ["deriveKey"]);
     // The salt is empty because the input is already uniformly random key material (checked above to
     // be at least 32 bytes): RFC 5869 makes a salt optional in that case, and a salt would have to be
@@ -215,7 +217,7 @@ async function seal(key: ConfigKey, plaintext: Uint8Array, context: string): Pro
     key.cryptoKey,
     plaintext,
   );
-  return `${HEADER}${key.keyId}:${toBase64Url(iv)}:${toBase64Url(new Uint8Array(sealed))}`;
+  return `${HEADER}${key.keyId}:${bytesToBase64url(iv)}:${bytesToBase64url(new Uint8Array(sealed))}`;
 }
 
 async function open(
@@ -286,32 +288,22 @@ function additionalData(keyId: string, context: string): Uint8Array {
   return new TextEncoder().encode(`${HEADER}${keyId}:${context}`);
 }
 
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-function toBase64Url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
 /** Decodes base64 or base64url, padded or not; undefined unless the text is the canonical encoding. */
 function decodeBase64(text: string): Uint8Array | undefined {
   if (!BASE64_STANDARD.test(text) && !BASE64_URL.test(text)) return undefined;
   const body = text.replace(/=+$/, "");
   if (body.length !== text.length && text.length % 4 !== 0) return undefined;
   if (body.length % 4 === 1) return undefined;
-  const standard = body.replaceAll("-", "+").replaceAll("_", "/");
-  let binary: string;
+  let bytes: Uint8Array;
   try {
-    binary = atob(standard + "=".repeat((4 - (standard.length % 4)) % 4));
+    // The checks above leave a body without padding or white space whose length is never one more
+    // than a multiple of four, so the decoder's forgiving rules have nothing to forgive but padding.
+    bytes = base64urlToBytes(body);
   } catch {
     return undefined;
   }
-  const bytes = Uint8Array.from(binary, (char) => char.charCodeAt(0));
   // Re-encoding refuses texts whose unused trailing bits are set, so that one byte string has one text.
-  if (toBase64Url(bytes) !== body.replaceAll("+", "-").replaceAll("/", "_")) return undefined;
+  if (bytesToBase64url(bytes) !== body.replaceAll("+", "-").replaceAll("/", "_")) return undefined;
   return bytes;
 }
 

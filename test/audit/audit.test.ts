@@ -12,7 +12,7 @@ import { exports } from "cloudflare:workers";
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { base64UrlDecode, ChainVerifier, canonicalize, checkCheckpoint } from "../../bin/audit-core.mjs";
+import { base64UrlDecode, ChainVerifier, canonicalize, checkCheckpoint } from "../../src/audit/verifier.mjs";
 import { verifyAccount } from "../../durable-objects/verify";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import { AuditKeyUnavailable, auditKey } from "../../src/audit/signing";

@@ -7,21 +7,22 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, generateKeyPairSync, sign } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
-import { canonicalize } from "../../bin/audit-core.mjs";
+import { canonicalize } from "../../src/audit/verifier.mjs";
 
 const run = promisify(execFile);
 const CLI = new URL("../../bin/ledger-audit.mjs", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "ledger-audit-"));
 
-/** @param {string[]} args */
-async function audit(args) {
+/** @param {string[]} args @param {Record<string, string>} [env] added to this process's environment */
+async function audit(args, env = {}) {
   try {
-    const { stdout } = await run(process.execPath, [CLI, ...args]);
+    const { stdout } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
     return { code: 0, stdout };
   } catch (error) {
     const e = /** @type {{ code: number, stdout: string, stderr: string }} */ (error);
@@ -193,10 +194,15 @@ test("answers usage errors with exit code 2", async () => {
   assert.equal(needsKey.code, 2);
 });
 
-test("exports through the API, then verifies what it downloaded", async () => {
-  const { createServer } = await import("node:http");
-  const events = history(3);
-  const checkpoint = JSON.parse((await import("node:fs")).readFileSync(checkpointFile(events, events.length), "utf8"));
+/**
+ * Serves the ledger's audit endpoints for `events` on a local port while `body` runs. With
+ * `cutExport`, the export stream sends its first lines and then the connection drops.
+ * @param {Record<string, unknown>[]} events
+ * @param {{ cutExport?: boolean }} options
+ * @param {(url: string, seen: string[]) => Promise<void>} body
+ */
+async function withLedgerServer(events, options, body) {
+  const checkpoint = JSON.parse(readFileSync(checkpointFile(events, events.length), "utf8"));
   /** @type {string[]} */
   const seen = [];
   const server = createServer((req, res) => {
@@ -208,6 +214,10 @@ test("exports through the API, then verifies what it downloaded", async () => {
     }
     if (req.url === "/v1/accounts/acct_cli/events/export") {
       res.writeHead(200, { "content-type": "application/x-ndjson" });
+      if (options.cutExport) {
+        // The first lines reach the client before the connection drops, so a partial file would exist.
+        return void res.write(`${JSON.stringify(events[0])}\n`, () => setTimeout(() => res.socket?.destroy(), 50));
+      }
       for (const e of events) res.write(`${JSON.stringify(e)}\n`);
       return void res.end();
     }
@@ -215,39 +225,61 @@ test("exports through the API, then verifies what it downloaded", async () => {
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(undefined)));
   const address = /** @type {import("node:net").AddressInfo} */ (server.address());
-  const out = join(dir, "exported.ndjson");
-  const cp = join(dir, "exported.checkpoint.json");
-  const pk = join(dir, "exported.public-key.json");
   try {
-    const exported = await new Promise((resolve) => {
-      execFile(
-        process.execPath,
-        [
-          CLI,
-          "export",
-          "--url",
-          `http://127.0.0.1:${address.port}`,
-          "--account",
-          "acct_cli",
-          "--out",
-          out,
-          "--checkpoint-out",
-          cp,
-          "--public-key-out",
-          pk,
-        ],
-        { env: { ...process.env, LEDGER_API_KEY: "k-123" } },
-        (error, stdout) => resolve({ code: error === null ? 0 : error.code, stdout }),
-      );
-    });
-    assert.equal(/** @type {{ code: number }} */ (exported).code, 0);
+    await body(`http://127.0.0.1:${address.port}`, seen);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
+/** The export command's arguments, writing every output into `into`. @param {string} url @param {string} into */
+function exportArgs(url, into) {
+  return [
+    "export",
+    "--url",
+    url,
+    "--account",
+    "acct_cli",
+    "--out",
+    join(into, "exported.ndjson"),
+    "--checkpoint-out",
+    join(into, "exported.checkpoint.json"),
+    "--public-key-out",
+    join(into, "exported.public-key.json"),
+  ];
+}
+
+test("exports through the API, then verifies what it downloaded", async () => {
+  const events = history(3);
+  const into = mkdtempSync(join(dir, "export-"));
+  await withLedgerServer(events, {}, async (url, seen) => {
+    const exported = await audit(exportArgs(url, into), { LEDGER_API_KEY: "k-123" });
+    assert.equal(exported.code, 0, exported.stdout);
+    const out = join(into, "exported.ndjson");
+    const cp = join(into, "exported.checkpoint.json");
+    const pk = join(into, "exported.public-key.json");
     const verified = await audit(["verify", out, "--checkpoint", cp, "--public-key", pk]);
     assert.equal(verified.code, 0, verified.stdout);
     assert.match(verified.stdout, /OK 9 events/);
     assert.ok(seen.every((line) => line.endsWith("Bearer k-123")));
-  } finally {
-    server.close();
-  }
+    // Only the final names remain: the temporary files were renamed, not copied.
+    assert.deepEqual(readdirSync(into).sort(), [
+      "exported.checkpoint.json",
+      "exported.ndjson",
+      "exported.public-key.json",
+    ]);
+  });
+});
+
+test("a failed export leaves no file under the final names, and no temporary file", async () => {
+  const into = mkdtempSync(join(dir, "export-cut-"));
+  await withLedgerServer(history(3), { cutExport: true }, async (url) => {
+    const exported = await audit(exportArgs(url, into), { LEDGER_API_KEY: "k-123" });
+    assert.equal(exported.code, 2, exported.stdout);
+    assert.match(exported.stdout, /^error: /m);
+    assert.deepEqual(readdirSync(into), []);
+  });
 });
 
 test("checks exports in the ledger's own line form (canonical, hash last) over the lines' bytes", async () => {
@@ -283,4 +315,84 @@ test("catches a reused id (remembered as a fingerprint, not as the string)", asy
   const result = await audit(["verify", writeNdjson("reused.ndjson", reused)]);
   assert.equal(result.code, 1);
   assert.match(result.stdout, /FAIL at seq 9: credit_id c0 applied twice/);
+});
+
+test("--help and -h print the usage and exit 0, alone or after a command", async () => {
+  for (const args of [["--help"], ["-h"], ["verify", "--help"], ["export", "-h"]]) {
+    const result = await audit(args);
+    assert.equal(result.code, 0, `${args.join(" ")}: ${result.stdout}`);
+    assert.match(result.stdout, /^usage:\n {2}ledger-audit export /);
+  }
+});
+
+test("refuses an unknown or misspelt option instead of ignoring it", async () => {
+  const events = history();
+  const file = writeNdjson("strict.ndjson", events);
+  // Misspelt: the checkpoint would silently go unchecked and the run would print OK.
+  const misspelt = await audit(["verify", file, "--checkpont", checkpointFile(events, 6), "--public-key", publicKey]);
+  assert.equal(misspelt.code, 2, misspelt.stdout);
+  assert.match(misspelt.stdout, /--checkpont/);
+  assert.doesNotMatch(misspelt.stdout, /^OK/m);
+  // Another command's option, a value given to a flag, a second file: each is a usage error too.
+  for (const args of [
+    ["verify", file, "--url", "http://example.test"],
+    ["verify", file, "--json=yes"],
+    ["verify", file, file],
+    ["verify", file, "--checkpoint"],
+  ]) {
+    const result = await audit(args);
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}`);
+    assert.match(result.stdout, /usage:/);
+  }
+});
+
+test("an empty file, or one without events, fails instead of verifying", async () => {
+  for (const [name, text] of [
+    ["empty.ndjson", ""],
+    ["blank.ndjson", "\n  \n\n"],
+  ]) {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    const result = await audit(["verify", file]);
+    assert.equal(result.code, 1, `${name}: ${result.stdout}`);
+    assert.match(result.stdout, /^FAIL at seq 1: the file holds no events/);
+    const verdict = JSON.parse((await audit(["verify", file, "--json"])).stdout);
+    assert.equal(verdict.ok, false);
+  }
+});
+
+test("--public-key without --checkpoint is a usage error", async () => {
+  const result = await audit(["verify", writeNdjson("key-only.ndjson", history()), "--public-key", publicKey]);
+  assert.equal(result.code, 2, result.stdout);
+  assert.match(result.stdout, /--public-key needs --checkpoint/);
+});
+
+test("takes a base64url public key that starts with '-' as the option's value", async () => {
+  // Strict option parsing would otherwise read such a key as an unknown option; about 1 key in 64 starts so.
+  let pair = generateKeyPairSync("ed25519");
+  while (!String(pair.publicKey.export({ format: "jwk" }).x).startsWith("-")) pair = generateKeyPairSync("ed25519");
+  const key = String(pair.publicKey.export({ format: "jwk" }).x);
+  const events = history();
+  const e = /** @type {Record<string, any>} */ (events[5]);
+  const checkpoint = {
+    account_id: "acct_cli",
+    seq: 6,
+    head_hash: e.hash,
+    balance: e.balance_after,
+    reserved: e.reserved_after,
+    at: "2026-11-28T13:00:00.000Z",
+  };
+  const signature = sign(null, Buffer.from(canonicalize(checkpoint)), pair.privateKey).toString("base64url");
+  const cp = join(dir, "checkpoint-dash-key.json");
+  writeFileSync(cp, JSON.stringify({ checkpoint, algorithm: "Ed25519", signature }));
+  const result = await audit([
+    "verify",
+    writeNdjson("dash-key.ndjson", events),
+    "--checkpoint",
+    cp,
+    "--public-key",
+    key,
+  ]);
+  assert.equal(result.code, 0, result.stdout);
+  assert.match(result.stdout, /checkpoint at seq 6: signature valid/);
 });
