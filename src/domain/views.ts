@@ -75,51 +75,19 @@ export function operationResult(
   const balances = balancesAfter(event, account);
   switch (event.type) {
     case "AccountOpened":
-      return accountView({
-        account_id: event.account_id,
-        currency: event.currency,
-        credit_limit: event.credit_limit,
-        status: "active",
-        balance: 0,
-        reserved: 0,
-        open_reservations: 0,
-        last_seq: event.seq,
-        head_hash: event.hash,
-        created_at: event.at,
-        updated_at: event.at,
-        metadata: event.metadata,
-      });
-    case "FundsCredited":
+      return openedAccountView(event);
+    case "FundsCredited": {
+      const { credit_id, amount, reason, metadata } = event;
       return {
-        credit: {
-          credit_id: event.credit_id,
-          amount: event.amount,
-          reason: event.reason,
-          metadata: event.metadata,
-          seq: event.seq,
-          created_at: event.at,
-        },
+        credit: { credit_id, amount, reason, metadata, seq: event.seq, created_at: event.at },
         account: balances,
       };
+    }
     case "FundsReserved":
       return { reservation: reservationView(reservationOpened(event)), account: balances };
-    case "ReservationExtended": {
+    case "ReservationExtended":
       assert(reservation !== undefined, "extension result needs its reservation");
-      const atExtension: ReservationState = {
-        ...reservation,
-        status: "open",
-        settled_at: null,
-        captured_amount: null,
-        released_amount: null,
-        overage: 0,
-        usage: null,
-        end_seq: null,
-        ttl_seconds: event.ttl_seconds,
-        expires_at: event.expires_at,
-        on_expiry: event.on_expiry,
-      };
-      return { reservation: reservationView(atExtension), account: balances };
-    }
+      return { reservation: reservationView(atExtension(reservation, event)), account: balances };
     case "ReservationCaptured":
       assert(reservation !== undefined && reservation.end_seq === event.seq, "capture result needs its reservation");
       return {
@@ -131,46 +99,65 @@ export function operationResult(
     case "ReservationExpired":
       assert(reservation !== undefined && reservation.end_seq === event.seq, "release result needs its reservation");
       return { reservation: reservationView(reservation), account: balances };
-    case "AccountCharged":
-      return {
-        charge: {
-          charge_id: event.charge_id,
-          amount: event.amount,
-          context: event.context,
-          metadata: event.metadata,
-          seq: event.seq,
-          created_at: event.at,
-        },
-        account: balances,
-      };
-    case "ChargeRefunded":
-      return {
-        refund: {
-          refund_id: event.refund_id,
-          charge_id: event.charge_id,
-          amount: event.amount,
-          reason: event.reason,
-          charge_amount: event.charge_amount,
-          charge_refunded_total: event.charge_refunded_total,
-          seq: event.seq,
-          created_at: event.at,
-        },
-        account: balances,
-      };
-    case "BalanceAdjusted":
-      return {
-        adjustment: {
-          adjustment_id: event.adjustment_id,
-          amount: event.amount,
-          reason: event.reason,
-          seq: event.seq,
-          created_at: event.at,
-        },
-        account: balances,
-      };
+    case "AccountCharged": {
+      const { charge_id, amount, context, metadata } = event;
+      const charge = { charge_id, amount, context, metadata, seq: event.seq, created_at: event.at };
+      return { charge, account: balances };
+    }
+    case "ChargeRefunded": {
+      const { refund_id, charge_id, amount, reason, charge_amount, charge_refunded_total } = event;
+      const refund = { refund_id, charge_id, amount, reason, charge_amount, charge_refunded_total };
+      return { refund: { ...refund, seq: event.seq, created_at: event.at }, account: balances };
+    }
+    case "BalanceAdjusted": {
+      const { adjustment_id, amount, reason } = event;
+      return { adjustment: { adjustment_id, amount, reason, seq: event.seq, created_at: event.at }, account: balances };
+    }
     case "AccountUpdated":
       return { account: balances };
     default:
       return unreachable(event);
   }
+}
+
+/** The account as its AccountOpened event left it. */
+function openedAccountView(event: Extract<LedgerEvent, { type: "AccountOpened" }>) {
+  return accountView({
+    account_id: event.account_id,
+    currency: event.currency,
+    credit_limit: event.credit_limit,
+    status: "active",
+    balance: 0,
+    reserved: 0,
+    open_reservations: 0,
+    last_seq: event.seq,
+    head_hash: event.hash,
+    created_at: event.at,
+    updated_at: event.at,
+    metadata: event.metadata,
+  });
+}
+
+/**
+ * The reservation as the extension left it. The fields an extension does not set never change
+ * once the hold is open, so a replay renders the same bytes as the original even after the
+ * reservation has ended.
+ */
+function atExtension(
+  reservation: ReservationState,
+  event: Extract<LedgerEvent, { type: "ReservationExtended" }>,
+): ReservationState {
+  return {
+    ...reservation,
+    status: "open",
+    settled_at: null,
+    captured_amount: null,
+    released_amount: null,
+    overage: 0,
+    usage: null,
+    end_seq: null,
+    ttl_seconds: event.ttl_seconds,
+    expires_at: event.expires_at,
+    on_expiry: event.on_expiry,
+  };
 }

@@ -34,6 +34,14 @@ export function exportLine(event: LedgerEvent): string {
 }
 
 export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
+  registerExportEvents(app);
+  registerGetBalanceAsOf(app);
+  registerVerifyAccount(app);
+  registerGetCheckpoint(app);
+  registerGetAuditPublicKey(app);
+}
+
+function registerExportEvents(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -85,7 +93,9 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
       });
     },
   );
+}
 
+function registerGetBalanceAsOf(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -108,7 +118,9 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
       return c.json({ account_id: params.account_id, ...result.body });
     },
   );
+}
 
+function registerVerifyAccount(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -129,7 +141,9 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
       return c.json(await stub.verify());
     },
   );
+}
 
+function registerGetCheckpoint(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -154,7 +168,9 @@ export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
       return c.json(await signCheckpoint(key, { ...head.body, at: new Date(clock.now()).toISOString() }));
     },
   );
+}
 
+function registerGetAuditPublicKey(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {

@@ -18,6 +18,12 @@ import { problemResponse } from "./problem";
 import { defineRoute } from "./route";
 
 export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
+  registerCreateApiKey(app);
+  registerListApiKeys(app);
+  registerRevokeApiKey(app);
+}
+
+function registerCreateApiKey(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -40,7 +46,9 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
       return c.json({ key: created.record, secret: created.secret }, 201);
     },
   );
+}
 
+function registerListApiKeys(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -63,7 +71,9 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
       return c.json({ data, next_cursor: rows.length > query.limit && last ? encodeCursor([last.id]) : null });
     },
   );
+}
 
+function registerRevokeApiKey(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {

@@ -29,6 +29,15 @@ import { defineRoute } from "./route";
 const page = { status: 200, schema: ReportPage, description: "A page of rows, the next cursor and `as_of`." };
 
 export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
+  registerReportBalances(app);
+  registerReportTransactions(app);
+  registerReportUsage(app);
+  registerReportReservations(app);
+  registerReportRefunds(app);
+  registerReportTrialBalance(app);
+}
+
+function registerReportBalances(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -44,7 +53,9 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { query }) => c.json(await balancesReport(c.env.DB, query)),
   );
+}
 
+function registerReportTransactions(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -64,7 +75,9 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
       return c.json(await transactionsReport(c.env.DB, { ...rest, ...(type === undefined ? {} : { types: type }) }));
     },
   );
+}
 
+function registerReportUsage(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -81,7 +94,9 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { query }) => c.json(await usageReport(c.env.DB, query)),
   );
+}
 
+function registerReportReservations(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -98,7 +113,9 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { query }) => c.json(await reservationsReport(c.env.DB, query)),
   );
+}
 
+function registerReportRefunds(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {
@@ -115,7 +132,9 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { query }) => c.json(await refundsReport(c.env.DB, query)),
   );
+}
 
+function registerReportTrialBalance(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
     app,
     {

@@ -61,8 +61,7 @@ const emptyRow = (): LedgerEventRow => Object.fromEntries(LEDGER_EVENT_COLUMNS.m
 /** Flattens one event into its `ledger_events` row. */
 export function ledgerEventRow(accountId: string, event: LedgerEvent): LedgerEventRow {
   const effect = eventEffect(event);
-  const row = emptyRow();
-  Object.assign(row, {
+  return Object.assign(emptyRow(), {
     account_id: accountId,
     seq: event.seq,
     event_id: event.event_id,
@@ -72,28 +71,76 @@ export function ledgerEventRow(accountId: string, event: LedgerEvent): LedgerEve
     reserved_delta: effect.reserved,
     balance_after: event.balance_after,
     reserved_after: event.reserved_after,
+    ...eventColumns(event),
   });
+}
+
+type Columns = Partial<LedgerEventRow>;
+
+/** The columns an event of each type fills. */
+function eventColumns(event: LedgerEvent): Columns {
   switch (event.type) {
     case "AccountOpened":
-      Object.assign(row, {
+      return {
         currency: event.currency,
         credit_limit: event.credit_limit,
         metadata: json(event.metadata),
-      });
-      break;
+      };
     case "AccountUpdated":
-      Object.assign(row, { credit_limit: event.credit_limit, status: event.status });
-      break;
+      return { credit_limit: event.credit_limit, status: event.status };
     case "FundsCredited":
-      Object.assign(row, {
+      return {
         amount: event.amount,
         credit_id: event.credit_id,
         reason: event.reason,
         metadata: json(event.metadata),
-      });
-      break;
+      };
+    case "AccountCharged":
+      return {
+        amount: event.amount,
+        charge_id: event.charge_id,
+        metadata: json(event.metadata),
+        ...context(event.context),
+      };
+    case "ChargeRefunded":
+      return {
+        amount: event.amount,
+        refund_id: event.refund_id,
+        charge_id: event.charge_id,
+        reason: event.reason,
+        charge_amount: event.charge_amount,
+        charge_refunded_total: event.charge_refunded_total,
+      };
+    case "BalanceAdjusted":
+      return { amount: event.amount, adjustment_id: event.adjustment_id, reason: event.reason };
     case "FundsReserved":
-      Object.assign(row, {
+    case "ReservationExtended":
+    case "ReservationCaptured":
+    case "ReservationReleased":
+    case "ReservationExpired":
+      return reservationColumns(event);
+    default:
+      return unreachable(event);
+  }
+}
+
+type ReservationEvent = Extract<
+  LedgerEvent,
+  {
+    type:
+      | "FundsReserved"
+      | "ReservationExtended"
+      | "ReservationCaptured"
+      | "ReservationReleased"
+      | "ReservationExpired";
+  }
+>;
+
+/** The columns of a reservation's events: the hold, its expiry, its settlement. */
+function reservationColumns(event: ReservationEvent): Columns {
+  switch (event.type) {
+    case "FundsReserved":
+      return {
         amount: event.amount,
         reservation_id: event.reservation_id,
         on_expiry: event.on_expiry,
@@ -101,19 +148,17 @@ export function ledgerEventRow(accountId: string, event: LedgerEvent): LedgerEve
         expires_at: event.expires_at,
         metadata: json(event.metadata),
         ...context(event.context),
-      });
-      break;
+      };
     case "ReservationExtended":
-      Object.assign(row, {
+      return {
         reservation_id: event.reservation_id,
         extension_id: event.extension_id,
         on_expiry: event.on_expiry,
         ttl_seconds: event.ttl_seconds,
         expires_at: event.expires_at,
-      });
-      break;
+      };
     case "ReservationCaptured":
-      Object.assign(row, {
+      return {
         amount: event.amount,
         reservation_id: event.reservation_id,
         charge_id: event.reservation_id,
@@ -128,19 +173,17 @@ export function ledgerEventRow(accountId: string, event: LedgerEvent): LedgerEve
         error_code: event.usage.error_code ?? null,
         metadata: json(event.metadata),
         ...context(event.context),
-      });
-      break;
+      };
     case "ReservationReleased":
-      Object.assign(row, {
+      return {
         amount: event.reserved_amount,
         reservation_id: event.reservation_id,
         reserved_amount: event.reserved_amount,
         released_amount: event.reserved_amount,
         reason: event.reason,
-      });
-      break;
+      };
     case "ReservationExpired":
-      Object.assign(row, {
+      return {
         amount: event.captured_amount,
         reservation_id: event.reservation_id,
         charge_id: event.on_expiry === "capture" ? event.reservation_id : null,
@@ -148,33 +191,10 @@ export function ledgerEventRow(accountId: string, event: LedgerEvent): LedgerEve
         reserved_amount: event.reserved_amount,
         released_amount: event.released_amount,
         ...context(event.context),
-      });
-      break;
-    case "AccountCharged":
-      Object.assign(row, {
-        amount: event.amount,
-        charge_id: event.charge_id,
-        metadata: json(event.metadata),
-        ...context(event.context),
-      });
-      break;
-    case "ChargeRefunded":
-      Object.assign(row, {
-        amount: event.amount,
-        refund_id: event.refund_id,
-        charge_id: event.charge_id,
-        reason: event.reason,
-        charge_amount: event.charge_amount,
-        charge_refunded_total: event.charge_refunded_total,
-      });
-      break;
-    case "BalanceAdjusted":
-      Object.assign(row, { amount: event.amount, adjustment_id: event.adjustment_id, reason: event.reason });
-      break;
+      };
     default:
-      unreachable(event);
+      return unreachable(event);
   }
-  return row;
 }
 
 /** The platform's logging fields, as columns. */
