@@ -5,6 +5,7 @@
  * into a problem+json 500 without echoing the request.
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { problem } from "../app/problems";
 import { BATCH_BODY_BYTES_MAX } from "../app/schemas/batch";
@@ -38,21 +39,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   });
 
   app.use("/v1/*", authenticate());
-  // Bodies are bounded before they are read: 64 KB for single calls, 1 MB for a batch.
-  const limit = (maxSize: number) =>
-    bodyLimit({
-      maxSize,
-      onError: (c) =>
-        problemResponse(
-          c,
-          problem("payload_too_large", `Request bodies are limited to ${maxSize} bytes.`, { instance: c.req.path }),
-        ),
-    });
-  const singleCallLimit = limit(REQUEST_BODY_BYTES_MAX);
-  const batchLimit = limit(BATCH_BODY_BYTES_MAX);
-  app.use("/v1/*", async function bodyLimits(c, next) {
-    return /^\/v1\/accounts\/[^/]+\/batch$/.test(c.req.path) ? batchLimit(c, next) : singleCallLimit(c, next);
-  });
+  app.use("/v1/*", bodyLimits());
 
   registerAccountRoutes(app);
   registerReportRoutes(app);
@@ -75,33 +62,54 @@ export function createApp(): OpenAPIHono<AppEnv> {
   });
 
   app.notFound(notFound);
-  app.onError((error, c) => {
-    if (error instanceof AuditKeyUnavailable) {
-      writeLog(c.env, "error", { msg: "audit_key_unavailable", request_id: c.get("requestId"), error: error.message });
-      return problemResponse(
-        c,
-        problem("audit_key_unavailable", "Checkpoints cannot be signed: the audit signing key is not configured.", {
-          instance: c.req.path,
-        }),
-      );
-    }
-    if (error instanceof BadCursor) {
-      return problemResponse(
-        c,
-        problem("invalid_request", "The cursor is not one this API issued.", {
-          errors: [{ field: "cursor", message: "invalid cursor" }],
-          instance: c.req.path,
-        }),
-      );
-    }
-    // Programmer errors and broken invariants: logged with their message only (never the
-    // request, its headers or its body), answered as a generic 500.
-    const kind = error instanceof AssertionError ? "invariant_violation" : "unhandled_error";
-    writeLog(c.env, "error", { msg: kind, request_id: c.get("requestId"), error: error.message });
+  app.onError(onError);
+  return app;
+}
+
+/** The one error handler: known errors become their problems, anything else a generic 500. */
+function onError(error: Error, c: Context<AppEnv>): Response {
+  if (error instanceof AuditKeyUnavailable) {
+    writeLog(c.env, "error", { msg: "audit_key_unavailable", request_id: c.get("requestId"), error: error.message });
     return problemResponse(
       c,
-      problem("internal_error", "The ledger failed to process the request.", { instance: c.req.path }),
+      problem("audit_key_unavailable", "Checkpoints cannot be signed: the audit signing key is not configured.", {
+        instance: c.req.path,
+      }),
     );
-  });
-  return app;
+  }
+  if (error instanceof BadCursor) {
+    return problemResponse(
+      c,
+      problem("invalid_request", "The cursor is not one this API issued.", {
+        errors: [{ field: "cursor", message: "invalid cursor" }],
+        instance: c.req.path,
+      }),
+    );
+  }
+  // Programmer errors and broken invariants: logged with their message only (never the
+  // request, its headers or its body), answered as a generic 500.
+  const kind = error instanceof AssertionError ? "invariant_violation" : "unhandled_error";
+  writeLog(c.env, "error", { msg: kind, request_id: c.get("requestId"), error: error.message });
+  return problemResponse(
+    c,
+    problem("internal_error", "The ledger failed to process the request.", { instance: c.req.path }),
+  );
+}
+
+/** Bodies are bounded before they are read: 64 KB for single calls, 1 MB for a batch. */
+function bodyLimits(): MiddlewareHandler<AppEnv> {
+  const limit = (maxSize: number) =>
+    bodyLimit({
+      maxSize,
+      onError: (c) =>
+        problemResponse(
+          c,
+          problem("payload_too_large", `Request bodies are limited to ${maxSize} bytes.`, { instance: c.req.path }),
+        ),
+    });
+  const singleCallLimit = limit(REQUEST_BODY_BYTES_MAX);
+  const batchLimit = limit(BATCH_BODY_BYTES_MAX);
+  return async function bodyLimitsMiddleware(c, next) {
+    return /^\/v1\/accounts\/[^/]+\/batch$/.test(c.req.path) ? batchLimit(c, next) : singleCallLimit(c, next);
+  };
 }
