@@ -1,8 +1,8 @@
-/** Bindings and secrets of the ledger Worker (see wrangler.toml and README "Configuration"). */
+/** Bindings and secrets of the ledger Worker (see wrangler.toml and docs/operations.md, "Configuration"). */
 import type { AccountDurableObject } from "../durable-objects/account";
 
 export interface Env {
-  /** One Durable Object per account, addressed by `idFromName(account_id)`. */
+  /** One Durable Object per account, addressed by `getByName(account_id)`. */
   ACCOUNTS: DurableObjectNamespace<AccountDurableObject>;
   /** The read side (reports); filled by the projection. */
   DB: D1Database;
@@ -14,7 +14,7 @@ export interface Env {
   VERIFY_FULL_FOLD_EVENTS_MAX?: string;
   /** "1" only under `npm run bench`: enables the /v1/bench routes (ceilings and counters). */
   BENCH_ROUTES?: string;
-  /** "0" silences the log lines (the test suite's default; README "Testing"). */
+  /** "0" silences the log lines (the test suite's default; docs/operations.md, "Test knobs"). */
   LOG_REQUESTS?: string;
   /** Per-key request limiter (wrangler.toml [[ratelimits]]). */
   RATE_LIMITER: RateLimit;

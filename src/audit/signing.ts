@@ -1,7 +1,7 @@
 /**
  * Signed checkpoints. The ledger signs {account_id, seq, head_hash, balance, reserved, at}
  * (canonical JSON, src/domain/canonical.ts) with Ed25519 under the AUDIT_SIGNING_KEY secret:
- * a PKCS#8 Ed25519 private key, base64 (`npm start` generates one locally; the README says how
+ * a PKCS#8 Ed25519 private key, base64 (`npm start` generates one locally; docs/audit.md says how
  * to make one for production). The public key is published as 32 raw bytes, base64url.
  */
 import { canonicalJson } from "../domain/canonical";

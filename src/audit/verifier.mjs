@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * The offline auditor's core: an independent re-implementation of the ledger's published rules
- * (README "For auditors"), written without the ledger's code so that a bug in the ledger is not
+ * (docs/audit.md), written without the ledger's code so that a bug in the ledger is not
  * mirrored here. It runs on plain Node (bin/ledger-audit.mjs) and inside workerd (the account
  * Durable Object's streaming verification, and the tests), so the two platform-specific
  * operations, SHA-256 and Ed25519 verification, are passed in. It is plain ESM JavaScript with

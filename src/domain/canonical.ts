@@ -3,7 +3,7 @@
  * sorted by the UTF-16 code units of their names at every depth (written out explicitly: a JS
  * object would put integer-like names such as "0" first), no white space, strings escaped as
  * JSON.stringify does, numbers in ECMAScript's shortest form. It is what the hash chain hashes
- * and what idempotency compares, and the README specifies it for re-implementers.
+ * and what idempotency compares, and docs/audit.md specifies it for re-implementers.
  */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== "object") {

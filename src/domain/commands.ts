@@ -83,7 +83,7 @@ export interface ReleaseReservation {
 export interface ExtendReservation {
   type: "ExtendReservation";
   reservation_id: string;
-  /** Optional idempotency key of this extension; see README "Idempotency". */
+  /** Optional idempotency key of this extension; see docs/api.md, "Idempotency". */
   extension_id: string | null;
   ttl_seconds: number;
   /** Switch the settlement rule (e.g. to `capture` once the provider starts streaming). */

@@ -1,5 +1,5 @@
 /**
- * The rules of each command, in the precedence order the README documents (see decide.ts for
+ * The rules of each command, in the precedence order docs/api.md documents (see decide.ts for
  * the order every command shares). Each function sees the account (never null, except for
  * OpenAccount), the state slice the shell loaded for it, and `now`. Pure: no I/O, no clock.
  * The command table (table.ts) says which function decides which command.

@@ -1,6 +1,6 @@
 /**
  * Audit routes: the export stream, point-in-time balances, in-object verification, and signed
- * checkpoints with the public key that checks them. README "For auditors" walks through them.
+ * checkpoints with the public key that checks them. docs/audit.md walks through them.
  */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";

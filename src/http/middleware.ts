@@ -32,7 +32,7 @@ const CORS_HEADERS = "authorization, content-type";
 
 /**
  * Sets the request id, and after the response: the security headers and exactly one
- * structured log line built from the allowed fields only (README "Security", log policy).
+ * structured log line built from the allowed fields only (docs/security.md, log policy).
  */
 export function requestContext(): MiddlewareHandler<AppEnv> {
   return async function requestContextMiddleware(c, next) {

@@ -1,6 +1,6 @@
 /**
  * Where the ledger's structured log lines go. Every line is built by its caller from an
- * allowlist of fields (README "Security", log policy); this module only decides whether and
+ * allowlist of fields (docs/security.md, log policy); this module only decides whether and
  * where it is written:
  * - in production, to the console (Workers Logs);
  * - with LOG_REQUESTS="0" (the test suite's default), nowhere, so a test run prints only the
