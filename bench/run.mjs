@@ -71,7 +71,9 @@ async function serve(state = "state") {
           .toString("base64"),
         BENCH_ROUTES: "1",
         // The projection's coalescing window under investigation (wrangler.toml's value otherwise).
-        ...(process.env.BENCH_COALESCE_MS === undefined ? {} : { PROJECTION_COALESCE_MS: process.env.BENCH_COALESCE_MS }),
+        ...(process.env.BENCH_COALESCE_MS === undefined
+          ? {}
+          : { PROJECTION_COALESCE_MS: process.env.BENCH_COALESCE_MS }),
       },
       resourcePersistencePath: join(process.env.BENCH_STATE_ROOT ?? WORK, state),
       // One log line per request is the log policy; printing them here would measure the terminal.

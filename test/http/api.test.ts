@@ -4,8 +4,8 @@
  */
 import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import { REQUEST_BODY_BYTES_MAX } from "../../src/domain/limits";
 import { PROBLEM_STATUS } from "../../src/app/problems";
+import { REQUEST_BODY_BYTES_MAX } from "../../src/domain/limits";
 import { account, api, expectEveryAccountConsistent, openAccount } from "../helpers";
 
 afterEach(expectEveryAccountConsistent);

@@ -19,7 +19,9 @@ export const Event = z
     hash: z.string(),
   })
   .catchall(z.unknown())
-  .openapi("Event", { description: "One ledger event; the fields after `type` depend on it (see docs/architecture.md, Events)." });
+  .openapi("Event", {
+    description: "One ledger event; the fields after `type` depend on it (see docs/architecture.md, Events).",
+  });
 
 export const EventsPage = z
   .object({ events: z.array(Event), next_after_seq: z.number().int().nullable() })
