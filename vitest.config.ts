@@ -26,6 +26,12 @@ export default defineConfig(async () => {
             PROJECTION_COALESCE_MS: "0",
             // Log lines are silent under test; LOG_REQUESTS=1 npm test shows them.
             LOG_REQUESTS: process.env.LOG_REQUESTS === "1" ? "1" : "0",
+            // Deeper property and fuzz runs, and printed measurements, on request (test/budget.ts):
+            // e.g. PROPERTY_RUNS=50000 npx vitest run test/domain/property.test.ts
+            PROPERTY_RUNS: process.env.PROPERTY_RUNS ?? "",
+            HISTORY_RUNS: process.env.HISTORY_RUNS ?? "",
+            FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
+            PRINT_MEASUREMENTS: process.env.PRINT_MEASUREMENTS === "1" ? "1" : "0",
             TEST_MIGRATIONS: migrations,
           },
         },

@@ -5,6 +5,11 @@ declare global {
   namespace Cloudflare {
     interface Env extends LedgerEnv {
       TEST_MIGRATIONS: D1Migration[];
+      /** Test budgets and output (vitest.config.ts, test/budget.ts); "" when not set. */
+      PROPERTY_RUNS: string;
+      HISTORY_RUNS: string;
+      FUZZ_RUNS: string;
+      PRINT_MEASUREMENTS: string;
     }
     interface GlobalProps {
       mainModule: typeof import("../src/index");

@@ -1,7 +1,9 @@
 /** Shared helpers for tests that run against the Worker and its Durable Objects in workerd. */
 import { listDurableObjectIds } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { expect } from "vitest";
+import { expect, onTestFinished } from "vitest";
+import { ManualClock, useClock } from "../src/clock";
+import { checkResponse } from "./http/conformance";
 
 export const ADMIN_KEY = "test-admin-key";
 export const AUTH = { authorization: `Bearer ${ADMIN_KEY}` };
@@ -11,6 +13,14 @@ export interface ApiResponse {
   headers: Headers;
   // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected field by field
   body: any;
+}
+
+/**
+ * A body's text, decoded from its bytes: `Response.text()` on a body that is not declared as
+ * text (application/x-ndjson, ...) makes workerd print a warning, and tests are quiet.
+ */
+export async function textOf(body: Body): Promise<string> {
+  return new TextDecoder().decode(await body.arrayBuffer());
 }
 
 /** Calls the API through the Worker's fetch handler, as a client would. */
@@ -26,13 +36,14 @@ export async function api(
     init.headers = { "content-type": "application/json", ...AUTH, ...headers };
   }
   const response = await exports.default.fetch(`http://ledger.test${path}`, init);
-  const text = await response.text();
+  const text = await textOf(response);
   const json = /^application\/(problem\+)?json/.test(response.headers.get("content-type") ?? "");
-  return {
-    status: response.status,
-    headers: response.headers,
-    body: text.length === 0 ? null : json ? JSON.parse(text) : text,
-  };
+  const parsed = text.length === 0 ? null : json ? JSON.parse(text) : text;
+  // Every JSON answer must match its declared schema in /openapi.json (test/http/conformance.ts).
+  if (json && path !== "/openapi.json") {
+    await checkResponse(method, path, response.status, response.headers.get("content-type"), parsed);
+  }
+  return { status: response.status, headers: response.headers, body: parsed };
 }
 
 export function stub(accountId: string) {
@@ -71,14 +82,24 @@ export async function expectEveryAccountConsistent(): Promise<void> {
   }
 }
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * How far ahead of the wall clock a test's ManualClock starts by default. The account object
+ * arms its alarm from the clock, so the alarms of a clock a day ahead lie in the real future:
+ * the runtime never fires one during a test, and the test runs them itself, when it chooses,
+ * with `runDurableObjectAlarm`. (A clock at the real time with a 1-second hold would arm a real
+ * alarm that fires whenever the machine happens to get there.) Tests that need the real time
+ * (e.g. prices published for later tests of the file) pass `Date.now()`.
+ */
+export const MANUAL_CLOCK_AHEAD_MS = 24 * 3_600_000;
 
-/** Polls `probe` until it returns true or `timeoutMs` passes; returns whether it did. */
-export async function eventually(probe: () => Promise<boolean>, timeoutMs = 5_000, everyMs = 50): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe()) return true;
-    await sleep(everyMs);
-  }
-  return probe();
+/**
+ * Installs a ManualClock for the running test, seen by the Worker and its objects (they share
+ * this isolate), and restores the previous clock when the test finishes, pass or fail. Time then
+ * passes only by `advance`: no test waits on the wall clock (issue 10).
+ */
+export function useManualClock(startMs: number = Date.now() + MANUAL_CLOCK_AHEAD_MS): ManualClock {
+  const manual = new ManualClock(startMs);
+  const restore = useClock(manual);
+  onTestFinished(() => restore());
+  return manual;
 }

@@ -12,15 +12,15 @@ import { exports } from "cloudflare:workers";
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { base64UrlDecode, ChainVerifier, canonicalize, checkCheckpoint } from "../../src/audit/verifier.mjs";
-import { verifyAccount } from "../../durable-objects/verify";
 import type { AccountDurableObject } from "../../durable-objects/account";
+import { verifyAccount } from "../../durable-objects/verify";
 import { AuditKeyUnavailable, auditKey } from "../../src/audit/signing";
+import { base64UrlDecode, ChainVerifier, canonicalize, checkCheckpoint } from "../../src/audit/verifier.mjs";
 import { canonicalJson } from "../../src/domain/canonical";
 import type { LedgerEvent } from "../../src/domain/events";
 import { fold } from "../../src/domain/state";
 import { budget } from "../budget";
-import { AUTH, api, expectEveryAccountConsistent, openAccount, stub } from "../helpers";
+import { AUTH, api, expectEveryAccountConsistent, openAccount, stub, textOf } from "../helpers";
 import { commandArb, logOf, runHistory } from "../projection/support";
 
 afterEach(expectEveryAccountConsistent);
@@ -35,7 +35,7 @@ async function exportOf(accountId: string): Promise<Record<string, unknown>[]> {
   });
   expect(response.status).toBe(200);
   expect(response.headers.get("content-type")).toBe("application/x-ndjson");
-  const text = await response.text();
+  const text = await textOf(response);
   return text
     .split("\n")
     .filter((line) => line !== "")
@@ -361,7 +361,7 @@ describe("export line form", () => {
     const response = await exports.default.fetch(`http://ledger.test/v1/accounts/${id}/events/export`, {
       headers: AUTH,
     });
-    const lines = (await response.text()).split("\n").filter((l) => l !== "");
+    const lines = (await textOf(response)).split("\n").filter((l) => l !== "");
     const verifier = new ChainVerifier({ sha256Hex });
     for (const line of lines) {
       const event = JSON.parse(line) as Record<string, unknown>;

@@ -1,6 +1,6 @@
 /**
  * The account Durable Object for real inside workerd: concurrency through the input gate,
- * idempotency under concurrent retries, expiry by alarm (real and forced, twice), eviction,
+ * idempotency under concurrent retries, expiry by alarm (on a ManualClock, run twice), eviction,
  * and rollback of a commit that breaks an invariant.
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
@@ -9,7 +9,7 @@ import type { AccountDurableObject } from "../../durable-objects/account";
 import { stamp } from "../../src/domain/decide";
 import { AssertionError } from "../../src/domain/money";
 import { initialState } from "../../src/domain/state";
-import { account, api, eventually, expectEveryAccountConsistent, openAccount, sleep, stub } from "../helpers";
+import { account, api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -79,28 +79,45 @@ describe("concurrency", () => {
 });
 
 describe("expiry", () => {
-  it("is settled by the real alarm by the release rule", async () => {
+  // Time passes by a ManualClock (a day ahead of the wall clock, so the runtime never fires these
+  // alarms by itself); the alarm runs when the test says, through runDurableObjectAlarm.
+  const alarmOf = (accountId: string) =>
+    runInDurableObject(stub(accountId), (_i: AccountDurableObject, state) => state.storage.getAlarm());
+
+  it("is settled by the alarm by the release rule, not a millisecond early", async () => {
+    const time = useManualClock();
     const id = await openAccount(100);
-    await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r", amount: 70, ttl_seconds: 1 });
-    const settled = await eventually(async () => (await storedReservation(id, "r"))?.status === "expired");
-    expect(settled).toBe(true);
+    const reserved = await api("POST", `/v1/accounts/${id}/reservations`, {
+      reservation_id: "r",
+      amount: 70,
+      ttl_seconds: 1,
+    });
+    const expiresAt = Date.parse(reserved.body.reservation.expires_at);
+    expect(expiresAt).toBe(time.now() + 1_000);
+    expect(await alarmOf(id)).toBe(expiresAt);
+    // A wake just before the expiry settles nothing and re-arms for the expiry.
+    time.advance(999);
+    expect(await runDurableObjectAlarm(stub(id))).toBe(true);
+    expect(await storedReservation(id, "r")).toMatchObject({ status: "open" });
+    expect(await alarmOf(id)).toBe(expiresAt);
+    time.advance(1);
+    expect(await runDurableObjectAlarm(stub(id))).toBe(true);
+    expect(await storedReservation(id, "r")).toMatchObject({ status: "expired" });
     expect(await account(id)).toMatchObject({ balance: 100, reserved: 0, available: 100 });
   });
 
   it("by the capture rule charges the estimate; a second alarm run changes nothing", async () => {
+    const time = useManualClock();
     const id = await openAccount(100);
     const s = stub(id);
-    // Take the alarm out of the runtime's hands so this test decides when it runs.
-    await runInDurableObject(s, (_i: AccountDurableObject, state) => state.storage.deleteAlarm());
     await api("POST", `/v1/accounts/${id}/reservations`, {
       reservation_id: "r",
       amount: 70,
       ttl_seconds: 1,
       on_expiry: "capture",
     });
-    await runInDurableObject(s, (_i: AccountDurableObject, state) => state.storage.deleteAlarm());
-    await sleep(1_050);
-    await runInDurableObject(s, (instance: AccountDurableObject) => instance.alarm());
+    time.advance(1_000);
+    expect(await runDurableObjectAlarm(s)).toBe(true);
     expect(await storedReservation(id, "r")).toMatchObject({ status: "expired", captured_amount: 70 });
     const events = await eventCount(id);
     // At-least-once delivery: the same alarm again, and a forced one, settle nothing twice.
@@ -113,11 +130,11 @@ describe("expiry", () => {
   });
 
   it("settles a due reservation before a late capture can use it", async () => {
+    const time = useManualClock();
     const id = await openAccount(100);
-    await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => state.storage.deleteAlarm());
     await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r", amount: 50, ttl_seconds: 1 });
-    await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => state.storage.deleteAlarm());
-    await sleep(1_050);
+    // No alarm runs: the command itself settles what is due at its time.
+    time.advance(1_000);
     const late = await api("POST", `/v1/accounts/${id}/reservations/r/capture`, { amount: 50 });
     expect(late.status).toBe(409);
     expect(late.body).toMatchObject({ code: "reservation_not_open", reservation_status: "expired" });
@@ -166,15 +183,15 @@ describe("durability", () => {
       const state = initialState();
       // biome-ignore lint/suspicious/noExplicitAny: reaching into the shell to simulate a corrupt event
       const shell = instance as any;
-      state.account = shell.account;
+      state.account = shell.store.account;
       const [event] = stamp(
         [{ type: "FundsCredited", credit_id: "bad", amount: 5, reason: null, metadata: {} }],
-        shell.account,
+        shell.store.account,
         Date.now(),
         () => "ev",
       );
       // A corrupt balance_after must be caught by the append assertions, inside the transaction.
-      expect(() => shell.commit(state, [{ ...event, balance_after: 1 }])).toThrow(AssertionError);
+      expect(() => shell.store.append(state, [{ ...event, balance_after: 1 }])).toThrow(AssertionError);
     });
     expect(await eventCount(id)).toBe(before);
     expect(await account(id)).toMatchObject({ balance: 100, last_seq: before });

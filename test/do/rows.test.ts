@@ -1,8 +1,10 @@
 /**
  * What a command costs in SQLite rows written (the runtime's own counter, which is what
  * Durable Objects bill). Deterministic, so it is a budget test, not a benchmark.
+ * PRINT_MEASUREMENTS=1 prints the measured rows per command.
  */
 import { describe, expect, it } from "vitest";
+import { printMeasurements } from "../budget";
 import { api, openAccount, stub } from "../helpers";
 
 /** Rows written by one command's commit, and by the projection cursor once it is in D1. */
@@ -37,7 +39,7 @@ describe("rows written per command", () => {
       refund: await rowsFor(id, post("/refunds", { refund_id: "f", charge_id: "ch", amount: 1 })),
       adjustment: await rowsFor(id, post("/adjustments", { adjustment_id: "a", amount: -1, reason: "fix" })),
     };
-    console.log(JSON.stringify({ rows_written_per_command: rows }));
+    if (printMeasurements()) console.log(JSON.stringify({ rows_written_per_command: rows }));
     // One events row each, plus the entity rows the command changes (the open-hold index counts as one);
     // the projection cursor adds one row per flush on top (asserted in rowsFor).
     const budget = {

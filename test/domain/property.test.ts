@@ -3,6 +3,9 @@
  * model in reference-model.ts. Random command sequences over small, colliding id pools, with a
  * clock that advances and the shell's expiry sweep fed to both sides before every command; after
  * every command the outcome, the account figures, every reservation and every charge must agree.
+ *
+ * Budget (test/budget.ts): a fixed 2,000 scenarios; PROPERTY_RUNS=<n> runs n instead, for a
+ * deeper local hunt. The timeouts are stated at each test.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -10,6 +13,7 @@ import type { Command, Metadata, OnExpiry, UpdateAccount, Usage, UsageContext } 
 import { decide, stamp } from "../../src/domain/decide";
 import { AMOUNT_MINOR_MAX, BALANCE_ABS_MINOR_MAX, CREDIT_LIMIT_MINOR_MAX } from "../../src/domain/limits";
 import { evolve, initialState } from "../../src/domain/state";
+import { budget } from "../budget";
 import { type ModelOutcome, ReferenceLedger } from "./reference-model";
 
 // ------------------------------------------------------------------ the two sides
@@ -444,13 +448,18 @@ const refund = (refund_id: string, charge_id: string, amount: number): Command =
 });
 
 describe("decider vs reference model", () => {
-  it("agrees on random command sequences (outcomes, balances, reservations, charges)", { timeout: 60_000 }, () => {
+  // 2,000 scenarios take a few seconds alone; 120 s is room for a slow 2-core machine running the
+  // whole suite in parallel. The count is fixed, so a slow machine runs the same scenarios.
+  const SCENARIOS = budget("PROPERTY_RUNS", 2_000, 120_000);
+  it("agrees on random command sequences (outcomes, balances, reservations, charges)", {
+    timeout: SCENARIOS.timeout,
+  }, () => {
     const tally = new Map<string, number>();
     fc.assert(
       fc.property(scenarioArb, (scenario) => {
         runScenario(scenario, new ModelSide(), tally);
       }),
-      { numRuns: 2000 },
+      { numRuns: SCENARIOS.numRuns },
     );
     // The generators must actually reach every rule (too_many_open_reservations has its own test).
     for (const label of [
@@ -669,7 +678,9 @@ describe("decider vs reference model", () => {
     expect(outcomes).toEqual(["too_many_open_reservations", "accepted", "account_frozen"]);
   });
 
-  it("the comparison is sensitive: a model that credits one unit too much is caught", () => {
+  // Stops at the first failing scenario (a credit comes early), then shrinks it: fast, but the
+  // shrinking has no fixed cost, so it gets the same room as the property it checks.
+  it("the comparison is sensitive: a model that credits one unit too much is caught", { timeout: 120_000 }, () => {
     class OffByOne extends ModelSide {
       override apply(command: Command, now: number): ModelOutcome {
         return super.apply(command.type === "CreditFunds" ? { ...command, amount: command.amount + 1 } : command, now);

@@ -2,7 +2,8 @@
  * The example gateway (examples/gateway) against the real ledger through its service binding
  * (RPC to the LedgerService entrypoint) and a fake OpenAI-compatible provider that can stream,
  * stall, break, fail, hang or omit usage. Each scenario is checked against the ledger's
- * balances and events.
+ * balances and events. Nothing waits on the wall clock: the gateway's provider timeout is a
+ * scheduler the test fires, and holds expire by advancing a ManualClock and running the alarm.
  */
 import {
   createExecutionContext,
@@ -14,8 +15,9 @@ import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import { createGateway, type Ledger } from "../../examples/gateway/src/gateway";
+import { clock } from "../../src/clock";
 import type { LedgerEvent } from "../../src/domain/events";
-import { account, api, expectEveryAccountConsistent, openAccount, sleep, stub } from "../helpers";
+import { account, api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 import { logOf } from "../projection/support";
 
 afterEach(expectEveryAccountConsistent);
@@ -25,16 +27,28 @@ const encoder = new TextEncoder();
 
 type Mode = "stream" | "stream_no_usage" | "stream_break" | "stall" | "fail" | "hang" | "json";
 
-/** A fake provider; `calls` counts requests, `finish` releases a stalled stream. */
+/**
+ * A fake provider; `calls` counts requests, `called` resolves at the first one (the gateway
+ * has reserved by then), `finish` releases a stalled stream.
+ */
 function fakeProvider(mode: Mode, usage = { prompt_tokens: 40, completion_tokens: 25 }) {
-  const state: { calls: number; finish: () => void } = { calls: 0, finish: () => undefined };
+  const state: { calls: number; called: Promise<void>; finish: () => void } = {
+    calls: 0,
+    called: Promise.resolve(),
+    finish: () => undefined,
+  };
   const gate = new Promise<void>((resolve) => {
     state.finish = resolve;
+  });
+  let markCalled: () => void = () => undefined;
+  state.called = new Promise<void>((resolve) => {
+    markCalled = resolve;
   });
   const chunk = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
   const delta = (text: string) => chunk({ choices: [{ delta: { content: text } }] });
   const fetch = async (request: Request): Promise<Response> => {
     state.calls += 1;
+    markCalled();
     if (mode === "fail") return new Response("upstream exploded", { status: 500 });
     if (mode === "hang") {
       return new Promise<Response>((_resolve, reject) => {
@@ -67,9 +81,32 @@ function fakeProvider(mode: Mode, usage = { prompt_tokens: 40, completion_tokens
   return Object.assign(state, { fetch });
 }
 
+/** Provider timeouts the test fires itself (`fire`); a gateway that "dies" simply never sees one. */
+function manualTimers() {
+  const armed = new Set<{ ms: number; onTimeout: () => void }>();
+  return {
+    setTimer(ms: number, onTimeout: () => void) {
+      const timer = { ms, onTimeout };
+      armed.add(timer);
+      return () => {
+        armed.delete(timer);
+      };
+    },
+    /** The delays of the timers armed and not cancelled. */
+    armed: () => [...armed].map((t) => t.ms),
+    /** Fires every armed timer now, as if their time had come. */
+    fire() {
+      for (const timer of [...armed]) {
+        armed.delete(timer);
+        timer.onTimeout();
+      }
+    },
+  };
+}
+
 function gatewayWith(
   provider: { fetch: (r: Request) => Promise<Response> },
-  options: { ttl?: number; timeoutMs?: number } = {},
+  options: { ttl?: number; timeoutMs?: number; timers?: ReturnType<typeof manualTimers> } = {},
 ) {
   return createGateway({
     ledger,
@@ -78,6 +115,10 @@ function gatewayWith(
     serviceId: "chat",
     reservationTtlSeconds: options.ttl ?? 300,
     providerTimeoutMs: options.timeoutMs ?? 200,
+    // The ledger's clock seam (a test's ManualClock when one is installed), and timeouts that
+    // fire only when the test fires them: no scenario depends on how fast the machine is.
+    now: () => clock.now(),
+    setTimer: (options.timers ?? manualTimers()).setTimer,
   });
 }
 
@@ -203,13 +244,21 @@ describe("gateway billing", () => {
     const id = await openAccount(1_000);
     const failed = await chat(gatewayWith(fakeProvider("fail")), chatRequest(id, "q4a", "m4"));
     expect(failed.status).toBe(502);
-    const timedOut = await chat(gatewayWith(fakeProvider("hang")), chatRequest(id, "q4b", "m4"));
+    // The provider hangs until the gateway's timeout aborts it; the test fires the timeout.
+    const hanging = fakeProvider("hang");
+    const timers = manualTimers();
+    const timingOut = chat(gatewayWith(hanging, { timers }), chatRequest(id, "q4b", "m4"));
+    await hanging.called;
+    expect(timers.armed()).toEqual([200]);
+    timers.fire();
+    const timedOut = await timingOut;
     expect(timedOut.status).toBe(504);
     for (const q of ["q4a", "q4b"]) expect(await reservationOf(id, q)).toMatchObject({ status: "released" });
     expect(await account(id)).toMatchObject({ balance: 1_000, reserved: 0 });
   });
 
   it("5. expires an unfulfilled asynchronous order by the alarm; a late fulfilment cannot charge", async () => {
+    const time = useManualClock();
     const id = await openAccount(1_000);
     const gateway = gatewayWith(fakeProvider("stream"));
     const ctx = createExecutionContext();
@@ -218,9 +267,10 @@ describe("gateway billing", () => {
     const placed = await order("/v1/orders", { account_id: id, order_id: "o1", amount: 300, fulfil_within_seconds: 1 });
     expect(placed.status).toBe(201);
     expect(await account(id)).toMatchObject({ available: 700 });
-    await sleep(1_100);
-    // The real alarm has fired by now (or fires here); storage shows it settled the order.
-    await runDurableObjectAlarm(stub(id));
+    // The order's second passes; its alarm runs (the ManualClock is a day ahead of the wall
+    // clock, so only this call runs it) and storage shows it settled the order.
+    time.advance(1_000);
+    expect(await runDurableObjectAlarm(stub(id))).toBe(true);
     const stored = await runInDurableObject(stub(id), (_i: AccountDurableObject, state) =>
       state.storage.sql
         .exec<{ status: string }>("SELECT status FROM reservations WHERE reservation_id = 'order_o1'")
@@ -293,21 +343,23 @@ describe("gateway billing", () => {
   });
 
   it("8. when the gateway dies mid-request, the alarm settles by the hold's on_expiry rule", async () => {
+    // Installed before publishing: the price is in effect from the clock's time on.
+    const time = useManualClock();
     await publish("m8");
     const id = await openAccount(1_000);
     // Dies after delivery started: the hold was switched to capture, so the estimate is charged.
     const delivering = fakeProvider("stall");
     const dead = { waitUntil: () => undefined, passThroughOnException: () => undefined } as unknown as ExecutionContext;
     await gatewayWith(delivering, { ttl: 1 }).fetch(chatRequest(id, "q8a", "m8"), dead);
-    // Dies before the provider answered: the hold is still release-on-expiry.
+    // Dies before the provider answered (its timeout never fires): the hold is still release-on-expiry.
     const hanging = fakeProvider("hang");
     void gatewayWith(hanging, { ttl: 1, timeoutMs: 3_000 })
       .fetch(chatRequest(id, "q8b", "m8"), dead)
       .catch(() => undefined);
-    await sleep(50);
+    await hanging.called;
     expect(await account(id)).toMatchObject({ reserved: 2 * HOLD });
-    await sleep(1_100);
-    await runDurableObjectAlarm(stub(id));
+    time.advance(1_000);
+    expect(await runDurableObjectAlarm(stub(id))).toBe(true);
     expect(await reservationOf(id, "q8a")).toMatchObject({
       status: "expired",
       on_expiry: "capture",

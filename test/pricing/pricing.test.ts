@@ -2,6 +2,9 @@
  * Usage pricing: the arithmetic (exact, rounded up once), priced reservations and captures in
  * the decider (pinning, idempotency across a price change), the price API, and the
  * service-binding API's typed results.
+ *
+ * Budget (test/budget.ts): the pricing property runs a fixed 300 cases; PROPERTY_RUNS=<n> runs
+ * n instead, for a deeper local hunt.
  */
 import { exports } from "cloudflare:workers";
 import fc from "fast-check";
@@ -9,8 +12,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { AMOUNT_MINOR_MAX } from "../../src/domain/limits";
 import { type PinnedPricing, type PinnedRule, priceOf } from "../../src/domain/pricing";
 import type { LedgerService } from "../../src/service";
+import { budget } from "../budget";
 import { codeOf, credit, Ledger, open, reserve } from "../domain/given";
-import { api, expectEveryAccountConsistent, openAccount } from "../helpers";
+import { api, expectEveryAccountConsistent, openAccount, useManualClock } from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -42,7 +46,12 @@ describe("priceOf", () => {
     expect(edge?.amount).toBe(AMOUNT_MINOR_MAX);
   });
 
-  it("equals ceil of the exact sum for random rules and quantities (checked with rationals)", () => {
+  // 300 cases take well under a second alone; 60 s leaves room for a slow 2-core machine running
+  // the whole suite in parallel (the default 5 s did not).
+  const PRICING = budget("PROPERTY_RUNS", 300, 60_000);
+  it("equals ceil of the exact sum for random rules and quantities (checked with rationals)", {
+    timeout: PRICING.timeout,
+  }, () => {
     fc.assert(
       fc.property(
         fc.array(
@@ -69,7 +78,7 @@ describe("priceOf", () => {
           expect((n - 1n) * D < N).toBe(true);
         },
       ),
-      { numRuns: 300 },
+      { numRuns: PRICING.numRuns },
     );
   });
 });
@@ -151,10 +160,12 @@ describe("price API", () => {
       model: "m",
       rules: [{ unit: "input_token", price_minor: 150, per_units: 1_000_000 }],
     };
+    // Time moves by a ManualClock at the real time (no alarms here; later tests see these prices).
+    const time = useManualClock(Date.now());
     const first = await api("POST", "/v1/admin/prices", body);
     expect(first.status).toBe(201);
-    const between = new Date().toISOString();
-    await new Promise((r) => setTimeout(r, 5));
+    const between = new Date(time.now()).toISOString();
+    time.advance(1);
     const second = await api("POST", "/v1/admin/prices", {
       ...body,
       rules: [{ unit: "input_token", price_minor: 300, per_units: 1_000_000 }],

@@ -2,14 +2,18 @@
  * The D1 projection inside workerd: random histories end up in D1 exactly as their logs say,
  * D1 failures (all, some, lost answers, a hang) lose nothing, duplicate nothing and delay no
  * response, and the cursor catches up.
+ *
+ * Budget (test/budget.ts): the random-history property runs a fixed 25 cases; HISTORY_RUNS=<n>
+ * runs n instead. PRINT_MEASUREMENTS=1 prints the measured D1 rows per event.
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
-import type { ProjectionSink } from "../../durable-objects/projector";
-import { api, expectEveryAccountConsistent, openAccount, stub } from "../helpers";
+import type { ProjectionSink } from "../../src/projection/projector";
+import { budget, printMeasurements } from "../budget";
+import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 import { commandArb, drain, expectD1EqualsLog, expectJournalBalanced, runHistory } from "./support";
 
 afterEach(expectEveryAccountConsistent);
@@ -40,14 +44,17 @@ async function catchUpThroughAlarm(accountId: string): Promise<number> {
 }
 
 describe("projection", () => {
-  it("puts random histories into D1 exactly as their logs say", async () => {
+  // Each case drives a real account object through up to 40 commands and compares D1 with its
+  // log: a few seconds for all 25 alone, several times that under the full suite on 2 cores. 120 s.
+  const HISTORIES = budget("HISTORY_RUNS", 25, 120_000);
+  it("puts random histories into D1 exactly as their logs say", { timeout: HISTORIES.timeout }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(commandArb, { minLength: 1, maxLength: 40 }), async (commands) => {
         const id = await runHistory(commands);
         await drain(id);
         await expectD1EqualsLog(id);
       }),
-      { numRuns: 25 },
+      { numRuns: HISTORIES.numRuns },
     );
     await expectJournalBalanced();
   });
@@ -65,8 +72,12 @@ describe("projection", () => {
   });
 });
 
+// A failed flush schedules its retry on the alarm, a second or more later. Each test here runs
+// on a ManualClock a day ahead of the wall clock, so that alarm never fires by itself mid-test
+// on a slow machine: retries happen only when the test runs the alarm or drains.
 describe("projection under D1 failures", () => {
   it("loses and duplicates nothing while D1 is down, and catches up through the alarm", async () => {
+    useManualClock();
     const id = await openAccount(1_000);
     await drain(id);
     let calls = 0;
@@ -99,6 +110,7 @@ describe("projection under D1 failures", () => {
   });
 
   it("survives a flaky D1 (half the batches fail) under concurrent commands", async () => {
+    useManualClock();
     const id = await openAccount(5_000);
     let n = 0;
     await setSink(id, (real) => async (statements) => {
@@ -122,18 +134,26 @@ describe("projection under D1 failures", () => {
   });
 
   it("re-applies a batch whose answer was lost without duplicating it", async () => {
+    useManualClock();
     const id = await openAccount(100);
     await drain(id);
     let lose = true;
+    let markLost: () => void = () => undefined;
+    const lost = new Promise<void>((resolve) => {
+      markLost = resolve;
+    });
     await setSink(id, (real) => async (statements) => {
       const result = await real(statements);
       if (lose) {
         lose = false;
+        markLost();
         throw new Error("network: answer lost after D1 committed");
       }
       return result;
     });
     await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c", amount: 40 });
+    // The flush runs after the response: wait for its D1 write (and lost answer), not for time.
+    await lost;
     expect((await stub(id).projectionStatus()).projected_seq).toBe(2);
     expect(await d1EventCount(id)).toBe(3);
     await catchUpThroughAlarm(id);
@@ -142,6 +162,7 @@ describe("projection under D1 failures", () => {
   });
 
   it("answers commands while a D1 write hangs, and projects what came meanwhile after it", async () => {
+    useManualClock();
     const id = await openAccount(100);
     await drain(id);
     let release: () => void = () => undefined;
@@ -179,16 +200,19 @@ describe("projection cost", () => {
       return results;
     });
     const before = (await stub(id).projectionStatus()).projected_seq;
+    // Each command's flush is awaited (drain) before the next command: one event per flush,
+    // whatever the machine's speed.
     for (let i = 0; i < 20; i++) {
       await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: `r${i}`, amount: 10 });
+      await drain(id);
       await api("POST", `/v1/accounts/${id}/reservations/r${i}/capture`, { amount: 7, usage: { input_tokens: 5 } });
+      await drain(id);
     }
-    await drain(id);
     events = (await stub(id).projectionStatus()).projected_seq - before;
     expect(events).toBe(40);
     const perEvent = rows / events;
-    console.log(JSON.stringify({ d1_rows_written_per_event_one_at_a_time: perEvent }));
-    // Each flush here carries one event plus the account row (no batching at this pace):
+    if (printMeasurements()) console.log(JSON.stringify({ d1_rows_written_per_event_one_at_a_time: perEvent }));
+    // Each flush here carries one event plus the account row (one command per flush):
     // event row + time index, reservation insert (+ open index) or update, and the account row
     // with its two indexes. Under load one account row serves a whole batch.
     expect(perEvent).toBeGreaterThan(2);

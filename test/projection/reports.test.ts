@@ -7,8 +7,10 @@
  * Storage (D1 and objects) is shared by the tests of this file, so each test uses its own
  * accounts and filters by them, or by a range of values only it uses.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import { api, expectEveryAccountConsistent, openAccount, sleep, stub } from "../helpers";
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { afterEach, describe, expect, it, onTestFinished } from "vitest";
+import type { ManualClock } from "../../src/clock";
+import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -31,7 +33,20 @@ interface LedgerEventJson {
 /** Every account this file opened, so the whole-read-side checks know what D1 must hold. */
 const opened: string[] = [];
 
+/**
+ * While a test steps a ManualClock (`stepEachCommand`), each command (and each opening) happens
+ * one millisecond after the one before, so event times are distinct and ordered without waiting.
+ */
+let stepping: ManualClock | null = null;
+function stepEachCommand(manual: ManualClock): void {
+  stepping = manual;
+  onTestFinished(() => {
+    stepping = null;
+  });
+}
+
 async function open(balance = 0, creditLimit = 0): Promise<string> {
+  stepping?.advance(1);
   const id = await openAccount(balance, creditLimit);
   opened.push(id);
   return id;
@@ -47,6 +62,7 @@ async function project(...ids: string[]): Promise<void> {
 
 /** A money command that must succeed; answers its body. */
 async function send(method: string, path: string, body?: unknown): Promise<Row> {
+  stepping?.advance(1);
   const response = await api(method, path, body);
   expect(response.status, `${method} ${path}: ${brief(response.body)}`).toBeLessThan(300);
   return response.body;
@@ -614,6 +630,7 @@ describe("reservations report", () => {
   });
 
   it("shows holds settled by expiry; an expiry by capture is a charge in the usage report", async () => {
+    const time = useManualClock();
     const a = await open(500);
     const context = { service_id: "batch", provider: "acme", model: "m-exp" };
     await send("POST", `/v1/accounts/${a}/reservations`, {
@@ -624,7 +641,9 @@ describe("reservations report", () => {
       context,
     });
     await send("POST", `/v1/accounts/${a}/reservations`, { reservation_id: "x-release", amount: 50, ttl_seconds: 1 });
-    await sleep(1_100);
+    // Their second passes and the alarm runs (only here: the ManualClock is a day ahead).
+    time.advance(1_000);
+    expect(await runDurableObjectAlarm(stub(a))).toBe(true);
     await project(a);
     expect(await view(a)).toMatchObject({ balance: 400, reserved: 0, open_reservations: 0 });
     const expired = await report("/v1/reports/reservations", { account_id: a, status: "expired" });
@@ -740,10 +759,14 @@ describe("trial balance", () => {
   it("balances debits and credits; liabilities minus receivables equal the sum of all balances", async () => {
     // Make sure everything of earlier tests is projected and strictly before `before`.
     await project(...opened);
-    const startBalances = sum((await Promise.all(opened.map(view))).map((v) => v.balance));
-    await sleep(5);
-    const before = new Date().toISOString();
-    await sleep(5);
+    const earlier = await Promise.all(opened.map(view));
+    const startBalances = sum(earlier.map((v) => v.balance));
+    // `before` is later than every earlier event (some tests ran on a clock a day ahead), and
+    // this test's events come after it, a millisecond apart.
+    const newestEarlier = Date.parse(newest(earlier.map((v) => v.updated_at)) ?? "1970-01-01T00:00:00Z");
+    const time = useManualClock(Math.max(Date.now(), newestEarlier) + 1_000);
+    const before = new Date(time.now()).toISOString();
+    stepEachCommand(time);
 
     const credits: number[] = [];
     const revenue: number[] = [];

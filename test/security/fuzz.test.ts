@@ -2,11 +2,15 @@
  * Hostile input at every route: random and malformed requests (paths, methods, headers and
  * bodies) must never produce a 500, never change state when rejected, and never echo a secret.
  * Routes come from the OpenAPI document, so a new route is fuzzed without editing this file.
+ *
+ * Budget (test/budget.ts): a fixed 400 requests, with a 120 s timeout (see the test);
+ * FUZZ_RUNS=<n> sends n instead, for a deeper local hunt.
  */
 import { env, exports } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { api, openAccount } from "../helpers";
+import { budget } from "../budget";
+import { api, openAccount, textOf } from "../helpers";
 
 interface Operation {
   method: string;
@@ -48,7 +52,13 @@ const weirdValue: fc.Arbitrary<unknown> = fc.oneof(
 );
 
 describe("hostile input", () => {
-  it("never answers 500, never changes state when it refuses, never echoes a secret", async () => {
+  // 400 requests (each followed by a state read) take about ten seconds alone; under the full
+  // parallel suite on a 2-core machine the default 5 s timed out (issue 10). 120 s is generous
+  // on purpose: the number of requests is fixed, so a slow machine runs the same cases, slower.
+  const FUZZ = budget("FUZZ_RUNS", 400, 120_000);
+  it("never answers 500, never changes state when it refuses, never echoes a secret", {
+    timeout: FUZZ.timeout,
+  }, async () => {
     const target = await openAccount(5_000);
     await api("POST", `/v1/accounts/${target}/reservations`, { reservation_id: "held", amount: 100 });
     await api("POST", `/v1/accounts/${target}/charges`, { charge_id: "paid", amount: 100 });
@@ -103,7 +113,7 @@ describe("hostile input", () => {
           headers,
           ...(method === "GET" || method === "HEAD" ? {} : { body }),
         });
-        const text = await response.text();
+        const text = await textOf(response);
         expect(response.status, `${method} ${path} -> ${text.slice(0, 200)}`).toBeLessThan(500);
         for (const secret of secrets) expect(text).not.toContain(secret);
         const after = await state();
@@ -113,8 +123,9 @@ describe("hostile input", () => {
         }
         before = after;
       }),
-      { numRuns: 400 },
+      { numRuns: FUZZ.numRuns },
     );
-    expect(refused).toBeGreaterThan(100);
+    // About half the requests are refused (a quarter is a conservative floor for any count).
+    expect(refused).toBeGreaterThan(FUZZ.numRuns / 4);
   });
 });

@@ -32,7 +32,19 @@ export interface GatewayOptions {
   reservationTtlSeconds: number;
   /** Give up on a provider that has not answered by then (released: nothing delivered). */
   providerTimeoutMs: number;
+  /** The clock for latencies, in ms since the epoch. Default: the system clock. */
+  now?: () => number;
+  /**
+   * Arms the provider timeout: calls `onTimeout` after `ms` unless the returned function cancels
+   * it first. Default: setTimeout. Tests pass a scheduler they fire themselves, never waiting.
+   */
+  setTimer?: (ms: number, onTimeout: () => void) => () => void;
 }
+
+const systemTimer = (ms: number, onTimeout: () => void): (() => void) => {
+  const timer = setTimeout(onTimeout, ms);
+  return () => clearTimeout(timer);
+};
 
 /** Default output budget when the request names none. */
 export const DEFAULT_MAX_OUTPUT_TOKENS = 1_024;
@@ -72,6 +84,8 @@ export function toUsage(usage: ProviderUsage) {
 
 export function createGateway(options: GatewayOptions) {
   const { ledger } = options;
+  const now = options.now ?? (() => Date.now());
+  const setTimer = options.setTimer ?? systemTimer;
 
   /** Settles a delivered call: from usage when the provider reported it, else the whole estimate. */
   async function settle(accountId: string, reservationId: string, usage: ProviderUsage | null, latencyMs: number) {
@@ -93,7 +107,7 @@ export function createGateway(options: GatewayOptions) {
     const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
     const body = (await request.json()) as ChatRequest;
     const reservationId = `gw_${requestId}`;
-    const started = Date.now();
+    const started = now();
 
     // 1. Reserve the estimate before any paid work.
     const inputChars = body.messages.reduce((n, m) => n + m.content.length, 0);
@@ -117,7 +131,7 @@ export function createGateway(options: GatewayOptions) {
 
     // 4. The provider must start answering in time; until it does, nothing is owed.
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error("provider timeout")), options.providerTimeoutMs);
+    const cancelTimer = setTimer(options.providerTimeoutMs, () => abort.abort(new Error("provider timeout")));
     let upstream: Response;
     try {
       upstream = await options.provider(
@@ -129,11 +143,11 @@ export function createGateway(options: GatewayOptions) {
         }),
       );
     } catch {
-      clearTimeout(timer);
+      cancelTimer();
       await ledger.release(accountId, reservationId, { reason: "provider unreachable or timed out" });
       return json({ error: { code: "provider_unavailable", message: "The provider did not answer." } }, 504);
     }
-    clearTimeout(timer);
+    cancelTimer();
     if (!upstream.ok || upstream.body === null) {
       await ledger.release(accountId, reservationId, { reason: `provider answered ${upstream.status}` });
       return json({ error: { code: "provider_failed", message: "The provider failed." } }, 502);
@@ -148,7 +162,7 @@ export function createGateway(options: GatewayOptions) {
 
     if (!body.stream) {
       const answer = (await upstream.json()) as { usage?: ProviderUsage };
-      ctx.waitUntil(settle(accountId, reservationId, answer.usage ?? null, Date.now() - started));
+      ctx.waitUntil(settle(accountId, reservationId, answer.usage ?? null, now() - started));
       return json(answer, 200);
     }
 
@@ -185,7 +199,7 @@ export function createGateway(options: GatewayOptions) {
         await reader.cancel().catch(() => undefined);
         await writer.abort().catch(() => undefined);
       }
-      await settle(accountId, reservationId, usage, Date.now() - started);
+      await settle(accountId, reservationId, usage, now() - started);
     };
     ctx.waitUntil(pump());
     return new Response(readable, { status: 200, headers: { "content-type": "text/event-stream" } });
