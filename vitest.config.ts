@@ -40,6 +40,12 @@ export default defineConfig(async () => {
     test: {
       setupFiles: ["./test/setup.ts"],
       include: ["test/**/*.test.ts"],
+      // On a 2-core machine running every file in parallel, a test that takes 1-2 s alone (200
+      // concurrent reservations, a long log) takes several times that, and the default 5 s would
+      // measure the machine, not the code. No test waits on the wall clock, so a timeout only
+      // ever catches a hang; property and fuzz tests state their own budgets (test/budget.ts).
+      testTimeout: 60_000,
+      hookTimeout: 60_000,
     },
   };
 });

@@ -152,6 +152,8 @@ async function handle<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodT
   return handler(c, input);
 }
 
+const utf8 = new TextDecoder();
+
 function defaultAccounts(params: unknown): string[] | null {
   const id = (params as { account_id?: unknown } | undefined)?.account_id;
   return typeof id === "string" ? [id] : null;
@@ -163,7 +165,9 @@ function defaultAccounts(params: unknown): string[] | null {
  * Returns undefined for an empty body.
  */
 async function readJson(c: Context<AppEnv>): Promise<unknown> {
-  const text = await c.req.text();
+  // Bytes, then UTF-8: `text()` on a body declared as a form makes the runtime warn, and the
+  // body of any type must be read before it can be refused.
+  const text = utf8.decode(await c.req.arrayBuffer());
   if (text.length === 0) return undefined;
   const type = c.req.header("content-type") ?? "";
   if (!/^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i.test(type)) {
