@@ -38,10 +38,10 @@ function require_resolve(name) {
 const { Miniflare, convertV4MiniflareOptions } = requireFromWrangler("miniflare");
 const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
 
-/** Bundles the Worker as a deploy would. */
+/** Bundles the bench's Worker (the ledger plus the bench routes) as a deploy would. */
 function build() {
   rmSync(join(WORK, "dist"), { recursive: true, force: true });
-  execFileSync("wrangler", ["deploy", "--dry-run", "--outdir", join(WORK, "dist")], {
+  execFileSync("wrangler", ["deploy", "bench/worker.ts", "--dry-run", "--outdir", join(WORK, "dist")], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
@@ -61,7 +61,7 @@ async function serve(state = "state") {
       name: "openedge-ledger",
       modules: true,
       modulesRoot: join(WORK, "dist"),
-      scriptPath: join(WORK, "dist", "index.js"),
+      scriptPath: join(WORK, "dist", "worker.js"),
       bindings: {
         ...(workerOptions.bindings ?? {}),
         ADMIN_API_KEY: ADMIN_KEY,
@@ -69,7 +69,6 @@ async function serve(state = "state") {
         AUDIT_SIGNING_KEY: generateKeyPairSync("ed25519")
           .privateKey.export({ format: "der", type: "pkcs8" })
           .toString("base64"),
-        BENCH_ROUTES: "1",
         // The projection's coalescing window under investigation (wrangler.toml's value otherwise).
         ...(process.env.BENCH_COALESCE_MS === undefined
           ? {}

@@ -12,8 +12,6 @@ export interface Env {
   PROJECTION_COALESCE_MS?: string;
   /** Verification by full fold up to this many events, streaming beyond (default 100,000). */
   VERIFY_FULL_FOLD_EVENTS_MAX?: string;
-  /** "1" only under `npm run bench`: enables the /v1/bench routes (ceilings and counters). */
-  BENCH_ROUTES?: string;
   /** "0" silences the log lines (the test suite's default; docs/operations.md, "Test knobs"). */
   LOG_REQUESTS?: string;
   /** Per-key request limiter (wrangler.toml [[ratelimits]]). */

@@ -22,6 +22,7 @@ export async function runBatch(
   body: z.infer<typeof BatchBody>,
 ): Promise<{ committed: boolean; results: Outcome[] }> {
   const prices = new PriceCache(env.DB);
+  await prices.prefetch(body.operations.flatMap((item) => (item.op === "reserve" && item.price ? [item.price] : [])));
   const built: (Command | Outcome)[] = [];
   for (const { op, ...input } of body.operations) {
     // Settlements name their reservation in the item, where the single call has it in its path.

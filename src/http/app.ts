@@ -18,7 +18,6 @@ import { notFound, registerAccountRoutes } from "./accounts";
 import { registerAdminRoutes } from "./admin";
 import { registerAuditRoutes } from "./audit";
 import { authenticate } from "./auth";
-import { registerBenchRoutes } from "./bench";
 import type { AppEnv } from "./context";
 import { registerKeyRoutes } from "./keys";
 import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
@@ -26,7 +25,8 @@ import { registerPriceRoutes } from "./prices";
 import { problemResponse } from "./problem";
 import { registerReportRoutes } from "./reports";
 
-export function createApp(): OpenAPIHono<AppEnv> {
+/** The ledger's app; `extraRoutes` lets the bench's own entry add its routes (bench/worker.ts). */
+export function createApp(extraRoutes?: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
 
   app.use("*", requestContext());
@@ -47,7 +47,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   registerAuditRoutes(app);
   registerKeyRoutes(app);
   registerPriceRoutes(app);
-  registerBenchRoutes(app);
+  extraRoutes?.(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", {

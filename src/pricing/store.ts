@@ -78,12 +78,29 @@ function pinned(row: RuleRow): PinnedRule {
   };
 }
 
+const IN_EFFECT_FOR = `${IN_EFFECT} AND p.service_id = ?2 AND p.provider = ?3 AND p.model = ?4 ORDER BY p.unit`;
+
 export async function resolvePrice(db: D1Database, ref: PriceRef, at: string): Promise<PinnedRule[]> {
-  const rows = await db
-    .prepare(`${IN_EFFECT} AND p.service_id = ?2 AND p.provider = ?3 AND p.model = ?4 ORDER BY p.unit`)
-    .bind(at, ref.service_id, ref.provider, ref.model)
-    .all<RuleRow>();
-  return rows.results.map(pinned);
+  const [rules] = await resolvePrices(db, [ref], at);
+  return rules ?? [];
+}
+
+/** Reads one D1 batch may carry when resolving prices (bounds a batch's query count). */
+export const PRICE_RESOLVE_BATCH_MAX = 100;
+
+/**
+ * The rules in effect at `at` for each price, in the order asked, in D1 batches of up to
+ * PRICE_RESOLVE_BATCH_MAX reads each: a batch of 1,000 operations on 1,000 distinct prices costs
+ * 10 round trips, not 1,000 sequential lookups.
+ */
+export async function resolvePrices(db: D1Database, refs: readonly PriceRef[], at: string): Promise<PinnedRule[][]> {
+  const resolved: PinnedRule[][] = [];
+  for (let i = 0; i < refs.length; i += PRICE_RESOLVE_BATCH_MAX) {
+    const chunk = refs.slice(i, i + PRICE_RESOLVE_BATCH_MAX);
+    const statements = chunk.map((ref) => db.prepare(IN_EFFECT_FOR).bind(at, ref.service_id, ref.provider, ref.model));
+    for (const result of await db.batch<RuleRow>(statements)) resolved.push(result.results.map(pinned));
+  }
+  return resolved;
 }
 
 export const PRICE_LIST_MAX = 1_000;
