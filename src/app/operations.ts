@@ -7,7 +7,7 @@
  * idempotency, and a new operation is added here once.
  */
 import type { z } from "@hono/zod-openapi";
-import type { Command, CommandType, UsageContext } from "../domain/commands";
+import { type Command, type CommandType, USAGE_CONTEXT_FIELDS, type UsageContext } from "../domain/commands";
 import { TTL_SECONDS_DEFAULT } from "../domain/limits";
 import { priceOf, type Quantities } from "../domain/pricing";
 import { COMMANDS } from "../domain/table";
@@ -56,12 +56,10 @@ function operation<I extends z.ZodType, T extends CommandType>(spec: OperationCo
   return spec;
 }
 
-const CONTEXT_FIELDS = ["request_id", "user_id", "service_id", "alias", "provider", "model"] as const;
-
 /** The platform's logging fields of a usage context. */
 function contextLog(context: UsageContext | undefined): LogFields {
   const log: LogFields = {};
-  for (const field of CONTEXT_FIELDS) {
+  for (const field of USAGE_CONTEXT_FIELDS) {
     const value = context?.[field];
     if (value !== undefined) log[field] = value;
   }

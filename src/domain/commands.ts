@@ -10,15 +10,12 @@ export type Metadata = Record<string, string | number | boolean>;
 export type OnExpiry = "release" | "capture";
 export type AccountStatus = "active" | "frozen";
 
-/** The platform's logging fields; projected into the usage log by the reporting side. */
-export interface UsageContext {
-  request_id?: string;
-  user_id?: string;
-  service_id?: string;
-  alias?: string;
-  provider?: string;
-  model?: string;
-}
+/**
+ * The platform's logging fields, in the order logs and the read side list them; projected into
+ * the usage log by the reporting side and allowed in the request log line.
+ */
+export const USAGE_CONTEXT_FIELDS = ["request_id", "user_id", "service_id", "alias", "provider", "model"] as const;
+export type UsageContext = { [field in (typeof USAGE_CONTEXT_FIELDS)[number]]?: string };
 
 export interface Usage {
   input_tokens?: number;
@@ -133,3 +130,4 @@ export type Command =
   | ExpireReservations;
 
 export type CommandType = Command["type"];
+export type CommandOf<T extends CommandType> = Extract<Command, { type: T }>;

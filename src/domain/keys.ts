@@ -7,12 +7,13 @@
  * - `eventKey`: the key an event consumed (the command table's `key` must agree: the key a
  *   command looks up is the key its event records; a test checks this for every command).
  * - `encodeKey`: one unambiguous spelling. Ids may contain ":", so joining parts with ":" let
- *   `extend:a:b:c` mean two different extensions; a JSON array cannot collide.
+ *   `extend:a:b:c` mean two different extensions; canonical JSON cannot collide.
  * - `KEY_LOCATIONS`: where each kind of key is recorded. Entity rows double as key records
  *   (no extra row written for a reserve, capture, release, charge or open); the others get a
  *   row in the `operations` table. The table is a mapped type over every key kind, so a new
  *   kind without a location does not compile, and both the lookup and the commit read it.
  */
+import { canonicalJson } from "./canonical";
 import { type LedgerEvent, unreachable } from "./events";
 
 export type OperationKey =
@@ -60,46 +61,16 @@ export function keyLocation(key: OperationKey): KeyLocation {
 
 /** The id of the entity row (reservation or charge) that records `key`, if any. */
 export function keyEntityId(key: OperationKey): string | null {
-  switch (key.op) {
-    case "reserve":
-    case "capture":
-    case "release":
-    case "extend":
-      return key.reservation_id;
-    case "charge":
-      return key.charge_id;
-    case "open":
-    case "credit":
-    case "refund":
-    case "adjustment":
-      return null;
-    default:
-      return unreachable(key);
-  }
+  if ("reservation_id" in key) return key.reservation_id;
+  return "charge_id" in key ? key.charge_id : null;
 }
 
-/** The one spelling of a key: a JSON array of its kind and ids, in a fixed order. */
+/**
+ * The one spelling of a key: its canonical JSON (RFC 8785: members sorted, no white space), so
+ * no two different keys, whatever their ids contain, can spell the same.
+ */
 export function encodeKey(key: OperationKey): string {
-  switch (key.op) {
-    case "open":
-      return JSON.stringify([key.op]);
-    case "credit":
-      return JSON.stringify([key.op, key.credit_id]);
-    case "reserve":
-    case "capture":
-    case "release":
-      return JSON.stringify([key.op, key.reservation_id]);
-    case "extend":
-      return JSON.stringify([key.op, key.reservation_id, key.extension_id]);
-    case "charge":
-      return JSON.stringify([key.op, key.charge_id]);
-    case "refund":
-      return JSON.stringify([key.op, key.refund_id]);
-    case "adjustment":
-      return JSON.stringify([key.op, key.adjustment_id]);
-    default:
-      return unreachable(key);
-  }
+  return canonicalJson(key);
 }
 
 /**

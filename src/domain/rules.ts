@@ -4,20 +4,7 @@
  * OpenAccount), the state slice the shell loaded for it, and `now`. Pure: no I/O, no clock.
  * The command table (table.ts) says which function decides which command.
  */
-import type {
-  AdjustBalance,
-  CaptureReservation,
-  ChargeAccount,
-  Command,
-  CreditFunds,
-  ExpireReservations,
-  ExtendReservation,
-  OpenAccount,
-  RefundCharge,
-  ReleaseReservation,
-  ReserveFunds,
-  UpdateAccount,
-} from "./commands";
+import type { Command, CommandOf } from "./commands";
 import type { EventBody, LedgerEvent } from "./events";
 import {
   AMOUNT_MINOR_MAX,
@@ -41,7 +28,7 @@ export type Decision =
 
 /** What a command's rules see. OpenAccount is the one command decided without an account. */
 export interface DecideInput<C extends Command = Command> {
-  account: C extends OpenAccount ? null : AccountState;
+  account: C extends CommandOf<"OpenAccount"> ? null : AccountState;
   state: LedgerState;
   now: number;
 }
@@ -49,7 +36,10 @@ export interface DecideInput<C extends Command = Command> {
 export const accepted = (...events: EventBody[]): Decision => ({ outcome: "accepted", events });
 export const rejected = (rejection: Rejection): Decision => ({ outcome: "rejected", rejection });
 
-export function decideOpenAccount(command: OpenAccount, input: DecideInput<OpenAccount>): Decision {
+export function decideOpenAccount(
+  command: CommandOf<"OpenAccount">,
+  input: DecideInput<CommandOf<"OpenAccount">>,
+): Decision {
   assertCreditLimit(command.credit_limit);
   // An open account has its "open" key loaded, so an existing account is a replay (decide.ts).
   assert(input.account === null, "an open account replays its AccountOpened event");
@@ -62,7 +52,10 @@ export function decideOpenAccount(command: OpenAccount, input: DecideInput<OpenA
   });
 }
 
-export function decideUpdateAccount(command: UpdateAccount, { account }: DecideInput<UpdateAccount>): Decision {
+export function decideUpdateAccount(
+  command: CommandOf<"UpdateAccount">,
+  { account }: DecideInput<CommandOf<"UpdateAccount">>,
+): Decision {
   const credit_limit = command.credit_limit ?? account.credit_limit;
   const status = command.status ?? account.status;
   assertCreditLimit(credit_limit);
@@ -74,7 +67,10 @@ export function decideUpdateAccount(command: UpdateAccount, { account }: DecideI
   return accepted({ type: "AccountUpdated", credit_limit, status, changed });
 }
 
-export function decideCreditFunds(command: CreditFunds, { account }: DecideInput<CreditFunds>): Decision {
+export function decideCreditFunds(
+  command: CommandOf<"CreditFunds">,
+  { account }: DecideInput<CommandOf<"CreditFunds">>,
+): Decision {
   assertAmount(command.amount);
   const limit = checkBalanceLimit(account, command.amount, 0);
   if (limit !== null) return rejected(limit);
@@ -88,8 +84,8 @@ export function decideCreditFunds(command: CreditFunds, { account }: DecideInput
 }
 
 export function decideReserveFunds(
-  command: ReserveFunds,
-  { account, state, now }: DecideInput<ReserveFunds>,
+  command: CommandOf<"ReserveFunds">,
+  { account, state, now }: DecideInput<CommandOf<"ReserveFunds">>,
 ): Decision {
   assertTtl(command.ttl_seconds);
   let computation: PriceComputation | null = null;
@@ -138,8 +134,8 @@ export function decideReserveFunds(
 }
 
 export function decideCaptureReservation(
-  command: CaptureReservation,
-  { account, state }: DecideInput<CaptureReservation>,
+  command: CommandOf<"CaptureReservation">,
+  { account, state }: DecideInput<CommandOf<"CaptureReservation">>,
 ): Decision {
   const found = findOpenReservation(state, command.reservation_id);
   if ("rejection" in found) return rejected(found.rejection);
@@ -191,8 +187,8 @@ export function decideCaptureReservation(
 }
 
 export function decideReleaseReservation(
-  command: ReleaseReservation,
-  { state }: DecideInput<ReleaseReservation>,
+  command: CommandOf<"ReleaseReservation">,
+  { state }: DecideInput<CommandOf<"ReleaseReservation">>,
 ): Decision {
   const found = findOpenReservation(state, command.reservation_id);
   if ("rejection" in found) return rejected(found.rejection);
@@ -205,8 +201,8 @@ export function decideReleaseReservation(
 }
 
 export function decideExtendReservation(
-  command: ExtendReservation,
-  { state, now }: DecideInput<ExtendReservation>,
+  command: CommandOf<"ExtendReservation">,
+  { state, now }: DecideInput<CommandOf<"ExtendReservation">>,
 ): Decision {
   assertTtl(command.ttl_seconds);
   const found = findOpenReservation(state, command.reservation_id);
@@ -223,7 +219,10 @@ export function decideExtendReservation(
   });
 }
 
-export function decideChargeAccount(command: ChargeAccount, { account, state }: DecideInput<ChargeAccount>): Decision {
+export function decideChargeAccount(
+  command: CommandOf<"ChargeAccount">,
+  { account, state }: DecideInput<CommandOf<"ChargeAccount">>,
+): Decision {
   assertAmount(command.amount);
   // A captured reservation is also a charge, so check the reservation namespace first.
   if (state.reservations.has(command.charge_id)) {
@@ -246,7 +245,10 @@ export function decideChargeAccount(command: ChargeAccount, { account, state }: 
   });
 }
 
-export function decideRefundCharge(command: RefundCharge, { account, state }: DecideInput<RefundCharge>): Decision {
+export function decideRefundCharge(
+  command: CommandOf<"RefundCharge">,
+  { account, state }: DecideInput<CommandOf<"RefundCharge">>,
+): Decision {
   assertAmount(command.amount);
   const charge = state.charges.get(command.charge_id);
   if (charge === undefined) {
@@ -275,7 +277,10 @@ export function decideRefundCharge(command: RefundCharge, { account, state }: De
   });
 }
 
-export function decideAdjustBalance(command: AdjustBalance, { account }: DecideInput<AdjustBalance>): Decision {
+export function decideAdjustBalance(
+  command: CommandOf<"AdjustBalance">,
+  { account }: DecideInput<CommandOf<"AdjustBalance">>,
+): Decision {
   assertMinor(command.amount, "adjustment amount");
   assert(command.amount !== 0 && Math.abs(command.amount) <= AMOUNT_MINOR_MAX, "adjustment amount range");
   assert(command.reason.length > 0, "adjustment reason");
@@ -294,8 +299,8 @@ export function decideAdjustBalance(command: AdjustBalance, { account }: DecideI
  * an expiry is not refused for funds or limits (the estimate was already held).
  */
 export function decideExpireReservations(
-  command: ExpireReservations,
-  { state, now }: DecideInput<ExpireReservations>,
+  command: CommandOf<"ExpireReservations">,
+  { state, now }: DecideInput<CommandOf<"ExpireReservations">>,
 ): Decision {
   const events: EventBody[] = [];
   for (const id of command.reservation_ids) {

@@ -190,26 +190,18 @@ function evolveReservationEnd(
   const ended = reservationEnded(r, event);
   state.reservations.set(r.reservation_id, ended);
   if (ended.captured_amount !== null) {
-    assert(!state.charges.has(r.reservation_id), `charge ${r.reservation_id} reused`);
-    state.charges.set(r.reservation_id, {
-      charge_id: r.reservation_id,
-      kind: "capture",
-      amount: ended.captured_amount,
-      refunded: 0,
-      seq: event.seq,
-    });
+    openCharge(state, r.reservation_id, "capture", ended.captured_amount, event.seq);
   }
 }
 
 function evolveDirectCharge(state: LedgerState, event: Extract<LedgerEvent, { type: "AccountCharged" }>): void {
-  assert(!state.charges.has(event.charge_id), `charge ${event.charge_id} reused`);
-  state.charges.set(event.charge_id, {
-    charge_id: event.charge_id,
-    kind: "direct",
-    amount: event.amount,
-    refunded: 0,
-    seq: event.seq,
-  });
+  openCharge(state, event.charge_id, "direct", event.amount, event.seq);
+}
+
+/** A charge id is used once, by a direct charge or by a capture (charge_id = reservation_id). */
+function openCharge(state: LedgerState, chargeId: string, kind: ChargeKind, amount: Minor, seq: number): void {
+  assert(!state.charges.has(chargeId), `charge ${chargeId} reused`);
+  state.charges.set(chargeId, { charge_id: chargeId, kind, amount, refunded: 0, seq });
 }
 
 function evolveRefund(state: LedgerState, event: Extract<LedgerEvent, { type: "ChargeRefunded" }>): void {
@@ -221,7 +213,7 @@ function evolveRefund(state: LedgerState, event: Extract<LedgerEvent, { type: "C
   state.charges.set(charge.charge_id, { ...charge, refunded });
 }
 
-function openedAccount(event: LedgerEvent): AccountState {
+export function openedAccount(event: LedgerEvent): AccountState {
   assert(event.type === "AccountOpened", "first event must be AccountOpened");
   return {
     account_id: event.account_id,

@@ -5,7 +5,7 @@
  */
 import { type LedgerEvent, unreachable } from "./events";
 import { assert } from "./money";
-import { type AccountState, available, type ReservationState, reservationOpened } from "./state";
+import { type AccountState, available, openedAccount, type ReservationState, reservationOpened } from "./state";
 
 export function accountView(account: AccountState) {
   return {
@@ -75,7 +75,7 @@ export function operationResult(
   const balances = balancesAfter(event, account);
   switch (event.type) {
     case "AccountOpened":
-      return openedAccountView(event);
+      return accountView(openedAccount(event));
     case "FundsCredited": {
       const { credit_id, amount, reason, metadata } = event;
       return {
@@ -118,24 +118,6 @@ export function operationResult(
     default:
       return unreachable(event);
   }
-}
-
-/** The account as its AccountOpened event left it. */
-function openedAccountView(event: Extract<LedgerEvent, { type: "AccountOpened" }>) {
-  return accountView({
-    account_id: event.account_id,
-    currency: event.currency,
-    credit_limit: event.credit_limit,
-    status: "active",
-    balance: 0,
-    reserved: 0,
-    open_reservations: 0,
-    last_seq: event.seq,
-    head_hash: event.hash,
-    created_at: event.at,
-    updated_at: event.at,
-    metadata: event.metadata,
-  });
 }
 
 /**

@@ -4,15 +4,10 @@
  * is built from this object only, field by field from the allowlist, so nothing outside it
  * (keys, headers, metadata, reasons, prompts, URLs) can ever reach the log.
  */
+import { USAGE_CONTEXT_FIELDS, type UsageContext } from "../domain/commands";
 import { type LogEnv, writeLog } from "./log";
 
-export interface LogFields {
-  request_id?: string;
-  user_id?: string;
-  service_id?: string;
-  alias?: string;
-  provider?: string;
-  model?: string;
+export interface LogFields extends UsageContext {
   input_tokens?: number;
   output_tokens?: number;
   cached_tokens?: number;
@@ -24,12 +19,7 @@ export interface LogFields {
 }
 
 const LOG_FIELDS: readonly (keyof LogFields)[] = [
-  "request_id",
-  "user_id",
-  "service_id",
-  "alias",
-  "provider",
-  "model",
+  ...USAGE_CONTEXT_FIELDS,
   "input_tokens",
   "output_tokens",
   "cached_tokens",

@@ -4,7 +4,7 @@
  * result column for column.
  */
 
-import type { UsageContext } from "../domain/commands";
+import { USAGE_CONTEXT_FIELDS, type UsageContext } from "../domain/commands";
 import { eventEffect, type LedgerEvent, unreachable } from "../domain/events";
 import type { AccountState } from "../domain/state";
 
@@ -40,12 +40,7 @@ export const LEDGER_EVENT_COLUMNS = [
   "overage",
   "charge_amount",
   "charge_refunded_total",
-  "request_id",
-  "user_id",
-  "service_id",
-  "alias",
-  "provider",
-  "model",
+  ...USAGE_CONTEXT_FIELDS,
   "input_tokens",
   "output_tokens",
   "cached_tokens",
@@ -198,15 +193,8 @@ function reservationColumns(event: ReservationEvent): Columns {
 }
 
 /** The platform's logging fields, as columns. */
-function context(c: UsageContext) {
-  return {
-    request_id: c.request_id ?? null,
-    user_id: c.user_id ?? null,
-    service_id: c.service_id ?? null,
-    alias: c.alias ?? null,
-    provider: c.provider ?? null,
-    model: c.model ?? null,
-  };
+function context(c: UsageContext): Columns {
+  return Object.fromEntries(USAGE_CONTEXT_FIELDS.map((field) => [field, c[field] ?? null]));
 }
 
 function json(value: unknown): string {

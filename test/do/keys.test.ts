@@ -7,7 +7,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import { MIGRATIONS } from "../../durable-objects/schema";
-import { KEY_LOCATIONS, type KeyLocation } from "../../src/domain/keys";
+import { encodeKey, KEY_LOCATIONS, type KeyLocation } from "../../src/domain/keys";
 import { AssertionError } from "../../src/domain/money";
 import { api, expectEveryAccountConsistent, openAccount, stub } from "../helpers";
 
@@ -59,14 +59,16 @@ describe("idempotency keys in the account object", () => {
   });
 
   it("respells keys stored in the old 'kind:id' form from the events that recorded them", async () => {
+    const creditKey = { op: "credit", credit_id: "initial" } as const;
+    const extendKey = { op: "extend", reservation_id: "r:1", extension_id: "x" } as const;
     const id = await openAccount(100);
     await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r:1", amount: 10 });
     await api("POST", `/v1/accounts/${id}/reservations/r:1/extend`, { ttl_seconds: 600, extension_id: "x" });
     const keys = await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => {
       const sql = state.storage.sql;
       // Back to the old spelling, as an object written before the migration holds them.
-      sql.exec(`UPDATE operations SET key = 'credit:initial' WHERE key = '["credit","initial"]'`);
-      sql.exec(`UPDATE operations SET key = 'extend:r:1:x' WHERE key = '["extend","r:1","x"]'`);
+      sql.exec("UPDATE operations SET key = 'credit:initial' WHERE key = ?", encodeKey(creditKey));
+      sql.exec("UPDATE operations SET key = 'extend:r:1:x' WHERE key = ?", encodeKey(extendKey));
       const respell = MIGRATIONS.at(-1);
       if (typeof respell !== "function") throw new Error("the last migration respells keys");
       respell(sql);
@@ -75,7 +77,7 @@ describe("idempotency keys in the account object", () => {
         .toArray()
         .map((r) => r.key);
     });
-    expect(keys).toEqual(['["credit","initial"]', '["extend","r:1","x"]']);
+    expect(keys).toEqual([encodeKey(creditKey), encodeKey(extendKey)].sort());
     const retry = await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "initial", amount: 100 });
     expect(retry.headers.get("idempotent-replayed")).toBe("true");
   });

@@ -22,19 +22,10 @@ import type {
   UpdateAccount,
 } from "../../src/domain/commands";
 import { BALANCE_ABS_MINOR_MAX, OPEN_RESERVATIONS_MAX } from "../../src/domain/limits";
+import type { RejectionCode } from "../../src/domain/rejections";
 
-export type ModelRejectionCode =
-  | "account_not_found"
-  | "reservation_not_found"
-  | "charge_not_found"
-  | "idempotency_conflict"
-  | "reservation_not_open"
-  | "account_frozen"
-  | "insufficient_funds"
-  | "capture_exceeds_reservation"
-  | "refund_exceeds_charge"
-  | "balance_limit_exceeded"
-  | "too_many_open_reservations";
+/** The model covers every rejection except pricing's (priced holds are tested in test/pricing). */
+export type ModelRejectionCode = Exclude<RejectionCode, "price_not_pinned" | "unpriceable">;
 
 export type ModelOutcome =
   | { outcome: "accepted"; events: number }

@@ -7,20 +7,7 @@ import { describe, expect, it } from "vitest";
 import type { Command, CommandType } from "../../src/domain/commands";
 import { encodeKey, eventKey, KEY_LOCATIONS, type KeyLocations, type OperationKind } from "../../src/domain/keys";
 import { COMMANDS, type CommandTable } from "../../src/domain/table";
-import {
-  adjust,
-  capture,
-  charge,
-  credit,
-  expire,
-  extend,
-  freeze,
-  Ledger,
-  open,
-  refund,
-  release,
-  reserve,
-} from "./given";
+import * as given from "./given";
 
 // ---------------------------------------------------------------- compile-time guarantees
 // These lines are checked by `tsc -p .` (npm test runs it first): each @ts-expect-error must
@@ -39,27 +26,27 @@ void _withoutCredit;
 /** One accepted sample of every command, in an order that makes each applicable. */
 function everyCommand(): Command[] {
   return [
-    open(),
-    credit(1_000, "c1"),
-    freeze(),
+    given.open(),
+    given.credit(1_000, "c1"),
+    given.freeze(),
     { type: "UpdateAccount", status: "active" },
-    reserve("r1", 100),
-    extend("r1", 600, "e1"),
-    capture("r1", 60),
-    reserve("r2", 50),
-    release("r2"),
-    reserve("r3", 10, { ttl_seconds: 1 }),
-    charge("ch1", 30),
-    refund("rf1", "ch1", 10),
-    adjust("adj1", -5),
+    given.reserve("r1", 100),
+    given.extend("r1", 600, "e1"),
+    given.capture("r1", 60),
+    given.reserve("r2", 50),
+    given.release("r2"),
+    given.reserve("r3", 10, { ttl_seconds: 1 }),
+    given.charge("ch1", 30),
+    given.refund("rf1", "ch1", 10),
+    given.adjust("adj1", -5),
   ];
 }
 
 describe("command table", () => {
   it("names every command type, and the key a command looks up is the key its event records", () => {
     const seen = new Set<CommandType>();
-    const fresh = new Ledger();
-    for (const command of [...everyCommand(), expire("r3")]) {
+    const fresh = new given.Ledger();
+    for (const command of [...everyCommand(), given.expire("r3")]) {
       if (command.type === "ExpireReservations") fresh.tick(2_000);
       const before = fresh.log.length;
       const decision = fresh.run(command);
@@ -80,12 +67,12 @@ describe("command table", () => {
   });
 
   it("replays every keyed command, and a different body conflicts", () => {
-    const ledger = new Ledger().given(...everyCommand());
+    const ledger = new given.Ledger().given(...everyCommand());
     for (const command of everyCommand()) {
       if (COMMANDS[command.type].key(command as never) === null) continue;
       expect(ledger.decide(command).outcome).toBe("replayed");
     }
-    expect(ledger.decide(credit(999, "c1")).outcome).toBe("rejected");
+    expect(ledger.decide(given.credit(999, "c1")).outcome).toBe("rejected");
   });
 
   it("marks only caller commands as batchable", () => {
@@ -108,9 +95,14 @@ describe("idempotency keys", () => {
   });
 
   it("applies two extensions whose ids only collided when joined with ':'", () => {
-    const ledger = new Ledger().given(open(), credit(1_000), reserve("r:1", 10), reserve("r", 10));
-    ledger.given(extend("r:1", 600, "x"));
-    const second = ledger.run(extend("r", 700, "1:x"));
+    const ledger = new given.Ledger().given(
+      given.open(),
+      given.credit(1_000),
+      given.reserve("r:1", 10),
+      given.reserve("r", 10),
+    );
+    ledger.given(given.extend("r:1", 600, "x"));
+    const second = ledger.run(given.extend("r", 700, "1:x"));
     expect(second.outcome).toBe("accepted");
     expect(ledger.state.reservations.get("r")?.ttl_seconds).toBe(700);
     expect(ledger.state.reservations.get("r:1")?.ttl_seconds).toBe(600);

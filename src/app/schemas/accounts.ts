@@ -21,13 +21,18 @@ export const AccountParams = z.object({ account_id: Id.openapi({ param: { name: 
 export const ReservationParams = AccountParams.extend({
   reservation_id: Id.openapi({ param: { name: "reservation_id", in: "path" } }),
 });
+/** What every view of an account's balances starts with. */
+const BalanceFields = {
+  account_id: z.string(),
+  currency: z.string(),
+  balance: Minor,
+  reserved: Minor,
+  available: Minor,
+};
+
 export const AccountResponse = z
   .object({
-    account_id: z.string(),
-    currency: z.string(),
-    balance: Minor,
-    reserved: Minor,
-    available: Minor,
+    ...BalanceFields,
     credit_limit: Minor,
     status: z.enum(["active", "frozen"]),
     open_reservations: z.number().int(),
@@ -41,11 +46,7 @@ export const AccountResponse = z
 
 export const Balances = z
   .object({
-    account_id: z.string(),
-    currency: z.string(),
-    balance: Minor,
-    reserved: Minor,
-    available: Minor,
+    ...BalanceFields,
     last_seq: z.number().int(),
     updated_at: Time,
   })

@@ -1,7 +1,7 @@
 /** The contracts of the reports and of the read side's operator routes (projection, reconciliation). */
 import { z } from "@hono/zod-openapi";
 import { LEDGER_EVENT_TYPES, type LedgerEventType } from "../../domain/events";
-import { CURSOR_LENGTH_MAX, Id, Minor, PageParams, QueryMinor, Rfc3339, Time } from "./common";
+import { CURSOR_LENGTH_MAX, Id, PageParams, QueryMinor, Rfc3339, Time } from "./common";
 
 export const BalancesReportQuery = z.strictObject({
   status: z.enum(["active", "frozen"]).optional(),
@@ -73,16 +73,65 @@ export const ReportPage = z
   .object({ data: z.array(z.record(z.string(), z.unknown())), next_cursor: z.string().nullable(), as_of: AsOfSchema })
   .openapi("ReportPage");
 
+/**
+ * Totals across accounts (issue 11): sums over every account and every event, unbounded, so they
+ * pass 2^53 (beyond which a JSON number is not exact) and are answered as decimal strings.
+ * Per-account amounts (a balance, an event's amount) stay JSON integers. See docs/api.md#reports.
+ */
+const DECIMAL_PATTERN = /^-?\d+$/;
+export const DecimalMinor = z
+  .string()
+  .regex(DECIMAL_PATTERN)
+  .openapi("DecimalMinor", {
+    description: "Integer minor units as a decimal string, exact beyond 2^53.",
+    example: "18446744073709551616",
+  });
+export const DecimalCount = z
+  .string()
+  .regex(DECIMAL_PATTERN)
+  .openapi("DecimalCount", {
+    description: "A non-negative integer count (tokens) as a decimal string, exact beyond 2^53.",
+    example: "9300000000000",
+  });
+
+const usageKey = z.string().nullable().openapi({ description: "The group's key; null when the charges have none." });
+export const UsageReportRow = z
+  .object({
+    day: usageKey.optional().openapi({ description: "YYYY-MM-DD (UTC), with group_by=day." }),
+    account: usageKey.optional(),
+    service_id: usageKey.optional(),
+    provider: usageKey.optional(),
+    model: usageKey.optional(),
+    alias: usageKey.optional(),
+    charges: z.number().int().openapi({ description: "Number of charges in the group." }),
+    cost: DecimalMinor,
+    input_tokens: DecimalCount,
+    output_tokens: DecimalCount,
+    cached_tokens: DecimalCount,
+  })
+  .openapi("UsageReportRow", {
+    description: "One group: its keys (those of group_by) and its totals; the sums are decimal strings.",
+  });
+
+export const UsageReportPage = z
+  .object({ data: z.array(UsageReportRow), next_cursor: z.string().nullable(), as_of: AsOfSchema })
+  .openapi("UsageReportPage");
+
 export const TrialBalance = z
   .object({
     at: Time,
-    data: z.array(z.object({ ledger_account: z.string(), debit: Minor, credit: Minor, net_debit: Minor })),
-    total_debit: Minor,
-    total_credit: Minor,
-    balanced: z.boolean(),
+    data: z.array(
+      z.object({ ledger_account: z.string(), debit: DecimalMinor, credit: DecimalMinor, net_debit: DecimalMinor }),
+    ),
+    total_debit: DecimalMinor,
+    total_credit: DecimalMinor,
+    balanced: z.boolean().openapi({ description: "total_debit = total_credit, compared exactly." }),
     as_of: AsOfSchema,
   })
-  .openapi("TrialBalance");
+  .openapi("TrialBalance", {
+    description:
+      "Debits and credits per ledger account. Every amount is a total across accounts: a decimal string.",
+  });
 
 export const ProjectionStatusSchema = z
   .object({
