@@ -12,6 +12,7 @@ import {
   TransactionsReportQuery,
   TrialBalance,
   TrialBalanceQuery,
+  UsageReportPage,
   UsageReportQuery,
 } from "../app/schemas/reports";
 import { clock } from "../clock";
@@ -89,7 +90,7 @@ function registerReportUsage(app: OpenAPIHono<AppEnv>): void {
       accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
       summary: "Cost and token totals grouped by day, account, service_id, provider, model, alias",
       query: UsageReportQuery,
-      success: page,
+      success: { status: 200, schema: UsageReportPage, description: "A page of groups (sums as decimal strings)." },
       errors: [],
     },
     async (c, { query }) => c.json(await usageReport(c.env.DB, query)),

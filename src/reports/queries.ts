@@ -4,6 +4,7 @@
  */
 import type { LedgerEventType } from "../domain/events";
 import { BadCursor, type CursorKey, decodeCursor, encodeCursor } from "./cursor";
+import { decimal, exactSum, exactSumColumns } from "./exact";
 
 type Row = Record<string, unknown>;
 export interface Page<T = Row> {
@@ -171,6 +172,9 @@ export const USAGE_GROUPS = {
 } as const;
 export type UsageGroup = keyof typeof USAGE_GROUPS;
 
+/** The usage report's sums: decimal strings, exact at any size (docs/api.md#reports). */
+export const USAGE_SUMS = ["cost", "input_tokens", "output_tokens", "cached_tokens"] as const;
+
 export interface UsageQuery {
   group_by: UsageGroup[];
   account_id?: string;
@@ -187,9 +191,9 @@ export async function usageReport(db: D1Database, q: UsageQuery): Promise<Page> 
   if (q.to !== undefined) f.add("created_at < ?", q.to);
   const keys = q.group_by.map((g, i) => `${USAGE_GROUPS[g]} AS k${i}`);
   const keyNames = q.group_by.map((_, i) => `k${i}`);
-  const totals = `COUNT(*) AS charges, COALESCE(SUM(cost), 0) AS cost,
-    COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens,
-    COALESCE(SUM(cached_tokens), 0) AS cached_tokens`;
+  // The sums are over every charge of the group (across accounts and over all time), so they are
+  // unbounded: each is summed exactly in two parts (./exact.ts) and answered as a decimal string.
+  const totals = ["COUNT(*) AS charges", ...USAGE_SUMS.map((t) => exactSumColumns(t, t))].join(", ");
   const inner = `SELECT ${[...keys, totals].join(", ")} FROM usage_log ${f.where()}${
     keyNames.length > 0 ? ` GROUP BY ${keyNames.join(", ")}` : ""
   }`;
@@ -213,7 +217,8 @@ export async function usageReport(db: D1Database, q: UsageQuery): Promise<Page> 
         const value = row[`k${i}`];
         out[g] = value === "" ? null : value;
       });
-      for (const t of ["charges", "cost", "input_tokens", "output_tokens", "cached_tokens"]) out[t] = row[t];
+      out.charges = row.charges;
+      for (const t of USAGE_SUMS) out[t] = decimal(exactSum(row, t));
       return out;
     }),
   };
@@ -276,19 +281,60 @@ export async function refundsReport(db: D1Database, q: RefundsQuery): Promise<Pa
   );
 }
 
-export async function trialBalanceReport(db: D1Database, at: string) {
+export interface TrialBalanceLine {
+  ledger_account: string;
+  /** Decimal strings: sums over every account and every event up to `at`, exact at any size. */
+  debit: string;
+  credit: string;
+  net_debit: string;
+}
+
+export interface TrialBalanceReport {
+  at: string;
+  data: TrialBalanceLine[];
+  total_debit: string;
+  total_credit: string;
+  /** Exact: BigInt equality of the two totals. */
+  balanced: boolean;
+  as_of: AsOf;
+}
+
+/**
+ * Debits and credits per ledger account from the journal up to `at`. Every amount is a sum across
+ * accounts, unbounded: summed exactly in SQL in two parts (./exact.ts), finished in BigInt, and
+ * answered as decimal strings. D1 returns one row per ledger account (five at most).
+ */
+export async function trialBalanceReport(db: D1Database, at: string): Promise<TrialBalanceReport> {
   const [lines, freshness] = await Promise.all([
     db
       .prepare(
-        `SELECT ledger_account, SUM(debit) AS debit, SUM(credit) AS credit FROM journal_entries
-         WHERE created_at <= ? GROUP BY ledger_account ORDER BY ledger_account`,
+        `SELECT ledger_account, ${exactSumColumns("debit", "debit")}, ${exactSumColumns("credit", "credit")}
+         FROM journal_entries WHERE created_at <= ? GROUP BY ledger_account ORDER BY ledger_account`,
       )
       .bind(at)
-      .all<{ ledger_account: string; debit: number; credit: number }>(),
+      .all<Row & { ledger_account: string }>(),
     asOf(db),
   ]);
-  const data = lines.results.map((l) => ({ ...l, net_debit: l.debit - l.credit }));
-  const total_debit = data.reduce((sum, l) => sum + l.debit, 0);
-  const total_credit = data.reduce((sum, l) => sum + l.credit, 0);
-  return { at, data, total_debit, total_credit, balanced: total_debit === total_credit, as_of: freshness };
+  let totalDebit = 0n;
+  let totalCredit = 0n;
+  const data = lines.results.map((l) => {
+    const debit = exactSum(l, "debit");
+    const credit = exactSum(l, "credit");
+    totalDebit += debit;
+    totalCredit += credit;
+    return {
+      ledger_account: l.ledger_account,
+      debit: decimal(debit),
+      credit: decimal(credit),
+      net_debit: decimal(debit - credit),
+    };
+  });
+  return {
+    at,
+    data,
+    total_debit: decimal(totalDebit),
+    total_credit: decimal(totalCredit),
+    balanced: totalDebit === totalCredit,
+    as_of: freshness,
+  };
 }

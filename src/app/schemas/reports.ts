@@ -79,20 +79,14 @@ export const ReportPage = z
  * Per-account amounts (a balance, an event's amount) stay JSON integers. See docs/api.md#reports.
  */
 const DECIMAL_PATTERN = /^-?\d+$/;
-export const DecimalMinor = z
-  .string()
-  .regex(DECIMAL_PATTERN)
-  .openapi("DecimalMinor", {
-    description: "Integer minor units as a decimal string, exact beyond 2^53.",
-    example: "18446744073709551616",
-  });
-export const DecimalCount = z
-  .string()
-  .regex(DECIMAL_PATTERN)
-  .openapi("DecimalCount", {
-    description: "A non-negative integer count (tokens) as a decimal string, exact beyond 2^53.",
-    example: "9300000000000",
-  });
+export const DecimalMinor = z.string().regex(DECIMAL_PATTERN).openapi("DecimalMinor", {
+  description: "Integer minor units as a decimal string, exact beyond 2^53.",
+  example: "18446744073709551616",
+});
+export const DecimalCount = z.string().regex(DECIMAL_PATTERN).openapi("DecimalCount", {
+  description: "A non-negative integer count (tokens) as a decimal string, exact beyond 2^53.",
+  example: "9300000000000",
+});
 
 const usageKey = z.string().nullable().openapi({ description: "The group's key; null when the charges have none." });
 export const UsageReportRow = z
@@ -129,8 +123,7 @@ export const TrialBalance = z
     as_of: AsOfSchema,
   })
   .openapi("TrialBalance", {
-    description:
-      "Debits and credits per ledger account. Every amount is a total across accounts: a decimal string.",
+    description: "Debits and credits per ledger account. Every amount is a total across accounts: a decimal string.",
   });
 
 export const ProjectionStatusSchema = z
