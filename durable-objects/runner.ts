@@ -39,7 +39,10 @@ export class CommandRunner {
   ) {}
 
   run(command: Command, nowMs: number): ExecuteResult {
-    this.settleDue(nowMs, specOf(command).reads(command).reservation_ids);
+    // Reservation and charge ids share one namespace (a capture is the charge `reservation_id`):
+    // a refund of a capture-on-expiry hold that is due must find the hold settled first.
+    const reads = specOf(command).reads(command);
+    this.settleDue(nowMs, [...reads.reservation_ids, ...reads.charge_ids]);
     const state = this.store.loadSlice(command);
     const decision = decide(command, state, nowMs);
     switch (decision.outcome) {

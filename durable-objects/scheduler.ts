@@ -93,14 +93,16 @@ export class ExpiryScheduler {
 
   restore(saved: ReturnType<ExpiryScheduler["memory"]>): void {
     this.nextExpiryMs = saved.nextExpiryMs;
-    // A rolled-back setAlarm may or may not have happened: believing the earlier time is safe
-    // (a spurious wake re-arms), believing a later one is not.
+    // A rolled-back setAlarm may or may not have happened. `ensureAlarm` skips setting an alarm
+    // it believes is already early enough, so believing an earlier time than the real one could
+    // leave a hold uncovered; believing the later one (or none) only costs a spurious setAlarm.
     this.alarmAtMs =
-      saved.alarmAtMs === null || this.alarmAtMs === null ? null : Math.min(saved.alarmAtMs, this.alarmAtMs);
+      saved.alarmAtMs === null || this.alarmAtMs === null ? null : Math.max(saved.alarmAtMs, this.alarmAtMs);
   }
 
-  /** For verify: the alarm must not be later than the earliest open expiry. */
-  alarmCovers(earliestOpenExpiryMs: number): boolean {
-    return this.alarmAtMs !== null && this.alarmAtMs <= earliestOpenExpiryMs;
+  /** For verify: the alarm the runtime really holds (not our belief) must cover the earliest open expiry. */
+  async alarmCovers(earliestOpenExpiryMs: number): Promise<{ ok: boolean; alarmAtMs: number | null }> {
+    const alarmAtMs = await this.storage.getAlarm();
+    return { ok: alarmAtMs !== null && alarmAtMs <= earliestOpenExpiryMs, alarmAtMs };
   }
 }

@@ -87,6 +87,12 @@ export function migrate(sql: SqlStorage): void {
   const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
   let version = row?.version ?? 0;
   if (row === undefined) sql.exec("INSERT INTO _schema (version) VALUES (0)");
+  // A newer schema than this code knows (a rollback of the Worker): refuse to serve rather than
+  // read it with older rules. An older Worker would look keys up in their old spelling, miss
+  // them, and apply a retried operation twice.
+  if (version > MIGRATIONS.length) {
+    throw new Error(`account schema ${version} is newer than this code's ${MIGRATIONS.length}: refusing to start`);
+  }
   while (version < MIGRATIONS.length) {
     const migration = MIGRATIONS[version];
     if (typeof migration === "function") migration(sql);

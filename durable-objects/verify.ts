@@ -87,7 +87,8 @@ export async function verifyAccount(
   });
   const problems = failure === null ? [] : [failure.problem];
   if (failure === null && store.account !== null && store.account.last_seq === head) {
-    compareRows(store, scheduler, state, problems);
+    const open = compareRows(store, state, problems);
+    await checkAlarm(scheduler, open, problems);
   }
   return {
     ok: problems.length === 0,
@@ -133,7 +134,7 @@ async function verifyStreaming(store: AccountStore, head: number): Promise<Verif
   };
 }
 
-function compareRows(store: AccountStore, scheduler: ExpiryScheduler, state: LedgerState, problems: string[]): void {
+function compareRows(store: AccountStore, state: LedgerState, problems: string[]): LedgerState["reservations"] {
   const same = (what: string, a: unknown, b: unknown) => {
     if (JSON.stringify(a) !== JSON.stringify(b)) {
       problems.push(`${what}: log says ${JSON.stringify(a)}, snapshot says ${JSON.stringify(b)}`);
@@ -162,10 +163,17 @@ function compareRows(store: AccountStore, scheduler: ExpiryScheduler, state: Led
   }
   const open = [...state.reservations.values()].filter((r) => r.status === "open");
   same("open holds", [open.reduce((sum, r) => sum + r.amount, 0), open.length], [store.holds.total, store.holds.count]);
-  if (open.length > 0) {
-    const earliest = Math.min(...open.map((r) => Date.parse(r.expires_at)));
-    if (!scheduler.alarmCovers(earliest)) {
-      problems.push(`alarm ${scheduler.alarmAtMs} is later than the earliest open expiry ${earliest}`);
-    }
-  }
+  return new Map(open.map((r) => [r.reservation_id, r]));
+}
+
+/** The alarm the runtime holds must be at or before the earliest open expiry. */
+async function checkAlarm(
+  scheduler: ExpiryScheduler,
+  open: LedgerState["reservations"],
+  problems: string[],
+): Promise<void> {
+  if (open.size === 0) return;
+  const earliest = Math.min(...[...open.values()].map((r) => Date.parse(r.expires_at)));
+  const alarm = await scheduler.alarmCovers(earliest);
+  if (!alarm.ok) problems.push(`alarm ${alarm.alarmAtMs} is later than the earliest open expiry ${earliest}`);
 }

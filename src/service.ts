@@ -33,6 +33,8 @@ export type ChargeInput = OperationRawInput<"charge">;
 export type RefundInput = OperationRawInput<"refund">;
 export type CreditInput = OperationRawInput<"credit">;
 
+const noInput = () => undefined;
+
 type Result<S extends z.ZodType> = Promise<LedgerResult<z.infer<S>>>;
 
 export class LedgerService extends WorkerEntrypoint<Env> {
@@ -65,22 +67,24 @@ export class LedgerService extends WorkerEntrypoint<Env> {
   }
 
   getAccount(accountId: string): Promise<LedgerResult<AccountView>> {
-    return this.call("getAccount", { account_id: accountId }, [], async (target) =>
+    return this.call("getAccount", { account_id: accountId }, noInput, async (target) =>
       readOutcome(await accountClient(this.env, target.account_id).getAccount()),
     );
   }
 
   getReservation(accountId: string, reservationId: string): Promise<LedgerResult<ReservationView>> {
-    return this.call("getReservation", { account_id: accountId, reservation_id: reservationId }, [], async (t) =>
+    return this.call("getReservation", { account_id: accountId, reservation_id: reservationId }, noInput, async (t) =>
       readOutcome(await accountClient(this.env, t.account_id).getReservation(reservationId)),
     );
   }
 
   /** An operation of the table: its input is validated by its contract, as over HTTP. */
   private operation<T>(name: OperationName, target: Target, input: unknown): Promise<LedgerResult<T>> {
-    const errors: FieldError[] = [];
-    const body = validate(OPERATIONS[name].input, input, "input", errors);
-    return this.call(name, target, errors, (t, log) => runOperation(this.env, name, t, body, log)) as Promise<
+    let body: unknown;
+    const validateInput = (errors: FieldError[]) => {
+      body = validate(OPERATIONS[name].input, input, "input", errors);
+    };
+    return this.call(name, target, validateInput, (t, log) => runOperation(this.env, name, t, body, log)) as Promise<
       LedgerResult<T>
     >;
   }
@@ -89,13 +93,16 @@ export class LedgerService extends WorkerEntrypoint<Env> {
   private async call<T>(
     method: string,
     target: Target,
-    errors: FieldError[],
+    validateInput: (errors: FieldError[]) => void,
     run: (target: Target, log: LogFields) => Promise<Outcome<T>>,
   ): Promise<LedgerResult<T>> {
     const started = clock.now();
     const log: LogFields = { route: `rpc ${method}`, key_prefix: "service-binding" };
+    // Ids first, then the input, as the binding answered before the application layer existed.
+    const errors: FieldError[] = [];
     validate(Id, target.account_id, "account_id", errors);
     if (target.reservation_id !== undefined) validate(Id, target.reservation_id, "reservation_id", errors);
+    validateInput(errors);
     let outcome: Outcome<T>;
     if (errors.length > 0) {
       outcome = invalidOutcome(errors);

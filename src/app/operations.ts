@@ -48,7 +48,10 @@ export interface OperationContract<I extends z.ZodType, T extends CommandType> {
   reservation: boolean;
   /** The command, or a rejection raised before the account is asked (no price in effect). */
   build(input: z.infer<I>, target: Target, prices: PriceCache): Command | Outcome | Promise<Command | Outcome>;
-  /** The allowlisted log fields of a success (docs/security.md, log policy). */
+  /**
+   * The allowlisted log fields (docs/security.md, log policy): those of the command always, a
+   * rejected one included, and those of the result (`value`, null when rejected) on success.
+   */
   log(command: Extract<Command, { type: T }>, value: unknown): LogFields;
 }
 
@@ -132,13 +135,14 @@ export const OPERATIONS = {
       metadata: b.metadata ?? {},
     }),
     log: (c, value) => {
-      // A capture's context is the reservation's; its final cost is the charge's amount.
-      const settled = value as z.infer<typeof CaptureResult>;
-      const log = contextLog(settled.reservation.context);
+      // A capture's context is the reservation's, and its final cost the charge's amount: both
+      // known only from a success. The usage it reports is logged either way.
+      const settled = value as z.infer<typeof CaptureResult> | null;
+      const log = settled === null ? {} : contextLog(settled.reservation.context);
       if (c.usage.input_tokens !== undefined) log.input_tokens = c.usage.input_tokens;
       if (c.usage.output_tokens !== undefined) log.output_tokens = c.usage.output_tokens;
       if (c.usage.cached_tokens !== undefined) log.cached_tokens = c.usage.cached_tokens;
-      log.final_cost = settled.charge.amount;
+      if (settled !== null) log.final_cost = settled.charge.amount;
       return log;
     },
   }),
@@ -180,10 +184,10 @@ export const OPERATIONS = {
       context: b.context ?? {},
       metadata: b.metadata ?? {},
     }),
-    log: (c, value) => ({
-      ...contextLog(c.context),
-      final_cost: (value as z.infer<typeof ChargeResult>).charge.amount,
-    }),
+    log: (c, value) => {
+      const charged = value as z.infer<typeof ChargeResult> | null;
+      return { ...contextLog(c.context), ...(charged === null ? {} : { final_cost: charged.charge.amount }) };
+    },
   }),
   refund: operation({
     input: RefundBody,
@@ -245,7 +249,7 @@ export async function runOperation(
   const built = await buildCommand(name, input, target, new PriceCache(env.DB));
   if (!("type" in built)) return built;
   const outcome = outcomeOf(await accountClient(env, target.account_id).execute(built), statusOf(name));
-  if (outcome.ok) Object.assign(log, (OPERATIONS[name] as unknown as AnyContract).log(built, outcome.value));
+  Object.assign(log, (OPERATIONS[name] as unknown as AnyContract).log(built, outcome.ok ? outcome.value : null));
   return outcome;
 }
 

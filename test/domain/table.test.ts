@@ -85,6 +85,18 @@ describe("command table", () => {
 });
 
 describe("idempotency keys", () => {
+  it("are spelled exactly so: stored keys depend on it, and a new spelling needs a migration", () => {
+    // durable-objects/schema.ts respells stored keys from their events; changing encodeKey
+    // without adding that migration again would make every stored key unfindable.
+    expect(encodeKey({ op: "open" })).toBe('{"op":"open"}');
+    expect(encodeKey({ op: "credit", credit_id: "c" })).toBe('{"credit_id":"c","op":"credit"}');
+    expect(encodeKey({ op: "extend", reservation_id: "r", extension_id: "e" })).toBe(
+      '{"extension_id":"e","op":"extend","reservation_id":"r"}',
+    );
+    expect(encodeKey({ op: "refund", refund_id: "f" })).toBe('{"op":"refund","refund_id":"f"}');
+    expect(encodeKey({ op: "adjustment", adjustment_id: "a" })).toBe('{"adjustment_id":"a","op":"adjustment"}');
+  });
+
   it("never lets two different ids spell the same key, even with ':' inside ids", () => {
     // With "kind:id:id" both of these were "extend:r:1:x": the second extension was taken for a
     // replay of the first, on another reservation, and never applied.
