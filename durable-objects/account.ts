@@ -85,6 +85,8 @@ export class AccountDurableObject extends DurableObject<Env> {
       // Logged without any request data; the scheduler comes back later instead of throwing.
       writeLog(this.env, "error", { msg: "alarm_failed", retries, error: String(error) });
       await this.scheduler.backOff(clock.now());
+    } finally {
+      this.scheduler.rested();
     }
   }
 

@@ -20,6 +20,8 @@ export class ExpiryScheduler {
   private nextExpiryMs: number | null;
   /** The alarm we believe is scheduled. */
   alarmAtMs: number | null = null;
+  /** True while the alarm handler runs: the runtime has consumed the alarm and it re-arms at the end. */
+  private waking = false;
 
   constructor(
     private readonly store: AccountStore,
@@ -66,8 +68,14 @@ export class ExpiryScheduler {
 
   /** The alarm fired: it is consumed, and the bound is read afresh from the rows. */
   woke(): void {
+    this.waking = true;
     this.alarmAtMs = null;
     this.nextExpiryMs = this.store.account === null ? null : this.store.earliestOpenExpiry();
+  }
+
+  /** The alarm handler finished (it re-armed through `ensureAlarm`, or threw to be retried). */
+  rested(): void {
+    this.waking = false;
   }
 
   /** Past the alarm's retry budget: stop throwing (the runtime would give up) and come back later. */
@@ -100,9 +108,16 @@ export class ExpiryScheduler {
       saved.alarmAtMs === null || this.alarmAtMs === null ? null : Math.max(saved.alarmAtMs, this.alarmAtMs);
   }
 
-  /** For verify: the alarm the runtime really holds (not our belief) must cover the earliest open expiry. */
-  async alarmCovers(earliestOpenExpiryMs: number): Promise<{ ok: boolean; alarmAtMs: number | null }> {
+  /**
+   * For verify: the alarm the runtime really holds (not our belief) must cover the earliest open
+   * expiry. The runtime reports no alarm while one is being delivered (due, or its handler
+   * running) until the handler sets the next: that alarm wakes the object, which then reads the
+   * earliest expiry from its rows and re-arms, so it covers every hold too.
+   */
+  async alarmCovers(earliestOpenExpiryMs: number, nowMs: number): Promise<{ ok: boolean; alarmAtMs: number | null }> {
     const alarmAtMs = await this.storage.getAlarm();
-    return { ok: alarmAtMs !== null && alarmAtMs <= earliestOpenExpiryMs, alarmAtMs };
+    if (alarmAtMs !== null) return { ok: alarmAtMs <= earliestOpenExpiryMs, alarmAtMs };
+    const delivering = this.waking || (this.alarmAtMs !== null && this.alarmAtMs <= nowMs);
+    return { ok: delivering, alarmAtMs };
   }
 }

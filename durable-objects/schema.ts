@@ -72,7 +72,7 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   respellOperationKeys,
 ];
 
-function respellOperationKeys(sql: SqlStorage): void {
+export function respellOperationKeys(sql: SqlStorage): void {
   const rows = sql.exec<{ key: string; seq: number }>("SELECT key, seq FROM operations").toArray();
   for (const row of rows) {
     const body = sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", row.seq).one().body;

@@ -11,6 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { ChainVerifier } from "../src/audit/verifier.mjs";
+import { clock } from "../src/clock";
 import type { LedgerEvent } from "../src/domain/events";
 import { eventKeyString } from "../src/domain/keys";
 import { EVENTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
@@ -174,6 +175,6 @@ async function checkAlarm(
 ): Promise<void> {
   if (open.size === 0) return;
   const earliest = Math.min(...[...open.values()].map((r) => Date.parse(r.expires_at)));
-  const alarm = await scheduler.alarmCovers(earliest);
+  const alarm = await scheduler.alarmCovers(earliest, clock.now());
   if (!alarm.ok) problems.push(`alarm ${alarm.alarmAtMs} is later than the earliest open expiry ${earliest}`);
 }
