@@ -10,16 +10,26 @@ export default defineConfig(async () => {
   const auditSigningKey = generateKeyPairSync("ed25519")
     .privateKey.export({ format: "der", type: "pkcs8" })
     .toString("base64");
+  // A fresh bootstrap key per run, as strong as `npm start` makes one (32 random bytes): a weak
+  // ADMIN_API_KEY makes every request answer 503. Tests read it from env.ADMIN_API_KEY.
+  const adminApiKey = `oel_admin_${randomBytes(32).toString("base64url")}`;
   return {
     plugins: [
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
         remoteBindings: false,
         miniflare: {
-          // A small per-key limit so that tests can reach it (wrangler.toml has the real one).
-          ratelimits: { RATE_LIMITER: { namespace_id: "1001", simple: { limit: 25, period: 60 } } },
+          // Small limits so that tests can reach them (wrangler.toml has the real ones); each test
+          // file has its own limiter state. The bootstrap key's limit stays far above what any test
+          // file sends with it (the most, the fuzz test at its default 400 runs, sends about 650;
+          // a deep FUZZ_RUNS hunt may reach it and see 429s, which the fuzz test accepts).
+          ratelimits: {
+            RATE_LIMITER: { namespace_id: "1001", simple: { limit: 25, period: 60 } },
+            BOOTSTRAP_RATE_LIMITER: { namespace_id: "1002", simple: { limit: 10_000, period: 60 } },
+            AUTH_FAILURE_LIMITER: { namespace_id: "1003", simple: { limit: 10, period: 60 } },
+          },
           bindings: {
-            ADMIN_API_KEY: "test-admin-key",
+            ADMIN_API_KEY: adminApiKey,
             AUDIT_SIGNING_KEY: auditSigningKey,
             CONFIG_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
             // Flush at once, so tests see D1 move command by command.

@@ -27,7 +27,8 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = join(ROOT, "bench/.work");
 const DURATION_SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = 64;
-const ADMIN_KEY = process.env.BENCH_ADMIN_KEY ?? `bench_${randomBytes(16).toString("hex")}`;
+// A strong key: the ledger refuses to serve with a weak ADMIN_API_KEY (docs/security.md).
+const ADMIN_KEY = process.env.BENCH_ADMIN_KEY ?? `bench_${randomBytes(32).toString("base64url")}`;
 const quick = process.argv.includes("--quick");
 
 const requireFromWrangler = createRequire(require_resolve("wrangler"));
@@ -78,8 +79,12 @@ async function serve(state = "state") {
       // One log line per request is the log policy; printing them here would measure the terminal.
       handleStructuredLogs: () => undefined,
       unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-      // The benchmark drives one key far past any production per-key limit.
-      ratelimits: { RATE_LIMITER: { namespace_id: "1001", simple: { limit: 100_000_000, period: 60 } } },
+      // The benchmark drives the bootstrap key far past any production limit.
+      ratelimits: {
+        RATE_LIMITER: { namespace_id: "1001", simple: { limit: 100_000_000, period: 60 } },
+        BOOTSTRAP_RATE_LIMITER: { namespace_id: "1002", simple: { limit: 100_000_000, period: 60 } },
+        AUTH_FAILURE_LIMITER: { namespace_id: "1003", simple: { limit: 120, period: 60 } },
+      },
     }),
   );
   await mf.ready;

@@ -14,8 +14,16 @@ const PORT = process.env.PORT ?? "8787";
 const DEV_VARS = resolve(".dev.vars");
 const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };
 
+/**
+ * The shortest ADMIN_API_KEY the ledger serves with (ADMIN_API_KEY_LENGTH_MIN in
+ * src/security/api-keys.ts, which also refuses repeated or low-entropy keys): shorter, every
+ * request answers 503 service_misconfigured.
+ */
+const ADMIN_API_KEY_LENGTH_MIN = 43;
+
 /** Secrets the local ledger needs, each generated once. */
 const GENERATED_SECRETS = {
+  // 32 random bytes (53 characters with the prefix): passes the ledger's bootstrap-key check.
   ADMIN_API_KEY: () => `oel_admin_${randomBytes(32).toString("base64url")}`,
   // 32 random bytes that encrypt configuration secrets at rest.
   CONFIG_ENCRYPTION_KEY: () => randomBytes(32).toString("base64"),
@@ -31,6 +39,13 @@ function ensureDevVars() {
     const prefix = existing.length > 0 && !existing.endsWith("\n") ? "\n" : "";
     appendFileSync(DEV_VARS, `${prefix}${name}=${make()}\n`, { mode: 0o600 });
     console.log(`start: generated ${name} into ${DEV_VARS} (git-ignored; read it there)`);
+  }
+  const admin = /^ADMIN_API_KEY=(.*)$/m.exec(readFileSync(DEV_VARS, "utf8"))?.[1] ?? "";
+  if (admin.length < ADMIN_API_KEY_LENGTH_MIN) {
+    console.error(
+      `start: ADMIN_API_KEY in ${DEV_VARS} is shorter than ${ADMIN_API_KEY_LENGTH_MIN} characters; the ledger would ` +
+        "answer 503 to every request. Delete that line and run npm start again to generate a strong one.",
+    );
   }
   console.log(`start: local secrets are in ${DEV_VARS}`);
 }

@@ -5,7 +5,8 @@ import { expect, onTestFinished } from "vitest";
 import { ManualClock, useClock } from "../src/clock";
 import { checkResponse } from "./http/conformance";
 
-export const ADMIN_KEY = "test-admin-key";
+/** The bootstrap key: a strong one generated per run by vitest.config.ts (ADMIN_API_KEY binding). */
+export const ADMIN_KEY = env.ADMIN_API_KEY;
 export const AUTH = { authorization: `Bearer ${ADMIN_KEY}` };
 
 export interface ApiResponse {

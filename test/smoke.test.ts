@@ -1,9 +1,9 @@
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 
 describe("smoke", () => {
   it("opens an account and reads it", async () => {
-    const auth = { authorization: "Bearer test-admin-key", "content-type": "application/json" };
+    const auth = { authorization: `Bearer ${env.ADMIN_API_KEY}`, "content-type": "application/json" };
     const open = await exports.default.fetch("http://ledger/v1/accounts", {
       method: "POST",
       headers: auth,

@@ -16,6 +16,7 @@ import { EventsPage, EventsQuery } from "../app/schemas/audit";
 import { BatchBody, BatchResultSchema } from "../app/schemas/batch";
 import { ReservationResponse } from "../app/schemas/money";
 import type { Scope } from "../security/api-keys";
+import { requireItemScopes } from "./auth";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
 import { problemOf, respond } from "./respond";
@@ -72,7 +73,7 @@ const OPERATION_ROUTES: OperationRoute[] = [
     path: `${ACCOUNT}/credits`,
     operationId: "creditAccount",
     tag: "Money",
-    scope: "ledger:write",
+    scope: "ledger:fund",
     summary: "Credit funds (top-up)",
     errors: MONEY_ERRORS,
   },
@@ -148,7 +149,7 @@ const OPERATION_ROUTES: OperationRoute[] = [
     path: `${ACCOUNT}/refunds`,
     operationId: "refundCharge",
     tag: "Money",
-    scope: "ledger:write",
+    scope: "ledger:refund",
     summary: "Refund (part of) a charge or a captured reservation",
     errors: [...MONEY_ERRORS, "charge_not_found", "refund_exceeds_charge"],
   },
@@ -163,6 +164,12 @@ const OPERATION_ROUTES: OperationRoute[] = [
     errors: MONEY_ERRORS,
   },
 ];
+
+/** The scope of each operation's single call, which a batch item of that operation needs too. */
+const OPERATION_SCOPE = Object.fromEntries(OPERATION_ROUTES.map((r) => [r.operation, r.scope])) as Record<
+  OperationName,
+  Scope
+>;
 
 const SUCCESS_DESCRIPTION: Record<OperationName, string> = {
   open: "The new account.",
@@ -272,13 +279,20 @@ function registerBatchRoute(app: OpenAPIHono<AppEnv>): void {
       scope: "ledger:write",
       summary: "Up to 1,000 operations for one account, decided in order and committed in one transaction",
       description:
-        "Each result has the status and body of the single call. A rejected item does not stop the others unless `atomic` is true, in which case any rejection commits nothing (the other items answer batch_aborted).",
+        "Needs ledger:write, and each item its single call's scope (ledger:fund for a credit, ledger:refund for a refund), all checked before anything runs. Each result has the status and body of the single call. A rejected item does not stop the others unless `atomic` is true, in which case any rejection commits nothing (the other items answer batch_aborted).",
       params: AccountParams,
       body: BatchBody,
       success: { status: 200, schema: BatchResultSchema, description: "One result per operation, in order." },
       errors: ["account_not_found"],
     },
     async (c, { params, body }) => {
+      // The route needs ledger:write; each item also needs its single call's scope, before any runs.
+      const items = body.operations.map((o, i) => ({
+        scope: OPERATION_SCOPE[o.op],
+        item: `operations[${i}]: ${o.op}`,
+      }));
+      const refused = requireItemScopes(c, items);
+      if (refused !== null) return refused;
       const outcome = await runBatch(c.env, params.account_id, body);
       const results = outcome.results.map((r) =>
         r.ok

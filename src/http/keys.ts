@@ -32,6 +32,7 @@ function registerCreateApiKey(app: OpenAPIHono<AppEnv>): void {
       operationId: "createApiKey",
       tag: "Keys",
       scope: "admin",
+      accounts: () => null, // keys are everyone's: refused to a key restricted to one account
       summary: "Create an API key (its secret is returned exactly once)",
       body: ApiKeyCreateBody,
       success: { status: 201, schema: ApiKeyCreated, description: "The key's record and its secret." },
@@ -57,6 +58,7 @@ function registerListApiKeys(app: OpenAPIHono<AppEnv>): void {
       operationId: "listApiKeys",
       tag: "Keys",
       scope: "admin",
+      accounts: () => null, // keys are everyone's: refused to a key restricted to one account
       summary: "List API keys (never their secrets)",
       query: ApiKeyListQuery,
       success: { status: 200, schema: ApiKeyList, description: "A page of keys." },
@@ -82,6 +84,7 @@ function registerRevokeApiKey(app: OpenAPIHono<AppEnv>): void {
       operationId: "revokeApiKey",
       tag: "Keys",
       scope: "admin",
+      accounts: () => null, // keys are everyone's: refused to a key restricted to one account
       summary: "Revoke an API key (effective within seconds everywhere)",
       params: ApiKeyParams,
       success: { status: 200, schema: ApiKeyRecordSchema, description: "The revoked key." },

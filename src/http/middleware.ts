@@ -8,6 +8,7 @@ import { problem } from "../app/problems";
 import { clock } from "../clock";
 import { writeLog } from "../observability/log";
 import { writeRequestLog } from "../observability/request-log";
+import { bootstrapKeyProblem } from "../security/api-keys";
 import { ConfigKeyError, loadConfigKeys } from "../security/secrets";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
@@ -81,19 +82,32 @@ export function consoleCors(): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** The Rate Limiting bindings authentication needs (wrangler.toml [[ratelimits]]). */
+const LIMITER_BINDINGS = ["RATE_LIMITER", "BOOTSTRAP_RATE_LIMITER", "AUTH_FAILURE_LIMITER"] as const;
+
 /**
- * Refuses to serve with a missing or weak CONFIG_ENCRYPTION_KEY (or previous key): the check
- * runs on the isolate's first request and is cached, so a bad key stops the service at start
- * instead of at the first secret it would have to protect. The message names the variable,
- * never its value.
+ * Refuses to serve with a missing or weak CONFIG_ENCRYPTION_KEY (or previous key), a weak
+ * bootstrap ADMIN_API_KEY (bootstrapKeyProblem, src/security/api-keys.ts) or a missing rate
+ * limiter binding: the checks run on every request (their verdicts are cached per isolate), so a
+ * bad key stops the service at start instead of at the first secret it would have to protect or
+ * the first guess at the admin key. The message names the variable, never its value.
  */
 export function requireConfigKeys(): MiddlewareHandler<AppEnv> {
   return async function requireConfigKeysMiddleware(c, next) {
-    try {
-      await loadConfigKeys(c.env);
-    } catch (error) {
-      if (!(error instanceof ConfigKeyError)) throw error;
-      writeLog(c.env, "error", { msg: "configuration_refused", error: error.message });
+    let refused: string | null = bootstrapKeyProblem(c.env.ADMIN_API_KEY);
+    // Authentication cannot limit without its limiters: a clear 503 rather than a 500 per request.
+    const limiter = LIMITER_BINDINGS.find((name) => typeof c.env[name]?.limit !== "function");
+    if (refused === null && limiter !== undefined) refused = `${limiter} (a [[ratelimits]] binding) is not configured`;
+    if (refused === null) {
+      try {
+        await loadConfigKeys(c.env);
+      } catch (error) {
+        if (!(error instanceof ConfigKeyError)) throw error;
+        refused = error.message;
+      }
+    }
+    if (refused !== null) {
+      writeLog(c.env, "error", { msg: "configuration_refused", error: refused });
       return problemResponse(
         c,
         problem("service_misconfigured", "The service is not configured correctly; see its logs.", {

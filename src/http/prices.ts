@@ -18,7 +18,8 @@ export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
       operationId: "publishPrice",
       tag: "Prices",
       scope: "admin",
-      accounts: () => "any",
+      // Prices apply to every tenant: refused to any key restricted to one account.
+      accounts: () => null,
       summary: "Publish a price (rules per unit) effective from now or a later time",
       description:
         "Append-only: a rule supersedes the previous one for the same service, provider, model and unit from its effective_from. Never backdated.",

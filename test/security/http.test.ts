@@ -143,6 +143,35 @@ describe("log policy", () => {
   });
 });
 
+describe("log policy for strangers", () => {
+  it("logs a refused stranger (401, then 429 past its address's failure budget) without its token or address", async () => {
+    const address = "192.0.2.201";
+    const token = "oel_0123abcd_SECRET-STRANGER-TOKENxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    const statuses: number[] = [];
+    const lines = await captureLogs(async () => {
+      for (let i = 0; i < 40 && !statuses.includes(429); i++) {
+        const response = await exports.default.fetch("http://ledger.test/v1/reports/balances", {
+          headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": address },
+        });
+        await response.arrayBuffer();
+        statuses.push(response.status);
+      }
+    });
+    expect(statuses[0]).toBe(401);
+    expect(statuses.at(-1)).toBe(429);
+    const requestLines = lines.filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l));
+    expect(requestLines.map((l) => l.status)).toEqual(statuses);
+    for (const line of requestLines) {
+      for (const field of Object.keys(line)) expect(ALLOWED_LOG_FIELDS.has(field), field).toBe(true);
+      expect(line.key_prefix).toBeUndefined();
+    }
+    expect(requestLines.at(-1)).toMatchObject({ status: 429, error_code: "rate_limited" });
+    const everything = lines.join("\n");
+    expect(everything).not.toContain("SECRET-STRANGER-TOKEN");
+    expect(everything).not.toContain(address);
+  });
+});
+
 describe("console CORS", () => {
   const console_ = "https://console.open4x.com";
   const call = (method: string, path: string, headers: Record<string, string>) =>

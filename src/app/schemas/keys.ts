@@ -7,7 +7,20 @@ export const ApiKeyCreateBody = z
   .strictObject({
     name: z.string().min(1).max(KEY_NAME_LENGTH_MAX),
     scopes: z.array(z.enum(SCOPES)).min(1).max(SCOPES.length),
-    account_id: Id.optional().openapi({ description: "Restrict the key to this one account." }),
+    account_id: Id.optional().openapi({
+      description: "Restrict the key to this one account. Never with the `admin` scope.",
+    }),
+  })
+  // An admin key acts for every tenant: restricting it to one account would be a contradiction
+  // that used to let a tenant's key publish prices and raise its own limits.
+  .superRefine((body, ctx) => {
+    if (body.account_id !== undefined && body.scopes.includes("admin")) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["account_id"],
+        message: "an admin key cannot be restricted to one account",
+      });
+    }
   })
   .openapi("ApiKeyCreateRequest");
 
