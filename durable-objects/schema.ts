@@ -70,6 +70,12 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   // with the unambiguous encoding of src/domain/keys.ts; the rows written are bounded by the
   // keys an account holds, and the migration runs once, inside the start-up transaction.
   respellOperationKeys,
+  `
+  -- The rollups' current rows (src/projection/rollups.ts), kept in the cursor row so that one
+  -- write per flush records both, atomically. NULL on a cursor projected before rollups existed:
+  -- the projector then rebuilds the read side once (src/projection/projector.ts).
+  ALTER TABLE projection ADD COLUMN rollups TEXT;
+  `,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {

@@ -6,16 +6,27 @@ export interface Env {
   ACCOUNTS: DurableObjectNamespace<AccountDurableObject>;
   /** The read side (reports); filled by the projection. */
   DB: D1Database;
-  /** Bootstrap admin bearer token (a secret: `wrangler secret put ADMIN_API_KEY`). */
+  /**
+   * Bootstrap admin bearer token (a secret: `wrangler secret put ADMIN_API_KEY`); 32+ random bytes
+   * (ADMIN_API_KEY_LENGTH_MIN characters and more), else every request answers 503.
+   */
   ADMIN_API_KEY: string;
   /** Milliseconds a projection flush waits to gather a busy account's events (0: flush at once). */
   PROJECTION_COALESCE_MS?: string;
+  /** Raw events D1 keeps, in days and in estimated bytes; hourly rollups kept, in days (src/projection/retention.ts). */
+  RAW_EVENTS_WINDOW_DAYS?: string;
+  RAW_EVENTS_WINDOW_BYTES_MAX?: string;
+  ROLLUPS_HOURLY_RETENTION_DAYS?: string;
   /** Verification by full fold up to this many events, streaming beyond (default 100,000). */
   VERIFY_FULL_FOLD_EVENTS_MAX?: string;
   /** "0" silences the log lines (the test suite's default; docs/operations.md, "Test knobs"). */
   LOG_REQUESTS?: string;
   /** Per-key request limiter (wrangler.toml [[ratelimits]]). */
   RATE_LIMITER: RateLimit;
+  /** The bootstrap key's own, higher request limit (wrangler.toml [[ratelimits]]). */
+  BOOTSTRAP_RATE_LIMITER: RateLimit;
+  /** Failed authentications per client address (wrangler.toml [[ratelimits]]; src/http/auth.ts). */
+  AUTH_FAILURE_LIMITER: RateLimit;
   /** The console's origin, the only one allowed to read from a browser (CORS). */
   CONSOLE_ORIGIN?: string;
   /** Encrypts configuration secrets at rest (src/security/secrets.ts); 32+ random bytes, base64. */

@@ -4,11 +4,16 @@
  */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { problem } from "../app/problems";
+import { AccountParams } from "../app/schemas/accounts";
 import {
   BalancesReportQuery,
   RefundsReportQuery,
   ReportPage,
   ReservationsReportQuery,
+  StatementQuery,
+  StatementSchema,
   TransactionsReportQuery,
   TrialBalance,
   TrialBalanceQuery,
@@ -16,16 +21,35 @@ import {
   UsageReportQuery,
 } from "../app/schemas/reports";
 import { clock } from "../clock";
-import {
-  balancesReport,
-  refundsReport,
-  reservationsReport,
-  transactionsReport,
-  trialBalanceReport,
-  usageReport,
-} from "../reports/queries";
+import { retentionConfig } from "../projection/retention";
+import { hourlyKeptFrom } from "../reports/periods";
+import { balancesReport, refundsReport, reservationsReport, transactionsReport } from "../reports/queries";
+import { ReportRangeError, trialBalanceReport, usageReport } from "../reports/rollups";
+import { statementReport } from "../reports/statement";
 import type { AppEnv } from "./context";
+import { problemResponse } from "./problem";
 import { defineRoute } from "./route";
+
+/** The first hour whose hourly rollups are certainly kept (reports over rollups need it). */
+function keptFrom(c: Context<AppEnv>, nowMs: number): string {
+  return hourlyKeptFrom(nowMs, retentionConfig(c.env).hourlyRetentionDays);
+}
+
+/** Runs a report over the rollups; a period they cannot answer is the client's invalid_request. */
+async function overRollups(c: Context<AppEnv>, run: () => Promise<Response>): Promise<Response> {
+  try {
+    return await run();
+  } catch (error) {
+    if (!(error instanceof ReportRangeError)) throw error;
+    return problemResponse(
+      c,
+      problem("invalid_request", "The rollups cannot answer this period; see `errors`.", {
+        errors: [{ field: `query.${error.field}`, message: error.message }],
+        instance: c.req.path,
+      }),
+    );
+  }
+}
 
 const page = { status: 200, schema: ReportPage, description: "A page of rows, the next cursor and `as_of`." };
 
@@ -36,6 +60,7 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
   registerReportReservations(app);
   registerReportRefunds(app);
   registerReportTrialBalance(app);
+  registerStatement(app);
 }
 
 function registerReportBalances(app: OpenAPIHono<AppEnv>): void {
@@ -93,7 +118,8 @@ function registerReportUsage(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: UsageReportPage, description: "A page of groups (sums as decimal strings)." },
       errors: [],
     },
-    async (c, { query }) => c.json(await usageReport(c.env.DB, query)),
+    async (c, { query }) =>
+      overRollups(c, async () => c.json(await usageReport(c.env.DB, query, keptFrom(c, clock.now())))),
   );
 }
 
@@ -149,6 +175,40 @@ function registerReportTrialBalance(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: TrialBalance, description: "The trial balance at `at` (default now)." },
       errors: [],
     },
-    async (c, { query }) => c.json(await trialBalanceReport(c.env.DB, query.at ?? new Date(clock.now()).toISOString())),
+    async (c, { query }) =>
+      overRollups(c, async () => {
+        const now = clock.now();
+        return c.json(await trialBalanceReport(c.env.DB, query.at ?? null, now, keptFrom(c, now)));
+      }),
+  );
+}
+
+function registerStatement(app: OpenAPIHono<AppEnv>): void {
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/accounts/{account_id}/statement",
+      operationId: "getStatement",
+      tag: "Reports",
+      scope: "ledger:read",
+      summary: "An account's statement for a period: opening balance, movements by kind, closing balance",
+      params: AccountParams,
+      query: StatementQuery,
+      success: { status: 200, schema: StatementSchema, description: "The statement for [from, to), from the rollups." },
+      errors: ["account_not_found"],
+    },
+    async (c, { params, query }) =>
+      overRollups(c, async () => {
+        const kept = keptFrom(c, clock.now());
+        const statement = await statementReport(c.env.DB, params.account_id, query.from, query.to, kept);
+        if (statement !== null) return c.json(statement);
+        return problemResponse(
+          c,
+          problem("account_not_found", "The read side has no such account (or has not projected it yet).", {
+            instance: c.req.path,
+          }),
+        );
+      }),
   );
 }

@@ -8,11 +8,18 @@
  * The cursor only moves forward, after D1 confirmed the batch; D1 writes are idempotent, so a
  * batch that D1 applied but whose answer was lost is simply applied again. A failed flush
  * leaves the cursor, counts the failure and asks the alarm to retry with exponential backoff.
+ *
+ * Each batch also carries the rollups (./rollups.ts): the flush folds its events into the hour
+ * and day buckets they touch, starting from the current rows kept in the cursor row, and sends
+ * those rows' absolute values with the batch. The new current rows are written with the cursor,
+ * in the same row, only after D1 confirmed: one SQLite row per flush, however many buckets, and
+ * the kept rows always equal the fold of the log up to the cursor.
  */
 import { clock } from "../clock";
 import type { LedgerEvent } from "../domain/events";
 import type { AccountState } from "../domain/state";
-import { accountStatement, deleteAccountStatements, eventStatements } from "./d1";
+import { accountStatement, deleteAccountStatements, eventStatements, rollupStatements } from "./d1";
+import { decodeRollupState, encodeRollupState, foldRollups, type RollupState } from "./rollups";
 
 /** Events per D1 batch (each event is one or two statements). */
 export const PROJECTION_BATCH_EVENTS_MAX = 100;
@@ -49,6 +56,13 @@ export class Projector {
   private failures = 0;
   private retryAtMs: number | null = null;
   private running: Promise<void> | null = null;
+  /** The rollups' current rows, as of `projectedSeq`. */
+  private rollups: RollupState = new Map();
+  /**
+   * The cursor predates rollups (projected without them): the next flush rebuilds the account's
+   * read side from seq 1, once, as a reprojection does.
+   */
+  private rebuildPending = false;
   /** SQLite rows written for the cursor (the runtime's own counter). */
   rowsWritten = 0;
   /** D1 rows written by the projection, and events it projected (D1's own meta.rows_written). */
@@ -62,19 +76,21 @@ export class Projector {
   ) {
     this.sink = (statements) => db.batch(statements);
     const row = sql
-      .exec<{ projected_seq: number; failures: number; retry_at_ms: number | null }>(
-        "SELECT projected_seq, failures, retry_at_ms FROM projection WHERE id = 1",
+      .exec<{ projected_seq: number; failures: number; retry_at_ms: number | null; rollups: string | null }>(
+        "SELECT projected_seq, failures, retry_at_ms, rollups FROM projection WHERE id = 1",
       )
       .toArray()[0];
     if (row !== undefined) {
       this.projectedSeq = row.projected_seq;
       this.failures = row.failures;
       this.retryAtMs = row.retry_at_ms;
+      if (row.rollups !== null) this.rollups = decodeRollupState(row.rollups);
+      else this.rebuildPending = row.projected_seq > 0;
     }
   }
 
   behind(): boolean {
-    return this.projectedSeq < (this.source.account()?.last_seq ?? 0);
+    return this.rebuildPending || this.projectedSeq < (this.source.account()?.last_seq ?? 0);
   }
 
   /**
@@ -109,7 +125,8 @@ export class Projector {
   /** Starts a flush, or joins the one running. Never rejects: failures become retries. */
   flush(): Promise<void> {
     if (this.running === null) {
-      this.running = this.loop(PROJECTION_BATCHES_PER_RUN_MAX, false).finally(() => {
+      const mode = this.rebuildPending ? "upgrade" : "flush";
+      this.running = this.loop(PROJECTION_BATCHES_PER_RUN_MAX, mode).finally(() => {
         this.running = null;
       });
     }
@@ -122,7 +139,7 @@ export class Projector {
    */
   async reproject(): Promise<ProjectionStatus> {
     while (this.running !== null) await this.running;
-    const rebuild = this.loop(Number.POSITIVE_INFINITY, true);
+    const rebuild = this.loop(Number.POSITIVE_INFINITY, "rebuild");
     // Commands that ask for a flush meanwhile join this run; they must never see its error.
     this.running = rebuild
       .catch(() => undefined)
@@ -133,28 +150,29 @@ export class Projector {
     return this.status(clock.now());
   }
 
-  private async loop(batchesMax: number, rebuild: boolean): Promise<void> {
+  /**
+   * Writes up to `batchesMax` batches. "rebuild" and "upgrade" start over from seq 1, deleting
+   * the account's D1 rows in the first batch; a failed "rebuild" (the admin route) throws, a
+   * failed flush or "upgrade" becomes a retry.
+   */
+  private async loop(batchesMax: number, mode: "flush" | "rebuild" | "upgrade"): Promise<void> {
+    const rebuild = mode !== "flush";
     let from = rebuild ? 0 : this.projectedSeq;
     for (let batch = 0; batch < batchesMax; batch++) {
       const account = this.source.account();
-      if (account === null || (from >= account.last_seq && !(rebuild && batch === 0))) return;
+      const first = rebuild && batch === 0;
+      if (account === null || (from >= account.last_seq && !first)) return;
       const events = this.source.eventsAfter(from, PROJECTION_BATCH_EVENTS_MAX);
-      const statements = rebuild && batch === 0 ? deleteAccountStatements(this.db, account.account_id) : [];
-      for (const event of events) statements.push(...eventStatements(this.db, account.account_id, event));
-      const last = events.at(-1);
-      // The snapshot belongs to the head: only the batch that reaches it carries the account row.
-      const reachesHead = last === undefined || last.seq === account.last_seq;
-      if (reachesHead) statements.push(accountStatement(this.db, account, clock.now()));
+      let rollups: RollupState;
       try {
-        const results = (await this.sink(statements)) as D1Result[] | undefined;
-        for (const r of results ?? []) this.d1RowsWritten += r?.meta?.rows_written ?? 0;
-        this.eventsProjected += events.length;
+        rollups = await this.send(account, events, first ? new Map() : this.rollups, first);
       } catch (error) {
         this.failed(error);
         this.source.wake();
-        if (rebuild) throw error;
+        if (mode === "rebuild") throw error;
         return;
       }
+      const last = events.at(-1);
       if (last !== undefined) {
         from = last.seq;
         // A rebuild deleted the account's rows first: D1 now holds exactly the events up to this
@@ -162,6 +180,8 @@ export class Projector {
         // flush resumes from here instead of skipping the rows the rebuild removed.
         this.projectedSeq = rebuild ? last.seq : Math.max(this.projectedSeq, last.seq);
       }
+      this.rollups = rollups;
+      this.rebuildPending = false;
       this.failures = 0;
       this.retryAtMs = null;
       this.persist();
@@ -172,6 +192,28 @@ export class Projector {
       this.persist();
       this.source.wake();
     }
+  }
+
+  /** Sends one batch (events, rollups, and the account row if it reaches the head); returns the new rollup rows. */
+  private async send(
+    account: AccountState,
+    events: LedgerEvent[],
+    rollups: RollupState,
+    deleteFirst: boolean,
+  ): Promise<RollupState> {
+    const statements = deleteFirst ? deleteAccountStatements(this.db, account.account_id) : [];
+    for (const event of events) statements.push(...eventStatements(this.db, account.account_id, event));
+    const folded = foldRollups(rollups, events);
+    statements.push(...rollupStatements(this.db, account.account_id, folded.touched));
+    const last = events.at(-1);
+    // The snapshot belongs to the head: only the batch that reaches it carries the account row.
+    if (last === undefined || last.seq === account.last_seq) {
+      statements.push(accountStatement(this.db, account, clock.now()));
+    }
+    const results = (await this.sink(statements)) as D1Result[] | undefined;
+    for (const r of results ?? []) this.d1RowsWritten += r?.meta?.rows_written ?? 0;
+    this.eventsProjected += events.length;
+    return folded.state;
   }
 
   private failed(error: unknown): void {
@@ -185,10 +227,12 @@ export class Projector {
 
   private persist(): void {
     this.rowsWritten += this.sql.exec(
-      "INSERT INTO projection (id, projected_seq, failures, retry_at_ms) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET projected_seq = excluded.projected_seq, failures = excluded.failures, retry_at_ms = excluded.retry_at_ms",
+      "INSERT INTO projection (id, projected_seq, failures, retry_at_ms, rollups) VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET projected_seq = excluded.projected_seq, failures = excluded.failures, retry_at_ms = excluded.retry_at_ms, rollups = excluded.rollups",
       this.projectedSeq,
       this.failures,
       this.retryAtMs,
+      // Pending an upgrade, the rows are unknown: NULL keeps the rebuild pending across restarts.
+      this.rebuildPending ? null : encodeRollupState(this.rollups),
     ).rowsWritten;
   }
 }

@@ -1,10 +1,14 @@
 /**
  * The reports: read-only queries over the D1 read side, each with keyset pagination and the
  * projection position it reflects ("as of"). Every filter is a bound parameter.
+ *
+ * The reports here read current rows (balances, reservations) or the window of raw events
+ * (transactions, refunds), and say which range that window covers (`as_of.window`). Totals over
+ * all time (usage, trial balance, the statement) read the rollups: ./rollups.ts.
  */
 import type { LedgerEventType } from "../domain/events";
+import { RAW_EVENTS_COMPLETE_FROM_KEY } from "../projection/retention";
 import { BadCursor, type CursorKey, decodeCursor, encodeCursor } from "./cursor";
-import { decimal, exactSum, exactSumColumns } from "./exact";
 
 type Row = Record<string, unknown>;
 export interface Page<T = Row> {
@@ -21,17 +25,24 @@ export interface AsOf {
   worst_projection_lag_ms: number | null;
   /** For a one-account report: the account's projected position. */
   last_seq?: number | null;
+  /**
+   * For reports over raw events: the range D1 holds completely, from the window's start (null:
+   * since the first event; older events were pruned) to the newest projected event. Older
+   * history comes from the account's own log (`GET /v1/accounts/{id}/events`, the audit export).
+   */
+  window?: { from: string | null; to: string | null };
 }
 
-export async function asOf(db: D1Database, accountId?: string): Promise<AsOf> {
+export async function asOf(db: D1Database, accountId?: string, withWindow = false): Promise<AsOf> {
   const where = accountId === undefined ? "" : "WHERE account_id = ?";
   const row = await db
     .prepare(
       `SELECT COUNT(*) AS accounts, MAX(updated_at) AS newest_event_at, MAX(projected_at) AS last_projected_at,
-              MAX(projection_lag_ms) AS worst_projection_lag_ms, MAX(last_seq) AS last_seq FROM accounts ${where}`,
+              MAX(projection_lag_ms) AS worst_projection_lag_ms, MAX(last_seq) AS last_seq,
+              (SELECT value FROM sweep_state WHERE key = ?) AS window_from FROM accounts ${where}`,
     )
-    .bind(...(accountId === undefined ? [] : [accountId]))
-    .first<AsOf & { last_seq: number | null }>();
+    .bind(RAW_EVENTS_COMPLETE_FROM_KEY, ...(accountId === undefined ? [] : [accountId]))
+    .first<AsOf & { last_seq: number | null; window_from: string | null }>();
   const result: AsOf = {
     accounts: row?.accounts ?? 0,
     newest_event_at: row?.newest_event_at ?? null,
@@ -39,11 +50,16 @@ export async function asOf(db: D1Database, accountId?: string): Promise<AsOf> {
     worst_projection_lag_ms: row?.worst_projection_lag_ms ?? null,
   };
   if (accountId !== undefined) result.last_seq = row?.last_seq ?? null;
+  if (withWindow) result.window = { from: row?.window_from ?? null, to: result.newest_event_at };
   return result;
 }
 
 /** Builds `(a, b) > (?, ?)` for a cursor, or nothing on the first page. */
-function after(columns: string[], cursor: string | undefined, descending = false): { sql: string; binds: CursorKey } {
+export function after(
+  columns: string[],
+  cursor: string | undefined,
+  descending = false,
+): { sql: string; binds: CursorKey } {
   if (cursor === undefined) return { sql: "", binds: [] };
   const key = decodeCursor(cursor, columns.length);
   if (key === null) throw new BadCursor("cursor");
@@ -53,20 +69,21 @@ function after(columns: string[], cursor: string | undefined, descending = false
   };
 }
 
-async function page<T extends Row>(
+export async function page<T extends Row>(
   db: D1Database,
   sql: string,
   binds: unknown[],
   limit: number,
   keyOf: (row: T) => CursorKey,
   accountId?: string,
+  withWindow = false,
 ): Promise<Page<T>> {
   const [result, freshness] = await Promise.all([
     db
       .prepare(`${sql} LIMIT ?`)
       .bind(...binds, limit + 1)
       .all<T>(),
-    asOf(db, accountId),
+    asOf(db, accountId, withWindow),
   ]);
   const rows = result.results;
   const more = rows.length > limit;
@@ -76,7 +93,7 @@ async function page<T extends Row>(
 }
 
 /** The WHERE clause of a report and its bound values, in order. */
-class Filter {
+export class Filter {
   private readonly conditions: string[] = [];
   readonly binds: unknown[] = [];
 
@@ -148,6 +165,7 @@ export async function transactionsReport(db: D1Database, q: TransactionsQuery): 
     q.limit,
     (row) => order.map((c) => row[c] as string | number),
     q.account_id,
+    true,
   );
   return { ...result, data: result.data.map(compactEvent) };
 }
@@ -160,68 +178,6 @@ function compactEvent(row: Row): Row {
     out[key] = key === "metadata" && typeof value === "string" ? JSON.parse(value) : value;
   }
   return out;
-}
-
-export const USAGE_GROUPS = {
-  day: "substr(created_at, 1, 10)",
-  account: "account_id",
-  service_id: "COALESCE(service_id, '')",
-  provider: "COALESCE(provider, '')",
-  model: "COALESCE(model, '')",
-  alias: "COALESCE(alias, '')",
-} as const;
-export type UsageGroup = keyof typeof USAGE_GROUPS;
-
-/** The usage report's sums: decimal strings, exact at any size (docs/api.md#reports). */
-export const USAGE_SUMS = ["cost", "input_tokens", "output_tokens", "cached_tokens"] as const;
-
-export interface UsageQuery {
-  group_by: UsageGroup[];
-  account_id?: string;
-  from?: string;
-  to?: string;
-  limit: number;
-  cursor?: string;
-}
-
-export async function usageReport(db: D1Database, q: UsageQuery): Promise<Page> {
-  const f = new Filter();
-  if (q.account_id !== undefined) f.add("account_id = ?", q.account_id);
-  if (q.from !== undefined) f.add("created_at >= ?", q.from);
-  if (q.to !== undefined) f.add("created_at < ?", q.to);
-  const keys = q.group_by.map((g, i) => `${USAGE_GROUPS[g]} AS k${i}`);
-  const keyNames = q.group_by.map((_, i) => `k${i}`);
-  // The sums are over every charge of the group (across accounts and over all time), so they are
-  // unbounded: each is summed exactly in two parts (./exact.ts) and answered as a decimal string.
-  const totals = ["COUNT(*) AS charges", ...USAGE_SUMS.map((t) => exactSumColumns(t, t))].join(", ");
-  const inner = `SELECT ${[...keys, totals].join(", ")} FROM usage_log ${f.where()}${
-    keyNames.length > 0 ? ` GROUP BY ${keyNames.join(", ")}` : ""
-  }`;
-  const keyset = keyNames.length > 0 ? after(keyNames, q.cursor) : { sql: "", binds: [] };
-  const sql = `SELECT * FROM (${inner}) ${keyset.sql === "" ? "" : `WHERE ${keyset.sql}`}${
-    keyNames.length > 0 ? ` ORDER BY ${keyNames.join(", ")}` : ""
-  }`;
-  const result = await page(
-    db,
-    sql,
-    [...f.binds, ...keyset.binds],
-    q.limit,
-    (row) => keyNames.map((k) => row[k] as string),
-    q.account_id,
-  );
-  return {
-    ...result,
-    data: result.data.map((row) => {
-      const out: Row = {};
-      q.group_by.forEach((g, i) => {
-        const value = row[`k${i}`];
-        out[g] = value === "" ? null : value;
-      });
-      out.charges = row.charges;
-      for (const t of USAGE_SUMS) out[t] = decimal(exactSum(row, t));
-      return out;
-    }),
-  };
 }
 
 export interface ReservationsQuery {
@@ -247,6 +203,8 @@ export async function reservationsReport(db: D1Database, q: ReservationsQuery): 
     q.limit,
     (row) => order.map((c) => row[c] as string),
     q.account_id,
+    // Settled reservations leave with their settlement event (src/projection/retention.ts).
+    true,
   );
 }
 
@@ -266,11 +224,13 @@ export async function refundsReport(db: D1Database, q: RefundsQuery): Promise<Pa
   const order = ["r.created_at", "r.account_id", "r.seq"];
   const keyset = after(order, q.cursor);
   if (keyset.sql !== "") f.add(keyset.sql, ...keyset.binds);
+  // The charge's current refunded total is the running total of its newest refund, which is newer
+  // than r and so still in the window whenever r is (a sum would miss refunds already pruned).
   return page(
     db,
     `SELECT r.account_id, r.refund_id, r.charge_id, r.amount, r.reason, r.seq, r.created_at,
             r.charge_amount, r.charge_refunded_total AS charge_refunded_after,
-            (SELECT COALESCE(SUM(x.amount), 0) FROM ledger_events x
+            (SELECT MAX(x.charge_refunded_total) FROM ledger_events x
               WHERE x.type = 'ChargeRefunded' AND x.account_id = r.account_id AND x.charge_id = r.charge_id)
               AS charge_refunded_total
      FROM refunds r ${f.where()} ORDER BY ${order.join(", ")}`,
@@ -278,63 +238,6 @@ export async function refundsReport(db: D1Database, q: RefundsQuery): Promise<Pa
     q.limit,
     (row) => [row.created_at as string, row.account_id as string, row.seq as number],
     q.account_id,
+    true,
   );
-}
-
-export interface TrialBalanceLine {
-  ledger_account: string;
-  /** Decimal strings: sums over every account and every event up to `at`, exact at any size. */
-  debit: string;
-  credit: string;
-  net_debit: string;
-}
-
-export interface TrialBalanceReport {
-  at: string;
-  data: TrialBalanceLine[];
-  total_debit: string;
-  total_credit: string;
-  /** Exact: BigInt equality of the two totals. */
-  balanced: boolean;
-  as_of: AsOf;
-}
-
-/**
- * Debits and credits per ledger account from the journal up to `at`. Every amount is a sum across
- * accounts, unbounded: summed exactly in SQL in two parts (./exact.ts), finished in BigInt, and
- * answered as decimal strings. D1 returns one row per ledger account (five at most).
- */
-export async function trialBalanceReport(db: D1Database, at: string): Promise<TrialBalanceReport> {
-  const [lines, freshness] = await Promise.all([
-    db
-      .prepare(
-        `SELECT ledger_account, ${exactSumColumns("debit", "debit")}, ${exactSumColumns("credit", "credit")}
-         FROM journal_entries WHERE created_at <= ? GROUP BY ledger_account ORDER BY ledger_account`,
-      )
-      .bind(at)
-      .all<Row & { ledger_account: string }>(),
-    asOf(db),
-  ]);
-  let totalDebit = 0n;
-  let totalCredit = 0n;
-  const data = lines.results.map((l) => {
-    const debit = exactSum(l, "debit");
-    const credit = exactSum(l, "credit");
-    totalDebit += debit;
-    totalCredit += credit;
-    return {
-      ledger_account: l.ledger_account,
-      debit: decimal(debit),
-      credit: decimal(credit),
-      net_debit: decimal(debit - credit),
-    };
-  });
-  return {
-    at,
-    data,
-    total_debit: decimal(totalDebit),
-    total_credit: decimal(totalCredit),
-    balanced: totalDebit === totalCredit,
-    as_of: freshness,
-  };
 }

@@ -389,6 +389,7 @@ describe("openapi", () => {
         "POST /v1/admin/reconcile",
         "GET /v1/accounts/{account_id}/events/export",
         "GET /v1/accounts/{account_id}/balance",
+        "GET /v1/accounts/{account_id}/statement",
         "GET /v1/accounts/{account_id}/verify",
         "GET /v1/accounts/{account_id}/checkpoint",
         "GET /v1/audit/public-key",

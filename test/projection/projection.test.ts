@@ -188,17 +188,33 @@ describe("projection under D1 failures", () => {
   });
 });
 
+/** D1 rows written by the projection, split into the rollup upserts and the rest (events, reservations, account). */
+interface Written {
+  rollups: number;
+  others: number;
+}
+
+/** Counts D1's own meta.rows_written per statement kind (a statement's SQL is its `statement`). */
+async function countRows(accountId: string, written: Written): Promise<void> {
+  await setSink(accountId, (real) => async (statements) => {
+    const results = (await real(statements)) as D1Result[];
+    results.forEach((r, i) => {
+      const sql = (statements[i] as unknown as { statement: string }).statement;
+      if (sql.includes("INTO rollups")) written.rollups += r.meta.rows_written ?? 0;
+      else written.others += r.meta.rows_written ?? 0;
+    });
+    return results;
+  });
+}
+
 describe("projection cost", () => {
-  it("writes a bounded number of D1 rows per event (the runtime's own rows_written)", async () => {
+  it("writes a bounded number of D1 rows per event, one flush per event (the runtime's own rows_written)", async () => {
+    // A clock that stays in one hour: the rollup rows are updated, never new.
+    useManualClock();
     const id = await openAccount(100_000);
     await drain(id);
-    let rows = 0;
-    let events = 0;
-    await setSink(id, (real) => async (statements) => {
-      const results = (await real(statements)) as D1Result[];
-      rows += results.reduce((sum, r) => sum + (r.meta.rows_written ?? 0), 0);
-      return results;
-    });
+    const written: Written = { rollups: 0, others: 0 };
+    await countRows(id, written);
     const before = (await stub(id).projectionStatus()).projected_seq;
     // Each command's flush is awaited (drain) before the next command: one event per flush,
     // whatever the machine's speed.
@@ -208,14 +224,42 @@ describe("projection cost", () => {
       await api("POST", `/v1/accounts/${id}/reservations/r${i}/capture`, { amount: 7, usage: { input_tokens: 5 } });
       await drain(id);
     }
-    events = (await stub(id).projectionStatus()).projected_seq - before;
+    const events = (await stub(id).projectionStatus()).projected_seq - before;
     expect(events).toBe(40);
-    const perEvent = rows / events;
+    const perEvent = { without_rollups: written.others / events, rollups: written.rollups / events };
     if (printMeasurements()) console.log(JSON.stringify({ d1_rows_written_per_event_one_at_a_time: perEvent }));
-    // Each flush here carries one event plus the account row (one command per flush):
-    // event row + time index, reservation insert (+ open index) or update, and the account row
-    // with its two indexes. Under load one account row serves a whole batch.
-    expect(perEvent).toBeGreaterThan(2);
-    expect(perEvent).toBeLessThanOrEqual(7);
+    // Each flush here carries one event plus the account row (one command per flush): event row +
+    // time index, reservation insert (+ open index) or update, and the account row with its two
+    // indexes. The rollups add their hour and day rows, updated in place: 2 per flush (their
+    // time index is written only when a bucket's row is new).
+    expect(perEvent.without_rollups).toBeGreaterThan(2);
+    expect(perEvent.without_rollups).toBeLessThanOrEqual(7);
+    expect(perEvent.rollups).toBe(2);
+  });
+
+  it("writes each touched rollup once per flush, however many events the flush carries", async () => {
+    useManualClock();
+    const id = await openAccount(100_000);
+    await drain(id);
+    // D1 down while 100 commands commit: they reach D1 in one batch.
+    await setSink(id, () => async () => {
+      throw new Error("D1_ERROR: injected outage");
+    });
+    const operations = Array.from({ length: 100 }, (_, i) =>
+      i % 2 === 0
+        ? { op: "charge", charge_id: `c${i}`, amount: 3, context: { model: "m1" } }
+        : { op: "charge", charge_id: `c${i}`, amount: 3, context: { model: "m2", provider: "p" } },
+    );
+    expect((await api("POST", `/v1/accounts/${id}/batch`, { operations })).status).toBe(200);
+    const written: Written = { rollups: 0, others: 0 };
+    await countRows(id, written);
+    await drain(id);
+    const perEvent = { without_rollups: written.others / 100, rollups: written.rollups / 100 };
+    if (printMeasurements()) console.log(JSON.stringify({ d1_rows_written_per_event_100_per_flush: perEvent }));
+    // Two dimension sets, each with an hour and a day row, and their time index entries when new:
+    // 8 rows at most for the 100 events.
+    expect(written.rollups).toBeLessThanOrEqual(8);
+    expect(perEvent.without_rollups).toBeLessThanOrEqual(2.1);
+    await expectD1EqualsLog(id);
   });
 });

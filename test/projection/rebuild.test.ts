@@ -15,19 +15,20 @@ import type { AccountDurableObject } from "../../durable-objects/account";
 import worker from "../../src/index";
 import { SWEEP_GRACE_MS } from "../../src/sweep";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
-import { drain, expectD1EqualsLog } from "./support";
+import { d1Rollups, drain, expectD1EqualsLog } from "./support";
 
 afterEach(expectEveryAccountConsistent);
 
 /** Every projected column except the two that record when the projection ran. */
 async function d1Rows(accountId: string) {
-  const [events, reservations, account] = await Promise.all([
+  const [events, reservations, account, rollups] = await Promise.all([
     env.DB.prepare("SELECT * FROM ledger_events WHERE account_id = ? ORDER BY seq").bind(accountId).all(),
     env.DB.prepare("SELECT * FROM reservations WHERE account_id = ? ORDER BY reservation_id").bind(accountId).all(),
     env.DB.prepare("SELECT * FROM accounts WHERE account_id = ?").bind(accountId).first(),
+    d1Rollups(accountId),
   ]);
   const { projected_at: _at, projection_lag_ms: _lag, ...snapshot } = account ?? {};
-  return { events: events.results, reservations: reservations.results, snapshot };
+  return { events: events.results, reservations: reservations.results, snapshot, rollups };
 }
 
 async function busyAccount(): Promise<string> {
@@ -53,6 +54,8 @@ describe("reprojection", () => {
     const id = await busyAccount();
     const incremental = await d1Rows(id);
     expect(incremental.events).toHaveLength(13);
+    // Rollups too: the hour and day rows of each dimension set the history used.
+    expect(incremental.rollups.length).toBeGreaterThanOrEqual(6);
     const rebuilt = await api("POST", `/v1/admin/accounts/${id}/reproject`);
     expect(rebuilt.status).toBe(200);
     expect(rebuilt.body).toMatchObject({ last_seq: 13, projected_seq: 13, lag_ms: 0 });
@@ -69,6 +72,8 @@ describe("reprojection", () => {
       env.DB.prepare("UPDATE ledger_events SET amount = 1 WHERE account_id = ? AND seq = 5").bind(id),
       env.DB.prepare("DELETE FROM reservations WHERE account_id = ? AND reservation_id = 'r3'").bind(id),
       env.DB.prepare("UPDATE accounts SET balance = 999999 WHERE account_id = ?").bind(id),
+      env.DB.prepare("UPDATE rollups SET credit_amount = 1 WHERE account_id = ?").bind(id),
+      env.DB.prepare("DELETE FROM rollups WHERE account_id = ? AND model = 'm'").bind(id),
     ]);
     expect(await d1Rows(id)).not.toEqual(good);
     await api("POST", `/v1/admin/accounts/${id}/reproject`);
@@ -84,21 +89,35 @@ describe("reprojection", () => {
 });
 
 describe("reconciliation", () => {
-  it("finds a tampered snapshot, and a tampered event, and repairs them", async () => {
+  it("finds a tampered snapshot, a tampered event, tampered and missing rollups, and repairs them", async () => {
     const clean = await busyAccount();
     const snapshot = await busyAccount();
     const event = await busyAccount();
+    const rollup = await busyAccount();
+    const missing = await busyAccount();
     await env.DB.prepare("UPDATE accounts SET balance = balance + 1 WHERE account_id = ?").bind(snapshot).run();
     await env.DB.prepare("UPDATE ledger_events SET balance_delta = balance_delta - 7 WHERE account_id = ? AND seq = 2")
       .bind(event)
       .run();
-    const report = await api("POST", "/v1/admin/reconcile", { account_ids: [clean, snapshot, event] });
+    await env.DB.prepare("UPDATE rollups SET refund_amount = refund_amount + 1 WHERE account_id = ? AND grain = 'day'")
+      .bind(rollup)
+      .run();
+    await env.DB.prepare("DELETE FROM rollups WHERE account_id = ? AND model = 'm'").bind(missing).run();
+    const ids = [clean, snapshot, event, rollup, missing];
+    const report = await api("POST", "/v1/admin/reconcile", { account_ids: ids });
     expect(report.status).toBe(200);
-    expect(report.body.results.map((r: { state: string }) => r.state)).toEqual(["ok", "drift", "drift"]);
-    const repaired = await api("POST", "/v1/admin/reconcile", { account_ids: [snapshot, event], repair: true });
+    expect(report.body.results.map((r: { state: string }) => r.state)).toEqual([
+      "ok",
+      "drift",
+      "drift",
+      "drift",
+      "drift",
+    ]);
+    const repaired = await api("POST", "/v1/admin/reconcile", { account_ids: ids.slice(1), repair: true });
     expect(repaired.body.results.every((r: { repaired: boolean }) => r.repaired)).toBe(true);
-    const after = await api("POST", "/v1/admin/reconcile", { account_ids: [clean, snapshot, event] });
-    expect(after.body.results.map((r: { state: string }) => r.state)).toEqual(["ok", "ok", "ok"]);
+    const after = await api("POST", "/v1/admin/reconcile", { account_ids: ids });
+    expect(after.body.results.map((r: { state: string }) => r.state)).toEqual(["ok", "ok", "ok", "ok", "ok"]);
+    for (const id of ids) await expectD1EqualsLog(id);
   });
 
   it("tells lag from drift, and pages through every account", async () => {

@@ -10,7 +10,14 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { afterEach, describe, expect, it, onTestFinished } from "vitest";
 import type { ManualClock } from "../../src/clock";
-import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
+import {
+  api,
+  expectEveryAccountConsistent,
+  MANUAL_CLOCK_AHEAD_MS,
+  openAccount,
+  stub,
+  useManualClock,
+} from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -130,6 +137,10 @@ function byKeys<T>(keys: (item: T) => Key[]): (a: T, b: T) => number {
   };
 }
 
+const HOUR_MS = 3_600_000;
+/** The whole UTC hour at or after `ms`: reports over rollups take whole hours. */
+const ceilHour = (ms: number): number => Math.ceil(ms / HOUR_MS) * HOUR_MS;
+const floorHourIso = (time: string): string => new Date(Math.floor(Date.parse(time) / HOUR_MS) * HOUR_MS).toISOString();
 const sum = (values: number[]): number => values.reduce((total, v) => total + v, 0);
 const newest = (times: string[]): string | undefined => [...times].sort().at(-1);
 const oldest = (times: string[]): string | undefined => [...times].sort()[0];
@@ -405,6 +416,8 @@ function expectedUsage(charges: UsageCharge[], groups: Group[]): Row[] {
 
 describe("usage report", () => {
   it("totals captures (context from the reservation, tokens from usage) and direct charges by group", async () => {
+    // The captures in one hour, the direct charges in the next: a range of whole hours splits them.
+    const time = useManualClock(ceilHour(Date.now() + MANUAL_CLOCK_AHEAD_MS));
     const a = await open(100_000);
     const charges: UsageCharge[] = [];
     const record = (id: string, cost: number, context: Context, tokens: Tokens) => {
@@ -449,6 +462,7 @@ describe("usage report", () => {
       await send("POST", `/v1/accounts/${a}/reservations/${id}/capture`, { amount, usage });
       chargeIds.push(record(id, amount, context, usage));
     }
+    time.advance(HOUR_MS);
     const direct: [string, number, Context | undefined][] = [
       ["c1", 70, { service_id: "chat", provider: "acme", model: "m-large" }],
       ["c2", 5, undefined],
@@ -502,8 +516,9 @@ describe("usage report", () => {
       const rows = await walk("/v1/reports/usage", { account_id: a, group_by: groups.join(",") }, 1);
       expect(rows, `group_by=${groups.join(",")}`).toEqual(expectedUsage(charges, groups));
     }
-    // A time range keeps the charges made in it.
-    const from = (chargeEvents[4] as LedgerEventJson).at;
+    // A time range keeps the charges made in it: from the hour of the first direct charge.
+    const from = floorHourIso((chargeEvents[4] as LedgerEventJson).at);
+    expect(from > (chargeEvents[3] as LedgerEventJson).at).toBe(true);
     const ranged = await report("/v1/reports/usage", { account_id: a, group_by: "model", from });
     expect(ranged.data).toEqual(
       expectedUsage(
@@ -511,7 +526,10 @@ describe("usage report", () => {
         ["model"],
       ),
     );
-    const before = await report("/v1/reports/usage", { account_id: a, to: (events[0] as LedgerEventJson).at });
+    const before = await report("/v1/reports/usage", {
+      account_id: a,
+      to: floorHourIso((events[0] as LedgerEventJson).at),
+    });
     expect(before.data).toEqual([{ charges: 0, cost: "0", input_tokens: "0", output_tokens: "0", cached_tokens: "0" }]);
   });
 
@@ -526,7 +544,10 @@ describe("usage report", () => {
     expect(usage.data).toEqual([
       { model: "m", charges: 1, cost: "10", input_tokens: "0", output_tokens: "0", cached_tokens: "0" },
     ]);
-    expect(usage.as_of, "usage as_of with account_id").toEqual(transactions.as_of);
+    // The transactions report reads the window of raw events and says which range it holds.
+    const { window, ...position } = transactions.as_of;
+    expect(window).toEqual({ from: null, to: position.newest_event_at });
+    expect(usage.as_of, "usage as_of with account_id").toEqual(position);
   });
 });
 
@@ -792,9 +813,10 @@ describe("trial balance", () => {
     const earlier = await Promise.all(opened.map(view));
     const startBalances = sum(earlier.map((v) => v.balance));
     // `before` is later than every earlier event (some tests ran on a clock a day ahead), and
-    // this test's events come after it, a millisecond apart.
+    // this test's events come after it, a millisecond apart. It is a whole hour: the trial
+    // balance reads the rollups.
     const newestEarlier = Date.parse(newest(earlier.map((v) => v.updated_at)) ?? "1970-01-01T00:00:00Z");
-    const time = useManualClock(Math.max(Date.now(), newestEarlier) + 1_000);
+    const time = useManualClock(ceilHour(Math.max(Date.now(), newestEarlier) + 1_000));
     const before = new Date(time.now()).toISOString();
     stepEachCommand(time);
 
@@ -834,6 +856,9 @@ describe("trial balance", () => {
     await send("POST", `/v1/accounts/${c}/reservations`, { reservation_id: "r", amount: 10 });
     await send("POST", `/v1/accounts/${c}/reservations/r/capture`, { amount: 70, allow_overage: true });
     revenue.push(70);
+    // The rest happens from the next whole hour on: the trial balance there is a point in the middle.
+    const middleAt = ceilHour(time.now() + 1);
+    time.advance(middleAt - time.now());
     await send("POST", `/v1/accounts/${c}/credits`, { credit_id: "back", amount: 100 });
     credits.push(100);
     await send("POST", `/v1/accounts/${c}/adjustments`, { adjustment_id: "claw", amount: -120, reason: "chargeback" });
@@ -887,11 +912,11 @@ describe("trial balance", () => {
     expect(-moved("customer_balances") - moved("overage_receivable")).toBe(sum(mine.map((v) => v.balance)));
     expect(moved("overage_receivable")).toBe(50 + 35 + 25);
 
-    // At a point in the middle (c's overage capture): the lines equal the balances then.
+    // At a point in the middle (the hour after c's overage capture): the lines equal the balances then.
     const logs = await Promise.all([a, b, c, d].map(eventsOf));
-    const capture = (logs[2] as LedgerEventJson[]).find((e) => e.type === "ReservationCaptured") as LedgerEventJson;
-    const balancesAt = logs.map((log) => log.filter((e) => e.at <= capture.at).at(-1)?.balance_after ?? 0);
-    const middle = await trialBalance(capture.at);
+    const middleIso = new Date(middleAt).toISOString();
+    const balancesAt = logs.map((log) => log.filter((e) => e.at < middleIso).at(-1)?.balance_after ?? 0);
+    const middle = await trialBalance(middleIso);
     expect(middle.balanced).toBe(true);
     expect(middle.total_debit).toBe(middle.total_credit);
     expect(line(middle, "customer_balances").credit - line(middle, "customer_balances").debit).toBe(
@@ -946,6 +971,11 @@ describe("invalid report queries", () => {
     ["/v1/reports/refunds?cursor=bm9wZQ", "refunds cursor of plain text"],
     ["/v1/reports/trial-balance?at=now", "bad at"],
     ["/v1/reports/trial-balance?limit=10", "trial balance takes no limit"],
+    // Reports over rollups take whole hours, and whole days before the hourly retention.
+    ["/v1/reports/trial-balance?at=2026-01-01T05:30:00Z", "at not a whole hour"],
+    ["/v1/reports/trial-balance?at=2020-01-01T05:00:00Z", "at in a day whose hours are pruned"],
+    ["/v1/reports/usage?to=2026-01-01T05:00:00.001Z", "usage to not a whole hour"],
+    ["/v1/reports/usage?from=2020-01-01T05:00:00Z", "usage from in a day whose hours are pruned"],
   ])("%s (%s) is 400 invalid_request", async (path) => {
     const response = await api("GET", path);
     expect(response.status, brief(response.body)).toBe(400);

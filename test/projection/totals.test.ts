@@ -7,7 +7,8 @@
  *
  * Past 2^63 the rows are written into D1 directly, as the projection would write them: the
  * events come from the real decider (`decide`, `stamp`, `evolve` through test/domain/given.ts)
- * and are flattened by the projection's own row functions (src/projection/rows.ts). Each
+ * and are flattened by the projection's own row functions (src/projection/rows.ts), their
+ * rollups folded by its own fold (src/projection/rollups.ts), which the reports read. Each
  * account is opened with the largest credit limit and charged the largest amount once, so each
  * event moves the totals by the most any single event can (10^15) and every account stays
  * within its bounds; the minimum past 2^63 is then 9,224 charges.
@@ -19,16 +20,26 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Command } from "../../src/domain/commands";
 import { AMOUNT_MINOR_MAX, CREDIT_LIMIT_MINOR_MAX } from "../../src/domain/limits";
+import { rollupCellStatements, rollupCells } from "../../src/projection/d1";
+import { rollupsOfLog } from "../../src/projection/rollups";
 import { accountRow, type Cell, LEDGER_EVENT_COLUMNS, ledgerEventRow } from "../../src/projection/rows";
 import { exactSum, exactSumColumns } from "../../src/reports/exact";
 import { Ledger } from "../domain/given";
-import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
+import {
+  api,
+  expectEveryAccountConsistent,
+  MANUAL_CLOCK_AHEAD_MS,
+  openAccount,
+  stub,
+  useManualClock,
+} from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
 
 // biome-ignore lint/suspicious/noExplicitAny: report rows are inspected field by field
 type Row = Record<string, any>;
 
+const HOUR_MS = 3_600_000;
 const TWO_53 = 2n ** 53n;
 const TWO_63 = 2n ** 63n;
 const MAX = BigInt(AMOUNT_MINOR_MAX);
@@ -149,11 +160,12 @@ describe("exact sums in SQL (src/reports/exact.ts)", () => {
 
 describe("totals past 2^53", () => {
   it("through the real projection: usage and trial balance totals are exact decimal strings", async () => {
-    const time = useManualClock();
+    // Reports over rollups take whole hours: this test's events have an hour of their own.
+    const time = useManualClock(Math.ceil((Date.now() + MANUAL_CLOCK_AHEAD_MS) / HOUR_MS) * HOUR_MS);
     const start = new Date(time.now()).toISOString();
     const before = await report("/v1/reports/trial-balance", { at: start });
     time.advance(1);
-    const from = new Date(time.now()).toISOString();
+    const from = start;
     // 11 accounts, each credited and charged 10^15 - 1: 11 * (10^15 - 1) is odd and above 2^53,
     // so no JSON number can carry it.
     const amount = AMOUNT_MINOR_MAX - 1;
@@ -173,7 +185,7 @@ describe("totals past 2^53", () => {
       const status = await stub(id).nudge();
       expect(status.projected_seq).toBe(status.last_seq);
     }
-    time.advance(1);
+    time.advance(HOUR_MS - 1);
     const to = new Date(time.now()).toISOString();
     const total = BigInt(accounts) * BigInt(amount);
     expect(total > TWO_53 && total % 2n === 1n).toBe(true);
@@ -204,10 +216,17 @@ const BULK_ACCOUNTS = 9_300;
 const BULK_DAY = "2091-03-01";
 const BULK_T0 = Date.parse(`${BULK_DAY}T00:00:00.000Z`);
 
-/** The ledger_events and accounts rows the projection would write for these accounts. */
-function bulkRows(): { events: Record<string, Cell>[]; accounts: Record<string, Cell>[] } {
+interface BulkRows {
+  events: Record<string, Cell>[];
+  accounts: Record<string, Cell>[];
+  rollups: (string | number)[][];
+}
+
+/** The ledger_events, accounts and rollups rows the projection would write for these accounts. */
+function bulkRows(): BulkRows {
   const events: Record<string, Cell>[] = [];
   const accounts: Record<string, Cell>[] = [];
+  const rollups: (string | number)[][] = [];
   for (let i = 0; i < BULK_ACCOUNTS; i++) {
     const accountId = `bulk_${String(i).padStart(5, "0")}`;
     const ledger = new Ledger();
@@ -232,15 +251,16 @@ function bulkRows(): { events: Record<string, Cell>[]; accounts: Record<string, 
     expect(ledger.account.balance).toBe(-AMOUNT_MINOR_MAX);
     for (const event of ledger.log) events.push(ledgerEventRow(accountId, event));
     accounts.push(accountRow(ledger.account, ledger.now));
+    for (const rollup of rollupsOfLog(ledger.log)) rollups.push(rollupCells(accountId, rollup));
   }
-  return { events, accounts };
+  return { events, accounts, rollups };
 }
 
 /**
  * Inserts rows in bulk: each statement binds one JSON array (500 rows) and unpacks it with
  * json_each, since D1 binds at most 100 parameters per statement. One batch, one transaction.
  */
-async function insertRows(rows: { events: Record<string, Cell>[]; accounts: Record<string, Cell>[] }) {
+async function insertRows(rows: BulkRows) {
   const statements: D1PreparedStatement[] = [];
   const insert = (table: string, columns: readonly string[], all: Record<string, Cell>[]) => {
     const sql = `INSERT INTO ${table} (${columns.join(", ")}) SELECT ${columns
@@ -252,6 +272,7 @@ async function insertRows(rows: { events: Record<string, Cell>[]; accounts: Reco
   };
   insert("ledger_events", LEDGER_EVENT_COLUMNS, rows.events);
   insert("accounts", Object.keys(rows.accounts[0] ?? {}), rows.accounts);
+  statements.push(...rollupCellStatements(env.DB, rows.rollups));
   await env.DB.batch(statements);
 }
 

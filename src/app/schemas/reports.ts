@@ -1,7 +1,17 @@
 /** The contracts of the reports and of the read side's operator routes (projection, reconciliation). */
 import { z } from "@hono/zod-openapi";
 import { LEDGER_EVENT_TYPES, type LedgerEventType } from "../../domain/events";
+import { isWholeHour } from "../../reports/periods";
 import { CURSOR_LENGTH_MAX, Id, PageParams, QueryMinor, Rfc3339, Time } from "./common";
+
+/**
+ * A bound of a report over the rollups (usage, trial balance, statement): rollups are per UTC
+ * hour and day, so a bound is a whole UTC hour; before the hourly retention, a whole day.
+ */
+const WholeHour = Rfc3339.refine(
+  isWholeHour,
+  "must be a whole UTC hour (rollups are hourly), e.g. 2026-11-28T13:00:00Z",
+);
 
 export const BalancesReportQuery = z.strictObject({
   status: z.enum(["active", "frozen"]).optional(),
@@ -38,8 +48,8 @@ export const UsageReportQuery = z.strictObject({
       example: "day,model",
     }),
   account_id: Id.optional(),
-  from: Rfc3339.optional(),
-  to: Rfc3339.optional(),
+  from: WholeHour.optional(),
+  to: WholeHour.optional(),
   ...PageParams,
 });
 
@@ -57,7 +67,18 @@ export const RefundsReportQuery = z.strictObject({
   ...PageParams,
 });
 
-export const TrialBalanceQuery = z.strictObject({ at: Rfc3339.optional() });
+export const TrialBalanceQuery = z.strictObject({
+  at: WholeHour.optional().openapi({
+    description: "The journal of the events before this whole UTC hour (default: every event).",
+  }),
+});
+
+export const StatementQuery = z
+  .strictObject({
+    from: WholeHour.openapi({ description: "Start of the period (included), a whole UTC hour." }),
+    to: WholeHour.openapi({ description: "End of the period (excluded), a whole UTC hour after `from`." }),
+  })
+  .refine((q) => q.from < q.to, { message: "must be after from", path: ["to"] });
 
 export const AsOfSchema = z
   .object({
@@ -66,6 +87,10 @@ export const AsOfSchema = z
     last_projected_at: Time.nullable(),
     worst_projection_lag_ms: z.number().int().nullable(),
     last_seq: z.number().int().nullable().optional(),
+    window: z.object({ from: Time.nullable(), to: Time.nullable() }).optional().openapi({
+      description:
+        "Reports over raw events: the range D1 holds completely (from null: since the first event). Older history: the account's own log (GET /v1/accounts/{id}/events, the audit export).",
+    }),
   })
   .openapi("AsOf", { description: "The projection position the report reflects." });
 
@@ -124,6 +149,39 @@ export const TrialBalance = z
   })
   .openapi("TrialBalance", {
     description: "Debits and credits per ledger account. Every amount is a total across accounts: a decimal string.",
+  });
+
+const StatementMovement = z.object({
+  count: z.number().int(),
+  amount: z.number().int().openapi({ description: "Integer minor units." }),
+});
+
+export const StatementSchema = z
+  .object({
+    account_id: z.string(),
+    currency: z.string(),
+    from: Time,
+    to: Time,
+    opening_balance: z.number().int().openapi({ description: "The balance at `from` (after every event before it)." }),
+    closing_balance: z.number().int().openapi({ description: "The balance at `to`." }),
+    movements: z.object({
+      credits: StatementMovement,
+      charges: StatementMovement.extend({
+        direct: StatementMovement,
+        capture: StatementMovement,
+        expiry: StatementMovement.openapi({ description: "Holds captured by their expiry (on_expiry=capture)." }),
+      }),
+      refunds: StatementMovement,
+      adjustments: StatementMovement.extend({
+        increase_amount: z.number().int(),
+        decrease_amount: z.number().int(),
+      }).openapi({ description: "`amount` is signed: increase_amount minus decrease_amount." }),
+    }),
+    as_of: AsOfSchema,
+  })
+  .openapi("Statement", {
+    description:
+      "An account's statement for [from, to): closing_balance = opening_balance + credits - charges + refunds + adjustments. Built from the rollups: any period, whatever the raw-event window holds.",
   });
 
 export const ProjectionStatusSchema = z

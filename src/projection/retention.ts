@@ -1,0 +1,210 @@
+/**
+ * Retention of the D1 read side (issue 12): raw events are a window, hourly rollups are kept for
+ * a while, daily rollups forever. The scheduled handler (src/index.ts) calls `pruneReadSide` once
+ * a minute per database; each run deletes at most a bounded number of rows.
+ *
+ * The raw-event window is [cutoff, now), where the cutoff is the later of:
+ * - now minus RAW_EVENTS_WINDOW_DAYS, and
+ * - the end of the newest bucket at which the window's estimated bytes (events counted by the
+ *   rollups, newest first, times RAW_EVENT_BYTES_PER_ROW) pass RAW_EVENTS_WINDOW_BYTES_MAX: an
+ *   hour where hourly rows are kept, a day before.
+ * No event at or after the cutoff is ever deleted. Settled reservations leave with their
+ * settlement event; open holds stay. The cutoff is recorded (`sweep_state`) when a prune first
+ * removes events before it, so the reports can say from when the window is complete.
+ *
+ * Every statement is idempotent and depends only on the rows' times, so two runs at once, or a
+ * run per shard, are safe. Arithmetic and defaults: docs/read-side.md#retention.
+ */
+
+/** Raw events older than this many days are pruned (wrangler.toml RAW_EVENTS_WINDOW_DAYS). */
+export const RAW_EVENTS_WINDOW_DAYS_DEFAULT = 35;
+/** Estimated bytes of raw events a database keeps at most (RAW_EVENTS_WINDOW_BYTES_MAX): 20% of a 10 GB shard. */
+export const RAW_EVENTS_WINDOW_BYTES_MAX_DEFAULT = 2_000_000_000;
+/**
+ * Hourly rollups older than this many days are pruned (ROLLUPS_HOURLY_RETENTION_DAYS): a week of
+ * hour-by-hour reports; older periods are read by whole days.
+ */
+export const ROLLUPS_HOURLY_RETENTION_DAYS_DEFAULT = 7;
+/**
+ * Bytes one `ledger_events` row takes in D1 with its index entries, rounded up: 340 measured with
+ * D1's own `size_after` on captures carrying a request id, service, provider, model, alias and
+ * usage (test/projection/retention.test.ts checks it stays an upper bound); 210 with a bare
+ * context (the bench's).
+ */
+export const RAW_EVENT_BYTES_PER_ROW = 360;
+
+/** What one run may delete: bounded work and rows written per minute. */
+export interface PruneLimits {
+  /** Raw events deleted per run at most (each run is one cron tick: 100,000 a minute keeps up with ~1,600 events/s). */
+  eventsPerRun: number;
+  /** Raw events per DELETE statement (one D1 batch each, well inside D1's 30 s per query). */
+  eventsPerStatement: number;
+  /** Hourly rollup rows deleted per run at most. */
+  hourlyRowsPerRun: number;
+}
+
+export const RAW_EVENTS_PRUNE_ROWS_MAX = 100_000;
+export const RAW_EVENTS_PRUNE_STATEMENT_ROWS_MAX = 5_000;
+export const ROLLUPS_PRUNE_ROWS_MAX = 50_000;
+export const PRUNE_LIMITS: PruneLimits = {
+  eventsPerRun: RAW_EVENTS_PRUNE_ROWS_MAX,
+  eventsPerStatement: RAW_EVENTS_PRUNE_STATEMENT_ROWS_MAX,
+  hourlyRowsPerRun: ROLLUPS_PRUNE_ROWS_MAX,
+};
+
+/** `sweep_state` key: the time from which `ledger_events` is complete (absent: since the start). */
+export const RAW_EVENTS_COMPLETE_FROM_KEY = "raw_events_complete_from";
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+export interface RetentionEnv {
+  RAW_EVENTS_WINDOW_DAYS?: string;
+  RAW_EVENTS_WINDOW_BYTES_MAX?: string;
+  ROLLUPS_HOURLY_RETENTION_DAYS?: string;
+}
+
+export interface RetentionConfig {
+  rawEventsWindowDays: number;
+  rawEventsWindowBytesMax: number;
+  hourlyRetentionDays: number;
+}
+
+/** The configured retention; a malformed value is a deployment error and throws. */
+export function retentionConfig(env: RetentionEnv): RetentionConfig {
+  const days = positive(env.RAW_EVENTS_WINDOW_DAYS, RAW_EVENTS_WINDOW_DAYS_DEFAULT, "RAW_EVENTS_WINDOW_DAYS");
+  const bytes = positive(
+    env.RAW_EVENTS_WINDOW_BYTES_MAX,
+    RAW_EVENTS_WINDOW_BYTES_MAX_DEFAULT,
+    "RAW_EVENTS_WINDOW_BYTES_MAX",
+  );
+  const hourly = positive(
+    env.ROLLUPS_HOURLY_RETENTION_DAYS,
+    ROLLUPS_HOURLY_RETENTION_DAYS_DEFAULT,
+    "ROLLUPS_HOURLY_RETENTION_DAYS",
+  );
+  return { rawEventsWindowDays: days, rawEventsWindowBytesMax: bytes, hourlyRetentionDays: hourly };
+}
+
+function positive(raw: string | undefined, fallback: number, name: string): number {
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, not "${raw}"`);
+  return value;
+}
+
+export interface PruneReport {
+  /** Start of the raw-event window: events before it were deleted, or are next. */
+  cutoff: string;
+  /** Whether the cutoff came from the bytes bound rather than the days. */
+  bytes_bound: boolean;
+  events_deleted: number;
+  reservations_deleted: number;
+  hourly_rollups_deleted: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const floorHour = (ms: number) => Math.floor(ms / HOUR_MS) * HOUR_MS;
+const floorDay = (ms: number) => Math.floor(ms / DAY_MS) * DAY_MS;
+const ceilDay = (ms: number) => Math.ceil(ms / DAY_MS) * DAY_MS;
+
+/** One bounded prune of one read-side database at `nowMs`. */
+export async function pruneReadSide(
+  db: D1Database,
+  config: RetentionConfig,
+  nowMs: number,
+  limits: PruneLimits = PRUNE_LIMITS,
+): Promise<PruneReport> {
+  const byDays = iso(nowMs - config.rawEventsWindowDays * DAY_MS);
+  const byBytes = await bytesCutoff(db, config, nowMs);
+  const cutoff = byBytes !== null && byBytes > byDays ? byBytes : byDays;
+  const raw = await pruneRawEvents(db, cutoff, limits);
+  const hourlyCutoff = iso(floorHour(nowMs - config.hourlyRetentionDays * DAY_MS));
+  const hourly = await pruneHourlyRollups(db, hourlyCutoff, limits.hourlyRowsPerRun);
+  return { cutoff, bytes_bound: cutoff !== byDays, ...raw, hourly_rollups_deleted: hourly };
+}
+
+/**
+ * The cutoff that keeps the window's estimated bytes under the bound, or null if it holds
+ * already. D1 reports the database's real size (`meta.size_after`); while the whole database is
+ * under the bound, so are its raw events, and nothing is counted. Otherwise the rollups count
+ * the events per bucket, newest first: hourly rows from the first whole day they are all kept,
+ * daily rows before (a few thousand aggregated rows through the time index, never the events).
+ * Buckets partly before the days bound count whole: the estimate only errs on the large side.
+ */
+async function bytesCutoff(db: D1Database, config: RetentionConfig, nowMs: number): Promise<string | null> {
+  const size = (await db.prepare("SELECT 1").run()).meta.size_after;
+  if (typeof size === "number" && size <= config.rawEventsWindowBytesMax) return null;
+  const windowFrom = nowMs - config.rawEventsWindowDays * DAY_MS;
+  const hoursFrom = Math.max(floorHour(windowFrom), ceilDay(nowMs - config.hourlyRetentionDays * DAY_MS));
+  const buckets = await db
+    .prepare(
+      `SELECT grain, bucket, SUM(events) AS n FROM rollups
+       WHERE (grain = 'hour' AND bucket >= ?1) OR (grain = 'day' AND bucket >= ?2 AND bucket < ?3)
+       GROUP BY grain, bucket ORDER BY bucket DESC`,
+    )
+    // Whole days before the hours (none when the hours reach back to the window's start).
+    .bind(iso(hoursFrom), iso(floorDay(windowFrom)), iso(floorDay(hoursFrom)))
+    .all<{ grain: "hour" | "day"; bucket: string; n: number }>();
+  let bytes = 0;
+  for (const b of buckets.results) {
+    bytes += b.n * RAW_EVENT_BYTES_PER_ROW;
+    // This bucket does not fit: the window starts after it.
+    if (bytes > config.rawEventsWindowBytesMax)
+      return iso(Date.parse(b.bucket) + (b.grain === "hour" ? HOUR_MS : DAY_MS));
+  }
+  return null;
+}
+
+const SETTLEMENTS = "('ReservationCaptured', 'ReservationReleased', 'ReservationExpired')";
+// The oldest events before the cutoff, in the time index's order (created_at, account_id, seq):
+// the same rows for both statements of a batch.
+const OLDEST =
+  "SELECT account_id, seq, type, reservation_id FROM ledger_events WHERE created_at < ?1 ORDER BY created_at LIMIT ?2";
+
+async function pruneRawEvents(
+  db: D1Database,
+  cutoff: string,
+  limits: PruneLimits,
+): Promise<{ events_deleted: number; reservations_deleted: number }> {
+  const record = db
+    .prepare(
+      `INSERT INTO sweep_state (key, value) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM ledger_events WHERE created_at < ?2)
+       ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)`,
+    )
+    .bind(RAW_EVENTS_COMPLETE_FROM_KEY, cutoff);
+  let events = 0;
+  let reservations = 0;
+  while (events < limits.eventsPerRun) {
+    const n = Math.min(limits.eventsPerStatement, limits.eventsPerRun - events);
+    const [, settled, deleted] = await db.batch([
+      record,
+      db
+        .prepare(
+          `DELETE FROM reservations WHERE status != 'open' AND (account_id, reservation_id) IN
+             (SELECT account_id, reservation_id FROM (${OLDEST}) WHERE type IN ${SETTLEMENTS})`,
+        )
+        .bind(cutoff, n),
+      db
+        .prepare(`DELETE FROM ledger_events WHERE (account_id, seq) IN (SELECT account_id, seq FROM (${OLDEST}))`)
+        .bind(cutoff, n),
+    ]);
+    reservations += settled?.meta.changes ?? 0;
+    const changes = deleted?.meta.changes ?? 0;
+    events += changes;
+    if (changes < n) break;
+  }
+  return { events_deleted: events, reservations_deleted: reservations };
+}
+
+async function pruneHourlyRollups(db: D1Database, cutoff: string, rowsMax: number): Promise<number> {
+  const result = await db
+    .prepare(
+      `DELETE FROM rollups WHERE grain = 'hour' AND (account_id, grain, bucket, service_id, provider, model, alias) IN
+         (SELECT account_id, grain, bucket, service_id, provider, model, alias FROM rollups
+          WHERE grain = 'hour' AND bucket < ? ORDER BY bucket LIMIT ?)`,
+    )
+    .bind(cutoff, rowsMax)
+    .run();
+  return result.meta.changes ?? 0;
+}

@@ -1,0 +1,278 @@
+/**
+ * Rollups (issue 12): an account's usage and money movements per UTC hour and per UTC day, by
+ * service_id, provider, model and alias. Pure: event -> bucket sums, and the fold that the account
+ * object runs over each flush's events (src/projection/projector.ts) and the tests run over a
+ * whole log.
+ *
+ * Every row holds ABSOLUTE values (the sums of every event of its bucket up to `seq`, and the
+ * balances after that event), never a delta: D1 applies a row only if its `seq` is newer than the
+ * stored one (src/projection/d1.ts), so a batch applied twice, late or out of order cannot
+ * double count.
+ *
+ * Event times never go backwards within an account (src/domain/decide.ts `stamp`), so once an
+ * event falls in a later bucket, the earlier buckets are final. The object therefore keeps only
+ * the newest row of each (grain, dimensions) between flushes (`RollupState`): bounded by the
+ * dimension combinations of the current day, not by history.
+ *
+ * Sums are BigInt: one account's bucket can pass 2^53 (ten credits of 10^15 in a day). They must
+ * stay below 2^63 to be stored as SQLite integers (see `ROLLUP_SUM_MAX`).
+ */
+import type { UsageContext } from "../domain/commands";
+import { eventEffect, type LedgerEvent } from "../domain/events";
+import { assert } from "../domain/money";
+
+export const ROLLUP_GRAINS = ["hour", "day"] as const;
+export type RollupGrain = (typeof ROLLUP_GRAINS)[number];
+
+/** The dimensions of a bucket, from the event's usage context. */
+export const ROLLUP_DIMENSIONS = ["service_id", "provider", "model", "alias"] as const;
+export type RollupDimension = (typeof ROLLUP_DIMENSIONS)[number];
+/**
+ * A dimension the event does not have. Not NULL: SQLite's keys treat NULLs as distinct, so an
+ * upsert keyed on a NULL would never meet its row. Reports answer it as null.
+ */
+export const NO_DIMENSION = "";
+
+/**
+ * The summed columns, in the D1 column order (migrations/0004_rollups.sql). Charges are split
+ * by kind (direct, capture, capture by expiry); adjustments by sign. `*_l` and `*_r` are the
+ * journal's L and R (migrations/0001_read_side.sql, `journal_entries`) per counter account,
+ * adjustments split by sign: within each group L and R never change sign, so these sums are
+ * the gross debits and credits of `customer_balances` and `overage_receivable` the trial
+ * balance needs.
+ */
+export const ROLLUP_SUMS = [
+  "events",
+  "credits",
+  "credit_amount",
+  "direct_charges",
+  "direct_charge_amount",
+  "captures",
+  "capture_amount",
+  "expiry_captures",
+  "expiry_capture_amount",
+  "refunds",
+  "refund_amount",
+  "adjustments",
+  "adjustment_up_amount",
+  "adjustment_down_amount",
+  "input_tokens",
+  "output_tokens",
+  "cached_tokens",
+  "credit_l",
+  "credit_r",
+  "charge_l",
+  "charge_r",
+  "refund_l",
+  "refund_r",
+  "adjustment_up_l",
+  "adjustment_up_r",
+  "adjustment_down_l",
+  "adjustment_down_r",
+] as const;
+export type RollupSum = (typeof ROLLUP_SUMS)[number];
+export type RollupSums = Record<RollupSum, bigint>;
+
+/** Largest sum a row may hold: SQLite's largest integer (2^63 - 1). */
+export const ROLLUP_SUM_MAX = 2n ** 63n - 1n;
+
+export interface RollupKey extends Record<RollupDimension, string> {
+  grain: RollupGrain;
+  /** Start of the bucket, `YYYY-MM-DDTHH:00:00.000Z` (a day: `THH` is `T00`). */
+  bucket: string;
+}
+
+export interface Rollup extends RollupKey {
+  /** The last event folded in: the seq these values are valid at. */
+  seq: number;
+  /** The account's balances after that event; the bucket's closing balances for the newest row. */
+  balance_after: number;
+  reserved_after: number;
+  sums: RollupSums;
+}
+
+/** Newest row per (grain, dimensions), keyed by `stateKey`: what the object keeps between flushes. */
+export type RollupState = ReadonlyMap<string, Rollup>;
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+export const ROLLUP_GRAIN_MS: Record<RollupGrain, number> = { hour: HOUR_MS, day: DAY_MS };
+
+/** The start of the bucket holding time `at` (an RFC 3339 UTC time with milliseconds). */
+export function bucketOf(at: string, grain: RollupGrain): string {
+  const ms = Date.parse(at);
+  assert(Number.isFinite(ms), `event time ${at}`);
+  const size = ROLLUP_GRAIN_MS[grain];
+  return new Date(Math.floor(ms / size) * size).toISOString();
+}
+
+/** The dimensions an event is counted under: its usage context, or none. */
+export function eventDimensions(event: LedgerEvent): Record<RollupDimension, string> {
+  let context: UsageContext = {};
+  if (
+    event.type === "AccountCharged" ||
+    event.type === "FundsReserved" ||
+    event.type === "ReservationCaptured" ||
+    event.type === "ReservationExpired"
+  ) {
+    context = event.context;
+  }
+  return {
+    service_id: context.service_id ?? NO_DIMENSION,
+    provider: context.provider ?? NO_DIMENSION,
+    model: context.model ?? NO_DIMENSION,
+    alias: context.alias ?? NO_DIMENSION,
+  };
+}
+
+type EventSums = Partial<Record<RollupSum, number>>;
+
+/** What one event adds to its buckets (every value a safe integer). */
+export function eventSums(event: LedgerEvent): EventSums {
+  const sums: EventSums = { events: 1, ...movement(event) };
+  const delta = eventEffect(event).balance;
+  const group = journalGroup(event);
+  if (group !== null && delta !== 0) {
+    // As the journal_entries view: b1 = balance_after, b0 = b1 - delta.
+    const after = event.balance_after;
+    const before = after - delta;
+    sums[`${group}_l`] = Math.max(after, 0) - Math.max(before, 0);
+    sums[`${group}_r`] = Math.max(-after, 0) - Math.max(-before, 0);
+  }
+  return sums;
+}
+
+function movement(event: LedgerEvent): EventSums {
+  switch (event.type) {
+    case "FundsCredited":
+      return { credits: 1, credit_amount: event.amount };
+    case "AccountCharged":
+      return { direct_charges: 1, direct_charge_amount: event.amount };
+    case "ReservationCaptured":
+      return {
+        captures: 1,
+        capture_amount: event.amount,
+        input_tokens: event.usage.input_tokens ?? 0,
+        output_tokens: event.usage.output_tokens ?? 0,
+        cached_tokens: event.usage.cached_tokens ?? 0,
+      };
+    case "ReservationExpired":
+      // Only an expiry by capture is a charge (the usage_log view's rule).
+      return event.on_expiry === "capture" ? { expiry_captures: 1, expiry_capture_amount: event.captured_amount } : {};
+    case "ChargeRefunded":
+      return { refunds: 1, refund_amount: event.amount };
+    case "BalanceAdjusted":
+      return event.amount > 0
+        ? { adjustments: 1, adjustment_up_amount: event.amount }
+        : { adjustments: 1, adjustment_down_amount: -event.amount };
+    default:
+      return {};
+  }
+}
+
+type JournalGroup = "credit" | "charge" | "refund" | "adjustment_up" | "adjustment_down";
+
+/** The counter account of a money movement (cash, revenue, refunds, adjustments by sign). */
+function journalGroup(event: LedgerEvent): JournalGroup | null {
+  switch (event.type) {
+    case "FundsCredited":
+      return "credit";
+    case "AccountCharged":
+    case "ReservationCaptured":
+    case "ReservationExpired":
+      return "charge";
+    case "ChargeRefunded":
+      return "refund";
+    case "BalanceAdjusted":
+      return event.amount > 0 ? "adjustment_up" : "adjustment_down";
+    default:
+      return null;
+  }
+}
+
+export function zeroSums(): RollupSums {
+  return Object.fromEntries(ROLLUP_SUMS.map((s) => [s, 0n])) as RollupSums;
+}
+
+/** The key of a row in the object's state: grain and dimensions (the bucket is the row's). */
+export function stateKey(key: RollupKey): string {
+  return JSON.stringify([key.grain, ...ROLLUP_DIMENSIONS.map((d) => key[d])]);
+}
+
+/** The key of a row in D1: grain, bucket and dimensions. */
+export function rowKey(key: RollupKey): string {
+  return JSON.stringify([key.grain, key.bucket, ...ROLLUP_DIMENSIONS.map((d) => key[d])]);
+}
+
+function addEvent(base: Rollup, event: LedgerEvent, add: EventSums): Rollup {
+  const sums = { ...base.sums };
+  for (const [name, value] of Object.entries(add) as [RollupSum, number][]) {
+    sums[name] += BigInt(value);
+    assert(sums[name] <= ROLLUP_SUM_MAX && sums[name] >= -ROLLUP_SUM_MAX, `rollup ${name} fits 64 bits`);
+  }
+  return { ...base, seq: event.seq, balance_after: event.balance_after, reserved_after: event.reserved_after, sums };
+}
+
+export interface Folded {
+  /** Every row the events changed, with its values after them (one per grain, bucket, dimensions). */
+  touched: Rollup[];
+  /** The state to keep for the next fold. */
+  state: RollupState;
+}
+
+/**
+ * Folds events (in seq order, after those already in `state`) into their hour and day buckets.
+ * Pure: `state` is not modified. Folding a log in any split gives the same rows as folding it
+ * at once (tested).
+ */
+export function foldRollups(state: RollupState, events: readonly LedgerEvent[]): Folded {
+  const next = new Map(state);
+  const touched = new Map<string, Rollup>();
+  for (const event of events) {
+    const sums = eventSums(event);
+    const dimensions = eventDimensions(event);
+    for (const grain of ROLLUP_GRAINS) {
+      const key: RollupKey = { grain, bucket: bucketOf(event.at, grain), ...dimensions };
+      const current = next.get(stateKey(key));
+      assert(current === undefined || current.bucket <= key.bucket, "event times never go backwards");
+      const base =
+        current?.bucket === key.bucket
+          ? current
+          : { ...key, seq: 0, balance_after: 0, reserved_after: 0, sums: zeroSums() };
+      const row = addEvent(base, event, sums);
+      next.set(stateKey(key), row);
+      touched.set(rowKey(key), row);
+    }
+  }
+  const last = events.at(-1);
+  if (last !== undefined) {
+    // Earlier buckets are final (times never go backwards): only the current ones are kept.
+    for (const [k, row] of next) if (row.bucket < bucketOf(last.at, row.grain)) next.delete(k);
+  }
+  return { touched: [...touched.values()], state: next };
+}
+
+/** Every rollup row of a whole log (each final as of the log's last event). */
+export function rollupsOfLog(events: readonly LedgerEvent[]): Rollup[] {
+  return foldRollups(new Map(), events).touched;
+}
+
+/** The state as the object stores it: JSON, sums as decimal strings. */
+export function encodeRollupState(state: RollupState): string {
+  return JSON.stringify(
+    [...state.values()].map((row) => ({
+      ...row,
+      sums: Object.fromEntries(ROLLUP_SUMS.map((s) => [s, row.sums[s].toString()])),
+    })),
+  );
+}
+
+export function decodeRollupState(text: string): RollupState {
+  const rows = JSON.parse(text) as (Omit<Rollup, "sums"> & { sums: Record<string, string> })[];
+  const state = new Map<string, Rollup>();
+  for (const row of rows) {
+    const sums = Object.fromEntries(ROLLUP_SUMS.map((s) => [s, BigInt(row.sums[s] ?? "0")])) as RollupSums;
+    state.set(stateKey(row), { ...row, sums });
+  }
+  return state;
+}

@@ -1,0 +1,187 @@
+/**
+ * The reports over all of time, read from the rollups (migrations/0004_rollups.sql), never from
+ * the window of raw events: usage, the trial balance and an account's statement. A time range
+ * is covered by daily rows (kept forever) and, at its edges, hourly rows (kept for the hourly
+ * retention): ./periods.ts. Bounds are whole UTC hours; an edge older than the hourly retention
+ * must be a whole day.
+ *
+ * Sums across accounts are exact decimal strings (./exact.ts), as before the rollups; D1 reads
+ * and aggregates rollup rows, a few per account and bucket, never events.
+ */
+import { NO_DIMENSION } from "../projection/rollups";
+import { decimal, exactSum, exactSumColumns } from "./exact";
+import { coverCondition, coverPeriod, prunedHours, type Segment } from "./periods";
+import { type AsOf, after, asOf, Filter, type Page, page } from "./queries";
+
+type Row = Record<string, unknown>;
+
+/** A period the rollups cannot answer (its hourly rows are pruned, or a total is too large). */
+export class ReportRangeError extends Error {
+  override name = "ReportRangeError";
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Throws unless every hourly row the segments read is still kept. */
+function requireHourly(segments: readonly Segment[], hourlyKeptFrom: string, field: string): void {
+  if (prunedHours(segments, hourlyKeptFrom).length > 0) {
+    throw new ReportRangeError(
+      field,
+      `hourly rollups are kept from ${hourlyKeptFrom}: before that, use whole UTC days (T00:00:00Z)`,
+    );
+  }
+}
+
+/** Charges of every kind (direct, capture, capture by expiry), and what they cost. */
+const CHARGES = "(direct_charges + captures + expiry_captures)";
+const COST = "(direct_charge_amount + capture_amount + expiry_capture_amount)";
+
+export const USAGE_GROUPS = {
+  day: "substr(bucket, 1, 10)",
+  account: "account_id",
+  service_id: "service_id",
+  provider: "provider",
+  model: "model",
+  alias: "alias",
+} as const;
+export type UsageGroup = keyof typeof USAGE_GROUPS;
+
+/** The usage report's sums (decimal strings, exact at any size) and their rollup expressions. */
+export const USAGE_SUMS = {
+  cost: COST,
+  input_tokens: "input_tokens",
+  output_tokens: "output_tokens",
+  cached_tokens: "cached_tokens",
+} as const;
+
+export interface UsageQuery {
+  group_by: UsageGroup[];
+  account_id?: string;
+  /** Whole UTC hours. */
+  from?: string;
+  to?: string;
+  limit: number;
+  cursor?: string;
+}
+
+export async function usageReport(db: D1Database, q: UsageQuery, hourlyKeptFrom: string): Promise<Page> {
+  const segments = coverPeriod(q.from ?? null, q.to ?? null);
+  requireHourly(segments, hourlyKeptFrom, "from");
+  const f = new Filter();
+  if (q.account_id !== undefined) f.add("account_id = ?", q.account_id);
+  const cover = coverCondition(segments);
+  f.add(cover.sql, ...cover.binds);
+  // Rows of credits, refunds or holds alone are not usage.
+  f.add(`${CHARGES} > 0`);
+  const keys = q.group_by.map((g, i) => `${USAGE_GROUPS[g]} AS k${i}`);
+  const keyNames = q.group_by.map((_, i) => `k${i}`);
+  const totals = [
+    `COALESCE(SUM(${CHARGES}), 0) AS charges`,
+    ...Object.entries(USAGE_SUMS).map(([name, expression]) => exactSumColumns(expression, name)),
+  ].join(", ");
+  const inner = `SELECT ${[...keys, totals].join(", ")} FROM rollups ${f.where()}${
+    keyNames.length > 0 ? ` GROUP BY ${keyNames.join(", ")}` : ""
+  }`;
+  const keyset = keyNames.length > 0 ? after(keyNames, q.cursor) : { sql: "", binds: [] };
+  const sql = `SELECT * FROM (${inner}) ${keyset.sql === "" ? "" : `WHERE ${keyset.sql}`}${
+    keyNames.length > 0 ? ` ORDER BY ${keyNames.join(", ")}` : ""
+  }`;
+  const keyOf = (row: Row) => keyNames.map((k) => row[k] as string);
+  const result = await page(db, sql, [...f.binds, ...keyset.binds], q.limit, keyOf, q.account_id);
+  return { ...result, data: result.data.map((row) => usageRow(row, q.group_by)) };
+}
+
+function usageRow(row: Row, groups: readonly UsageGroup[]): Row {
+  const out: Row = {};
+  groups.forEach((g, i) => {
+    const value = row[`k${i}`];
+    out[g] = value === NO_DIMENSION ? null : value;
+  });
+  out.charges = row.charges;
+  for (const name of Object.keys(USAGE_SUMS)) out[name] = decimal(exactSum(row, name));
+  return out;
+}
+
+export interface TrialBalanceLine {
+  ledger_account: string;
+  /** Decimal strings: sums over every account and every event before `at`, exact at any size. */
+  debit: string;
+  credit: string;
+  net_debit: string;
+}
+
+export interface TrialBalanceReport {
+  at: string;
+  data: TrialBalanceLine[];
+  total_debit: string;
+  total_credit: string;
+  /** Exact: BigInt equality of the two totals. */
+  balanced: boolean;
+  as_of: AsOf;
+}
+
+/**
+ * Each ledger account's debit and credit as rollup expressions, as the journal_entries view
+ * books them: the counter account takes each movement's delta; customer_balances the L and
+ * overage_receivable the R of each group (their sign is fixed within a group, so the sums are
+ * gross debits and credits).
+ */
+const TRIAL_BALANCE_LINES: readonly [string, string, string][] = [
+  ["adjustments", "adjustment_up_amount", "adjustment_down_amount"],
+  ["cash", "credit_amount", "0"],
+  ["customer_balances", "-(charge_l + adjustment_down_l)", "credit_l + refund_l + adjustment_up_l"],
+  ["overage_receivable", "charge_r + adjustment_down_r", "-(credit_r + refund_r + adjustment_up_r)"],
+  ["refunds", "refund_amount", "0"],
+  ["revenue", "0", COST],
+];
+
+/**
+ * Debits and credits per ledger account over every event before `at` (a whole UTC hour), or
+ * over every event when `at` is null. Sums across accounts, unbounded: exact in two parts, one
+ * row from D1.
+ */
+export async function trialBalanceReport(
+  db: D1Database,
+  at: string | null,
+  nowMs: number,
+  hourlyKeptFrom: string,
+): Promise<TrialBalanceReport> {
+  const segments = coverPeriod(null, at);
+  requireHourly(segments, hourlyKeptFrom, "at");
+  const cover = coverCondition(segments);
+  const columns = TRIAL_BALANCE_LINES.flatMap(([, debit, credit], i) => [
+    exactSumColumns(debit, `d${i}`),
+    exactSumColumns(credit, `c${i}`),
+  ]);
+  const [sums, freshness] = await Promise.all([
+    db
+      .prepare(`SELECT ${columns.join(", ")} FROM rollups WHERE ${cover.sql}`)
+      .bind(...cover.binds)
+      .first<Row>(),
+    asOf(db),
+  ]);
+  let totalDebit = 0n;
+  let totalCredit = 0n;
+  const data: TrialBalanceLine[] = [];
+  TRIAL_BALANCE_LINES.forEach(([ledger_account], i) => {
+    const debit = exactSum(sums ?? {}, `d${i}`);
+    const credit = exactSum(sums ?? {}, `c${i}`);
+    // As the journal: a ledger account appears once it has an entry.
+    if (debit === 0n && credit === 0n) return;
+    totalDebit += debit;
+    totalCredit += credit;
+    data.push({ ledger_account, debit: decimal(debit), credit: decimal(credit), net_debit: decimal(debit - credit) });
+  });
+  return {
+    at: at ?? new Date(nowMs).toISOString(),
+    data,
+    total_debit: decimal(totalDebit),
+    total_credit: decimal(totalCredit),
+    balanced: totalDebit === totalCredit,
+    as_of: freshness,
+  };
+}

@@ -1,0 +1,282 @@
+/**
+ * Rollups (issue 12) equal a fold of the log.
+ *
+ * Pure (src/projection/rollups.ts): over random timed logs of the real decider, the rows equal
+ * an independent aggregation written here; folding the log in any split gives the same rows; the
+ * object keeps only the current buckets; each row's L and R balance its movements; the kept
+ * state survives its encoding.
+ *
+ * In D1, through real account objects: the batches a history's projection sent (of random sizes,
+ * some failing and retried) are applied again redelivered, reordered and duplicated, and the
+ * rollups still equal the fold of the log. An object projected before rollups existed rebuilds
+ * them once.
+ *
+ * Budget (test/budget.ts): each property runs a fixed 25 cases; PROPERTY_RUNS (pure) and
+ * HISTORY_RUNS (objects) raise them.
+ */
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import type { AccountDurableObject } from "../../durable-objects/account";
+import type { LedgerEvent } from "../../src/domain/events";
+import {
+  decodeRollupState,
+  encodeRollupState,
+  foldRollups,
+  NO_DIMENSION,
+  ROLLUP_DIMENSIONS,
+  ROLLUP_SUMS,
+  type Rollup,
+  type RollupState,
+  rollupsOfLog,
+} from "../../src/projection/rollups";
+import { budget } from "../budget";
+import { expectEveryAccountConsistent, stub, useManualClock } from "../helpers";
+import { d1Rollups, drain, expectRollupsEqualLog, logOf } from "./support";
+import { ceilDay, DAY_MS, runTimed, timedLog, timedStepsArb } from "./timed";
+
+afterEach(expectEveryAccountConsistent);
+
+const T0 = Date.parse("2026-11-28T10:17:00.000Z");
+
+type Plain = Record<string, string | number>;
+
+/** An independent aggregation of a log by (grain, bucket, dimensions): what the rollups must hold. */
+function reference(log: readonly LedgerEvent[]): Map<string, Plain> {
+  const rows = new Map<string, Plain>();
+  for (const e of log) {
+    const context = "context" in e ? e.context : {};
+    const dims: string[] = [context.service_id, context.provider, context.model, context.alias].map((d) => d ?? "");
+    for (const [grain, bucket] of [
+      ["hour", `${e.at.slice(0, 13)}:00:00.000Z`],
+      ["day", `${e.at.slice(0, 10)}T00:00:00.000Z`],
+    ] as const) {
+      const key = JSON.stringify([grain, bucket, ...dims]);
+      const row: Plain = rows.get(key) ?? {
+        grain,
+        bucket,
+        service_id: dims[0] as string,
+        provider: dims[1] as string,
+        model: dims[2] as string,
+        alias: dims[3] as string,
+      };
+      const add = (field: string, n: number) => {
+        row[field] = ((row[field] as number | undefined) ?? 0) + n;
+      };
+      add("events", 1);
+      Object.assign(row, { seq: e.seq, balance_after: e.balance_after, reserved_after: e.reserved_after });
+      const journal = (group: string, delta: number) => {
+        const b1 = e.balance_after;
+        const b0 = b1 - delta;
+        add(`${group}_l`, Math.max(b1, 0) - Math.max(b0, 0));
+        add(`${group}_r`, Math.max(-b1, 0) - Math.max(-b0, 0));
+      };
+      if (e.type === "FundsCredited") {
+        add("credits", 1);
+        add("credit_amount", e.amount);
+        journal("credit", e.amount);
+      } else if (e.type === "AccountCharged") {
+        add("direct_charges", 1);
+        add("direct_charge_amount", e.amount);
+        journal("charge", -e.amount);
+      } else if (e.type === "ReservationCaptured") {
+        add("captures", 1);
+        add("capture_amount", e.amount);
+        add("input_tokens", e.usage.input_tokens ?? 0);
+        add("output_tokens", e.usage.output_tokens ?? 0);
+        add("cached_tokens", e.usage.cached_tokens ?? 0);
+        if (e.amount !== 0) journal("charge", -e.amount);
+      } else if (e.type === "ReservationExpired" && e.on_expiry === "capture") {
+        add("expiry_captures", 1);
+        add("expiry_capture_amount", e.captured_amount);
+        journal("charge", -e.captured_amount);
+      } else if (e.type === "ChargeRefunded") {
+        add("refunds", 1);
+        add("refund_amount", e.amount);
+        journal("refund", e.amount);
+      } else if (e.type === "BalanceAdjusted") {
+        add("adjustments", 1);
+        add(e.amount > 0 ? "adjustment_up_amount" : "adjustment_down_amount", Math.abs(e.amount));
+        journal(e.amount > 0 ? "adjustment_up" : "adjustment_down", e.amount);
+      }
+      rows.set(key, row);
+    }
+  }
+  for (const row of rows.values()) for (const s of ROLLUP_SUMS) row[s] ??= 0;
+  return rows;
+}
+
+function plain(rollup: Rollup): Plain {
+  const { sums, ...rest } = rollup;
+  return { ...rest, ...Object.fromEntries(ROLLUP_SUMS.map((s) => [s, Number(sums[s])])) };
+}
+
+const keyOf = (r: Plain | Rollup) => JSON.stringify([r.grain, r.bucket, ...ROLLUP_DIMENSIONS.map((d) => r[d])]);
+
+function byKey(rows: Iterable<Rollup>): Map<string, Plain> {
+  return new Map([...rows].map((r) => [keyOf(r), plain(r)]));
+}
+
+const PROPERTY = budget("PROPERTY_RUNS", 25, 60_000);
+
+describe("rollups, pure", () => {
+  it("equal an independent aggregation of the log", { timeout: PROPERTY.timeout }, () => {
+    fc.assert(
+      fc.property(timedStepsArb(60), (steps) => {
+        const log = timedLog(steps, T0);
+        expect(byKey(rollupsOfLog(log))).toEqual(reference(log));
+      }),
+      { numRuns: PROPERTY.numRuns },
+    );
+  });
+
+  it("are the same folded in any split, and the kept state holds only the current buckets", () => {
+    fc.assert(
+      fc.property(timedStepsArb(60), fc.array(fc.nat(), { maxLength: 8 }), (steps, cuts) => {
+        const log = timedLog(steps, T0);
+        const bounds = [...new Set(cuts.map((c) => c % (log.length + 1)))].sort((a, b) => a - b);
+        let state: RollupState = new Map();
+        const rows = new Map<string, Rollup>();
+        let from = 0;
+        for (const to of [...bounds, log.length]) {
+          // Through the stored form, as the object keeps it between flushes.
+          const folded = foldRollups(decodeRollupState(encodeRollupState(state)), log.slice(from, to));
+          for (const row of folded.touched) rows.set(keyOf(row), row);
+          state = folded.state;
+          from = to;
+        }
+        expect(byKey(rows.values())).toEqual(byKey(rollupsOfLog(log)));
+        const last = log.at(-1) as LedgerEvent;
+        for (const row of state.values()) {
+          expect(row.bucket).toBe(
+            row.grain === "day" ? `${last.at.slice(0, 10)}T00:00:00.000Z` : `${last.at.slice(0, 13)}:00:00.000Z`,
+          );
+        }
+      }),
+      { numRuns: PROPERTY.numRuns },
+    );
+  });
+
+  it("balance each movement: delta = L - R per counter account, and the money adds up to the balance", () => {
+    fc.assert(
+      fc.property(timedStepsArb(60), (steps) => {
+        const log = timedLog(steps, T0);
+        const days = rollupsOfLog(log).filter((r) => r.grain === "day");
+        const total = (f: (r: Rollup) => bigint) => days.reduce((sum, r) => sum + f(r), 0n);
+        const s = (r: Rollup) => r.sums;
+        const charges = (r: Rollup) => s(r).direct_charge_amount + s(r).capture_amount + s(r).expiry_capture_amount;
+        expect(total((r) => s(r).credit_l - s(r).credit_r)).toBe(total((r) => s(r).credit_amount));
+        expect(total((r) => s(r).charge_l - s(r).charge_r)).toBe(total((r) => -charges(r)));
+        expect(total((r) => s(r).refund_l - s(r).refund_r)).toBe(total((r) => s(r).refund_amount));
+        expect(total((r) => s(r).adjustment_up_l - s(r).adjustment_up_r)).toBe(total((r) => s(r).adjustment_up_amount));
+        expect(total((r) => s(r).adjustment_down_l - s(r).adjustment_down_r)).toBe(
+          total((r) => -s(r).adjustment_down_amount),
+        );
+        const net = total(
+          (r) =>
+            s(r).credit_amount -
+            charges(r) +
+            s(r).refund_amount +
+            s(r).adjustment_up_amount -
+            s(r).adjustment_down_amount,
+        );
+        expect(net).toBe(BigInt((log.at(-1) as LedgerEvent).balance_after));
+        expect(total((r) => s(r).events)).toBe(BigInt(log.length));
+      }),
+      { numRuns: PROPERTY.numRuns },
+    );
+  });
+
+  it("count events without a usage context under no dimension", () => {
+    const rows = rollupsOfLog(timedLog([], T0));
+    expect(rows.map((r) => [r.grain, r.bucket, r.service_id, r.model, r.sums.events])).toEqual([
+      ["hour", "2026-11-28T10:00:00.000Z", NO_DIMENSION, NO_DIMENSION, 1n],
+      ["day", "2026-11-28T00:00:00.000Z", NO_DIMENSION, NO_DIMENSION, 1n],
+    ]);
+  });
+});
+
+/** Replaces the object's D1 sink (lives until the object is evicted). */
+async function setSink(accountId: string, sink: (statements: D1PreparedStatement[]) => Promise<unknown>) {
+  await runInDurableObject(stub(accountId), (instance: AccountDurableObject) => {
+    instance.projector.sink = sink;
+  });
+}
+
+/** A permutation of `items` drawn from `seed` (Fisher-Yates over a small 32-bit generator). */
+function shuffle<T>(items: T[], seed: number): T[] {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
+    return state / 2 ** 32;
+  };
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+  return items;
+}
+
+describe("rollups in D1", () => {
+  // Each case drives a real account object through up to 40 commands, then replays its batches:
+  // a few seconds for all 25 alone, several times that under the full suite on 2 cores. 180 s.
+  const HISTORIES = budget("HISTORY_RUNS", 25, 180_000);
+  it("equal the fold of the log when the batches are redelivered, reordered and duplicated", {
+    timeout: HISTORIES.timeout,
+  }, async () => {
+    const time = useManualClock(ceilDay(Date.now() + DAY_MS));
+    await fc.assert(
+      fc.asyncProperty(
+        timedStepsArb(40),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 30 }),
+        fc.integer(),
+        async (steps, failures, duplicates, seed) => {
+          const batches: D1PreparedStatement[][] = [];
+          let calls = 0;
+          const sink = async (statements: D1PreparedStatement[]) => {
+            calls += 1;
+            // Some flushes fail: their events reach D1 later, in bigger batches.
+            if (failures[calls % failures.length]) throw new Error("D1_ERROR: injected");
+            const result = await env.DB.batch(statements);
+            batches.push(statements);
+            return result;
+          };
+          const id = await runTimed(time, steps, (opened) => setSink(opened, sink));
+          failures.fill(false);
+          await drain(id);
+          expect(batches.length).toBeGreaterThan(0);
+          const log = await logOf(id);
+          await expectRollupsEqualLog(id, log);
+          // Every batch again, in a random order, some several times: nothing moves.
+          await env.DB.prepare("DELETE FROM rollups WHERE account_id = ?").bind(id).run();
+          const replay = shuffle([...batches.keys(), ...duplicates.map((n) => n % batches.length)], seed);
+          for (const b of replay) await env.DB.batch(batches[b] as D1PreparedStatement[]);
+          await expectRollupsEqualLog(id, log);
+          time.advance(DAY_MS);
+        },
+      ),
+      { numRuns: HISTORIES.numRuns },
+    );
+  });
+
+  it("are rebuilt once, from the log, for an object projected before rollups existed", async () => {
+    const time = useManualClock(ceilDay(Date.now() + DAY_MS) + 3 * DAY_MS);
+    const steps = fc.sample(timedStepsArb(30), { numRuns: 1, seed: 12 })[0] ?? [];
+    const id = await runTimed(time, steps);
+    await drain(id);
+    const built = await d1Rollups(id);
+    // As an object of the previous version left it: a cursor without rollups, none in D1.
+    await runInDurableObject(stub(id), (_instance: AccountDurableObject, state) => {
+      state.storage.sql.exec("UPDATE projection SET rollups = NULL");
+    });
+    await env.DB.prepare("DELETE FROM rollups WHERE account_id = ?").bind(id).run();
+    await evictDurableObject(stub(id));
+    const status = await stub(id).projectionStatus();
+    expect(status.projected_seq).toBe(status.last_seq);
+    await drain(id);
+    expect(await d1Rollups(id)).toEqual(built);
+    await expectRollupsEqualLog(id);
+  });
+});
