@@ -11,4 +11,6 @@ export { AccountDurableObject, LedgerService } from "../src/index";
 
 const app = createApp(registerBenchRoutes);
 
-export default { fetch: app.fetch, scheduled: ledger.scheduled } satisfies ExportedHandler<Parameters<typeof ledger.scheduled>[1]>;
+export default { fetch: app.fetch, scheduled: ledger.scheduled } satisfies ExportedHandler<
+  Parameters<typeof ledger.scheduled>[1]
+>;
