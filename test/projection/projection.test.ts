@@ -14,7 +14,7 @@ import type { AccountDurableObject } from "../../durable-objects/account";
 import type { ProjectionSink } from "../../src/projection/projector";
 import { budget, printMeasurements } from "../budget";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
-import { commandArb, drain, expectD1EqualsLog, expectJournalBalanced, runHistory } from "./support";
+import { commandArb, deferred, drain, expectD1EqualsLog, expectJournalBalanced, runHistory } from "./support";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -138,22 +138,19 @@ describe("projection under D1 failures", () => {
     const id = await openAccount(100);
     await drain(id);
     let lose = true;
-    let markLost: () => void = () => undefined;
-    const lost = new Promise<void>((resolve) => {
-      markLost = resolve;
-    });
+    const lost = deferred();
     await setSink(id, (real) => async (statements) => {
       const result = await real(statements);
       if (lose) {
         lose = false;
-        markLost();
+        lost.resolve();
         throw new Error("network: answer lost after D1 committed");
       }
       return result;
     });
     await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c", amount: 40 });
     // The flush runs after the response: wait for its D1 write (and lost answer), not for time.
-    await lost;
+    await lost.promise;
     expect((await stub(id).projectionStatus()).projected_seq).toBe(2);
     expect(await d1EventCount(id)).toBe(3);
     await catchUpThroughAlarm(id);
@@ -165,14 +162,11 @@ describe("projection under D1 failures", () => {
     useManualClock();
     const id = await openAccount(100);
     await drain(id);
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    const gate = deferred();
     let pending = 0;
     await setSink(id, (real) => async (statements) => {
       pending += 1;
-      await gate;
+      await gate.promise;
       pending -= 1;
       return real(statements);
     });
@@ -181,7 +175,7 @@ describe("projection under D1 failures", () => {
     // Both answered while the first flush is still waiting on D1.
     expect([first.status, second.status]).toEqual([201, 201]);
     expect(pending).toBe(1);
-    release();
+    gate.resolve();
     await drain(id);
     expect(await d1EventCount(id)).toBe(4);
     await expectD1EqualsLog(id);

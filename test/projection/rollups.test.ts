@@ -72,30 +72,23 @@ function reference(log: readonly LedgerEvent[]): Map<string, Plain> {
         add(`${group}_l`, Math.max(b1, 0) - Math.max(b0, 0));
         add(`${group}_r`, Math.max(-b1, 0) - Math.max(-b0, 0));
       };
-      if (e.type === "FundsCredited") {
-        add("credits", 1);
-        add("credit_amount", e.amount);
-        journal("credit", e.amount);
-      } else if (e.type === "AccountCharged") {
-        add("direct_charges", 1);
-        add("direct_charge_amount", e.amount);
-        journal("charge", -e.amount);
-      } else if (e.type === "ReservationCaptured") {
-        add("captures", 1);
-        add("capture_amount", e.amount);
+      // A counted movement: its count, its amount, and the journal lines of its balance change.
+      const movement = (count: string, amount: number, group: string, delta: number) => {
+        add(count, 1);
+        add(`${count.replace(/s$/, "")}_amount`, amount);
+        if (delta !== 0) journal(group, delta);
+      };
+      if (e.type === "FundsCredited") movement("credits", e.amount, "credit", e.amount);
+      else if (e.type === "AccountCharged") movement("direct_charges", e.amount, "charge", -e.amount);
+      else if (e.type === "ReservationCaptured") {
+        movement("captures", e.amount, "charge", -e.amount);
         add("input_tokens", e.usage.input_tokens ?? 0);
         add("output_tokens", e.usage.output_tokens ?? 0);
         add("cached_tokens", e.usage.cached_tokens ?? 0);
-        if (e.amount !== 0) journal("charge", -e.amount);
       } else if (e.type === "ReservationExpired" && e.on_expiry === "capture") {
-        add("expiry_captures", 1);
-        add("expiry_capture_amount", e.captured_amount);
-        journal("charge", -e.captured_amount);
-      } else if (e.type === "ChargeRefunded") {
-        add("refunds", 1);
-        add("refund_amount", e.amount);
-        journal("refund", e.amount);
-      } else if (e.type === "BalanceAdjusted") {
+        movement("expiry_captures", e.captured_amount, "charge", -e.captured_amount);
+      } else if (e.type === "ChargeRefunded") movement("refunds", e.amount, "refund", e.amount);
+      else if (e.type === "BalanceAdjusted") {
         add("adjustments", 1);
         add(e.amount > 0 ? "adjustment_up_amount" : "adjustment_down_amount", Math.abs(e.amount));
         journal(e.amount > 0 ? "adjustment_up" : "adjustment_down", e.amount);

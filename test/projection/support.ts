@@ -263,3 +263,12 @@ export async function runHistory(commands: Command[]): Promise<string> {
   for (const command of commands) await s.execute(JSON.parse(JSON.stringify(command)) as Command);
   return accountId;
 }
+
+/** A promise and the function that resolves it, for tests that wait on an event, not on time. */
+export function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve: () => void = () => undefined;
+  const promise = new Promise<void>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
+}
