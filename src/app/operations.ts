@@ -59,6 +59,45 @@ function operation<I extends z.ZodType, T extends CommandType>(spec: OperationCo
   return spec;
 }
 
+/** A command's fields besides its type, and besides the reservation a settlement's target names. */
+type FieldsOf<T extends CommandType, Named extends string = never> = Omit<
+  Extract<Command, { type: T }>,
+  "type" | Named
+>;
+
+/** What a plain operation declares: its contract but the command, and the command's fields. */
+type PlainSpec<I extends z.ZodType, T extends CommandType, Fields> = Omit<
+  OperationContract<I, T>,
+  "command" | "reservation" | "build"
+> & { fields(input: z.infer<I>): Fields };
+
+/**
+ * An operation whose command is its input with defaults (no price to resolve), on the account
+ * or on the reservation its target names, whose id the command then carries. The command's
+ * type is stated once, first.
+ */
+function plainOperation<I extends z.ZodType, T extends CommandType>(
+  command: T,
+  reservation: boolean,
+  spec: PlainSpec<I, T, object>,
+): OperationContract<I, T> {
+  const { fields, ...contract } = spec;
+  const build = (input: z.infer<I>, target: Target) =>
+    ({
+      type: command,
+      ...(reservation ? { reservation_id: target.reservation_id ?? "" } : {}),
+      ...fields(input),
+    }) as Command;
+  return { ...contract, command, reservation, build };
+}
+
+const onAccount = <I extends z.ZodType, T extends CommandType>(command: T, spec: PlainSpec<I, T, FieldsOf<T>>) =>
+  plainOperation(command, false, spec);
+const onReservation = <I extends z.ZodType, T extends CommandType>(
+  command: T,
+  spec: PlainSpec<I, T, FieldsOf<T, "reservation_id">>,
+) => plainOperation(command, true, spec);
+
 /** The platform's logging fields of a usage context. */
 function contextLog(context: UsageContext | undefined): LogFields {
   const log: LogFields = {};
@@ -70,16 +109,12 @@ function contextLog(context: UsageContext | undefined): LogFields {
 }
 
 const noLog = (): LogFields => ({});
-const reservationOf = (target: Target): string => target.reservation_id ?? "";
 
 export const OPERATIONS = {
-  open: operation({
+  open: onAccount("OpenAccount", {
     input: OpenAccountBody,
     output: AccountResponse,
-    command: "OpenAccount",
-    reservation: false,
-    build: (b) => ({
-      type: "OpenAccount",
+    fields: (b) => ({
       account_id: b.account_id,
       currency: b.currency,
       credit_limit: b.credit_limit ?? 0,
@@ -87,25 +122,19 @@ export const OPERATIONS = {
     }),
     log: noLog,
   }),
-  update: operation({
+  update: onAccount("UpdateAccount", {
     input: UpdateAccountBody,
     output: AccountResponse,
-    command: "UpdateAccount",
-    reservation: false,
-    build: (b) => ({
-      type: "UpdateAccount",
+    fields: (b) => ({
       ...(b.credit_limit === undefined ? {} : { credit_limit: b.credit_limit }),
       ...(b.status === undefined ? {} : { status: b.status }),
     }),
     log: noLog,
   }),
-  credit: operation({
+  credit: onAccount("CreditFunds", {
     input: CreditBody,
     output: CreditResult,
-    command: "CreditFunds",
-    reservation: false,
-    build: (b) => ({
-      type: "CreditFunds",
+    fields: (b) => ({
       credit_id: b.credit_id,
       amount: b.amount,
       reason: b.reason ?? null,
@@ -121,14 +150,10 @@ export const OPERATIONS = {
     build: (b, _target, prices) => reserveCommand(b, prices),
     log: (c) => contextLog(c.context),
   }),
-  capture: operation({
+  capture: onReservation("CaptureReservation", {
     input: CaptureBody,
     output: CaptureResult,
-    command: "CaptureReservation",
-    reservation: true,
-    build: (b, target) => ({
-      type: "CaptureReservation",
-      reservation_id: reservationOf(target),
+    fields: (b) => ({
       amount: b.amount ?? null,
       allow_overage: b.allow_overage ?? false,
       usage: b.usage ?? {},
@@ -146,39 +171,26 @@ export const OPERATIONS = {
       return log;
     },
   }),
-  release: operation({
+  release: onReservation("ReleaseReservation", {
     input: ReleaseBody,
     output: ReservationResult,
-    command: "ReleaseReservation",
-    reservation: true,
-    build: (b, target) => ({
-      type: "ReleaseReservation",
-      reservation_id: reservationOf(target),
-      reason: b.reason ?? null,
-    }),
+    fields: (b) => ({ reason: b.reason ?? null }),
     log: noLog,
   }),
-  extend: operation({
+  extend: onReservation("ExtendReservation", {
     input: ExtendBody,
     output: ReservationResult,
-    command: "ExtendReservation",
-    reservation: true,
-    build: (b, target) => ({
-      type: "ExtendReservation",
-      reservation_id: reservationOf(target),
+    fields: (b) => ({
       extension_id: b.extension_id ?? null,
       ttl_seconds: b.ttl_seconds,
       on_expiry: b.on_expiry ?? null,
     }),
     log: noLog,
   }),
-  charge: operation({
+  charge: onAccount("ChargeAccount", {
     input: ChargeBody,
     output: ChargeResult,
-    command: "ChargeAccount",
-    reservation: false,
-    build: (b) => ({
-      type: "ChargeAccount",
+    fields: (b) => ({
       charge_id: b.charge_id,
       amount: b.amount,
       context: b.context ?? {},
@@ -189,13 +201,10 @@ export const OPERATIONS = {
       return { ...contextLog(c.context), ...(charged === null ? {} : { final_cost: charged.charge.amount }) };
     },
   }),
-  refund: operation({
+  refund: onAccount("RefundCharge", {
     input: RefundBody,
     output: RefundResult,
-    command: "RefundCharge",
-    reservation: false,
-    build: (b) => ({
-      type: "RefundCharge",
+    fields: (b) => ({
       refund_id: b.refund_id,
       charge_id: b.charge_id,
       amount: b.amount,
@@ -203,12 +212,10 @@ export const OPERATIONS = {
     }),
     log: noLog,
   }),
-  adjust: operation({
+  adjust: onAccount("AdjustBalance", {
     input: AdjustmentBody,
     output: AdjustmentResult,
-    command: "AdjustBalance",
-    reservation: false,
-    build: (b) => ({ type: "AdjustBalance", adjustment_id: b.adjustment_id, amount: b.amount, reason: b.reason }),
+    fields: (b) => ({ adjustment_id: b.adjustment_id, amount: b.amount, reason: b.reason }),
     log: noLog,
   }),
 };

@@ -84,6 +84,21 @@ function usageQuantities(usage) {
   };
 }
 
+/** The rule of each event type: the name of the verifier's method that checks and applies it. */
+const RULES = /** @type {const} */ ({
+  AccountOpened: "accountOpened",
+  AccountUpdated: "accountUpdated",
+  FundsCredited: "fundsCredited",
+  BalanceAdjusted: "balanceAdjusted",
+  FundsReserved: "fundsReserved",
+  ReservationExtended: "reservationExtended",
+  ReservationCaptured: "reservationCaptured",
+  ReservationReleased: "reservationReleased",
+  ReservationExpired: "reservationExpired",
+  AccountCharged: "accountCharged",
+  ChargeRefunded: "chargeRefunded",
+});
+
 /**
  * Verifies a stream of events pushed in order. `push` returns null while all is well and the
  * first failure otherwise (after which the verifier refuses more input).
@@ -220,32 +235,11 @@ export class ChainVerifier {
    */
   apply(e) {
     if (this.seq === 0 && e.type !== "AccountOpened") return "the first event must be AccountOpened";
-    switch (e.type) {
-      case "AccountOpened":
-        return this.accountOpened(e);
-      case "AccountUpdated":
-        return this.accountUpdated(e);
-      case "FundsCredited":
-        return this.fundsCredited(e);
-      case "BalanceAdjusted":
-        return this.balanceAdjusted(e);
-      case "FundsReserved":
-        return this.fundsReserved(e);
-      case "ReservationExtended":
-        return this.reservationExtended(e);
-      case "ReservationCaptured":
-        return this.reservationCaptured(e);
-      case "ReservationReleased":
-        return this.reservationReleased(e);
-      case "ReservationExpired":
-        return this.reservationExpired(e);
-      case "AccountCharged":
-        return this.accountCharged(e);
-      case "ChargeRefunded":
-        return this.chargeRefunded(e);
-      default:
-        return `unknown event type ${String(e.type)}`;
-    }
+    /** @type {unknown} */
+    const type = e.type;
+    // A string own key only: an array or an inherited name must not pass for an event type.
+    if (typeof type !== "string" || !Object.hasOwn(RULES, type)) return `unknown event type ${String(type)}`;
+    return this[RULES[/** @type {keyof typeof RULES} */ (type)]](e);
   }
 
   // The account.
@@ -341,9 +335,8 @@ export class ChainVerifier {
 
   /** @param {Record<string, any>} e @returns {Effect} */
   reservationCaptured(e) {
-    const hold = this.open.get(e.reservation_id);
-    if (hold === undefined) return `capture of reservation ${e.reservation_id}, which is not open (ends once)`;
-    if (e.reserved_amount !== hold) return `reserved_amount ${e.reserved_amount} differs from the hold ${hold}`;
+    const hold = this.endingHold(e, "capture");
+    if (typeof hold === "string") return hold;
     if (!isAmountOrZero(e.amount)) return "capture amount must be a non-negative integer";
     if (e.amount > hold && e.allow_overage !== true) return "capture above the hold without allow_overage";
     if (e.released_amount !== Math.max(hold - e.amount, 0) || e.overage !== Math.max(e.amount - hold, 0)) {
@@ -360,18 +353,16 @@ export class ChainVerifier {
 
   /** @param {Record<string, any>} e @returns {Effect} */
   reservationReleased(e) {
-    const hold = this.open.get(e.reservation_id);
-    if (hold === undefined) return `release of reservation ${e.reservation_id}, which is not open (ends once)`;
-    if (e.reserved_amount !== hold) return `reserved_amount ${e.reserved_amount} differs from the hold ${hold}`;
+    const hold = this.endingHold(e, "release");
+    if (typeof hold === "string") return hold;
     this.close(e.reservation_id, hold);
     return [0, -hold];
   }
 
   /** @param {Record<string, any>} e @returns {Effect} */
   reservationExpired(e) {
-    const hold = this.open.get(e.reservation_id);
-    if (hold === undefined) return `expiry of reservation ${e.reservation_id}, which is not open (ends once)`;
-    if (e.reserved_amount !== hold) return `reserved_amount ${e.reserved_amount} differs from the hold ${hold}`;
+    const hold = this.endingHold(e, "expiry");
+    if (typeof hold === "string") return hold;
     const captured = e.on_expiry === "capture" ? hold : e.on_expiry === "release" ? 0 : -1;
     if (captured < 0) return "on_expiry must be capture or release";
     if (e.captured_amount !== captured || e.released_amount !== hold - captured) {
@@ -380,6 +371,20 @@ export class ChainVerifier {
     this.close(e.reservation_id, hold);
     if (e.on_expiry === "capture") this.charges.add(e.reservation_id, [captured, 0]);
     return [-captured, -hold];
+  }
+
+  /**
+   * The hold an ending event (capture, release, expiry) ends, or the reason it cannot end it:
+   * the reservation must be open, and the event must state its hold.
+   * @param {Record<string, any>} e
+   * @param {string} ending
+   * @returns {number | string}
+   */
+  endingHold(e, ending) {
+    const hold = this.open.get(e.reservation_id);
+    if (hold === undefined) return `${ending} of reservation ${e.reservation_id}, which is not open (ends once)`;
+    if (e.reserved_amount !== hold) return `reserved_amount ${e.reserved_amount} differs from the hold ${hold}`;
+    return hold;
   }
 
   /** @param {string} id @param {number} hold */

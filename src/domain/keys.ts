@@ -73,6 +73,13 @@ export function encodeKey(key: OperationKey): string {
   return canonicalJson(key);
 }
 
+/** The kind of key consumed by each event that records a reservation's reserve or its end. */
+const RESERVATION_KEY_KINDS = {
+  FundsReserved: "reserve",
+  ReservationCaptured: "capture",
+  ReservationReleased: "release",
+} as const;
+
 /**
  * The permanent key an event consumed, or null for events that consume none (account updates,
  * expiries, extensions without an extension_id).
@@ -84,11 +91,9 @@ export function eventKey(event: LedgerEvent): OperationKey | null {
     case "FundsCredited":
       return { op: "credit", credit_id: event.credit_id };
     case "FundsReserved":
-      return { op: "reserve", reservation_id: event.reservation_id };
     case "ReservationCaptured":
-      return { op: "capture", reservation_id: event.reservation_id };
     case "ReservationReleased":
-      return { op: "release", reservation_id: event.reservation_id };
+      return { op: RESERVATION_KEY_KINDS[event.type], reservation_id: event.reservation_id };
     case "ReservationExtended":
       return event.extension_id === null
         ? null

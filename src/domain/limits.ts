@@ -38,6 +38,10 @@ export const METADATA_BYTES_MAX = 4_096;
 export const REASON_LENGTH_MAX = 500;
 /** Length of each platform logging field in `context` (request_id, model, ...). */
 export const CONTEXT_FIELD_LENGTH_MAX = 256;
+/** Largest price per rule, in minor units per `per_units` units. */
+export const PRICE_MINOR_MAX = 1_000_000_000_000;
+/** Largest `per_units` divisor of a price rule, in units (tokens or requests). */
+export const PER_UNITS_MAX = 1_000_000_000;
 /** Token counts reported in a capture's usage. */
 export const TOKENS_MAX = 1_000_000_000_000;
 /** One day: a latency above it is a bug in the caller. */

@@ -17,10 +17,6 @@ import { assert, type Minor } from "./money";
 export const PRICE_UNITS = ["input_token", "output_token", "cached_token", "request"] as const;
 export type PriceUnit = (typeof PRICE_UNITS)[number];
 
-/** Largest price per rule and largest `per_units` divisor. */
-export const PRICE_MINOR_MAX = 1_000_000_000_000;
-export const PER_UNITS_MAX = 1_000_000_000;
-
 export interface PriceRef {
   service_id: string;
   provider: string;

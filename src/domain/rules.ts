@@ -5,7 +5,7 @@
  * The command table (table.ts) says which function decides which command.
  */
 import type { Command, CommandOf } from "./commands";
-import type { EventBody, LedgerEvent } from "./events";
+import { type EventBody, eventEffect, type LedgerEvent } from "./events";
 import {
   AMOUNT_MINOR_MAX,
   AMOUNT_MINOR_MIN,
@@ -72,9 +72,7 @@ export function decideCreditFunds(
   { account }: DecideInput<CommandOf<"CreditFunds">>,
 ): Decision {
   assertAmount(command.amount);
-  const limit = checkBalanceLimit(account, command.amount, 0);
-  if (limit !== null) return rejected(limit);
-  return accepted({
+  return acceptedWithinBounds(account, {
     type: "FundsCredited",
     credit_id: command.credit_id,
     amount: command.amount,
@@ -116,11 +114,7 @@ export function decideReserveFunds(
       }),
     );
   }
-  const funds = checkFunds(account, command.amount);
-  if (funds !== null) return rejected(funds);
-  const limit = checkBalanceLimit(account, 0, command.amount);
-  if (limit !== null) return rejected(limit);
-  return accepted({
+  return acceptedSpend(account, command.amount, {
     type: "FundsReserved",
     reservation_id: command.reservation_id,
     amount: command.amount,
@@ -169,9 +163,7 @@ export function decideCaptureReservation(
       ),
     );
   }
-  const limit = checkBalanceLimit(account, -amount, -r.amount);
-  if (limit !== null) return rejected(limit);
-  return accepted({
+  return acceptedWithinBounds(account, {
     type: "ReservationCaptured",
     reservation_id: r.reservation_id,
     reserved_amount: r.amount,
@@ -232,11 +224,7 @@ export function decideChargeAccount(
   }
   assert(!state.charges.has(command.charge_id), "a known charge id is a replay");
   if (account.status === "frozen") return rejected(frozen());
-  const funds = checkFunds(account, command.amount);
-  if (funds !== null) return rejected(funds);
-  const limit = checkBalanceLimit(account, -command.amount, 0);
-  if (limit !== null) return rejected(limit);
-  return accepted({
+  return acceptedSpend(account, command.amount, {
     type: "AccountCharged",
     charge_id: command.charge_id,
     amount: command.amount,
@@ -264,9 +252,7 @@ export function decideRefundCharge(
       }),
     );
   }
-  const limit = checkBalanceLimit(account, command.amount, 0);
-  if (limit !== null) return rejected(limit);
-  return accepted({
+  return acceptedWithinBounds(account, {
     type: "ChargeRefunded",
     refund_id: command.refund_id,
     charge_id: charge.charge_id,
@@ -284,9 +270,7 @@ export function decideAdjustBalance(
   assertMinor(command.amount, "adjustment amount");
   assert(command.amount !== 0 && Math.abs(command.amount) <= AMOUNT_MINOR_MAX, "adjustment amount range");
   assert(command.reason.length > 0, "adjustment reason");
-  const limit = checkBalanceLimit(account, command.amount, 0);
-  if (limit !== null) return rejected(limit);
-  return accepted({
+  return acceptedWithinBounds(account, {
     type: "BalanceAdjusted",
     adjustment_id: command.adjustment_id,
     amount: command.amount,
@@ -347,6 +331,22 @@ function checkFunds(account: AccountState, amount: Minor): Rejection | null {
     credit_limit: account.credit_limit,
     requested: amount,
   });
+}
+
+/** A new spend (a hold or a direct charge) needs the funds first, then the bounds. */
+function acceptedSpend(account: AccountState, amount: Minor, event: EventBody): Decision {
+  const funds = checkFunds(account, amount);
+  return funds === null ? acceptedWithinBounds(account, event) : rejected(funds);
+}
+
+/**
+ * Accepts `event` unless the balance or the reserved total it leaves would pass the bound. The
+ * deltas are the event's own effect, so this check cannot disagree with the fold.
+ */
+function acceptedWithinBounds(account: AccountState, event: EventBody): Decision {
+  const effect = eventEffect(event);
+  const limit = checkBalanceLimit(account, effect.balance, effect.reserved);
+  return limit === null ? accepted(event) : rejected(limit);
 }
 
 function checkBalanceLimit(account: AccountState, balanceDelta: Minor, reservedDelta: Minor): Rejection | null {

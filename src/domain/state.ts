@@ -80,7 +80,7 @@ export function initialState(): LedgerState {
   return { account: null, reservations: new Map(), charges: new Map(), operations: new Map() };
 }
 
-export function available(account: AccountState): Minor {
+export function available(account: Pick<AccountState, "balance" | "reserved">): Minor {
   return account.balance - account.reserved;
 }
 

@@ -66,6 +66,22 @@ function replayOf<C extends Command, T extends LedgerEventType>(
   };
 }
 
+/**
+ * Replay fields that the command and its event spell alike: each compared as the retry asks it
+ * and as the original recorded it.
+ */
+function replayAlike<C extends Command, T extends LedgerEventType>(
+  type: T,
+  names: readonly (keyof C & keyof EventOf<T> & string)[],
+): (command: C, prior: LedgerEvent) => readonly ReplayField[] {
+  return replayOf<C, T>(type, (c, prior) => names.map((name): ReplayField => [name, c[name], prior[name]]));
+}
+
+/** The common case: a success answers the command's event, and the command may be batched. */
+function answersEvent<C extends Command>(spec: Omit<CommandSpec<C>, "view" | "batchable">): CommandSpec<C> {
+  return { ...spec, view: "event", batchable: true };
+}
+
 const NO_READS: Reads = { reservation_ids: [], charge_ids: [] };
 const reservation = (id: string): Reads => ({ reservation_ids: [id], charge_ids: [] });
 /** Reservation and charge ids share a namespace (a capture is the charge `reservation_id`). */
@@ -78,12 +94,7 @@ export const COMMANDS: CommandTable = {
     key: () => ({ op: "open" }),
     reads: () => NO_READS,
     decide: decideOpenAccount,
-    replay: replayOf("AccountOpened", (c, prior) => [
-      ["account_id", c.account_id, prior.account_id],
-      ["currency", c.currency, prior.currency],
-      ["credit_limit", c.credit_limit, prior.credit_limit],
-      ["metadata", c.metadata, prior.metadata],
-    ]),
+    replay: replayAlike("AccountOpened", ["account_id", "currency", "credit_limit", "metadata"]),
     view: "event",
     status: { success: 201, replay: 200 },
     batchable: false,
@@ -97,30 +108,22 @@ export const COMMANDS: CommandTable = {
     status: OK,
     batchable: true,
   },
-  CreditFunds: {
+  CreditFunds: answersEvent({
     key: (c) => ({ op: "credit", credit_id: c.credit_id }),
     reads: () => NO_READS,
     decide: decideCreditFunds,
-    replay: replayOf("FundsCredited", (c, prior) => [
-      ["amount", c.amount, prior.amount],
-      ["reason", c.reason, prior.reason],
-      ["metadata", c.metadata, prior.metadata],
-    ]),
-    view: "event",
+    replay: replayAlike("FundsCredited", ["amount", "reason", "metadata"]),
     status: CREATED,
-    batchable: true,
-  },
-  ReserveFunds: {
+  }),
+  ReserveFunds: answersEvent({
     key: (c) => ({ op: "reserve", reservation_id: c.reservation_id }),
     // A capture becomes the charge `reservation_id`, so a reservation may not reuse a charge id.
     reads: (c) => bothNamespaces(c.reservation_id),
     decide: decideReserveFunds,
     replay: replayOf("FundsReserved", reserveReplayFields),
-    view: "event",
     status: CREATED,
-    batchable: true,
-  },
-  CaptureReservation: {
+  }),
+  CaptureReservation: answersEvent({
     key: (c) => ({ op: "capture", reservation_id: c.reservation_id }),
     reads: (c) => reservation(c.reservation_id),
     decide: decideCaptureReservation,
@@ -130,20 +133,16 @@ export const COMMANDS: CommandTable = {
       ["usage", c.usage, prior.usage],
       ["metadata", c.metadata, prior.metadata],
     ]),
-    view: "event",
     status: OK,
-    batchable: true,
-  },
-  ReleaseReservation: {
+  }),
+  ReleaseReservation: answersEvent({
     key: (c) => ({ op: "release", reservation_id: c.reservation_id }),
     reads: (c) => reservation(c.reservation_id),
     decide: decideReleaseReservation,
-    replay: replayOf("ReservationReleased", (c, prior) => [["reason", c.reason, prior.reason]]),
-    view: "event",
+    replay: replayAlike("ReservationReleased", ["reason"]),
     status: OK,
-    batchable: true,
-  },
-  ExtendReservation: {
+  }),
+  ExtendReservation: answersEvent({
     key: (c) =>
       c.extension_id === null ? null : { op: "extend", reservation_id: c.reservation_id, extension_id: c.extension_id },
     reads: (c) => reservation(c.reservation_id),
@@ -153,48 +152,29 @@ export const COMMANDS: CommandTable = {
       // Omitting on_expiry means "keep it", so only an explicit value can differ.
       ["on_expiry", c.on_expiry ?? prior.on_expiry, prior.on_expiry],
     ]),
-    view: "event",
     status: OK,
-    batchable: true,
-  },
-  ChargeAccount: {
+  }),
+  ChargeAccount: answersEvent({
     key: (c) => ({ op: "charge", charge_id: c.charge_id }),
     reads: (c) => bothNamespaces(c.charge_id),
     decide: decideChargeAccount,
-    replay: replayOf("AccountCharged", (c, prior) => [
-      ["amount", c.amount, prior.amount],
-      ["context", c.context, prior.context],
-      ["metadata", c.metadata, prior.metadata],
-    ]),
-    view: "event",
+    replay: replayAlike("AccountCharged", ["amount", "context", "metadata"]),
     status: CREATED,
-    batchable: true,
-  },
-  RefundCharge: {
+  }),
+  RefundCharge: answersEvent({
     key: (c) => ({ op: "refund", refund_id: c.refund_id }),
     reads: (c) => ({ reservation_ids: [], charge_ids: [c.charge_id] }),
     decide: decideRefundCharge,
-    replay: replayOf("ChargeRefunded", (c, prior) => [
-      ["charge_id", c.charge_id, prior.charge_id],
-      ["amount", c.amount, prior.amount],
-      ["reason", c.reason, prior.reason],
-    ]),
-    view: "event",
+    replay: replayAlike("ChargeRefunded", ["charge_id", "amount", "reason"]),
     status: CREATED,
-    batchable: true,
-  },
-  AdjustBalance: {
+  }),
+  AdjustBalance: answersEvent({
     key: (c) => ({ op: "adjustment", adjustment_id: c.adjustment_id }),
     reads: () => NO_READS,
     decide: decideAdjustBalance,
-    replay: replayOf("BalanceAdjusted", (c, prior) => [
-      ["amount", c.amount, prior.amount],
-      ["reason", c.reason, prior.reason],
-    ]),
-    view: "event",
+    replay: replayAlike("BalanceAdjusted", ["amount", "reason"]),
     status: CREATED,
-    batchable: true,
-  },
+  }),
   ExpireReservations: {
     key: () => null,
     reads: (c) => ({ reservation_ids: c.reservation_ids, charge_ids: [] }),

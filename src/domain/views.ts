@@ -28,12 +28,12 @@ export type AccountView = ReturnType<typeof accountView>;
 
 /** The account's balances right after `event`. */
 export function balancesAfter(event: LedgerEvent, account: Pick<AccountState, "account_id" | "currency">) {
+  const after = { balance: event.balance_after, reserved: event.reserved_after };
   return {
     account_id: account.account_id,
     currency: account.currency,
-    balance: event.balance_after,
-    reserved: event.reserved_after,
-    available: event.balance_after - event.reserved_after,
+    ...after,
+    available: available(after),
     last_seq: event.seq,
     updated_at: event.at,
   };

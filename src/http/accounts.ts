@@ -6,10 +6,8 @@
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { accountClient } from "../app/account-client";
 import { runBatch } from "../app/batch";
 import { OPERATIONS, type OperationName, runOperation, statusOf, type Target } from "../app/operations";
-import { readOutcome } from "../app/outcome";
 import { type ProblemCode, problem } from "../app/problems";
 import { AccountParams, AccountResponse, ReservationParams } from "../app/schemas/accounts";
 import { EventsPage, EventsQuery } from "../app/schemas/audit";
@@ -20,7 +18,7 @@ import { requireItemScopes } from "./auth";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
 import { problemOf, respond } from "./respond";
-import { defineRoute, type Tag } from "./route";
+import { defineAccountRoute, defineRoute, type Tag } from "./route";
 
 interface OperationRoute {
   operation: OperationName;
@@ -217,55 +215,39 @@ export function registerAccountRoutes(app: OpenAPIHono<AppEnv>): void {
 }
 
 function registerAccountReads(app: OpenAPIHono<AppEnv>): void {
-  defineRoute(
-    app,
-    {
-      method: "get",
-      path: ACCOUNT,
-      operationId: "getAccount",
-      tag: "Accounts",
-      scope: "ledger:read",
-      summary: "Read an account's balances",
-      params: AccountParams,
-      success: { status: 200, schema: AccountResponse, description: "The account." },
-      errors: ["account_not_found"],
-    },
-    async (c, { params }) => respond(c, readOutcome(await accountClient(c.env, params.account_id).getAccount())),
-  );
-  defineRoute(
-    app,
-    {
-      method: "get",
-      path: RESERVATION,
-      operationId: "getReservation",
-      tag: "Money",
-      scope: "ledger:read",
-      summary: "Read a reservation",
-      params: ReservationParams,
-      success: { status: 200, schema: ReservationResponse, description: "The reservation." },
-      errors: ["account_not_found", "reservation_not_found"],
-    },
-    async (c, { params }) =>
-      respond(c, readOutcome(await accountClient(c.env, params.account_id).getReservation(params.reservation_id))),
-  );
-  defineRoute(
-    app,
-    {
-      method: "get",
-      path: `${ACCOUNT}/events`,
-      operationId: "listEvents",
-      tag: "Audit",
-      scope: "audit:read",
-      summary: "Read the account's event log in seq order",
-      description: "Page with after_seq = next_after_seq until next_after_seq is null.",
-      params: AccountParams,
-      query: EventsQuery,
-      success: { status: 200, schema: EventsPage, description: "A page of events." },
-      errors: ["account_not_found"],
-    },
-    async (c, { params, query }) =>
-      respond(c, readOutcome(await accountClient(c.env, params.account_id).listEvents(query.after_seq, query.limit))),
-  );
+  defineAccountRoute(app, {
+    path: ACCOUNT,
+    operationId: "getAccount",
+    tag: "Accounts",
+    scope: "ledger:read",
+    summary: "Read an account's balances",
+    params: AccountParams,
+    success: { schema: AccountResponse, description: "The account." },
+    call: (account) => account.getAccount(),
+  });
+  defineAccountRoute(app, {
+    path: RESERVATION,
+    operationId: "getReservation",
+    tag: "Money",
+    scope: "ledger:read",
+    summary: "Read a reservation",
+    params: ReservationParams,
+    success: { schema: ReservationResponse, description: "The reservation." },
+    errors: ["reservation_not_found"],
+    call: (account, { params }) => account.getReservation(params.reservation_id),
+  });
+  defineAccountRoute(app, {
+    path: `${ACCOUNT}/events`,
+    operationId: "listEvents",
+    tag: "Audit",
+    scope: "audit:read",
+    summary: "Read the account's event log in seq order",
+    description: "Page with after_seq = next_after_seq until next_after_seq is null.",
+    params: AccountParams,
+    query: EventsQuery,
+    success: { schema: EventsPage, description: "A page of events." },
+    call: (account, { query }) => account.listEvents(query.after_seq, query.limit),
+  });
 }
 
 function registerBatchRoute(app: OpenAPIHono<AppEnv>): void {

@@ -1,33 +1,27 @@
 /** Operator routes for the read side: rebuild, projection status, reconciliation. */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { accountClient } from "../app/account-client";
-import { readOutcome } from "../app/outcome";
 import { AccountParams } from "../app/schemas/accounts";
 import { ProjectionStatusSchema, RECONCILE_ACCOUNTS_MAX, ReconcileBody, ReconcileResult } from "../app/schemas/reports";
 import { reconcile } from "../projection/reconcile";
 import type { AppEnv } from "./context";
-import { respond } from "./respond";
-import { defineRoute } from "./route";
+import { defineAccountRoute, defineRoute, tenantWideAdmin } from "./route";
+
+/** Operator routes act for every tenant: refused to any key restricted to one account. */
+const READ_SIDE_ADMIN = tenantWideAdmin("Read side");
 
 export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
-  defineRoute(
-    app,
-    {
-      method: "post",
-      path: "/v1/admin/accounts/{account_id}/reproject",
-      operationId: "reprojectAccount",
-      tag: "Read side",
-      scope: "admin",
-      // Operator routes act for every tenant: refused to any key restricted to one account.
-      accounts: () => null,
-      summary: "Rebuild the account's D1 rows from its event log",
-      description: "Idempotent: deletes the account's rows and projects the whole log again, up to the head.",
-      params: AccountParams,
-      success: { status: 200, schema: ProjectionStatusSchema, description: "The projection after the rebuild." },
-      errors: ["account_not_found"],
-    },
-    async (c, { params }) => respond(c, readOutcome(await accountClient(c.env, params.account_id).reproject())),
-  );
+  defineAccountRoute(app, {
+    method: "post",
+    path: "/v1/admin/accounts/{account_id}/reproject",
+    operationId: "reprojectAccount",
+    ...READ_SIDE_ADMIN,
+    summary: "Rebuild the account's D1 rows from its event log",
+    description: "Idempotent: deletes the account's rows and projects the whole log again, up to the head.",
+    params: AccountParams,
+    success: { schema: ProjectionStatusSchema, description: "The projection after the rebuild." },
+    call: (account) => account.reproject(),
+  });
 
   defineRoute(
     app,
@@ -35,9 +29,7 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
       method: "get",
       path: "/v1/admin/accounts/{account_id}/projection",
       operationId: "getProjection",
-      tag: "Read side",
-      scope: "admin",
-      accounts: () => null,
+      ...READ_SIDE_ADMIN,
       summary: "The account's projection cursor and lag",
       params: AccountParams,
       success: { status: 200, schema: ProjectionStatusSchema, description: "Cursor, lag, failures." },
@@ -52,9 +44,7 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
       method: "post",
       path: "/v1/admin/reconcile",
       operationId: "reconcile",
-      tag: "Read side",
-      scope: "admin",
-      accounts: () => null,
+      ...READ_SIDE_ADMIN,
       summary: "Compare D1 snapshots with the ledger; report or repair drift",
       description: `Checks the given account_ids, or the next page of D1 accounts (at most ${RECONCILE_ACCOUNTS_MAX}).`,
       body: ReconcileBody,

@@ -15,7 +15,10 @@ import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
 import { createApiKey, listApiKeys, revokeApiKey } from "../security/api-keys";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
-import { defineRoute } from "./route";
+import { defineRoute, tenantWideAdmin } from "./route";
+
+/** Keys are everyone's: their routes are refused to a key restricted to one account. */
+const KEY_ADMIN = tenantWideAdmin("Keys");
 
 export function registerKeyRoutes(app: OpenAPIHono<AppEnv>): void {
   registerCreateApiKey(app);
@@ -30,9 +33,7 @@ function registerCreateApiKey(app: OpenAPIHono<AppEnv>): void {
       method: "post",
       path: "/v1/admin/api-keys",
       operationId: "createApiKey",
-      tag: "Keys",
-      scope: "admin",
-      accounts: () => null, // keys are everyone's: refused to a key restricted to one account
+      ...KEY_ADMIN,
       summary: "Create an API key (its secret is returned exactly once)",
       body: ApiKeyCreateBody,
       success: { status: 201, schema: ApiKeyCreated, description: "The key's record and its secret." },
@@ -56,9 +57,7 @@ function registerListApiKeys(app: OpenAPIHono<AppEnv>): void {
       method: "get",
       path: "/v1/admin/api-keys",
       operationId: "listApiKeys",
-      tag: "Keys",
-      scope: "admin",
-      accounts: () => null, // keys are everyone's: refused to a key restricted to one account
+      ...KEY_ADMIN,
       summary: "List API keys (never their secrets)",
       query: ApiKeyListQuery,
       success: { status: 200, schema: ApiKeyList, description: "A page of keys." },
@@ -82,9 +81,7 @@ function registerRevokeApiKey(app: OpenAPIHono<AppEnv>): void {
       method: "delete",
       path: "/v1/admin/api-keys/{key_id}",
       operationId: "revokeApiKey",
-      tag: "Keys",
-      scope: "admin",
-      accounts: () => null, // keys are everyone's: refused to a key restricted to one account
+      ...KEY_ADMIN,
       summary: "Revoke an API key (effective within seconds everywhere)",
       params: ApiKeyParams,
       success: { status: 200, schema: ApiKeyRecordSchema, description: "The revoked key." },

@@ -7,7 +7,7 @@ import { clock } from "../clock";
 import { PriceBackdated, pricesInEffect, publishPrice } from "../pricing/store";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
-import { defineRoute } from "./route";
+import { defineRoute, tenantWideAdmin } from "./route";
 
 export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
   defineRoute(
@@ -16,10 +16,8 @@ export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
       method: "post",
       path: "/v1/admin/prices",
       operationId: "publishPrice",
-      tag: "Prices",
-      scope: "admin",
       // Prices apply to every tenant: refused to any key restricted to one account.
-      accounts: () => null,
+      ...tenantWideAdmin("Prices"),
       summary: "Publish a price (rules per unit) effective from now or a later time",
       description:
         "Append-only: a rule supersedes the previous one for the same service, provider, model and unit from its effective_from. Never backdated.",

@@ -5,6 +5,9 @@
  */
 import type { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import type { ReadResult } from "../../durable-objects/account";
+import { type AccountClient, accountClient } from "../app/account-client";
+import { readOutcome } from "../app/outcome";
 import { type FieldError, PROBLEM_STATUS, type ProblemCode, problem } from "../app/problems";
 import { ProblemSchema } from "../app/schemas/common";
 import { validate } from "../app/validate";
@@ -12,6 +15,7 @@ import type { Scope } from "../security/api-keys";
 import { requireAccounts, requireScope } from "./auth";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
+import { respond } from "./respond";
 
 /** The OpenAPI tags, one per route family, so generated clients group their methods. */
 export type Tag = "Accounts" | "Money" | "Audit" | "Reports" | "Read side" | "Keys" | "Prices" | "Service";
@@ -40,6 +44,15 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
    * routes that concern no account (the public key).
    */
   accounts?: (input: RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>) => string[] | null | "any";
+}
+
+/**
+ * The tag, scope and accounts of an operator route that acts for every tenant (keys, prices,
+ * read-side repairs): it needs admin, and its accounts are "all", so a key restricted to one
+ * account is refused twice over: by its scope (such a key never holds admin) and by its accounts.
+ */
+export function tenantWideAdmin(tag: Tag) {
+  return { tag, scope: "admin", accounts: () => null } as const;
 }
 
 export interface RouteInput<P, Q, B> {
@@ -78,6 +91,41 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
   const honoPath = spec.path.replace(/\{([a-z_]+)\}/g, ":$1");
   const route = `${spec.method.toUpperCase()} ${spec.path}`;
   app.on(spec.method.toUpperCase(), honoPath, (c) => handle(c, spec, route, handler));
+}
+
+/** A route answered by the account object: a GET unless it says otherwise, answering 200. */
+export interface AccountRouteSpec<P extends z.ZodType<{ account_id: string }>, Q extends z.ZodType>
+  extends Omit<RouteSpec<P, Q, z.ZodType>, "method" | "body" | "success" | "errors"> {
+  method?: "get" | "post";
+  params: P;
+  success: { schema: z.ZodType; description: string };
+  /** The errors besides account_not_found, which every call of the account object may answer. */
+  errors?: ProblemCode[];
+  /** The one call of the account object the path names. */
+  call(account: AccountClient, input: RouteInput<z.infer<P>, z.infer<Q>, undefined>): Promise<ReadResult<unknown>>;
+}
+
+/**
+ * Declares a route answered by one call of the account object its path names: the call's value
+ * with 200, or the problem the object refused it with (no such account or reservation).
+ */
+export function defineAccountRoute<P extends z.ZodType<{ account_id: string }>, Q extends z.ZodType>(
+  app: OpenAPIHono<AppEnv>,
+  { call, method, success, errors, ...spec }: AccountRouteSpec<P, Q>,
+): void {
+  defineRoute<P, Q, z.ZodType>(
+    app,
+    {
+      ...spec,
+      method: method ?? "get",
+      success: { status: 200, ...success },
+      errors: ["account_not_found", ...(errors ?? [])],
+    },
+    async (c, input) => {
+      const account = accountClient(c.env, (input.params as { account_id: string }).account_id);
+      return respond(c, readOutcome(await call(account, input as RouteInput<z.infer<P>, z.infer<Q>, undefined>)));
+    },
+  );
 }
 
 type Responses = Record<string, { description: string; content: Record<string, { schema: z.ZodType }> }>;

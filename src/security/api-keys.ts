@@ -264,16 +264,6 @@ export async function resolveApiKey(
   return entry.principal;
 }
 
-/** Resolves a presented token to its principal, or null: `probeApiKey` then `resolveApiKey`. */
-export async function lookupApiKey(
-  db: D1Database,
-  token: string,
-  nowMs: number,
-  touch: (write: Promise<unknown>) => void,
-): Promise<Principal | null> {
-  return resolveApiKey(db, await probeApiKey(token, nowMs), nowMs, touch);
-}
-
 export function hasScope(principal: Principal, scope: Scope): boolean {
   // A key restricted to one account never holds admin, even a row written before that rule.
   if (principal.account_id !== null) return scope !== "admin" && principal.scopes.has(scope);

@@ -57,30 +57,44 @@ class ModelSide implements Model {
   }
   snapshot(): Snapshot {
     const l = this.ledger;
-    const a = l.account;
-    const reservations: Snapshot["reservations"] = {};
-    for (const [id, r] of [...l.reservations].sort(byKey)) {
-      reservations[id] = { status: r.status, amount: r.hold, expires_at_ms: r.expires_at_ms };
-    }
-    const charges: Snapshot["charges"] = {};
-    for (const [id, c] of [...l.charges].sort(byKey)) charges[id] = { amount: c.amount, refunded: c.refunded };
+    const holds = [...l.reservations].map(([id, r]): [string, Hold] => [
+      id,
+      { status: r.status, amount: r.hold, expires_at_ms: r.expires_at_ms },
+    ]);
     return {
-      account:
-        a === null
-          ? null
-          : {
-              balance: a.balance,
-              reserved: a.reserved,
-              available: l.available(),
-              open_reservations: l.openReservations().length,
-              last_seq: a.last_seq,
-              status: a.status,
-              credit_limit: a.credit_limit,
-            },
-      reservations,
-      charges,
+      account: l.account === null ? null : figures(l.account, l.available(), l.openReservations().length),
+      reservations: byId(holds),
+      charges: chargesOf(l.charges),
     };
   }
+}
+
+type Hold = Snapshot["reservations"][string];
+
+/** The account's compared figures; `available` and the open count are each side's own arithmetic. */
+function figures(
+  a: { balance: number; reserved: number; last_seq: number; status: string; credit_limit: number },
+  available: number,
+  openReservations: number,
+): NonNullable<Snapshot["account"]> {
+  return {
+    balance: a.balance,
+    reserved: a.reserved,
+    available,
+    open_reservations: openReservations,
+    last_seq: a.last_seq,
+    status: a.status,
+    credit_limit: a.credit_limit,
+  };
+}
+
+/** Entries sorted by id, as a record, so that both sides print alike whatever their insertion order. */
+function byId<T>(entries: [string, T][]): Record<string, T> {
+  return Object.fromEntries(entries.sort(byKey));
+}
+
+function chargesOf(charges: ReadonlyMap<string, { amount: number; refunded: number }>): Snapshot["charges"] {
+  return byId([...charges].map(([id, c]) => [id, { amount: c.amount, refunded: c.refunded }]));
 }
 
 const byKey = <T>(x: [string, T], y: [string, T]) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0);
@@ -101,27 +115,14 @@ class ImplSide {
   }
   snapshot(): Snapshot {
     const a = this.state.account;
-    const reservations: Snapshot["reservations"] = {};
-    for (const [id, r] of [...this.state.reservations].sort(byKey)) {
-      reservations[id] = { status: r.status, amount: r.amount, expires_at_ms: Date.parse(r.expires_at) };
-    }
-    const charges: Snapshot["charges"] = {};
-    for (const [id, c] of [...this.state.charges].sort(byKey)) charges[id] = { amount: c.amount, refunded: c.refunded };
+    const holds = [...this.state.reservations].map(([id, r]): [string, Hold] => [
+      id,
+      { status: r.status, amount: r.amount, expires_at_ms: Date.parse(r.expires_at) },
+    ]);
     return {
-      account:
-        a === null
-          ? null
-          : {
-              balance: a.balance,
-              reserved: a.reserved,
-              available: a.balance - a.reserved,
-              open_reservations: a.open_reservations,
-              last_seq: a.last_seq,
-              status: a.status,
-              credit_limit: a.credit_limit,
-            },
-      reservations,
-      charges,
+      account: a === null ? null : figures(a, a.balance - a.reserved, a.open_reservations),
+      reservations: byId(holds),
+      charges: chargesOf(this.state.charges),
     };
   }
 }
@@ -401,6 +402,14 @@ function script(commands: Command[], model: ModelSide = new ModelSide()): string
   return outcomes;
 }
 
+/** A scripted step: a command, and the outcome both sides must agree it has. */
+type ScriptStep = readonly [command: Command, outcome: string];
+
+/** Runs the steps through both sides in order and expects each step's outcome. */
+function expectSteps(steps: readonly ScriptStep[]): void {
+  expect(script(steps.map(([command]) => command))).toEqual(steps.map(([, outcome]) => outcome));
+}
+
 const open = (credit_limit = 0): Command => ({
   type: "OpenAccount",
   account_id: "acct_1",
@@ -481,112 +490,82 @@ describe("decider vs reference model", () => {
   });
 
   it("a hold makes the reserved funds unavailable: reserve 100 on balance 100, then charge 1 is refused", () => {
-    const outcomes = script([open(), credit("k1", 100), reserve("r1", 100), charge("c1", 1)]);
-    expect(outcomes).toEqual(["accepted", "accepted", "accepted", "insufficient_funds"]);
+    expectSteps([
+      [open(), "accepted"],
+      [credit("k1", 100), "accepted"],
+      [reserve("r1", 100), "accepted"],
+      [charge("c1", 1), "insufficient_funds"],
+    ]);
   });
 
   it("charges an allowed overage past the credit limit, and refunds only what was charged", () => {
-    const outcomes = script([
-      open(50),
-      credit("k1", 100),
-      reserve("r1", 150),
-      capture("r1", 400),
-      capture("r1", 400, true),
-      capture("r1", 400, true),
-      refund("f1", "r1", 401),
-      refund("f1", "r1", 300),
-      refund("f2", "r1", 101),
-      refund("f2", "r1", 100),
-      charge("r1", 1),
-      charge("c1", 1),
-      reserve("c1", 1),
-    ]);
-    expect(outcomes).toEqual([
-      "accepted",
-      "accepted",
-      "accepted",
-      "capture_exceeds_reservation",
-      "accepted",
-      "replayed",
-      "refund_exceeds_charge",
-      "accepted",
-      "refund_exceeds_charge",
-      "accepted",
-      "idempotency_conflict",
-      "accepted",
-      "idempotency_conflict",
+    expectSteps([
+      [open(50), "accepted"],
+      [credit("k1", 100), "accepted"],
+      [reserve("r1", 150), "accepted"],
+      [capture("r1", 400), "capture_exceeds_reservation"],
+      [capture("r1", 400, true), "accepted"],
+      [capture("r1", 400, true), "replayed"],
+      [refund("f1", "r1", 401), "refund_exceeds_charge"],
+      [refund("f1", "r1", 300), "accepted"],
+      [refund("f2", "r1", 101), "refund_exceeds_charge"],
+      [refund("f2", "r1", 100), "accepted"],
+      [charge("r1", 1), "idempotency_conflict"],
+      [charge("c1", 1), "accepted"],
+      [reserve("c1", 1), "idempotency_conflict"],
     ]);
   });
 
   it("replays by value on a frozen account, and refuses only new reserves and charges there", () => {
-    const outcomes = script([
-      open(),
-      credit("k1", 1000),
-      charge("c1", 10, { a: 1, b: "x" }),
-      { type: "UpdateAccount", status: "frozen" },
-      charge("c1", 10, { b: "x", a: 1 }),
-      charge("c1", 11, { a: 1, b: "x" }),
-      charge("c2", 1),
-      reserve("r1", 1),
-      refund("f1", "c1", 10),
-      credit("k2", 5),
-    ]);
-    expect(outcomes).toEqual([
-      "accepted",
-      "accepted",
-      "accepted",
-      "accepted",
-      "replayed",
-      "idempotency_conflict",
-      "account_frozen",
-      "account_frozen",
-      "accepted",
-      "accepted",
+    expectSteps([
+      [open(), "accepted"],
+      [credit("k1", 1000), "accepted"],
+      [charge("c1", 10, { a: 1, b: "x" }), "accepted"],
+      [{ type: "UpdateAccount", status: "frozen" }, "accepted"],
+      [charge("c1", 10, { b: "x", a: 1 }), "replayed"],
+      [charge("c1", 11, { a: 1, b: "x" }), "idempotency_conflict"],
+      [charge("c2", 1), "account_frozen"],
+      [reserve("r1", 1), "account_frozen"],
+      [refund("f1", "c1", 10), "accepted"],
+      [credit("k2", 5), "accepted"],
     ]);
   });
 
   it("keeps |balance| within BALANCE_ABS_MINOR_MAX", () => {
-    const outcomes = script([
-      open(),
-      credit("k1", AMOUNT_MINOR_MAX),
-      credit("k2", AMOUNT_MINOR_MAX),
-      credit("k3", AMOUNT_MINOR_MAX),
-      credit("k3", BALANCE_ABS_MINOR_MAX - 2 * AMOUNT_MINOR_MAX),
-      credit("k4", 1),
-    ]);
-    expect(outcomes).toEqual([
-      "accepted",
-      "accepted",
-      "accepted",
-      "balance_limit_exceeded",
-      "accepted",
-      "balance_limit_exceeded",
+    expectSteps([
+      [open(), "accepted"],
+      [credit("k1", AMOUNT_MINOR_MAX), "accepted"],
+      [credit("k2", AMOUNT_MINOR_MAX), "accepted"],
+      [credit("k3", AMOUNT_MINOR_MAX), "balance_limit_exceeded"],
+      [credit("k3", BALANCE_ABS_MINOR_MAX - 2 * AMOUNT_MINOR_MAX), "accepted"],
+      [credit("k4", 1), "balance_limit_exceeded"],
     ]);
   });
 
   it("bounds reserved and an overage capture by BALANCE_ABS_MINOR_MAX", () => {
-    const outcomes = script([
-      open(CREDIT_LIMIT_MINOR_MAX),
-      credit("k1", AMOUNT_MINOR_MAX),
-      credit("k2", AMOUNT_MINOR_MAX),
-      reserve("r1", AMOUNT_MINOR_MAX),
-      reserve("r2", AMOUNT_MINOR_MAX),
-      reserve("r3", AMOUNT_MINOR_MAX),
-      capture("r1", AMOUNT_MINOR_MAX),
-      capture("r2", AMOUNT_MINOR_MAX),
-      reserve("x1", 1),
-      { type: "AdjustBalance", adjustment_id: "a1", amount: -AMOUNT_MINOR_MAX, reason: "correction" },
-      { type: "AdjustBalance", adjustment_id: "a2", amount: -AMOUNT_MINOR_MAX, reason: "correction" },
-      capture("x1", AMOUNT_MINOR_MAX, true),
+    const adjust = (adjustment_id: string): Command => ({
+      type: "AdjustBalance",
+      adjustment_id,
+      amount: -AMOUNT_MINOR_MAX,
+      reason: "correction",
+    });
+    expectSteps([
+      [open(CREDIT_LIMIT_MINOR_MAX), "accepted"],
+      [credit("k1", AMOUNT_MINOR_MAX), "accepted"],
+      [credit("k2", AMOUNT_MINOR_MAX), "accepted"],
+      [reserve("r1", AMOUNT_MINOR_MAX), "accepted"],
+      [reserve("r2", AMOUNT_MINOR_MAX), "accepted"],
+      // Reserved would be 3 * 10^15 > 2^51.
+      [reserve("r3", AMOUNT_MINOR_MAX), "balance_limit_exceeded"],
+      [capture("r1", AMOUNT_MINOR_MAX), "accepted"],
+      [capture("r2", AMOUNT_MINOR_MAX), "accepted"],
+      [reserve("x1", 1), "accepted"],
+      [adjust("a1"), "accepted"],
+      [adjust("a2"), "accepted"],
+      // The balance would be -3 * 10^15.
+      [capture("x1", AMOUNT_MINOR_MAX, true), "balance_limit_exceeded"],
       // Lands exactly on -BALANCE_ABS_MINOR_MAX, which is still inside the bound.
-      capture("x1", BALANCE_ABS_MINOR_MAX - 2 * AMOUNT_MINOR_MAX, true),
-    ]);
-    expect(outcomes).toEqual([
-      ...["accepted", "accepted", "accepted", "accepted", "accepted"],
-      "balance_limit_exceeded", // reserved would be 3 * 10^15 > 2^51
-      ...["accepted", "accepted", "accepted", "accepted", "accepted"],
-      "balance_limit_exceeded", // balance would be -3 * 10^15
-      "accepted",
+      [capture("x1", BALANCE_ABS_MINOR_MAX - 2 * AMOUNT_MINOR_MAX, true), "accepted"],
     ]);
   });
 
@@ -638,23 +617,14 @@ describe("decider vs reference model", () => {
       ttl_seconds: 60,
       on_expiry,
     });
-    const outcomes = script([
-      open(),
-      credit("k1", 10),
-      reserve("r1", 1, "release"),
-      extend(null),
-      extend(null),
-      extend("release"),
-      extend("capture"),
-    ]);
-    expect(outcomes).toEqual([
-      "accepted",
-      "accepted",
-      "accepted",
-      "accepted",
-      "replayed",
-      "replayed",
-      "idempotency_conflict",
+    expectSteps([
+      [open(), "accepted"],
+      [credit("k1", 10), "accepted"],
+      [reserve("r1", 1, "release"), "accepted"],
+      [extend(null), "accepted"],
+      [extend(null), "replayed"],
+      [extend("release"), "replayed"],
+      [extend("capture"), "idempotency_conflict"],
     ]);
   });
 

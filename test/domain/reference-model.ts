@@ -130,41 +130,28 @@ export class ReferenceLedger {
     if (command.type === "OpenAccount") return this.open(command);
     const account = this.account;
     if (account === null) return rejected("account_not_found");
-    let result: ModelOutcome;
-    switch (command.type) {
-      case "UpdateAccount":
-        result = this.update(account, command);
-        break;
-      case "CreditFunds":
-        result = this.credit(account, command);
-        break;
-      case "ReserveFunds":
-        result = this.reserve(account, command, now);
-        break;
-      case "CaptureReservation":
-        result = this.captureReservation(account, command);
-        break;
-      case "ReleaseReservation":
-        result = this.releaseReservation(account, command);
-        break;
-      case "ExtendReservation":
-        result = this.extend(command, now);
-        break;
-      case "ChargeAccount":
-        result = this.charge(account, command);
-        break;
-      case "RefundCharge":
-        result = this.refund(account, command);
-        break;
-      case "AdjustBalance":
-        result = this.adjust(account, command);
-        break;
-      case "ExpireReservations":
-        result = this.expire(account, command);
-        break;
-    }
+    const result = this.rulesFor(account, now)[command.type](command as never);
     if (result.outcome === "accepted") account.last_seq += result.events;
     return result;
+  }
+
+  /** Each command's method, bound to the account it acts on and the time it is decided at. */
+  private rulesFor(
+    account: ModelAccount,
+    now: number,
+  ): { [T in Exclude<Command["type"], "OpenAccount">]: (c: Extract<Command, { type: T }>) => ModelOutcome } {
+    return {
+      UpdateAccount: (c) => this.update(account, c),
+      CreditFunds: (c) => this.credit(account, c),
+      ReserveFunds: (c) => this.reserve(account, c, now),
+      CaptureReservation: (c) => this.captureReservation(account, c),
+      ReleaseReservation: (c) => this.releaseReservation(account, c),
+      ExtendReservation: (c) => this.extend(c, now),
+      ChargeAccount: (c) => this.charge(account, c),
+      RefundCharge: (c) => this.refund(account, c),
+      AdjustBalance: (c) => this.adjust(account, c),
+      ExpireReservations: (c) => this.expire(account, c),
+    };
   }
 
   private open(c: OpenAccount): ModelOutcome {
@@ -207,11 +194,25 @@ export class ReferenceLedger {
 
   private credit(account: ModelAccount, c: CreditFunds): ModelOutcome {
     const fields = { amount: c.amount, reason: c.reason, metadata: c.metadata };
-    const seen = this.credits.get(c.credit_id);
+    return this.moveBalance(account, this.credits, c.credit_id, c.amount, fields);
+  }
+
+  /**
+   * A movement of the balance under a key of its own (a credit or an adjustment): a replay or
+   * a conflict when the key was seen, otherwise the balance moves if it stays in bounds.
+   */
+  private moveBalance(
+    account: ModelAccount,
+    seenKeys: Map<string, unknown>,
+    key: string,
+    amount: number,
+    fields: unknown,
+  ): ModelOutcome {
+    const seen = seenKeys.get(key);
     if (seen !== undefined) return replayOrConflict(seen, fields);
-    if (outOfBounds(account.balance + c.amount)) return rejected("balance_limit_exceeded");
-    account.balance += c.amount;
-    this.credits.set(c.credit_id, structuredClone(fields));
+    if (outOfBounds(account.balance + amount)) return rejected("balance_limit_exceeded");
+    account.balance += amount;
+    seenKeys.set(key, structuredClone(fields));
     return accepted();
   }
 
@@ -335,12 +336,7 @@ export class ReferenceLedger {
 
   private adjust(account: ModelAccount, c: AdjustBalance): ModelOutcome {
     const fields = { amount: c.amount, reason: c.reason };
-    const seen = this.adjustments.get(c.adjustment_id);
-    if (seen !== undefined) return replayOrConflict(seen, fields);
-    if (outOfBounds(account.balance + c.amount)) return rejected("balance_limit_exceeded");
-    account.balance += c.amount;
-    this.adjustments.set(c.adjustment_id, structuredClone(fields));
-    return accepted();
+    return this.moveBalance(account, this.adjustments, c.adjustment_id, c.amount, fields);
   }
 
   private expire(account: ModelAccount, c: ExpireReservations): ModelOutcome {

@@ -285,6 +285,14 @@ async function publish(model: string, prices = { input: 1, output: 3, request: 5
   return published.body.rules as { rule_id: string }[];
 }
 
+/** A published model, a customer with `balance`, and a gateway over a provider that streams. */
+async function streamingSetup(model: string, balance: number) {
+  await publish(model);
+  const c = await customer(balance);
+  const provider = fakeProvider("stream");
+  return { c, provider, gateway: gatewayWith(provider) };
+}
+
 function chatRequest(
   key: string,
   requestId: string,
@@ -665,10 +673,7 @@ describe("issue 11, hole 1: callers authenticate; the account comes from the key
 
 describe("issue 11, hole 2: a request id is served once", () => {
   it("answers a repeated x-request-id as a duplicate and never calls the provider twice", async () => {
-    await publish("d1");
-    const c = await customer(1_000);
-    const provider = fakeProvider("stream");
-    const gateway = gatewayWith(provider);
+    const { c, provider, gateway } = await streamingSetup("d1", 1_000);
     expect((await chat(gateway, chatRequest(c.key, "d1", "d1"))).status).toBe(200);
     const again = await chat(gateway, chatRequest(c.key, "d1", "d1"));
     expect(again.status).toBe(409);
@@ -681,10 +686,7 @@ describe("issue 11, hole 2: a request id is served once", () => {
   });
 
   it("serves one of two concurrent requests with one id; the other is a 409", async () => {
-    await publish("d2");
-    const c = await customer(1_000);
-    const provider = fakeProvider("stream");
-    const gateway = gatewayWith(provider);
+    const { c, provider, gateway } = await streamingSetup("d2", 1_000);
     const both = await Promise.all([1, 2].map(() => chat(gateway, chatRequest(c.key, "d2", "d2"))));
     expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
     expect(provider.calls).toBe(1);
@@ -704,10 +706,7 @@ describe("issue 11, hole 2: a request id is served once", () => {
 
 describe("issue 11, hole 3: holds cover the call, and every settle result is checked", () => {
   it("forwards max_tokens clamped to what the hold covers: the default when none is asked, the cap above it", async () => {
-    await publish("h1");
-    const c = await customer(10_000);
-    const provider = fakeProvider("stream");
-    const gateway = gatewayWith(provider);
+    const { c, provider, gateway } = await streamingSetup("h1", 10_000);
     expect((await chat(gateway, chatRequest(c.key, "h1a", "h1", { max_tokens: undefined }))).status).toBe(200);
     expect((await chat(gateway, chatRequest(c.key, "h1b", "h1", { max_tokens: 1_000_000 }))).status).toBe(200);
     // OUTPUT_TOKENS_DEFAULT (1,024) and OUTPUT_TOKENS_MAX (4,096) are what is sent and held.

@@ -19,7 +19,8 @@ import {
   ADMIN_API_KEY_LENGTH_MIN,
   bootstrapKeyProblem,
   keyCacheSizes,
-  lookupApiKey,
+  probeApiKey,
+  resolveApiKey,
   UNKNOWN_KEY_CACHE_ENTRIES_MAX,
   UNKNOWN_KEY_CACHE_TTL_MS,
 } from "../../src/security/api-keys";
@@ -69,6 +70,16 @@ interface Call {
 }
 
 /** One request through the app with `overrides` on this file's bindings; waits for its waitUntil work. */
+/** A rate limiter that records the key of every request it is asked about and answers `success`. */
+function recordingLimiter(keys: string[], success: boolean): RateLimit {
+  return {
+    limit: async (options) => {
+      keys.push(options.key);
+      return { success };
+    },
+  };
+}
+
 async function call(
   path: string,
   headers: Record<string, string>,
@@ -199,7 +210,8 @@ describe("failed authentications", () => {
       prepare: () => ({ bind: () => ({ first: async () => null }) }),
     } as unknown as D1Database;
     for (let i = 0; i < UNKNOWN_KEY_CACHE_ENTRIES_MAX + 200; i++) {
-      expect(await lookupApiKey(nobody, madeUpToken(), now, () => {})).toBeNull();
+      const probe = await probeApiKey(madeUpToken(), now);
+      expect(await resolveApiKey(nobody, probe, now, () => {})).toBeNull();
     }
     expect(keyCacheSizes().unknown).toBe(UNKNOWN_KEY_CACHE_ENTRIES_MAX);
   });
@@ -243,12 +255,7 @@ describe("the failure budget per client address", () => {
   it("never charges a valid key, not even the first time an isolate sees it", async () => {
     useManualClock();
     const charged: string[] = [];
-    const counting: RateLimit = {
-      limit: async (options) => {
-        charged.push(options.key);
-        return { success: true };
-      },
-    };
+    const counting = recordingLimiter(charged, true);
     const address = freshAddress();
     for (let i = 0; i < 3; i++) {
       const secret = await createKey({ name: `tenant-${i}`, scopes: ["ledger:read"] });
@@ -284,12 +291,7 @@ describe("the failure budget per client address", () => {
   it("puts requests without CF-Connecting-IP under one shared key", async () => {
     useManualClock();
     const keys: string[] = [];
-    const recording: RateLimit = {
-      limit: async (options) => {
-        keys.push(options.key);
-        return { success: true };
-      },
-    };
+    const recording = recordingLimiter(keys, true);
     await call("/v1/reports/balances", {}, { AUTH_FAILURE_LIMITER: recording });
     await call("/v1/reports/balances", bearer("wrong"), { AUTH_FAILURE_LIMITER: recording });
     expect(keys).toEqual([UNKNOWN_ADDRESS_KEY, UNKNOWN_ADDRESS_KEY]);
@@ -300,12 +302,7 @@ describe("the bootstrap key", () => {
   it("is rate limited under its own binding, with a higher limit than issued keys", async () => {
     useManualClock();
     const keys: string[] = [];
-    const refusing: RateLimit = {
-      limit: async (options) => {
-        keys.push(options.key);
-        return { success: false };
-      },
-    };
+    const refusing = recordingLimiter(keys, false);
     const refused = await call("/v1/reports/balances", admin, { BOOTSTRAP_RATE_LIMITER: refusing });
     expect(refused.status).toBe(429);
     expect(refused.body.code).toBe("rate_limited");

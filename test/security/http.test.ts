@@ -65,6 +65,14 @@ describe("log policy", () => {
       "SECRET-PROMPT-TEXT",
       "SECRET-REASON-TEXT",
     ];
+    const context = {
+      request_id: "req-1",
+      user_id: "u-1",
+      service_id: "chat",
+      alias: "fast",
+      provider: "acme",
+      model: "m-1",
+    };
     let requests = 0;
     const lines = await captureLogs(async () => {
       const calls: [string, string, unknown, Record<string, string>?][] = [
@@ -74,14 +82,7 @@ describe("log policy", () => {
           {
             reservation_id: "r1",
             amount: 500,
-            context: {
-              request_id: "req-1",
-              user_id: "u-1",
-              service_id: "chat",
-              alias: "fast",
-              provider: "acme",
-              model: "m-1",
-            },
+            context,
             metadata: { card: "SECRET-METADATA-VALUE", webhook: "https://hooks.example.com/SECRET-WEBHOOK-PATH" },
           },
           { authorization: `Bearer ${issued}` },
@@ -112,13 +113,9 @@ describe("log policy", () => {
       for (const field of Object.keys(line)) expect(ALLOWED_LOG_FIELDS.has(field), field).toBe(true);
     }
     const [reserve, capture, charge, refund, unauthorized, unmatched] = requestLines;
+    // Every platform field of the reservation's context is logged as it was sent.
     expect(reserve).toMatchObject({
-      request_id: "req-1",
-      user_id: "u-1",
-      service_id: "chat",
-      alias: "fast",
-      provider: "acme",
-      model: "m-1",
+      ...context,
       status: 201,
       account_id: id,
       route: "POST /v1/accounts/{account_id}/reservations",

@@ -68,27 +68,22 @@ function flipBit(part: string, index: number): string {
   return toBase64Url(bytes);
 }
 
-async function decryptionFailure(promise: Promise<unknown>): Promise<SecretDecryptionError> {
+/** The error `promise` rejects with, failing the test unless it is one of `type`. */
+async function failureOf<E>(promise: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
   const error = await promise.then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(error).toBeInstanceOf(SecretDecryptionError);
-  return error as SecretDecryptionError;
+  expect(error).toBeInstanceOf(type);
+  return error as E;
 }
+
+const decryptionFailure = (promise: Promise<unknown>) => failureOf(promise, SecretDecryptionError);
+const keyFailure = (promise: Promise<unknown>) => failureOf(promise, ConfigKeyError);
 
 async function expectRejected(promise: Promise<unknown>, reason: SecretDecryptionFailure): Promise<void> {
   const error = await decryptionFailure(promise);
   expect(error.reason).toBe(reason);
-}
-
-async function keyFailure(promise: Promise<unknown>): Promise<ConfigKeyError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(ConfigKeyError);
-  return error as ConfigKeyError;
 }
 
 describe("round trip", () => {

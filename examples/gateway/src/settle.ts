@@ -15,11 +15,6 @@
 import type { LedgerResult } from "../../../src/service";
 import type { SetTimer } from "./upstream";
 
-/** Attempts of one settle call, the first included. */
-export const SETTLE_ATTEMPTS_MAX = 3;
-/** Delay before the first retry; each further retry waits twice as long. */
-export const SETTLE_BACKOFF_MS = 200;
-
 export interface GatewayStats {
   /** Settle calls that failed for good (after their retries, or at once for a rejection). */
   settle_failures: number;
@@ -40,6 +35,11 @@ export type Settled<T> = { ok: true; value: T } | { ok: false; status: number; c
 /** What a thrown call (the binding failed, not the ledger) is recorded as. */
 const UNREACHABLE = { ok: false, status: 503, code: "ledger_unreachable" } as const;
 
+/** Attempts of one settle call, the first included. */
+export const SETTLE_ATTEMPTS_MAX = 3;
+/** Delay before the first retry; each further retry waits twice as long. */
+export const SETTLE_BACKOFF_MS = 200;
+/** A 5xx or a 429 may pass by retrying; any other failure is the ledger's final word. */
 const mayPass = (failure: { status: number }) => failure.status >= 500 || failure.status === 429;
 
 export function createSettler(options: { setTimer: SetTimer; backoffMs: number; log: GatewayLog }) {

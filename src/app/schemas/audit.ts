@@ -48,6 +48,9 @@ export const BalanceAsOf = z
   })
   .openapi("BalanceAsOf");
 
+/** Which checkpoint-signing key: a signature names the key that made it, as the published key does. */
+const SigningKeyName = { algorithm: z.literal("Ed25519"), key_id: z.string() };
+
 export const SignedCheckpointSchema = z
   .object({
     checkpoint: z.object({
@@ -58,16 +61,14 @@ export const SignedCheckpointSchema = z
       reserved: Minor,
       at: Time,
     }),
-    algorithm: z.literal("Ed25519"),
-    key_id: z.string(),
+    ...SigningKeyName,
     signature: z.string().openapi({ description: "base64url Ed25519 signature of the checkpoint's canonical JSON." }),
   })
   .openapi("SignedCheckpoint");
 
 export const PublicKeySchema = z
   .object({
-    algorithm: z.literal("Ed25519"),
-    key_id: z.string(),
+    ...SigningKeyName,
     public_key: z.string().openapi({ description: "32 raw bytes, base64url." }),
   })
   .openapi("AuditPublicKey");

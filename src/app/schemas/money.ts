@@ -136,19 +136,25 @@ export const ReservationResponse = z
   })
   .openapi("Reservation");
 
-export const CreditResult = z
-  .object({
-    credit: z.object({
-      credit_id: z.string(),
-      amount: Minor,
-      reason: z.string().nullable(),
-      metadata: Metadata,
-      seq: z.number().int(),
-      created_at: Time,
-    }),
-    account: Balances,
-  })
-  .openapi("CreditResult");
+/**
+ * The result of a movement recorded as one entity (a credit, a charge, a refund, an
+ * adjustment): the entity, with the seq and time of the event that recorded it, and the
+ * account's balances right after it.
+ */
+function recordedResult<K extends string, S extends z.ZodRawShape>(name: string, entity: K, fields: S) {
+  const recorded = z.object({ ...fields, seq: z.number().int(), created_at: Time });
+  const shape = { [entity]: recorded, account: Balances } as { [P in K]: typeof recorded } & {
+    account: typeof Balances;
+  };
+  return z.object(shape).openapi(name);
+}
+
+export const CreditResult = recordedResult("CreditResult", "credit", {
+  credit_id: z.string(),
+  amount: Minor,
+  reason: z.string().nullable(),
+  metadata: Metadata,
+});
 
 export const ReservationResult = z
   .object({ reservation: ReservationResponse, account: Balances })
@@ -162,45 +168,24 @@ export const CaptureResult = z
   })
   .openapi("CaptureResult");
 
-export const ChargeResult = z
-  .object({
-    charge: z.object({
-      charge_id: z.string(),
-      amount: Minor,
-      context: UsageContext,
-      metadata: Metadata,
-      seq: z.number().int(),
-      created_at: Time,
-    }),
-    account: Balances,
-  })
-  .openapi("ChargeResult");
+export const ChargeResult = recordedResult("ChargeResult", "charge", {
+  charge_id: z.string(),
+  amount: Minor,
+  context: UsageContext,
+  metadata: Metadata,
+});
 
-export const RefundResult = z
-  .object({
-    refund: z.object({
-      refund_id: z.string(),
-      charge_id: z.string(),
-      amount: Minor,
-      reason: z.string().nullable(),
-      charge_amount: Minor,
-      charge_refunded_total: Minor,
-      seq: z.number().int(),
-      created_at: Time,
-    }),
-    account: Balances,
-  })
-  .openapi("RefundResult");
+export const RefundResult = recordedResult("RefundResult", "refund", {
+  refund_id: z.string(),
+  charge_id: z.string(),
+  amount: Minor,
+  reason: z.string().nullable(),
+  charge_amount: Minor,
+  charge_refunded_total: Minor,
+});
 
-export const AdjustmentResult = z
-  .object({
-    adjustment: z.object({
-      adjustment_id: z.string(),
-      amount: Minor,
-      reason: z.string(),
-      seq: z.number().int(),
-      created_at: Time,
-    }),
-    account: Balances,
-  })
-  .openapi("AdjustmentResult");
+export const AdjustmentResult = recordedResult("AdjustmentResult", "adjustment", {
+  adjustment_id: z.string(),
+  amount: Minor,
+  reason: z.string(),
+});

@@ -1,6 +1,7 @@
 /** The contracts of price publication and lookup. */
 import { z } from "@hono/zod-openapi";
-import { PER_UNITS_MAX, PRICE_MINOR_MAX, PRICE_UNITS } from "../../domain/pricing";
+import { PER_UNITS_MAX, PRICE_MINOR_MAX } from "../../domain/limits";
+import { PRICE_UNITS } from "../../domain/pricing";
 import { Minor, Rfc3339, Short, Time } from "./common";
 
 const PriceRule = z.strictObject({
