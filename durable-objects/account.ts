@@ -132,10 +132,17 @@ export class AccountDurableObject extends DurableObject<Env> {
     return this.projector.status(clock.now());
   }
 
-  /** Rebuilds this account's D1 rows from its log (admin). */
-  async reproject(): Promise<ReadResult<ProjectionStatus>> {
+  /**
+   * Rebuilds this account's D1 rows from its log (admin). A D1 failure is returned, not thrown:
+   * the caller answers it as a server error, and the projection retries through the alarm.
+   */
+  async reproject(): Promise<ReadResult<ProjectionStatus> | { ok: false; failed: string }> {
     if (this.store.account === null) return NOT_FOUND;
-    return { ok: true, body: await this.projector.reproject() };
+    try {
+      return { ok: true, body: await this.projector.reproject() };
+    } catch (error) {
+      return { ok: false, failed: String(error) };
+    }
   }
 
   /** The head of the chain and the balances there (what a checkpoint signs). */

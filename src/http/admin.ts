@@ -20,7 +20,12 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
     description: "Idempotent: deletes the account's rows and projects the whole log again, up to the head.",
     params: AccountParams,
     success: { schema: ProjectionStatusSchema, description: "The projection after the rebuild." },
-    call: (account) => account.reproject(),
+    call: async (account) => {
+      const rebuilt = await account.reproject();
+      // A failed D1 write is a server error (500), logged by the error handler without data.
+      if ("failed" in rebuilt) throw new Error(`reprojection failed: ${rebuilt.failed}`);
+      return rebuilt;
+    },
   });
 
   defineRoute(
