@@ -28,12 +28,17 @@ export default defineConfig(async () => {
             BOOTSTRAP_RATE_LIMITER: { namespace_id: "1002", simple: { limit: 10_000, period: 60 } },
             AUTH_FAILURE_LIMITER: { namespace_id: "1003", simple: { limit: 10, period: 60 } },
           },
+          // Two read-side shards (src/projection/shards.ts): DB from wrangler.toml, and DB_1.
+          // REFERENCE_DB is not a shard: tests compare a one-shard run against the two shards in it.
+          d1Databases: { DB: "openedge-ledger", DB_1: "openedge-ledger-shard-1", REFERENCE_DB: "reference" },
           bindings: {
             ADMIN_API_KEY: adminApiKey,
             AUDIT_SIGNING_KEY: auditSigningKey,
             CONFIG_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-            // Flush at once, so tests see D1 move command by command.
+            // Flush at once and write D1 directly (no queue), so tests see D1 move command by
+            // command; the queue's producer and consumer have their own tests.
             PROJECTION_COALESCE_MS: "0",
+            PROJECTION_DELIVERY: "direct",
             // Log lines are silent under test; LOG_REQUESTS=1 npm test shows them.
             LOG_REQUESTS: process.env.LOG_REQUESTS === "1" ? "1" : "0",
             // Deeper property and fuzz runs, and printed measurements, on request (test/budget.ts):

@@ -18,7 +18,10 @@ import type { Rejection } from "../src/domain/rejections";
 import { type AccountView, accountView, type ReservationView, reservationView } from "../src/domain/views";
 import type { Env } from "../src/env";
 import { writeLog } from "../src/observability/log";
-import { type ProjectionStatus, Projector } from "../src/projection/projector";
+import { applyStats } from "../src/projection/apply";
+import { directDelivery, queueDelivery } from "../src/projection/delivery";
+import { type Delivery, type ProjectionStatus, Projector } from "../src/projection/projector";
+import { shardsOf } from "../src/projection/shards";
 import { type BatchResult, CommandRunner, type ExecuteResult } from "./runner";
 import { ALARM_RETRIES_MAX, ExpiryScheduler } from "./scheduler";
 import { AccountStore } from "./store";
@@ -30,6 +33,17 @@ export type ReadResult<T> = { ok: true; body: T } | { ok: false; rejection: Reje
 
 /** Coalescing window of the projection when PROJECTION_COALESCE_MS is not set. */
 export const PROJECTION_COALESCE_MS_DEFAULT = 50;
+
+/**
+ * The projection queue when the object has one (wrangler.toml [[queues.producers]]), else the
+ * read side directly; PROJECTION_DELIVERY = "direct" forces the latter (the test suite's
+ * default, so that tests see D1 move command by command).
+ */
+function projectionDelivery(env: Env): Delivery {
+  const direct = directDelivery(shardsOf(env));
+  if (env.PROJECTION_QUEUE === undefined || env.PROJECTION_DELIVERY === "direct") return direct;
+  return queueDelivery(env.PROJECTION_QUEUE, direct);
+}
 
 const NOT_FOUND: { ok: false; rejection: Rejection } = {
   ok: false,
@@ -48,9 +62,11 @@ export class AccountDurableObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new AccountStore(ctx.storage);
-    this.projector = new Projector(this.store.sql, env.DB, {
+    this.projector = new Projector(this.store.sql, projectionDelivery(env), {
       account: () => this.store.account,
       eventsAfter: (seq, limit) => this.store.readEvents(seq, limit),
+      event: (seq) => this.store.readEvent(seq),
+      reserveSeq: (id) => this.store.reservation(id)?.reserve_seq ?? null,
       wake: () => this.scheduler.ensureAlarm(),
       log: (line) => writeLog(env, "warn", line),
     });
@@ -215,8 +231,12 @@ export class AccountDurableObject extends DurableObject<Env> {
       commits: this.store.commits,
       rows_written: this.store.rowsWritten,
       projection_rows_written: this.projector.rowsWritten,
-      d1_rows_written: this.projector.d1RowsWritten,
       events_projected: this.projector.eventsProjected,
+      messages_delivered: this.projector.messagesDelivered,
+      // Writes this isolate applied to D1 directly (PROJECTION_DELIVERY = "direct").
+      d1_rows_written: applyStats.rowsWritten,
+      d1_statements: applyStats.statements,
+      d1_events_applied: applyStats.eventsApplied,
     };
   }
 

@@ -76,6 +76,13 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   -- the projector then rebuilds the read side once (src/projection/projector.ts).
   ALTER TABLE projection ADD COLUMN rollups TEXT;
   `,
+  `
+  -- Issue 12: projection messages (src/projection/message.ts) and rebuild generations. The read
+  -- side's format changed (D1 migration 0005 emptied it): NULL rollups make the projector rebuild
+  -- this account's rows from its log, once, on its next flush.
+  ALTER TABLE projection ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+  UPDATE projection SET rollups = NULL;
+  `,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {

@@ -1,11 +1,19 @@
 /** Bindings and secrets of the ledger Worker (see wrangler.toml and docs/operations.md, "Configuration"). */
 import type { AccountDurableObject } from "../durable-objects/account";
+import type { ProjectionMessage } from "./projection/message";
 
 export interface Env {
   /** One Durable Object per account, addressed by `getByName(account_id)`. */
   ACCOUNTS: DurableObjectNamespace<AccountDurableObject>;
-  /** The read side (reports); filled by the projection. */
+  /**
+   * The read side (reports), shard 0 and the control database (keys, prices, dead letters).
+   * More shards are bound as DB_1, DB_2, ... (src/projection/shards.ts).
+   */
   DB: D1Database;
+  /** The projection queue's producer (wrangler.toml [[queues.producers]]). */
+  PROJECTION_QUEUE?: Queue<ProjectionMessage>;
+  /** "direct": account objects write their projection to D1 themselves instead of the queue. */
+  PROJECTION_DELIVERY?: string;
   /**
    * Bootstrap admin bearer token (a secret: `wrangler secret put ADMIN_API_KEY`); 32+ random bytes
    * (ADMIN_API_KEY_LENGTH_MIN characters and more), else every request answers 503.

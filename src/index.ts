@@ -4,7 +4,9 @@
  */
 import type { Env } from "./env";
 import { createApp } from "./http/app";
+import { consumeQueue } from "./projection/consumer";
 import { pruneReadSide, retentionConfig } from "./projection/retention";
+import { shardsOf } from "./projection/shards";
 import { maintainSecurityCounters } from "./security/counters";
 import { runSweep } from "./sweep";
 
@@ -23,6 +25,12 @@ export default {
     ctx.waitUntil(runSweep(env, controller.scheduledTime));
     ctx.waitUntil(maintainSecurityCounters(env, controller.scheduledTime));
     // The read side's retention: a bounded prune of raw events and hourly rollups.
-    ctx.waitUntil(pruneReadSide(env.DB, retentionConfig(env), controller.scheduledTime));
+    for (const shard of shardsOf(env)) {
+      ctx.waitUntil(pruneReadSide(shard.db, retentionConfig(env), controller.scheduledTime));
+    }
+  },
+  /** The projection queue and its dead-letter queue (src/projection/consumer.ts). */
+  async queue(batch, env) {
+    await consumeQueue(batch, env);
   },
 } satisfies ExportedHandler<Env>;

@@ -10,10 +10,11 @@
  */
 import type { Env } from "./env";
 import { writeLog } from "./observability/log";
+import { shardsOf } from "./projection/shards";
 
 /** Expired holds are left to their own alarm for this long before the sweep steps in. */
 export const SWEEP_GRACE_MS = 60_000;
-/** Accounts nudged per run for stale reservations, and for the round-robin. */
+/** Accounts nudged per run and per shard for stale reservations, and for the round-robin. */
 export const SWEEP_STALE_ACCOUNTS_MAX = 100;
 export const SWEEP_ROUND_ROBIN_ACCOUNTS_MAX = 100;
 
@@ -26,32 +27,45 @@ export interface SweepReport {
   worst_lag_ms: number;
 }
 
-export async function runSweep(env: Env, nowMs: number): Promise<SweepReport> {
-  const threshold = new Date(nowMs - SWEEP_GRACE_MS).toISOString();
-  const stale = await env.DB.prepare(
-    "SELECT DISTINCT account_id FROM reservations WHERE status = 'open' AND expires_at < ? ORDER BY account_id LIMIT ?",
-  )
-    .bind(threshold, SWEEP_STALE_ACCOUNTS_MAX)
+/** The accounts one shard asks the sweep to nudge: stale holds, and its next round-robin slice. */
+async function candidates(db: D1Database, threshold: string): Promise<{ stale: string[]; round: string[] }> {
+  const [stale, position] = await db.batch<{ account_id?: string; value?: string }>([
+    db
+      .prepare(
+        "SELECT DISTINCT account_id FROM open_holds WHERE status = 'open' AND expires_at < ? ORDER BY account_id LIMIT ?",
+      )
+      .bind(threshold, SWEEP_STALE_ACCOUNTS_MAX),
+    db.prepare("SELECT value FROM sweep_state WHERE key = 'round_robin_after'"),
+  ]);
+  const after = position?.results[0]?.value ?? "";
+  let round = await db
+    .prepare("SELECT account_id FROM accounts WHERE account_id > ? ORDER BY account_id LIMIT ?")
+    .bind(after, SWEEP_ROUND_ROBIN_ACCOUNTS_MAX)
     .all<{ account_id: string }>();
-
-  const position = await env.DB.prepare("SELECT value FROM sweep_state WHERE key = 'round_robin_after'").first<{
-    value: string;
-  }>();
-  let round = await env.DB.prepare("SELECT account_id FROM accounts WHERE account_id > ? ORDER BY account_id LIMIT ?")
-    .bind(position?.value ?? "", SWEEP_ROUND_ROBIN_ACCOUNTS_MAX)
-    .all<{ account_id: string }>();
-  if (round.results.length === 0 && (position?.value ?? "") !== "") {
-    round = await env.DB.prepare("SELECT account_id FROM accounts ORDER BY account_id LIMIT ?")
+  if (round.results.length === 0 && after !== "") {
+    round = await db
+      .prepare("SELECT account_id FROM accounts ORDER BY account_id LIMIT ?")
       .bind(SWEEP_ROUND_ROBIN_ACCOUNTS_MAX)
       .all<{ account_id: string }>();
   }
-  const last = round.results.at(-1)?.account_id ?? "";
-  await env.DB.prepare(
-    "INSERT INTO sweep_state (key, value) VALUES ('round_robin_after', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-  )
-    .bind(last)
+  await db
+    .prepare(
+      "INSERT INTO sweep_state (key, value) VALUES ('round_robin_after', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(round.results.at(-1)?.account_id ?? "")
     .run();
+  return {
+    stale: (stale?.results ?? []).map((r) => r.account_id as string),
+    round: round.results.map((r) => r.account_id),
+  };
+}
 
+/** One sweep over every shard (each keeps its own round-robin position). */
+export async function runSweep(env: Env, nowMs: number): Promise<SweepReport> {
+  const threshold = new Date(nowMs - SWEEP_GRACE_MS).toISOString();
+  const perShard = await Promise.all(shardsOf(env).map((shard) => candidates(shard.db, threshold)));
+  const stale = { results: perShard.flatMap((s) => s.stale).map((account_id) => ({ account_id })) };
+  const round = { results: perShard.flatMap((s) => s.round).map((account_id) => ({ account_id })) };
   const ids = [...new Set([...stale.results, ...round.results].map((r) => r.account_id))];
   const outcomes = await Promise.allSettled(ids.map((id) => env.ACCOUNTS.getByName(id).nudge()));
   const report: SweepReport = {

@@ -1,9 +1,20 @@
-/** Operator routes for the read side: rebuild, projection status, reconciliation. */
+/** Operator routes for the read side: rebuild, projection status, reconciliation, dead letters. */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { accountClient } from "../app/account-client";
 import { AccountParams } from "../app/schemas/accounts";
-import { ProjectionStatusSchema, RECONCILE_ACCOUNTS_MAX, ReconcileBody, ReconcileResult } from "../app/schemas/reports";
+import {
+  DeadLetterPage,
+  DeadLettersQuery,
+  ProjectionStatusSchema,
+  RECONCILE_ACCOUNTS_MAX,
+  ReconcileBody,
+  ReconcileResult,
+  ReplayBody,
+  ReplayResultSchema,
+} from "../app/schemas/projection";
+import { listDeadLetters, replayDeadLetters } from "../projection/dead-letters";
 import { reconcile } from "../projection/reconcile";
+import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
 import type { AppEnv } from "./context";
 import { defineAccountRoute, defineRoute, tenantWideAdmin } from "./route";
 
@@ -51,7 +62,7 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
       operationId: "reconcile",
       ...READ_SIDE_ADMIN,
       summary: "Compare D1 snapshots with the ledger; report or repair drift",
-      description: `Checks the given account_ids, or the next page of D1 accounts (at most ${RECONCILE_ACCOUNTS_MAX}).`,
+      description: `Checks the given account_ids, or the next page of D1 accounts (at most ${RECONCILE_ACCOUNTS_MAX}): of one shard, or of every shard in turn. An account found in a shard that is not its home is \`misplaced\`; repair reprojects it into its home shard.`,
       body: ReconcileBody,
       bodyOptional: true,
       success: { status: 200, schema: ReconcileResult, description: "One verdict per account." },
@@ -62,9 +73,53 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>): void {
         await reconcile(c.env, {
           ...(body.account_ids === undefined ? {} : { account_ids: body.account_ids }),
           ...(body.cursor === undefined ? {} : { cursor: body.cursor }),
+          ...(body.shard === undefined ? {} : { shard: body.shard }),
           repair: body.repair ?? false,
           limit: body.limit ?? RECONCILE_ACCOUNTS_MAX,
         }),
       ),
+  );
+
+  registerDeadLetterRoutes(app);
+}
+
+function registerDeadLetterRoutes(app: OpenAPIHono<AppEnv>): void {
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/admin/projection/dead-letters",
+      operationId: "listDeadLetters",
+      ...READ_SIDE_ADMIN,
+      summary: "Projection messages the queue gave up on",
+      description: "Each with its account and range of seqs; the bodies (ledger data) are not listed.",
+      query: DeadLettersQuery,
+      success: { status: 200, schema: DeadLetterPage, description: "A page of dead letters and their total." },
+      errors: [],
+    },
+    async (c, { query }) => {
+      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, 1)?.[0];
+      if (query.cursor !== undefined && typeof after !== "string") throw new BadCursor("cursor");
+      const page = await listDeadLetters(c.env, query.limit, after as string | undefined);
+      return c.json({ ...page, next_cursor: page.next_cursor === null ? null : encodeCursor([page.next_cursor]) });
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: "post",
+      path: "/v1/admin/projection/dead-letters/replay",
+      operationId: "replayDeadLetters",
+      ...READ_SIDE_ADMIN,
+      summary: "Apply dead letters again",
+      description:
+        "Applies the given dead letters (or the oldest ones), in order of account and position, and removes those now applied, duplicated or superseded. Those still after a gap stay: reproject their account.",
+      body: ReplayBody,
+      bodyOptional: true,
+      success: { status: 200, schema: ReplayResultSchema, description: "Outcomes and what remains." },
+      errors: [],
+    },
+    async (c, { body }) => c.json(await replayDeadLetters(c.env, body.ids)),
   );
 }

@@ -1,6 +1,6 @@
 /**
  * The reporting routes: read the D1 read side (eventually consistent with the ledger; every
- * answer says how fresh it is in `as_of`).
+ * answer says how fresh it is in `as_of`), every shard of it or one account's shard.
  */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
@@ -22,6 +22,7 @@ import {
 } from "../app/schemas/reports";
 import { clock } from "../clock";
 import { retentionConfig } from "../projection/retention";
+import { shardsOf } from "../projection/shards";
 import { hourlyKeptFrom } from "../reports/periods";
 import { balancesReport, refundsReport, reservationsReport, transactionsReport } from "../reports/queries";
 import { ReportRangeError, trialBalanceReport, usageReport } from "../reports/rollups";
@@ -77,7 +78,7 @@ function registerReportBalances(app: OpenAPIHono<AppEnv>): void {
       success: page,
       errors: [],
     },
-    async (c, { query }) => c.json(await balancesReport(c.env.DB, query)),
+    async (c, { query }) => c.json(await balancesReport(shardsOf(c.env), query)),
   );
 }
 
@@ -98,7 +99,9 @@ function registerReportTransactions(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { query }) => {
       const { type, ...rest } = query;
-      return c.json(await transactionsReport(c.env.DB, { ...rest, ...(type === undefined ? {} : { types: type }) }));
+      return c.json(
+        await transactionsReport(shardsOf(c.env), { ...rest, ...(type === undefined ? {} : { types: type }) }),
+      );
     },
   );
 }
@@ -119,7 +122,7 @@ function registerReportUsage(app: OpenAPIHono<AppEnv>): void {
       errors: [],
     },
     async (c, { query }) =>
-      overRollups(c, async () => c.json(await usageReport(c.env.DB, query, keptFrom(c, clock.now())))),
+      overRollups(c, async () => c.json(await usageReport(shardsOf(c.env), query, keptFrom(c, clock.now())))),
   );
 }
 
@@ -138,7 +141,7 @@ function registerReportReservations(app: OpenAPIHono<AppEnv>): void {
       success: page,
       errors: [],
     },
-    async (c, { query }) => c.json(await reservationsReport(c.env.DB, query)),
+    async (c, { query }) => c.json(await reservationsReport(shardsOf(c.env), query)),
   );
 }
 
@@ -157,7 +160,7 @@ function registerReportRefunds(app: OpenAPIHono<AppEnv>): void {
       success: page,
       errors: [],
     },
-    async (c, { query }) => c.json(await refundsReport(c.env.DB, query)),
+    async (c, { query }) => c.json(await refundsReport(shardsOf(c.env), query)),
   );
 }
 
@@ -178,7 +181,7 @@ function registerReportTrialBalance(app: OpenAPIHono<AppEnv>): void {
     async (c, { query }) =>
       overRollups(c, async () => {
         const now = clock.now();
-        return c.json(await trialBalanceReport(c.env.DB, query.at ?? null, now, keptFrom(c, now)));
+        return c.json(await trialBalanceReport(shardsOf(c.env), query.at ?? null, now, keptFrom(c, now)));
       }),
   );
 }
@@ -201,7 +204,7 @@ function registerStatement(app: OpenAPIHono<AppEnv>): void {
     async (c, { params, query }) =>
       overRollups(c, async () => {
         const kept = keptFrom(c, clock.now());
-        const statement = await statementReport(c.env.DB, params.account_id, query.from, query.to, kept);
+        const statement = await statementReport(shardsOf(c.env), params.account_id, query.from, query.to, kept);
         if (statement !== null) return c.json(statement);
         return problemResponse(
           c,

@@ -1,39 +1,50 @@
 /**
- * Projects an account's events into D1 behind a durable cursor, without ever making a command
- * wait for D1.
+ * Hands an account's events to the read side behind a durable cursor, without ever making a
+ * command wait for it.
+ *
+ * Each flush turns the events past the cursor into projection messages (./message.ts: absolute
+ * state as of their last seq, at most one page of events each) and delivers them: to the
+ * projection queue when the object has one (a consumer applies many accounts' messages to D1
+ * in bulk, ./consumer.ts), else straight to D1 through the same code (./apply.ts). The cursor
+ * moves when the delivery is accepted: the queue took the messages, or D1 applied them.
  *
  * At most one flush runs at a time per object (`running`): a command that commits while a
- * flush awaits D1 only asks for another pass, and the running loop picks its events up after
- * its await, because each batch is read afresh from the log, synchronously, after the cursor.
- * The cursor only moves forward, after D1 confirmed the batch; D1 writes are idempotent, so a
- * batch that D1 applied but whose answer was lost is simply applied again. A failed flush
- * leaves the cursor, counts the failure and asks the alarm to retry with exponential backoff.
+ * flush awaits only asks for another pass, and the loop picks its events up after its await,
+ * because each batch is read afresh from the log after the cursor. A failed delivery leaves the
+ * cursor, counts the failure and asks the alarm to retry with exponential backoff.
  *
- * Each batch also carries the rollups (./rollups.ts): the flush folds its events into the hour
- * and day buckets they touch, starting from the current rows kept in the cursor row, and sends
- * those rows' absolute values with the batch. The new current rows are written with the cursor,
- * in the same row, only after D1 confirmed: one SQLite row per flush, however many buckets, and
- * the kept rows always equal the fold of the log up to the cursor.
+ * The rollups' current rows (./rollups.ts) are kept in the cursor row, as of the cursor: each
+ * message folds its events into them, and the new rows are written with the cursor after the
+ * delivery was accepted: one SQLite row per flush.
  */
 import { clock } from "../clock";
-import type { LedgerEvent } from "../domain/events";
+import type { FundsReserved, LedgerEvent } from "../domain/events";
 import type { AccountState } from "../domain/state";
-import { accountStatement, deleteAccountStatements, eventStatements, rollupStatements } from "./d1";
-import { decodeRollupState, encodeRollupState, foldRollups, type RollupState } from "./rollups";
+import { buildMessage, type ProjectionMessage, pageStart } from "./message";
+import { decodeRollupState, encodeRollupState, type RollupState } from "./rollups";
 
-/** Events per D1 batch (each event is one or two statements). */
-export const PROJECTION_BATCH_EVENTS_MAX = 100;
-/** Batches one flush may write before it yields to the alarm (bounds one invocation's queries). */
+/** Events one flush pass reads from the log (a message holds at most one page of them). */
+export const PROJECTION_BATCH_EVENTS_MAX = 256;
+/** Passes one flush may run before it yields to the alarm (bounds one invocation's work). */
 export const PROJECTION_BATCHES_PER_RUN_MAX = 4;
 export const PROJECTION_BACKOFF_MS_MIN = 1_000;
 export const PROJECTION_BACKOFF_MS_MAX = 60_000;
 
-export type ProjectionSink = (statements: D1PreparedStatement[]) => Promise<unknown>;
+/**
+ * Delivers messages in order; resolves with how many of them (a prefix) were accepted, or
+ * rejects (nothing accepted). `gap: true` means the read side is behind the cursor (its rows
+ * were lost or dropped): the object then rebuilds them from its log.
+ */
+export type Delivery = (messages: ProjectionMessage[]) => Promise<{ accepted: number; gap?: boolean }>;
 
 /** What the projector needs from its Durable Object, all synchronous reads. */
 export interface ProjectionSource {
   account(): AccountState | null;
   eventsAfter(seq: number, limit: number): LedgerEvent[];
+  /** The event at `seq`. */
+  event(seq: number): LedgerEvent;
+  /** Seq of a reservation's FundsReserved event, or null. */
+  reserveSeq(reservationId: string): number | null;
   /** Asks the object to (re)arm its alarm: a retry was scheduled. */
   wake(): void;
   /** Writes a warning line (src/observability/log.ts). */
@@ -43,47 +54,57 @@ export interface ProjectionSource {
 export interface ProjectionStatus {
   last_seq: number;
   projected_seq: number;
-  /** Age of the oldest event not yet projected (0 when caught up). */
+  /** Age of the oldest event not yet delivered (0 when caught up). */
   lag_ms: number;
   failures: number;
   retry_at: string | null;
+  /** Rebuilds so far: the read side drops messages of older generations. */
+  generation: number;
 }
 
 export class Projector {
-  /** Replaceable so tests can inject D1 failures inside workerd. */
-  sink: ProjectionSink;
+  /** Replaceable so tests can inject failures inside workerd. */
+  deliver: Delivery;
   private projectedSeq = 0;
+  private generation = 0;
   private failures = 0;
   private retryAtMs: number | null = null;
   private running: Promise<void> | null = null;
   /** The rollups' current rows, as of `projectedSeq`. */
   private rollups: RollupState = new Map();
-  /**
-   * The cursor predates rollups (projected without them): the next flush rebuilds the account's
-   * read side from seq 1, once, as a reprojection does.
-   */
+  /** The read side must be rebuilt from seq 1 (rows predating the format, or lost). */
   private rebuildPending = false;
+  /**
+   * The next delivery may overlap one already accepted (after a restart, or a failure whose
+   * answer may have been lost): its messages say so (`resent`).
+   */
+  private uncertain = true;
   /** SQLite rows written for the cursor (the runtime's own counter). */
   rowsWritten = 0;
-  /** D1 rows written by the projection, and events it projected (D1's own meta.rows_written). */
-  d1RowsWritten = 0;
+  /** Messages and events delivered. */
+  messagesDelivered = 0;
   eventsProjected = 0;
 
   constructor(
     private readonly sql: SqlStorage,
-    private readonly db: D1Database,
+    deliver: Delivery,
     private readonly source: ProjectionSource,
   ) {
-    this.sink = (statements) => db.batch(statements);
+    this.deliver = deliver;
     const row = sql
-      .exec<{ projected_seq: number; failures: number; retry_at_ms: number | null; rollups: string | null }>(
-        "SELECT projected_seq, failures, retry_at_ms, rollups FROM projection WHERE id = 1",
-      )
+      .exec<{
+        projected_seq: number;
+        failures: number;
+        retry_at_ms: number | null;
+        rollups: string | null;
+        generation: number;
+      }>("SELECT projected_seq, failures, retry_at_ms, rollups, generation FROM projection WHERE id = 1")
       .toArray()[0];
     if (row !== undefined) {
       this.projectedSeq = row.projected_seq;
       this.failures = row.failures;
       this.retryAtMs = row.retry_at_ms;
+      this.generation = row.generation;
       if (row.rollups !== null) this.rollups = decodeRollupState(row.rollups);
       else this.rebuildPending = row.projected_seq > 0;
     }
@@ -107,7 +128,7 @@ export class Projector {
   }
 
   /**
-   * Lag is the age of the oldest event not yet in D1 (0 when caught up). "Newest event time
+   * Lag is the age of the oldest event not yet delivered (0 when caught up). "Newest event time
    * minus newest projected event time" would report the idle time before a burst as lag.
    */
   status(now: number): ProjectionStatus {
@@ -119,23 +140,27 @@ export class Projector {
       lag_ms: oldestPending === undefined ? 0 : Math.max(0, now - Date.parse(oldestPending.at)),
       failures: this.failures,
       retry_at: this.retryAtMs === null ? null : new Date(this.retryAtMs).toISOString(),
+      generation: this.generation,
     };
   }
 
   /** Starts a flush, or joins the one running. Never rejects: failures become retries. */
   flush(): Promise<void> {
     if (this.running === null) {
-      const mode = this.rebuildPending ? "upgrade" : "flush";
-      this.running = this.loop(PROJECTION_BATCHES_PER_RUN_MAX, mode).finally(() => {
-        this.running = null;
-      });
+      const mode = this.rebuildPending ? "rebuild" : "flush";
+      this.running = this.loop(PROJECTION_BATCHES_PER_RUN_MAX, mode)
+        .catch(() => undefined)
+        .finally(() => {
+          this.running = null;
+        });
     }
     return this.running;
   }
 
   /**
-   * Rebuilds the account's D1 rows from the whole log: the first batch deletes them and
-   * re-inserts from seq 1, later batches continue until the head. Serialised with flushes.
+   * Rebuilds the account's read side from the whole log in a new generation: the first message
+   * resets the account's rows, the next ones continue until the head. Serialised with flushes;
+   * a failure rejects (the admin route answers it) and the alarm retries.
    */
   async reproject(): Promise<ProjectionStatus> {
     while (this.running !== null) await this.running;
@@ -150,43 +175,56 @@ export class Projector {
     return this.status(clock.now());
   }
 
-  /**
-   * Writes up to `batchesMax` batches. "rebuild" and "upgrade" start over from seq 1, deleting
-   * the account's D1 rows in the first batch; a failed "rebuild" (the admin route) throws, a
-   * failed flush or "upgrade" becomes a retry.
-   */
-  private async loop(batchesMax: number, mode: "flush" | "rebuild" | "upgrade"): Promise<void> {
-    const rebuild = mode !== "flush";
-    let from = rebuild ? 0 : this.projectedSeq;
-    for (let batch = 0; batch < batchesMax; batch++) {
+  /** Delivers up to `passesMax` passes of messages; "rebuild" starts a new generation from seq 1. */
+  private async loop(passesMax: number, mode: "flush" | "rebuild"): Promise<void> {
+    let reset = mode === "rebuild";
+    if (reset) {
+      this.generation += 1;
+      this.rebuildPending = true;
+      this.persist();
+    }
+    let from = reset ? 0 : this.projectedSeq;
+    let rollups = reset ? new Map() : this.rollups;
+    for (let pass = 0; pass < passesMax; pass++) {
       const account = this.source.account();
-      const first = rebuild && batch === 0;
-      if (account === null || (from >= account.last_seq && !first)) return;
-      const events = this.source.eventsAfter(from, PROJECTION_BATCH_EVENTS_MAX);
-      let rollups: RollupState;
+      if (account === null || from >= account.last_seq) break;
+      const built = this.messagesAfter(account, from, rollups, reset);
+      let result: { accepted: number; gap?: boolean };
       try {
-        rollups = await this.send(account, events, first ? new Map() : this.rollups, first);
+        result = await this.deliver(built.map((b) => b.message));
       } catch (error) {
         this.failed(error);
-        this.source.wake();
         if (mode === "rebuild") throw error;
         return;
       }
-      const last = events.at(-1);
-      if (last !== undefined) {
-        from = last.seq;
-        // A rebuild deleted the account's rows first: D1 now holds exactly the events up to this
-        // batch, so the cursor follows it down as well as up. If a later batch fails, the normal
-        // flush resumes from here instead of skipping the rows the rebuild removed.
-        this.projectedSeq = rebuild ? last.seq : Math.max(this.projectedSeq, last.seq);
+      const accepted = built[result.accepted - 1];
+      if (accepted !== undefined) {
+        from = accepted.message.to_seq;
+        rollups = accepted.rollups;
+        reset = false;
+        // A rebuild follows the cursor down as well as up: D1 now holds exactly these events.
+        this.projectedSeq = from;
+        this.rollups = rollups;
+        this.rebuildPending = false;
+        this.uncertain = false;
+        this.failures = 0;
+        this.retryAtMs = null;
+        this.messagesDelivered += result.accepted;
+        this.eventsProjected += accepted.message.to_seq - (built[0]?.message.from_seq ?? 1) + 1;
+        this.persist();
       }
-      this.rollups = rollups;
-      this.rebuildPending = false;
-      this.failures = 0;
-      this.retryAtMs = null;
-      this.persist();
+      if (result.gap === true) {
+        // The read side lost rows the cursor counts as delivered: rebuild them from the log.
+        this.rebuildPending = true;
+        this.failed(new Error("the read side is behind the cursor: rebuilding"));
+        return;
+      }
+      if (result.accepted < built.length) {
+        this.failed(new Error("delivery accepted part of a batch"));
+        return;
+      }
     }
-    // Out of batches for this run with events left: the alarm continues at once.
+    // Out of passes for this run with events left: the alarm continues at once.
     if (this.behind()) {
       this.retryAtMs = clock.now();
       this.persist();
@@ -194,45 +232,69 @@ export class Projector {
     }
   }
 
-  /** Sends one batch (events, rollups, and the account row if it reaches the head); returns the new rollup rows. */
-  private async send(
+  /** The messages for the events after `from`, one per page, each with its rollups after it. */
+  private messagesAfter(
     account: AccountState,
-    events: LedgerEvent[],
+    from: number,
     rollups: RollupState,
-    deleteFirst: boolean,
-  ): Promise<RollupState> {
-    const statements = deleteFirst ? deleteAccountStatements(this.db, account.account_id) : [];
-    for (const event of events) statements.push(...eventStatements(this.db, account.account_id, event));
-    const folded = foldRollups(rollups, events);
-    statements.push(...rollupStatements(this.db, account.account_id, folded.touched));
-    const last = events.at(-1);
-    // The snapshot belongs to the head: only the batch that reaches it carries the account row.
-    if (last === undefined || last.seq === account.last_seq) {
-      statements.push(accountStatement(this.db, account, clock.now()));
+    reset: boolean,
+  ): { message: ProjectionMessage; rollups: RollupState }[] {
+    const events = this.source.eventsAfter(from, PROJECTION_BATCH_EVENTS_MAX);
+    const built: { message: ProjectionMessage; rollups: RollupState }[] = [];
+    let state = rollups;
+    let start = 0;
+    while (start < events.length) {
+      const first = events[start] as LedgerEvent;
+      const page = pageStart(first.seq);
+      let end = start;
+      while (end < events.length && pageStart((events[end] as LedgerEvent).seq) === page) end++;
+      const pageBefore = first.seq > page ? this.source.eventsAfter(page - 1, first.seq - page) : [];
+      const next = buildMessage({
+        head: account,
+        generation: this.generation,
+        reset: reset && built.length === 0,
+        resent: this.uncertain,
+        events: events.slice(start, end),
+        pageBefore,
+        rollups: state,
+        reservedEvent: (id) => this.reservedEvent(id),
+      });
+      built.push(next);
+      state = next.rollups;
+      start = end;
     }
-    const results = (await this.sink(statements)) as D1Result[] | undefined;
-    for (const r of results ?? []) this.d1RowsWritten += r?.meta?.rows_written ?? 0;
-    this.eventsProjected += events.length;
-    return folded.state;
+    return built;
+  }
+
+  private reservedEvent(id: string): FundsReserved | null {
+    const seq = this.source.reserveSeq(id);
+    if (seq === null) return null;
+    const event = this.source.event(seq);
+    return event.type === "FundsReserved" ? event : null;
   }
 
   private failed(error: unknown): void {
+    this.uncertain = true;
     this.failures += 1;
     const backoff = Math.min(PROJECTION_BACKOFF_MS_MIN * 2 ** (this.failures - 1), PROJECTION_BACKOFF_MS_MAX);
     this.retryAtMs = clock.now() + backoff;
     this.persist();
-    // The error text of D1 only; statements and their values are never logged.
+    this.source.wake();
+    // The error text only; messages and their values are never logged.
     this.source.log({ msg: "projection_failed", failures: this.failures, error: String(error) });
   }
 
   private persist(): void {
     this.rowsWritten += this.sql.exec(
-      "INSERT INTO projection (id, projected_seq, failures, retry_at_ms, rollups) VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET projected_seq = excluded.projected_seq, failures = excluded.failures, retry_at_ms = excluded.retry_at_ms, rollups = excluded.rollups",
+      `INSERT INTO projection (id, projected_seq, failures, retry_at_ms, rollups, generation) VALUES (1, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET projected_seq = excluded.projected_seq, failures = excluded.failures,
+         retry_at_ms = excluded.retry_at_ms, rollups = excluded.rollups, generation = excluded.generation`,
       this.projectedSeq,
       this.failures,
       this.retryAtMs,
-      // Pending an upgrade, the rows are unknown: NULL keeps the rebuild pending across restarts.
+      // Pending a rebuild, the rows are unknown: NULL keeps the rebuild pending across restarts.
       this.rebuildPending ? null : encodeRollupState(this.rollups),
+      this.generation,
     ).rowsWritten;
   }
 }

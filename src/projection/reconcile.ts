@@ -7,8 +7,13 @@
  */
 import type { Env } from "../env";
 import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
+import { type Shard, shardFor, shardsOf } from "./shards";
 
-export type ReconcileState = "ok" | "lagging" | "drift" | "missing_in_d1" | "unknown_account";
+/**
+ * `misplaced`: the account's rows are in a shard that is not its home (the number of shards
+ * changed); repairing reprojects it, which writes its home shard and deletes the others.
+ */
+export type ReconcileState = "ok" | "lagging" | "drift" | "missing_in_d1" | "unknown_account" | "misplaced";
 
 export interface ReconcileEntry {
   account_id: string;
@@ -19,35 +24,65 @@ export interface ReconcileEntry {
 
 export interface ReconcileOptions {
   account_ids?: string[];
+  /** Only this shard's accounts (by index); all shards in turn when absent. */
+  shard?: number;
   repair: boolean;
   limit: number;
   cursor?: string;
 }
 
 export async function reconcile(env: Env, options: ReconcileOptions) {
-  let ids = options.account_ids;
+  const shards = shardsOf(env);
+  let targets: { id: string; listedIn: Shard | null }[];
   let next_cursor: string | null = null;
-  if (ids === undefined) {
-    const afterId = options.cursor === undefined ? "" : decodeCursor(options.cursor, 1)?.[0];
-    if (typeof afterId !== "string") throw new BadCursor("cursor");
-    const rows = await env.DB.prepare(
-      "SELECT account_id FROM accounts WHERE account_id > ? ORDER BY account_id LIMIT ?",
-    )
+  if (options.account_ids !== undefined) {
+    targets = options.account_ids.map((id) => ({ id, listedIn: null }));
+  } else {
+    // The cursor is [shard index, last account id]: shards in order, each by account id.
+    const key = options.cursor === undefined ? [options.shard ?? 0, ""] : decodeCursor(options.cursor, 2);
+    const [index, afterId] = key ?? [];
+    const shard = typeof index === "number" ? shards[index] : undefined;
+    if (shard === undefined || typeof afterId !== "string") throw new BadCursor("cursor");
+    const rows = await shard.db
+      .prepare("SELECT account_id FROM accounts WHERE account_id > ? ORDER BY account_id LIMIT ?")
       .bind(afterId, options.limit + 1)
       .all<{ account_id: string }>();
-    ids = rows.results.slice(0, options.limit).map((r) => r.account_id);
+    const ids = rows.results.slice(0, options.limit).map((r) => r.account_id);
+    targets = ids.map((id) => ({ id, listedIn: shard }));
     const last = ids.at(-1);
-    if (rows.results.length > options.limit && last !== undefined) next_cursor = encodeCursor([last]);
+    if (rows.results.length > options.limit && last !== undefined) next_cursor = encodeCursor([shard.index, last]);
+    else if (options.shard === undefined && shard.index + 1 < shards.length) {
+      next_cursor = encodeCursor([shard.index + 1, ""]);
+    }
   }
   const results: ReconcileEntry[] = [];
-  for (const id of ids) results.push(await reconcileOne(env, id, options.repair));
+  for (const { id, listedIn } of targets) {
+    const home = shardFor(shards, id);
+    if (listedIn !== null && listedIn !== home) results.push(await misplaced(env, id, listedIn, options.repair));
+    else results.push(await reconcileOne(env, home.db, id, options.repair));
+  }
   return { checked: results.length, results, next_cursor };
 }
 
-async function reconcileOne(env: Env, accountId: string, repair: boolean): Promise<ReconcileEntry> {
+async function misplaced(env: Env, accountId: string, shard: Shard, repair: boolean): Promise<ReconcileEntry> {
+  const entry: ReconcileEntry = {
+    account_id: accountId,
+    state: "misplaced",
+    detail: `The account's rows are in shard ${shard.index}, which is not its home shard.`,
+    repaired: false,
+  };
+  if (repair) {
+    const result = await env.ACCOUNTS.getByName(accountId).reproject();
+    entry.repaired = result.ok;
+  }
+  return entry;
+}
+
+async function reconcileOne(env: Env, db: D1Database, accountId: string, repair: boolean): Promise<ReconcileEntry> {
   const stub = env.ACCOUNTS.getByName(accountId);
   const [snapshot, live] = await Promise.all([
-    env.DB.prepare("SELECT last_seq, balance, reserved FROM accounts WHERE account_id = ?")
+    db
+      .prepare("SELECT last_seq, balance, reserved FROM accounts WHERE account_id = ?")
       .bind(accountId)
       .first<{ last_seq: number; balance: number; reserved: number }>(),
     stub.getAccount(),
@@ -71,7 +106,7 @@ async function reconcileOne(env: Env, accountId: string, repair: boolean): Promi
     const drift =
       recorded === null || recorded.balance !== snapshot.balance || recorded.reserved !== snapshot.reserved
         ? `${facts}; the ledger recorded ${JSON.stringify(recorded)} at that seq.`
-        : ((await rollupDrift(env, accountId, snapshot.last_seq)) ?? (await windowDrift(env, accountId)));
+        : ((await rollupDrift(env, db, accountId, snapshot.last_seq)) ?? (await windowDrift(env, db, accountId)));
     if (drift !== null) result = entry("drift", drift);
     else if (snapshot.last_seq < live.body.last_seq) {
       result = entry("lagging", `${facts}; the ledger is at seq ${live.body.last_seq}.`);
@@ -90,15 +125,16 @@ async function reconcileOne(env: Env, accountId: string, repair: boolean): Promi
  * hold the fold of the log up to their newest seq (at or past the snapshot's): one event each,
  * money movements that add up to the balance recorded there.
  */
-async function rollupDrift(env: Env, accountId: string, snapshotSeq: number): Promise<string | null> {
-  const row = await env.DB.prepare(
-    `SELECT MAX(seq) AS seq, COALESCE(SUM(events), 0) AS events,
+async function rollupDrift(env: Env, db: D1Database, accountId: string, snapshotSeq: number): Promise<string | null> {
+  const row = await db
+    .prepare(
+      `SELECT MAX(seq) AS seq, COALESCE(SUM(events), 0) AS events,
             COALESCE(SUM(credit_amount - direct_charge_amount - capture_amount - expiry_capture_amount
               + refund_amount + adjustment_up_amount - adjustment_down_amount), 0) AS net,
             (SELECT balance_after FROM rollups WHERE account_id = ?1 AND grain = 'day' ORDER BY seq DESC LIMIT 1) AS balance,
             (SELECT reserved_after FROM rollups WHERE account_id = ?1 AND grain = 'day' ORDER BY seq DESC LIMIT 1) AS reserved
      FROM rollups WHERE account_id = ?1 AND grain = 'day'`,
-  )
+    )
     .bind(accountId)
     .first<{ seq: number | null; events: number; net: number; balance: number | null; reserved: number | null }>();
   const seq = row?.seq ?? 0;
@@ -119,15 +155,16 @@ async function rollupDrift(env: Env, accountId: string, snapshotSeq: number): Pr
  * oldest first), each event's balance_after minus its delta equal to the one before it, and
  * the newest one's balances equal to what the ledger recorded there.
  */
-async function windowDrift(env: Env, accountId: string): Promise<string | null> {
-  const row = await env.DB.prepare(
-    `SELECT COUNT(*) AS n, MIN(e.seq) AS first, MAX(e.seq) AS last,
+async function windowDrift(env: Env, db: D1Database, accountId: string): Promise<string | null> {
+  const row = await db
+    .prepare(
+      `SELECT COUNT(*) AS n, MIN(e.seq) AS first, MAX(e.seq) AS last,
             SUM(CASE WHEN e.balance_after - e.balance_delta != COALESCE(p.balance_after, CASE WHEN e.seq = 1 THEN 0 END)
                        OR e.reserved_after - e.reserved_delta != COALESCE(p.reserved_after, CASE WHEN e.seq = 1 THEN 0 END)
                      THEN 1 ELSE 0 END) AS broken
      FROM ledger_events e LEFT JOIN ledger_events p ON p.account_id = e.account_id AND p.seq = e.seq - 1
      WHERE e.account_id = ?`,
-  )
+    )
     .bind(accountId)
     .first<{ n: number; first: number | null; last: number | null; broken: number | null }>();
   if (row === null || row.n === 0 || row.last === null || row.first === null) return null;
@@ -136,9 +173,8 @@ async function windowDrift(env: Env, accountId: string): Promise<string | null> 
   // not counted; the next event checks it.
   if (row.n !== row.last - row.first + 1 || (row.broken ?? 0) > 0) return `${facts}.`;
   const recorded = await env.ACCOUNTS.getByName(accountId).balancesAt(row.last);
-  const newest = await env.DB.prepare(
-    "SELECT balance_after, reserved_after FROM ledger_events WHERE account_id = ? AND seq = ?",
-  )
+  const newest = await db
+    .prepare("SELECT balance_after, reserved_after FROM ledger_events WHERE account_id = ? AND seq = ?")
     .bind(accountId, row.last)
     .first<{ balance_after: number; reserved_after: number }>();
   if (recorded === null || newest?.balance_after !== recorded.balance || newest.reserved_after !== recorded.reserved) {

@@ -8,13 +8,15 @@
  * - the end of the newest bucket at which the window's estimated bytes (events counted by the
  *   rollups, newest first, times RAW_EVENT_BYTES_PER_ROW) pass RAW_EVENTS_WINDOW_BYTES_MAX: an
  *   hour where hourly rows are kept, a day before.
- * No event at or after the cutoff is ever deleted. Settled reservations leave with their
- * settlement event; open holds stay. The cutoff is recorded (`sweep_state`) when a prune first
+ * No event at or after the cutoff is ever deleted: raw events are stored in sealed pages
+ * (src/projection/message.ts), and a page leaves when its newest event is before the cutoff. The cutoff is recorded (`sweep_state`) when a prune first
  * removes events before it, so the reports can say from when the window is complete.
  *
  * Every statement is idempotent and depends only on the rows' times, so two runs at once, or a
  * run per shard, are safe. Arithmetic and defaults: docs/read-side.md#retention.
  */
+
+import { PROJECTION_PAGE_EVENTS } from "./message";
 
 /** Raw events older than this many days are pruned (wrangler.toml RAW_EVENTS_WINDOW_DAYS). */
 export const RAW_EVENTS_WINDOW_DAYS_DEFAULT = 35;
@@ -26,10 +28,10 @@ export const RAW_EVENTS_WINDOW_BYTES_MAX_DEFAULT = 2_000_000_000;
  */
 export const ROLLUPS_HOURLY_RETENTION_DAYS_DEFAULT = 7;
 /**
- * Bytes one `ledger_events` row takes in D1 with its index entries, rounded up: 340 measured with
- * D1's own `size_after` on captures carrying a request id, service, provider, model, alias and
- * usage (test/projection/retention.test.ts checks it stays an upper bound); 210 with a bare
- * context (the bench's).
+ * Bytes one raw event takes in D1 (its share of a sealed page and its index entry), rounded up
+ * (test/projection/retention.test.ts measures it with D1's own `size_after` on captures
+ * carrying a request id, service, provider, model, alias and usage, and checks it stays an
+ * upper bound).
  */
 export const RAW_EVENT_BYTES_PER_ROW = 360;
 
@@ -99,7 +101,8 @@ export interface PruneReport {
   /** Whether the cutoff came from the bytes bound rather than the days. */
   bytes_bound: boolean;
   events_deleted: number;
-  reservations_deleted: number;
+  /** Sealed pages deleted (each up to PROJECTION_PAGE_EVENTS events). */
+  pages_deleted: number;
   hourly_rollups_deleted: number;
 }
 
@@ -156,52 +159,53 @@ async function bytesCutoff(db: D1Database, config: RetentionConfig, nowMs: numbe
   return null;
 }
 
-const SETTLEMENTS = "('ReservationCaptured', 'ReservationReleased', 'ReservationExpired')";
-// The oldest events before the cutoff, in the time index's order (created_at, account_id, seq):
-// the same rows for both statements of a batch.
-const OLDEST =
-  "SELECT account_id, seq, type, reservation_id FROM ledger_events WHERE created_at < ?1 ORDER BY created_at LIMIT ?2";
+// The oldest sealed pages wholly before the cutoff, in the time index's order: a page leaves only
+// when its newest event is before the cutoff, so no event inside the window is ever deleted. An
+// account's tail (its unsealed page, in its accounts row) stays: at most PROJECTION_PAGE_EVENTS - 1
+// events per account older than the window.
+const OLDEST = `SELECT account_id, first_seq, last_seq FROM event_pages
+  WHERE first_at < ?1 AND last_at < ?1 ORDER BY first_at LIMIT ?2`;
 
 async function pruneRawEvents(
   db: D1Database,
   cutoff: string,
   limits: PruneLimits,
-): Promise<{ events_deleted: number; reservations_deleted: number }> {
+): Promise<{ events_deleted: number; pages_deleted: number }> {
   const record = db
     .prepare(
-      `INSERT INTO sweep_state (key, value) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM ledger_events WHERE created_at < ?2)
+      `INSERT INTO sweep_state (key, value) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM event_pages WHERE first_at < ?2)
        ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)`,
     )
     .bind(RAW_EVENTS_COMPLETE_FROM_KEY, cutoff);
   let events = 0;
-  let reservations = 0;
+  let pages = 0;
   while (events < limits.eventsPerRun) {
-    const n = Math.min(limits.eventsPerStatement, limits.eventsPerRun - events);
-    const [, settled, deleted] = await db.batch([
+    const n = Math.max(
+      1,
+      Math.floor(Math.min(limits.eventsPerStatement, limits.eventsPerRun - events) / PROJECTION_PAGE_EVENTS),
+    );
+    const [, counted, deleted] = await db.batch([
       record,
+      db.prepare(`SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) AS n FROM (${OLDEST})`).bind(cutoff, n),
       db
         .prepare(
-          `DELETE FROM reservations WHERE status != 'open' AND (account_id, reservation_id) IN
-             (SELECT account_id, reservation_id FROM (${OLDEST}) WHERE type IN ${SETTLEMENTS})`,
+          `DELETE FROM event_pages WHERE (account_id, first_seq) IN (SELECT account_id, first_seq FROM (${OLDEST}))`,
         )
         .bind(cutoff, n),
-      db
-        .prepare(`DELETE FROM ledger_events WHERE (account_id, seq) IN (SELECT account_id, seq FROM (${OLDEST}))`)
-        .bind(cutoff, n),
     ]);
-    reservations += settled?.meta.changes ?? 0;
+    events += (counted?.results?.[0] as { n: number } | undefined)?.n ?? 0;
     const changes = deleted?.meta.changes ?? 0;
-    events += changes;
+    pages += changes;
     if (changes < n) break;
   }
-  return { events_deleted: events, reservations_deleted: reservations };
+  return { events_deleted: events, pages_deleted: pages };
 }
 
 async function pruneHourlyRollups(db: D1Database, cutoff: string, rowsMax: number): Promise<number> {
   const result = await db
     .prepare(
-      `DELETE FROM rollups WHERE grain = 'hour' AND (account_id, grain, bucket, service_id, provider, model, alias) IN
-         (SELECT account_id, grain, bucket, service_id, provider, model, alias FROM rollups
+      `DELETE FROM rollup_rows WHERE grain = 'hour' AND (account_id, grain, bucket, service_id, provider, model, alias) IN
+         (SELECT account_id, grain, bucket, service_id, provider, model, alias FROM rollup_rows
           WHERE grain = 'hour' AND bucket < ? ORDER BY bucket LIMIT ?)`,
     )
     .bind(cutoff, rowsMax)

@@ -73,6 +73,18 @@ export const ROLLUP_SUMS = [
 export type RollupSum = (typeof ROLLUP_SUMS)[number];
 export type RollupSums = Record<RollupSum, bigint>;
 
+/** Column order of a rollup row in D1 (`rollup_rows`, the `rollups` view; migrations/0004, 0005). */
+export const ROLLUP_COLUMNS = [
+  "account_id",
+  "grain",
+  "bucket",
+  ...ROLLUP_DIMENSIONS,
+  "seq",
+  "balance_after",
+  "reserved_after",
+  ...ROLLUP_SUMS,
+] as const;
+
 /** Largest sum a row may hold: SQLite's largest integer (2^63 - 1). */
 export const ROLLUP_SUM_MAX = 2n ** 63n - 1n;
 

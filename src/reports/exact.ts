@@ -49,6 +49,20 @@ export function exactSum(row: Record<string, unknown>, alias: string): bigint {
   return (part(row, `${alias}_hi`) << LOW_BITS) + part(row, `${alias}_lo`);
 }
 
+/**
+ * The parts of two exact sums of `alias` added (one group's sums from two shards): `exactSum`
+ * of the result is the sum of both totals, still exact.
+ */
+export function addExactSums(
+  a: Record<string, unknown>,
+  b: Record<string, unknown>,
+  alias: string,
+): Record<string, string> {
+  const hi = `${alias}_hi`;
+  const lo = `${alias}_lo`;
+  return { [hi]: decimal(part(a, hi) + part(b, hi)), [lo]: decimal(part(a, lo) + part(b, lo)) };
+}
+
 function part(row: Record<string, unknown>, column: string): bigint {
   const value = row[column];
   // Text from CAST AS TEXT; a number only if a driver converted it back (exact below 2^53).

@@ -6,12 +6,14 @@
  * must be a whole day.
  *
  * Sums across accounts are exact decimal strings (./exact.ts), as before the rollups; D1 reads
- * and aggregates rollup rows, a few per account and bucket, never events.
+ * and aggregates rollup rows, a few per account and bucket, never events. Across shards each
+ * shard aggregates its own accounts and the Worker adds the shards' sums of each group exactly.
  */
 import { NO_DIMENSION } from "../projection/rollups";
-import { decimal, exactSum, exactSumColumns } from "./exact";
+import type { Shard } from "../projection/shards";
+import { addExactSums, decimal, exactSum, exactSumColumns } from "./exact";
 import { coverCondition, coverPeriod, prunedHours, type Segment } from "./periods";
-import { type AsOf, after, asOf, Filter, type Page, page } from "./queries";
+import { type AsOf, after, asOf, Filter, mergeAsOf, type Page, pageAcross, shardsToRead } from "./queries";
 
 type Row = Record<string, unknown>;
 
@@ -68,7 +70,7 @@ export interface UsageQuery {
   cursor?: string;
 }
 
-export async function usageReport(db: D1Database, q: UsageQuery, hourlyKeptFrom: string): Promise<Page> {
+export async function usageReport(shards: readonly Shard[], q: UsageQuery, hourlyKeptFrom: string): Promise<Page> {
   const segments = coverPeriod(q.from ?? null, q.to ?? null);
   requireHourly(segments, hourlyKeptFrom, "from");
   const f = new Filter();
@@ -90,9 +92,24 @@ export async function usageReport(db: D1Database, q: UsageQuery, hourlyKeptFrom:
   const sql = `SELECT * FROM (${inner}) ${keyset.sql === "" ? "" : `WHERE ${keyset.sql}`}${
     keyNames.length > 0 ? ` ORDER BY ${keyNames.join(", ")}` : ""
   }`;
-  const keyOf = (row: Row) => keyNames.map((k) => row[k] as string);
-  const result = await page(db, sql, [...f.binds, ...keyset.binds], q.limit, keyOf, q.account_id);
+  // A group (a model, a day) spans shards: each shard answers its part of the first limit + 1
+  // groups after the cursor, and the parts of one group are added before the page is cut.
+  const result = await pageAcross(
+    shardsToRead(shards, q.account_id),
+    sql,
+    [...f.binds, ...keyset.binds],
+    q.limit,
+    { keyOf: (row) => keyNames.map((k) => row[k] as string), combine: addUsage },
+    { accountId: q.account_id },
+  );
   return { ...result, data: result.data.map((row) => usageRow(row, q.group_by)) };
+}
+
+/** One usage group's totals from two shards, added (counts as integers, sums exactly). */
+function addUsage(a: Row, b: Row): Row {
+  const out: Row = { ...a, charges: (a.charges as number) + (b.charges as number) };
+  for (const name of Object.keys(USAGE_SUMS)) Object.assign(out, addExactSums(a, b, name));
+  return out;
 }
 
 function usageRow(row: Row, groups: readonly UsageGroup[]): Row {
@@ -142,10 +159,10 @@ const TRIAL_BALANCE_LINES: readonly [string, string, string][] = [
 /**
  * Debits and credits per ledger account over every event before `at` (a whole UTC hour), or
  * over every event when `at` is null. Sums across accounts, unbounded: exact in two parts, one
- * row from D1.
+ * row from each shard, added in BigInt.
  */
 export async function trialBalanceReport(
-  db: D1Database,
+  shards: readonly Shard[],
   at: string | null,
   nowMs: number,
   hourlyKeptFrom: string,
@@ -157,19 +174,24 @@ export async function trialBalanceReport(
     exactSumColumns(debit, `d${i}`),
     exactSumColumns(credit, `c${i}`),
   ]);
-  const [sums, freshness] = await Promise.all([
-    db
-      .prepare(`SELECT ${columns.join(", ")} FROM rollups WHERE ${cover.sql}`)
-      .bind(...cover.binds)
-      .first<Row>(),
-    asOf(db),
-  ]);
+  const answers = await Promise.all(
+    shards.map(({ db }) =>
+      Promise.all([
+        db
+          .prepare(`SELECT ${columns.join(", ")} FROM rollups WHERE ${cover.sql}`)
+          .bind(...cover.binds)
+          .first<Row>(),
+        asOf(db),
+      ]),
+    ),
+  );
+  const across = (alias: string) => answers.reduce((total, [sums]) => total + exactSum(sums ?? {}, alias), 0n);
   let totalDebit = 0n;
   let totalCredit = 0n;
   const data: TrialBalanceLine[] = [];
   TRIAL_BALANCE_LINES.forEach(([ledger_account], i) => {
-    const debit = exactSum(sums ?? {}, `d${i}`);
-    const credit = exactSum(sums ?? {}, `c${i}`);
+    const debit = across(`d${i}`);
+    const credit = across(`c${i}`);
     // As the journal: a ledger account appears once it has an entry.
     if (debit === 0n && credit === 0n) return;
     totalDebit += debit;
@@ -182,6 +204,6 @@ export async function trialBalanceReport(
     total_debit: decimal(totalDebit),
     total_credit: decimal(totalCredit),
     balanced: totalDebit === totalCredit,
-    as_of: freshness,
+    as_of: mergeAsOf(answers.map(([, position]) => position)),
   };
 }

@@ -8,6 +8,7 @@
  * The three reads run in one D1 batch, so they see one projection position, and
  * closing = opening + credits - charges + refunds + adjustments holds (tested against the log).
  */
+import { type Shard, shardFor } from "../projection/shards";
 import { exactSum, exactSumColumns } from "./exact";
 import { coverCondition, coverPeriod, prunedHours, type Segment } from "./periods";
 import { type AsOf, asOf } from "./queries";
@@ -59,7 +60,7 @@ const SUMS = {
  * edge that is not a whole day must have its day's hourly rows still kept.
  */
 export async function statementReport(
-  db: D1Database,
+  shards: readonly Shard[],
   accountId: string,
   from: string,
   to: string,
@@ -79,6 +80,8 @@ export async function statementReport(
       );
     }
   }
+  // One account: its shard holds every row the statement reads.
+  const { db } = shardFor(shards, accountId);
   const [[open, close, sums, account], freshness] = await Promise.all([
     db.batch<Row>([
       balanceBefore(db, accountId, opening),

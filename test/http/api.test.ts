@@ -387,6 +387,8 @@ describe("openapi", () => {
         "POST /v1/admin/accounts/{account_id}/reproject",
         "GET /v1/admin/accounts/{account_id}/projection",
         "POST /v1/admin/reconcile",
+        "GET /v1/admin/projection/dead-letters",
+        "POST /v1/admin/projection/dead-letters/replay",
         "GET /v1/accounts/{account_id}/events/export",
         "GET /v1/accounts/{account_id}/balance",
         "GET /v1/accounts/{account_id}/statement",

@@ -11,23 +11,26 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
-import type { ProjectionSink } from "../../src/projection/projector";
+import { applyStats } from "../../src/projection/apply";
+import { directDelivery } from "../../src/projection/delivery";
+import type { Delivery } from "../../src/projection/projector";
+import { shardsOf } from "../../src/projection/shards";
 import { budget, printMeasurements } from "../budget";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
-import { commandArb, deferred, drain, expectD1EqualsLog, expectJournalBalanced, runHistory } from "./support";
+import { commandArb, dbOf, deferred, drain, expectD1EqualsLog, expectJournalBalanced, runHistory } from "./support";
 
 afterEach(expectEveryAccountConsistent);
 
-/** Replaces the object's D1 sink (lives until the object is evicted). */
-async function setSink(accountId: string, make: (real: ProjectionSink) => ProjectionSink): Promise<void> {
+/** Replaces the object's delivery (lives until the object is evicted). */
+async function setSink(accountId: string, make: (real: Delivery) => Delivery): Promise<void> {
   await runInDurableObject(stub(accountId), (instance: AccountDurableObject) => {
-    const real = (statements: D1PreparedStatement[]) => env.DB.batch(statements);
-    instance.projector.sink = make(real);
+    instance.projector.deliver = make(directDelivery(shardsOf(env)));
   });
 }
 
 async function d1EventCount(accountId: string): Promise<number> {
-  const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM ledger_events WHERE account_id = ?")
+  const row = await dbOf(accountId)
+    .prepare("SELECT COUNT(*) AS n FROM ledger_events WHERE account_id = ?")
     .bind(accountId)
     .first<{ n: number }>();
   return row?.n ?? 0;
@@ -182,60 +185,69 @@ describe("projection under D1 failures", () => {
   });
 });
 
-/** D1 rows written by the projection, split into the rollup upserts and the rest (events, reservations, account). */
-interface Written {
-  rollups: number;
-  others: number;
-}
-
-/** Counts D1's own meta.rows_written per statement kind (a statement's SQL is its `statement`). */
-async function countRows(accountId: string, written: Written): Promise<void> {
-  await setSink(accountId, (real) => async (statements) => {
-    const results = (await real(statements)) as D1Result[];
-    results.forEach((r, i) => {
-      const sql = (statements[i] as unknown as { statement: string }).statement;
-      if (sql.includes("INTO rollups")) written.rollups += r.meta.rows_written ?? 0;
-      else written.others += r.meta.rows_written ?? 0;
-    });
-    return results;
-  });
+/** D1 rows written and statements run by the direct delivery while `run` runs (D1's own meta.rows_written). */
+async function measure(run: () => Promise<void>): Promise<{ rows: number; statements: number; events: number }> {
+  const before = { ...applyStats };
+  await run();
+  return {
+    rows: applyStats.rowsWritten - before.rowsWritten,
+    statements: applyStats.statements - before.statements,
+    events: applyStats.eventsApplied - before.eventsApplied,
+  };
 }
 
 describe("projection cost", () => {
-  it("writes a bounded number of D1 rows per event, one flush per event (the runtime's own rows_written)", async () => {
-    // A clock that stays in one hour: the rollup rows are updated, never new.
+  it("writes about one D1 row per flush at steady state, one flush per reserve+capture pair", async () => {
+    // A clock that stays in one hour: no rollup bucket closes.
     useManualClock();
     const id = await openAccount(100_000);
     await drain(id);
-    const written: Written = { rollups: 0, others: 0 };
-    await countRows(id, written);
-    const before = (await stub(id).projectionStatus()).projected_seq;
-    // Each command's flush is awaited (drain) before the next command: one event per flush,
-    // whatever the machine's speed.
-    for (let i = 0; i < 20; i++) {
-      await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: `r${i}`, amount: 10 });
-      await drain(id);
-      await api("POST", `/v1/accounts/${id}/reservations/r${i}/capture`, { amount: 7, usage: { input_tokens: 5 } });
-      await drain(id);
-    }
-    const events = (await stub(id).projectionStatus()).projected_seq - before;
-    expect(events).toBe(40);
-    const perEvent = { without_rollups: written.others / events, rollups: written.rollups / events };
-    if (printMeasurements()) console.log(JSON.stringify({ d1_rows_written_per_event_one_at_a_time: perEvent }));
-    // Each flush here carries one event plus the account row (one command per flush): event row +
-    // time index, reservation insert (+ open index) or update, and the account row with its two
-    // indexes. The rollups add their hour and day rows, updated in place: 2 per flush (their
-    // time index is written only when a bucket's row is new).
-    expect(perEvent.without_rollups).toBeGreaterThan(2);
-    expect(perEvent.without_rollups).toBeLessThanOrEqual(7);
-    expect(perEvent.rollups).toBe(2);
+    // Each pair's flush is awaited (drain) before the next pair: two events per flush, the
+    // 1,000-account bench's shape (a caller reserves then captures within the coalescing window).
+    const cost = await measure(async () => {
+      for (let i = 0; i < 40; i++) {
+        await stub(id).executeBatch(
+          [
+            {
+              type: "ReserveFunds",
+              reservation_id: `r${i}`,
+              amount: 10,
+              ttl_seconds: 600,
+              on_expiry: "release",
+              context: {},
+              metadata: {},
+            },
+            {
+              type: "CaptureReservation",
+              reservation_id: `r${i}`,
+              amount: 7,
+              allow_overage: false,
+              usage: { input_tokens: 5 },
+              metadata: {},
+            },
+          ],
+          true,
+        );
+        await drain(id);
+      }
+    });
+    expect(cost.events).toBe(80);
+    const perEvent = cost.rows / cost.events;
+    if (printMeasurements())
+      console.log(JSON.stringify({ d1_rows_written_per_event_two_per_flush: perEvent, ...cost }));
+    // Per flush: the account row (its snapshot, tail and open rollups) with its two index entries
+    // when `available` and `updated_at` change, and every 16 events a sealed page with its time
+    // index entry. The hold opened and closed within the flush writes nothing.
+    expect(perEvent).toBeLessThanOrEqual(1.5);
+    // One statement per flush (the account upsert), and the sealed page.s every eighth flush.
+    expect(cost.statements / cost.events).toBeLessThanOrEqual(0.6);
   });
 
-  it("writes each touched rollup once per flush, however many events the flush carries", async () => {
+  it("writes one account row per flush however many events the flush carries", async () => {
     useManualClock();
     const id = await openAccount(100_000);
     await drain(id);
-    // D1 down while 100 commands commit: they reach D1 in one batch.
+    // D1 down while 100 commands commit: they reach D1 in one flush.
     await setSink(id, () => async () => {
       throw new Error("D1_ERROR: injected outage");
     });
@@ -245,15 +257,15 @@ describe("projection cost", () => {
         : { op: "charge", charge_id: `c${i}`, amount: 3, context: { model: "m2", provider: "p" } },
     );
     expect((await api("POST", `/v1/accounts/${id}/batch`, { operations })).status).toBe(200);
-    const written: Written = { rollups: 0, others: 0 };
-    await countRows(id, written);
-    await drain(id);
-    const perEvent = { without_rollups: written.others / 100, rollups: written.rollups / 100 };
-    if (printMeasurements()) console.log(JSON.stringify({ d1_rows_written_per_event_100_per_flush: perEvent }));
-    // Two dimension sets, each with an hour and a day row, and their time index entries when new:
-    // 8 rows at most for the 100 events.
-    expect(written.rollups).toBeLessThanOrEqual(8);
-    expect(perEvent.without_rollups).toBeLessThanOrEqual(2.1);
+    await setSink(id, (real) => real);
+    const cost = await measure(() => drain(id));
+    expect(cost.events).toBe(100);
+    if (printMeasurements())
+      console.log(JSON.stringify({ d1_rows_written_per_event_100_per_flush: cost.rows / 100, ...cost }));
+    // Seven messages (one per page) applied in one D1 batch: 6 sealed pages with their index
+    // entries, the account row once; no rollup bucket closes.
+    expect(cost.rows / cost.events).toBeLessThanOrEqual(0.25);
+    expect(cost.statements).toBeLessThanOrEqual(4);
     await expectD1EqualsLog(id);
   });
 });

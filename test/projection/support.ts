@@ -8,9 +8,15 @@ import { expect } from "vitest";
 import type { Command } from "../../src/domain/commands";
 import type { LedgerEvent } from "../../src/domain/events";
 import { fold } from "../../src/domain/state";
-import { ROLLUP_COLUMNS, rollupCells } from "../../src/projection/d1";
-import { rollupsOfLog } from "../../src/projection/rollups";
+import { PAGE_EVENT_COLUMNS, rollupCellsOf } from "../../src/projection/message";
+import { ROLLUP_COLUMNS, rollupsOfLog } from "../../src/projection/rollups";
+import { shardFor, shardsOf } from "../../src/projection/shards";
 import { stub } from "../helpers";
+
+/** The read-side database (shard) holding an account. */
+export function dbOf(accountId: string): D1Database {
+  return shardFor(shardsOf(env), accountId).db;
+}
 
 /** Reads an account's whole log through the object's API. */
 export async function logOf(accountId: string): Promise<LedgerEvent[]> {
@@ -37,7 +43,8 @@ const ROLLUP_ORDER = ["grain", "bucket", "service_id", "provider", "model", "ali
 
 /** The account's rollup rows in D1, in key order. */
 export async function d1Rollups(accountId: string): Promise<Record<string, unknown>[]> {
-  const rows = await env.DB.prepare(`SELECT * FROM rollups WHERE account_id = ? ORDER BY ${ROLLUP_ORDER.join(", ")}`)
+  const rows = await dbOf(accountId)
+    .prepare(`SELECT * FROM rollups WHERE account_id = ? ORDER BY ${ROLLUP_ORDER.join(", ")}`)
     .bind(accountId)
     .all();
   return rows.results;
@@ -46,7 +53,7 @@ export async function d1Rollups(accountId: string): Promise<Record<string, unkno
 /** The rollup rows a fold of the log gives, as D1 answers them (small test sums as numbers), in key order. */
 export function rollupsOfLogAsRows(accountId: string, log: readonly LedgerEvent[]): Record<string, unknown>[] {
   const rows = rollupsOfLog(log).map((rollup) => {
-    const cells = rollupCells(accountId, rollup);
+    const cells = [accountId, ...rollupCellsOf(rollup)];
     return Object.fromEntries(
       ROLLUP_COLUMNS.map((column, i) => {
         const cell = cells[i];
@@ -79,7 +86,7 @@ export async function expectD1EqualsLog(accountId: string): Promise<void> {
   const state = fold(log);
   const account = state.account;
   if (account === null) throw new Error("no account");
-  const db = env.DB;
+  const db = dbOf(accountId);
 
   const row = await db.prepare("SELECT * FROM accounts WHERE account_id = ?").bind(accountId).first();
   expect(row).toMatchObject({
@@ -169,19 +176,30 @@ export async function expectD1EqualsLog(accountId: string): Promise<void> {
 
 /** The trial balance over all of D1 must balance, and the customer position must equal the sum of balances. */
 export async function expectJournalBalanced(): Promise<void> {
-  const lines = await env.DB.prepare(
-    "SELECT ledger_account, SUM(debit) AS debit, SUM(credit) AS credit FROM journal_entries GROUP BY ledger_account",
-  ).all<{ ledger_account: string; debit: number; credit: number }>();
+  const perShard = await Promise.all(
+    shardsOf(env).map((shard) =>
+      shard.db
+        .prepare(
+          "SELECT ledger_account, SUM(debit) AS debit, SUM(credit) AS credit FROM journal_entries GROUP BY ledger_account",
+        )
+        .all<{ ledger_account: string; debit: number; credit: number }>(),
+    ),
+  );
+  const lines = { results: perShard.flatMap((r) => r.results) };
   const totals = lines.results.reduce((t, l) => ({ d: t.d + l.debit, c: t.c + l.credit }), { d: 0, c: 0 });
   expect(totals.d).toBe(totals.c);
   const net = (name: string) => {
-    const line = lines.results.find((l) => l.ledger_account === name);
-    return line === undefined ? 0 : line.credit - line.debit;
+    const mine = lines.results.filter((l) => l.ledger_account === name);
+    return mine.reduce((n, l) => n + l.credit - l.debit, 0);
   };
-  const balances = await env.DB.prepare("SELECT COALESCE(SUM(balance), 0) AS total FROM accounts").first<{
-    total: number;
-  }>();
-  expect(net("customer_balances") + net("overage_receivable")).toBe(balances?.total);
+  let total = 0;
+  for (const shard of shardsOf(env)) {
+    const row = await shard.db
+      .prepare("SELECT COALESCE(SUM(balance), 0) AS total FROM accounts")
+      .first<{ total: number }>();
+    total += row?.total ?? 0;
+  }
+  expect(net("customer_balances") + net("overage_receivable")).toBe(total);
 }
 
 const ids = ["a", "b", "c"];
@@ -271,4 +289,61 @@ export function deferred(): { promise: Promise<void>; resolve: () => void } {
     resolve = done;
   });
   return { promise, resolve };
+}
+
+/**
+ * Tampers with one stored raw event of an account (in its tail or its sealed page): the test's
+ * way of drifting the read side, since `ledger_events` is a view.
+ */
+export async function tamperEvent(accountId: string, seq: number, column: string, value: number | string) {
+  const i = PAGE_EVENT_COLUMNS.indexOf(column);
+  if (i < 0) throw new Error(`no event column ${column}`);
+  const edit = (source: string) =>
+    `(SELECT json_group_array(CASE WHEN value ->> '$[0]' = ?2 THEN json_replace(value, '$[${i}]', ?3) ELSE json(value) END)
+      FROM json_each(${source}))`;
+  const db = dbOf(accountId);
+  await db.batch([
+    db.prepare(`UPDATE accounts SET tail = ${edit("tail")} WHERE account_id = ?1`).bind(accountId, seq, value),
+    db
+      .prepare(
+        `UPDATE event_pages SET events = ${edit("events")} WHERE account_id = ?1 AND ?2 BETWEEN first_seq AND last_seq`,
+      )
+      .bind(accountId, seq, value),
+  ]);
+}
+
+type RollupRow = Record<(typeof ROLLUP_COLUMNS)[number], string | number>;
+
+/**
+ * Rewrites an account's stored rollup rows (the open ones in its accounts row and the closed
+ * ones): `edit` returns the row to keep (changed or not), or null to drop it.
+ */
+export async function editRollups(accountId: string, edit: (row: RollupRow) => RollupRow | null): Promise<void> {
+  const db = dbOf(accountId);
+  const columns = ROLLUP_COLUMNS.slice(1);
+  const account = await db
+    .prepare("SELECT open_rollups FROM accounts WHERE account_id = ?")
+    .bind(accountId)
+    .first<{ open_rollups: string }>();
+  const open = (JSON.parse(account?.open_rollups ?? "[]") as (string | number)[][]).flatMap((cells) => {
+    const row = edit(
+      Object.fromEntries([["account_id", accountId], ...columns.map((c, i) => [c, cells[i]])]) as RollupRow,
+    );
+    return row === null ? [] : [columns.map((c) => row[c])];
+  });
+  const closed = await db.prepare("SELECT * FROM rollup_rows WHERE account_id = ?").bind(accountId).all<RollupRow>();
+  const kept = closed.results.flatMap((row) => {
+    const edited = edit(row);
+    return edited === null ? [] : [ROLLUP_COLUMNS.map((c) => edited[c])];
+  });
+  await db.batch([
+    db.prepare("UPDATE accounts SET open_rollups = ? WHERE account_id = ?").bind(JSON.stringify(open), accountId),
+    db.prepare("DELETE FROM rollup_rows WHERE account_id = ?").bind(accountId),
+    db
+      .prepare(
+        `INSERT INTO rollup_rows (${ROLLUP_COLUMNS.join(", ")})
+         SELECT ${ROLLUP_COLUMNS.map((_, i) => `value ->> '$[${i}]'`).join(", ")} FROM json_each(?)`,
+      )
+      .bind(JSON.stringify(kept)),
+  ]);
 }

@@ -2,7 +2,7 @@
 import { z } from "@hono/zod-openapi";
 import { LEDGER_EVENT_TYPES, type LedgerEventType } from "../../domain/events";
 import { isWholeHour } from "../../reports/periods";
-import { CURSOR_LENGTH_MAX, Id, PageParams, QueryMinor, Rfc3339, Time } from "./common";
+import { Id, PageParams, QueryMinor, Rfc3339, Time } from "./common";
 
 /**
  * A bound of a report over the rollups (usage, trial balance, statement): rollups are per UTC
@@ -183,40 +183,3 @@ export const StatementSchema = z
     description:
       "An account's statement for [from, to): closing_balance = opening_balance + credits - charges + refunds + adjustments. Built from the rollups: any period, whatever the raw-event window holds.",
   });
-
-export const ProjectionStatusSchema = z
-  .object({
-    last_seq: z.number().int(),
-    projected_seq: z.number().int(),
-    lag_ms: z.number().int(),
-    failures: z.number().int(),
-    retry_at: Time.nullable(),
-  })
-  .openapi("ProjectionStatus");
-
-/** Accounts one reconciliation call checks at most. */
-export const RECONCILE_ACCOUNTS_MAX = 100;
-
-export const ReconcileBody = z
-  .strictObject({
-    account_ids: z.array(Id).min(1).max(RECONCILE_ACCOUNTS_MAX).optional(),
-    repair: z.boolean().optional(),
-    limit: z.number().int().min(1).max(RECONCILE_ACCOUNTS_MAX).optional(),
-    cursor: z.string().min(1).max(CURSOR_LENGTH_MAX).optional(),
-  })
-  .openapi("ReconcileRequest");
-
-export const ReconcileResult = z
-  .object({
-    checked: z.number().int(),
-    results: z.array(
-      z.object({
-        account_id: z.string(),
-        state: z.enum(["ok", "lagging", "drift", "missing_in_d1", "unknown_account"]),
-        detail: z.string(),
-        repaired: z.boolean(),
-      }),
-    ),
-    next_cursor: z.string().nullable(),
-  })
-  .openapi("ReconcileResult");

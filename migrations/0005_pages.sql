@@ -1,0 +1,294 @@
+-- Issue 12, second part: a read side that costs about one D1 row per account flush.
+--
+-- Raw events are stored in pages of 16 (src/projection/message.ts, PROJECTION_PAGE_EVENTS): a
+-- sealed page is one row of `event_pages`; the events of an account's current, unsealed page
+-- (its "tail") and its open rollup buckets ride in its `accounts` row, which a flush rewrites
+-- anyway. `ledger_events` and `rollups` become views over those, with the same columns as the
+-- tables they replace, so reports read them as before.
+--
+-- The raw events are dropped: every account object rebuilds its rows from its own log on its next
+-- flush (its schema migration marks the cursor for a rebuild, in a new generation whose first
+-- message deletes the account's old rows). The accounts rows stay until then, so that the
+-- scheduled sweep, which visits every account in D1 in turn, wakes every object.
+
+DROP VIEW charges;
+DROP VIEW refunds;
+DROP VIEW usage_log;
+DROP VIEW journal_entries;
+DROP TABLE ledger_events;
+DELETE FROM reservations WHERE status != 'open';
+DELETE FROM sweep_state WHERE key = 'raw_events_complete_from';
+
+-- Every flush rewrites the account row, and each index whose column changed costs one more row
+-- written: `available` keeps its index (the console lists accounts lowest first); `updated_at`
+-- loses its own (balances sorted by updated_at scan the shard's accounts, one row each).
+DROP INDEX accounts_by_updated_at;
+
+-- Rebuilds bump the generation; a message of an older generation is dropped (src/projection/apply.ts).
+ALTER TABLE accounts ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+-- The current page: its first seq and its events (JSON arrays of cells, PAGE_EVENT_COLUMNS).
+ALTER TABLE accounts ADD COLUMN tail_first_seq INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE accounts ADD COLUMN tail TEXT NOT NULL DEFAULT '[]';
+-- The rollup buckets still open (the current hour and day per dimension set), as rollup cells.
+ALTER TABLE accounts ADD COLUMN open_rollups TEXT NOT NULL DEFAULT '[]';
+
+-- Sealed pages: final (the same in every message and every rebuild), so INSERT OR IGNORE.
+-- Keyed by account for one account's reports; by time for the prune and cross-account reports.
+CREATE TABLE event_pages (
+  account_id TEXT NOT NULL,
+  first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
+  first_at TEXT NOT NULL,
+  last_at TEXT NOT NULL,
+  events TEXT NOT NULL,
+  PRIMARY KEY (account_id, first_seq)
+) WITHOUT ROWID;
+CREATE INDEX event_pages_by_time ON event_pages (first_at);
+
+-- Closed rollup buckets (final rows); the open ones live in accounts.open_rollups.
+ALTER TABLE rollups RENAME TO rollup_rows;
+
+CREATE VIEW ledger_events AS
+SELECT p.account_id AS account_id,
+  json_extract(e.value, '$[0]') AS seq,
+  json_extract(e.value, '$[1]') AS event_id,
+  json_extract(e.value, '$[2]') AS type,
+  json_extract(e.value, '$[3]') AS created_at,
+  json_extract(e.value, '$[4]') AS amount,
+  json_extract(e.value, '$[5]') AS balance_delta,
+  json_extract(e.value, '$[6]') AS reserved_delta,
+  json_extract(e.value, '$[7]') AS balance_after,
+  json_extract(e.value, '$[8]') AS reserved_after,
+  json_extract(e.value, '$[9]') AS credit_id,
+  json_extract(e.value, '$[10]') AS reservation_id,
+  json_extract(e.value, '$[11]') AS charge_id,
+  json_extract(e.value, '$[12]') AS refund_id,
+  json_extract(e.value, '$[13]') AS adjustment_id,
+  json_extract(e.value, '$[14]') AS extension_id,
+  json_extract(e.value, '$[15]') AS reason,
+  json_extract(e.value, '$[16]') AS currency,
+  json_extract(e.value, '$[17]') AS credit_limit,
+  json_extract(e.value, '$[18]') AS status,
+  json_extract(e.value, '$[19]') AS on_expiry,
+  json_extract(e.value, '$[20]') AS ttl_seconds,
+  json_extract(e.value, '$[21]') AS expires_at,
+  json_extract(e.value, '$[22]') AS reserved_amount,
+  json_extract(e.value, '$[23]') AS released_amount,
+  json_extract(e.value, '$[24]') AS overage,
+  json_extract(e.value, '$[25]') AS charge_amount,
+  json_extract(e.value, '$[26]') AS charge_refunded_total,
+  json_extract(e.value, '$[27]') AS request_id,
+  json_extract(e.value, '$[28]') AS user_id,
+  json_extract(e.value, '$[29]') AS service_id,
+  json_extract(e.value, '$[30]') AS alias,
+  json_extract(e.value, '$[31]') AS provider,
+  json_extract(e.value, '$[32]') AS model,
+  json_extract(e.value, '$[33]') AS input_tokens,
+  json_extract(e.value, '$[34]') AS output_tokens,
+  json_extract(e.value, '$[35]') AS cached_tokens,
+  json_extract(e.value, '$[36]') AS latency_ms,
+  json_extract(e.value, '$[37]') AS usage_status,
+  json_extract(e.value, '$[38]') AS error_code,
+  json_extract(e.value, '$[39]') AS metadata
+FROM event_pages p, json_each(p.events) e
+UNION ALL
+SELECT a.account_id AS account_id,
+  json_extract(e.value, '$[0]') AS seq,
+  json_extract(e.value, '$[1]') AS event_id,
+  json_extract(e.value, '$[2]') AS type,
+  json_extract(e.value, '$[3]') AS created_at,
+  json_extract(e.value, '$[4]') AS amount,
+  json_extract(e.value, '$[5]') AS balance_delta,
+  json_extract(e.value, '$[6]') AS reserved_delta,
+  json_extract(e.value, '$[7]') AS balance_after,
+  json_extract(e.value, '$[8]') AS reserved_after,
+  json_extract(e.value, '$[9]') AS credit_id,
+  json_extract(e.value, '$[10]') AS reservation_id,
+  json_extract(e.value, '$[11]') AS charge_id,
+  json_extract(e.value, '$[12]') AS refund_id,
+  json_extract(e.value, '$[13]') AS adjustment_id,
+  json_extract(e.value, '$[14]') AS extension_id,
+  json_extract(e.value, '$[15]') AS reason,
+  json_extract(e.value, '$[16]') AS currency,
+  json_extract(e.value, '$[17]') AS credit_limit,
+  json_extract(e.value, '$[18]') AS status,
+  json_extract(e.value, '$[19]') AS on_expiry,
+  json_extract(e.value, '$[20]') AS ttl_seconds,
+  json_extract(e.value, '$[21]') AS expires_at,
+  json_extract(e.value, '$[22]') AS reserved_amount,
+  json_extract(e.value, '$[23]') AS released_amount,
+  json_extract(e.value, '$[24]') AS overage,
+  json_extract(e.value, '$[25]') AS charge_amount,
+  json_extract(e.value, '$[26]') AS charge_refunded_total,
+  json_extract(e.value, '$[27]') AS request_id,
+  json_extract(e.value, '$[28]') AS user_id,
+  json_extract(e.value, '$[29]') AS service_id,
+  json_extract(e.value, '$[30]') AS alias,
+  json_extract(e.value, '$[31]') AS provider,
+  json_extract(e.value, '$[32]') AS model,
+  json_extract(e.value, '$[33]') AS input_tokens,
+  json_extract(e.value, '$[34]') AS output_tokens,
+  json_extract(e.value, '$[35]') AS cached_tokens,
+  json_extract(e.value, '$[36]') AS latency_ms,
+  json_extract(e.value, '$[37]') AS usage_status,
+  json_extract(e.value, '$[38]') AS error_code,
+  json_extract(e.value, '$[39]') AS metadata
+FROM accounts a, json_each(a.tail) e;
+CREATE VIEW rollups AS
+SELECT account_id, grain, bucket, service_id, provider, model, alias, seq, balance_after, reserved_after, events, credits, credit_amount, direct_charges, direct_charge_amount, captures, capture_amount, expiry_captures, expiry_capture_amount, refunds, refund_amount, adjustments, adjustment_up_amount, adjustment_down_amount, input_tokens, output_tokens, cached_tokens, credit_l, credit_r, charge_l, charge_r, refund_l, refund_r, adjustment_up_l, adjustment_up_r, adjustment_down_l, adjustment_down_r
+FROM rollup_rows
+UNION ALL
+SELECT a.account_id AS account_id,
+  json_extract(r.value, '$[0]') AS grain,
+  json_extract(r.value, '$[1]') AS bucket,
+  json_extract(r.value, '$[2]') AS service_id,
+  json_extract(r.value, '$[3]') AS provider,
+  json_extract(r.value, '$[4]') AS model,
+  json_extract(r.value, '$[5]') AS alias,
+  json_extract(r.value, '$[6]') AS seq,
+  json_extract(r.value, '$[7]') AS balance_after,
+  json_extract(r.value, '$[8]') AS reserved_after,
+  CAST(json_extract(r.value, '$[9]') AS INTEGER) AS events,
+  CAST(json_extract(r.value, '$[10]') AS INTEGER) AS credits,
+  CAST(json_extract(r.value, '$[11]') AS INTEGER) AS credit_amount,
+  CAST(json_extract(r.value, '$[12]') AS INTEGER) AS direct_charges,
+  CAST(json_extract(r.value, '$[13]') AS INTEGER) AS direct_charge_amount,
+  CAST(json_extract(r.value, '$[14]') AS INTEGER) AS captures,
+  CAST(json_extract(r.value, '$[15]') AS INTEGER) AS capture_amount,
+  CAST(json_extract(r.value, '$[16]') AS INTEGER) AS expiry_captures,
+  CAST(json_extract(r.value, '$[17]') AS INTEGER) AS expiry_capture_amount,
+  CAST(json_extract(r.value, '$[18]') AS INTEGER) AS refunds,
+  CAST(json_extract(r.value, '$[19]') AS INTEGER) AS refund_amount,
+  CAST(json_extract(r.value, '$[20]') AS INTEGER) AS adjustments,
+  CAST(json_extract(r.value, '$[21]') AS INTEGER) AS adjustment_up_amount,
+  CAST(json_extract(r.value, '$[22]') AS INTEGER) AS adjustment_down_amount,
+  CAST(json_extract(r.value, '$[23]') AS INTEGER) AS input_tokens,
+  CAST(json_extract(r.value, '$[24]') AS INTEGER) AS output_tokens,
+  CAST(json_extract(r.value, '$[25]') AS INTEGER) AS cached_tokens,
+  CAST(json_extract(r.value, '$[26]') AS INTEGER) AS credit_l,
+  CAST(json_extract(r.value, '$[27]') AS INTEGER) AS credit_r,
+  CAST(json_extract(r.value, '$[28]') AS INTEGER) AS charge_l,
+  CAST(json_extract(r.value, '$[29]') AS INTEGER) AS charge_r,
+  CAST(json_extract(r.value, '$[30]') AS INTEGER) AS refund_l,
+  CAST(json_extract(r.value, '$[31]') AS INTEGER) AS refund_r,
+  CAST(json_extract(r.value, '$[32]') AS INTEGER) AS adjustment_up_l,
+  CAST(json_extract(r.value, '$[33]') AS INTEGER) AS adjustment_up_r,
+  CAST(json_extract(r.value, '$[34]') AS INTEGER) AS adjustment_down_l,
+  CAST(json_extract(r.value, '$[35]') AS INTEGER) AS adjustment_down_r
+FROM accounts a, json_each(a.open_rollups) r;
+
+CREATE VIEW refunds AS
+SELECT account_id, refund_id, charge_id, amount, reason, charge_amount, charge_refunded_total, seq, created_at
+FROM ledger_events WHERE type = 'ChargeRefunded';
+
+-- One row per captured or direct charge with the platform's logging fields (no metadata).
+CREATE VIEW usage_log AS
+SELECT
+  account_id, seq, created_at, type, charge_id, reservation_id,
+  -balance_delta AS cost,
+  request_id, user_id, service_id, alias, provider, model,
+  input_tokens, output_tokens, cached_tokens, usage_status AS status, latency_ms, error_code
+FROM ledger_events
+WHERE charge_id IS NOT NULL AND type IN ('AccountCharged', 'ReservationCaptured', 'ReservationExpired');
+
+-- Double entry. Each money movement (balance_delta != 0) moves the customer's position between
+-- the balance liability (what we owe while the balance is positive) and the overage receivable
+-- (what the customer owes while it is negative), against one counter account per kind:
+-- cash for top-ups, revenue for charges, refunds (contra-revenue), adjustments. With
+-- b1 = balance_after, b0 = b1 - delta, L = max(b1,0) - max(b0,0), R = max(-b1,0) - max(-b0,0):
+-- the counter account is debited delta, the liability credited L and the receivable debited R;
+-- delta - L + R = 0, so every entry balances.
+CREATE VIEW journal_entries AS
+WITH m AS (
+  SELECT
+    account_id, seq, created_at, type, balance_delta AS delta,
+    MAX(balance_after, 0) - MAX(balance_after - balance_delta, 0) AS l,
+    MAX(-balance_after, 0) - MAX(balance_delta - balance_after, 0) AS r,
+    CASE type
+      WHEN 'FundsCredited' THEN 'cash'
+      WHEN 'ChargeRefunded' THEN 'refunds'
+      WHEN 'BalanceAdjusted' THEN 'adjustments'
+      ELSE 'revenue'
+    END AS counter_account
+  FROM ledger_events WHERE balance_delta != 0
+)
+SELECT account_id, seq, created_at, type, counter_account AS ledger_account,
+  MAX(delta, 0) AS debit, MAX(-delta, 0) AS credit FROM m
+UNION ALL
+SELECT account_id, seq, created_at, type, 'customer_balances' AS ledger_account,
+  MAX(-l, 0) AS debit, MAX(l, 0) AS credit FROM m WHERE l != 0
+UNION ALL
+SELECT account_id, seq, created_at, type, 'overage_receivable' AS ledger_account,
+  MAX(r, 0) AS debit, MAX(-r, 0) AS credit FROM m WHERE r != 0;
+
+-- The window of raw events: a charge's refunded total is the running total recorded by its newest
+-- refund (always newer than the charge, so in the window whenever the charge is), not a sum over
+-- refunds that the prune may have removed.
+CREATE VIEW charges AS
+SELECT
+  e.account_id,
+  e.charge_id,
+  CASE e.type WHEN 'AccountCharged' THEN 'direct' WHEN 'ReservationCaptured' THEN 'capture' ELSE 'expiry' END AS kind,
+  -e.balance_delta AS amount,
+  COALESCE((
+    SELECT MAX(r.charge_refunded_total) FROM ledger_events r
+    WHERE r.type = 'ChargeRefunded' AND r.account_id = e.account_id AND r.charge_id = e.charge_id
+  ), 0) AS refunded,
+  e.seq,
+  e.created_at
+FROM ledger_events e
+WHERE e.charge_id IS NOT NULL AND e.type IN ('AccountCharged', 'ReservationCaptured', 'ReservationExpired');
+
+-- Only open holds are rows (a hold opened and settled within one flush writes nothing); settled
+-- reservations are read from their settlement event in the window, joined to the hold's
+-- FundsReserved and newest ReservationExtended events when those are still in the window.
+ALTER TABLE reservations RENAME TO open_holds;
+CREATE VIEW reservations AS
+SELECT account_id, reservation_id, status, amount, captured_amount, released_amount, overage, on_expiry,
+  ttl_seconds, expires_at, created_at, settled_at, request_id, service_id, provider, model, reserve_seq, updated_seq
+FROM open_holds
+UNION ALL
+SELECT
+  s.account_id,
+  s.reservation_id,
+  CASE s.type WHEN 'ReservationCaptured' THEN 'captured' WHEN 'ReservationReleased' THEN 'released' ELSE 'expired' END,
+  s.reserved_amount,
+  CASE WHEN s.type = 'ReservationCaptured' OR (s.type = 'ReservationExpired' AND s.on_expiry = 'capture') THEN s.amount END,
+  s.released_amount,
+  COALESCE(s.overage, 0),
+  COALESCE(s.on_expiry, x.on_expiry),
+  x.ttl_seconds,
+  x.expires_at,
+  r.created_at,
+  s.created_at,
+  COALESCE(s.request_id, r.request_id),
+  COALESCE(s.service_id, r.service_id),
+  COALESCE(s.provider, r.provider),
+  COALESCE(s.model, r.model),
+  r.seq,
+  s.seq
+FROM ledger_events s
+LEFT JOIN ledger_events r
+  ON r.account_id = s.account_id AND r.type = 'FundsReserved' AND r.reservation_id = s.reservation_id
+LEFT JOIN ledger_events x
+  ON x.account_id = s.account_id AND x.reservation_id = s.reservation_id
+  AND x.seq = (
+    SELECT MAX(y.seq) FROM ledger_events y
+    WHERE y.account_id = s.account_id AND y.reservation_id = s.reservation_id
+      AND y.type IN ('FundsReserved', 'ReservationExtended')
+  )
+WHERE s.type IN ('ReservationCaptured', 'ReservationReleased', 'ReservationExpired');
+
+-- The projection's dead letters (shard 0 only): batches the consumer gave up on, kept until an
+-- operator replays or drops them (GET and POST /v1/admin/projection/dead-letters).
+CREATE TABLE projection_dead_letters (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL,
+  from_seq INTEGER NOT NULL,
+  to_seq INTEGER NOT NULL,
+  generation INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  received_at TEXT NOT NULL,
+  body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX projection_dead_letters_by_account ON projection_dead_letters (account_id, generation, from_seq);

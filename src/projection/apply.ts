@@ -1,0 +1,466 @@
+/**
+ * Applies projection messages (./message.ts) of many accounts to the read side in bulk: the
+ * queue consumer's work (src/projection/consumer.ts), also run by an account object that has no
+ * queue binding.
+ *
+ * Per shard, one D1 batch (one transaction) of at most 9 statements (usually two: the sealed
+ * pages and the accounts), whatever the number of accounts: each statement reads ONE JSON parameter (the batch's entries) through json_each, so
+ * it stays far below D1's 100 bound parameters.
+ *
+ * Exactly-once effect under at-least-once delivery. Every statement applies an account's entry
+ * only if the read side is at a position the entry continues:
+ * - same generation and `from_seq <= last_seq + 1 < to_seq + 1`: applied (its state is absolute
+ *   as of `to_seq`, so an overlap is harmless);
+ * - `to_seq <= last_seq`: a duplicate, nothing to do;
+ * - `from_seq > last_seq + 1`: a gap (an earlier message is late): nothing is written and the
+ *   consumer retries the message later;
+ * - an older generation: superseded by a rebuild, dropped; a newer one applies only through its
+ *   reset message, which first deletes the account's rows.
+ * The guard is evaluated in SQL inside the transaction, before the batch's last statement moves
+ * the account's position, so two consumers racing on one account can never both apply, and a
+ * redelivered, late or reordered message never moves a row backwards or counts twice. The read
+ * side of an account is therefore always the fold of a prefix of its log.
+ */
+import { clock } from "../clock";
+import type { HoldChange, ProjectionMessage, RollupCells, SealedPage } from "./message";
+import { PROJECTION_MESSAGE_VERSION } from "./message";
+import { ROLLUP_COLUMNS, ROLLUP_DIMENSIONS } from "./rollups";
+import { type Shard, shardFor } from "./shards";
+
+/** Bytes of entries per D1 batch: the JSON parameter is bound to each statement of the batch. */
+export const APPLY_BATCH_BYTES_MAX = 1_000_000;
+
+/** What happened to a message. `gap` asks for a retry; every other outcome is final. */
+export type Outcome = "applied" | "duplicate" | "superseded" | "gap" | "invalid";
+
+/** The runtime's own counters of the read side's writes, per isolate (bench, tests). */
+export const applyStats = {
+  batches: 0,
+  statements: 0,
+  rowsWritten: 0,
+  eventsApplied: 0,
+  /** Commit-to-visible lag of each applied entry, in ms (bounded ring). */
+  lags: [] as number[],
+  reset(): void {
+    this.batches = 0;
+    this.statements = 0;
+    this.rowsWritten = 0;
+    this.eventsApplied = 0;
+    this.lags = [];
+  },
+};
+const LAGS_KEPT_MAX = 100_000;
+
+/** One account's contiguous run of messages, merged: what a batch applies for it. */
+interface Entry {
+  a: string;
+  g: number;
+  f: number;
+  t: number;
+  r: 0 | 1;
+  lag: number;
+  acct: ProjectionMessage["account"];
+  tf: number;
+  tail: string;
+  ro: string;
+  pages: SealedPage[];
+  rc: RollupCells[];
+  holds: HoldChange[];
+  /** Indexes of the messages merged into this entry. */
+  members: number[];
+}
+
+/** Checks the shape a consumer relies on; anything else is dead-lettered, never retried. */
+export function isProjectionMessage(body: unknown): body is ProjectionMessage {
+  const m = body as Partial<ProjectionMessage> | null;
+  return (
+    typeof m === "object" &&
+    m !== null &&
+    m.v === PROJECTION_MESSAGE_VERSION &&
+    typeof m.account_id === "string" &&
+    Number.isSafeInteger(m.generation) &&
+    Number.isSafeInteger(m.from_seq) &&
+    Number.isSafeInteger(m.to_seq) &&
+    (m.from_seq ?? 0) >= 1 &&
+    (m.to_seq ?? 0) >= (m.from_seq ?? 1) &&
+    typeof m.account === "object" &&
+    Array.isArray(m.tail) &&
+    Array.isArray(m.pages) &&
+    Array.isArray(m.rollups_open) &&
+    Array.isArray(m.rollups_closed) &&
+    Array.isArray(m.holds)
+  );
+}
+
+/**
+ * Applies messages to their shards. Returns each message's outcome, by index; a shard whose
+ * D1 batch fails rejects (the consumer retries those messages; nothing of that batch was written).
+ */
+export async function applyMessages(shards: readonly Shard[], messages: readonly unknown[]): Promise<Outcome[]> {
+  const outcomes: Outcome[] = messages.map(() => "invalid");
+  const byShard = new Map<Shard, { message: ProjectionMessage; index: number }[]>();
+  messages.forEach((message, index) => {
+    if (!isProjectionMessage(message)) return;
+    const shard = shardFor(shards, message.account_id);
+    const list = byShard.get(shard) ?? [];
+    list.push({ message, index });
+    byShard.set(shard, list);
+  });
+  const failures: unknown[] = [];
+  await Promise.all(
+    [...byShard].map(async ([shard, list]) => {
+      try {
+        await applyToShard(shards, shard, list, outcomes);
+      } catch (error) {
+        failures.push(error);
+        for (const { index } of list) outcomes[index] = "gap";
+      }
+    }),
+  );
+  if (failures.length > 0) throw new ApplyError(outcomes, failures[0]);
+  return outcomes;
+}
+
+/** Some shard failed: `outcomes` holds the final ones of the other shards ("gap" for the failed). */
+export class ApplyError extends Error {
+  constructor(
+    readonly outcomes: Outcome[],
+    override readonly cause: unknown,
+  ) {
+    super(`read side write failed: ${String(cause)}`);
+  }
+}
+
+async function applyToShard(
+  shards: readonly Shard[],
+  shard: Shard,
+  list: { message: ProjectionMessage; index: number }[],
+  outcomes: Outcome[],
+): Promise<void> {
+  const now = clock.now();
+  const entries: Entry[] = [];
+  for (const [, messages] of groupByAccount(list)) {
+    const { entry, superseded } = chain(messages, now);
+    for (const index of superseded) outcomes[index] = "superseded";
+    entries.push(entry);
+  }
+  for (const chunk of chunks(entries)) {
+    const resets = chunk.filter((e) => e.r === 1).map((e) => e.a);
+    if (resets.length > 0) await deleteElsewhere(shards, shard, resets);
+    const applied = await writeBatch(shard.db, chunk, now);
+    const missed = chunk.filter((e) => !applied.has(e.a));
+    // Not applied: a duplicate, superseded, or a gap. The positions read now may be newer than the
+    // batch's (another consumer ran since), which only turns a gap into a duplicate when that
+    // consumer applied everything up to this entry's end: the same read side either way.
+    const positions =
+      missed.length === 0
+        ? new Map<string, Position>()
+        : await readPositions(
+            shard.db,
+            missed.map((e) => e.a),
+          );
+    for (const entry of chunk) {
+      const verdict = applied.has(entry.a) ? "applied" : judge(entry, positions.get(entry.a));
+      for (const index of entry.members) outcomes[index] = verdict;
+      if (verdict === "applied") {
+        applyStats.eventsApplied += entry.t - entry.f + 1;
+        if (applyStats.lags.length < LAGS_KEPT_MAX) applyStats.lags.push(entry.lag);
+      }
+    }
+  }
+  // Messages of an account that did not join its run (after a gap in the batch): duplicates of
+  // what the read side holds now, or gaps that wait.
+  const left = list.filter(({ index }) => outcomes[index] === "invalid");
+  if (left.length > 0) {
+    const positions = await readPositions(
+      shard.db,
+      left.map(({ message }) => message.account_id),
+    );
+    for (const { message, index } of left) {
+      outcomes[index] = judge({ g: message.generation, t: message.to_seq }, positions.get(message.account_id));
+    }
+  }
+}
+
+function groupByAccount(
+  list: { message: ProjectionMessage; index: number }[],
+): Map<string, { message: ProjectionMessage; index: number }[]> {
+  const groups = new Map<string, { message: ProjectionMessage; index: number }[]>();
+  for (const item of list) {
+    const group = groups.get(item.message.account_id) ?? [];
+    group.push(item);
+    groups.set(item.message.account_id, group);
+  }
+  return groups;
+}
+
+/**
+ * One account's messages as one entry: the newest reset's generation (older ones are
+ * superseded), then the first contiguous run from the lowest `from_seq`. The run's absolute
+ * parts come from its newest message; its finals (pages, closed rollups) are the union; holds
+ * keep the newest change of each.
+ */
+function chain(
+  messages: { message: ProjectionMessage; index: number }[],
+  now: number,
+): { entry: Entry; superseded: number[] } {
+  const resetGeneration = Math.max(-1, ...messages.filter((m) => m.message.reset).map((m) => m.message.generation));
+  const superseded = messages.filter((m) => m.message.generation < resetGeneration).map((m) => m.index);
+  const generation = Math.min(
+    ...messages.filter((m) => m.message.generation >= resetGeneration).map((m) => m.message.generation),
+  );
+  const run = messages
+    .filter((m) => m.message.generation === generation)
+    .sort((x, y) => x.message.from_seq - y.message.from_seq || y.message.to_seq - x.message.to_seq);
+  const [head, ...rest] = run;
+  if (head === undefined) throw new Error("an account entry without messages");
+  const pages = new Map<number, SealedPage>();
+  const closed = new Map<string, RollupCells>();
+  const holds = new Map<string, HoldChange>();
+  const members: number[] = [];
+  let newest = head.message;
+  let reset = head.message.reset;
+  let resent = false;
+  const take = (m: ProjectionMessage, index: number) => {
+    members.push(index);
+    for (const page of m.pages) pages.set(page.first_seq, page);
+    for (const row of m.rollups_closed) {
+      const key = JSON.stringify(row.slice(0, 2 + ROLLUP_DIMENSIONS.length));
+      const kept = closed.get(key);
+      if (kept === undefined || Number(kept[6]) < Number(row[6])) closed.set(key, row);
+    }
+    for (const change of m.holds) {
+      const kept = holds.get(change.reservation_id);
+      if (kept === undefined || kept.seq <= change.seq) holds.set(change.reservation_id, mergeHold(kept, change));
+    }
+    if (m.to_seq > newest.to_seq) newest = m;
+    resent ||= m.resent;
+    reset ||= m.reset && m.from_seq === 1;
+  };
+  take(head.message, head.index);
+  for (const { message, index } of rest) {
+    if (message.to_seq <= newest.to_seq) {
+      // Inside the run already: a duplicate, applied (or not) with it.
+      members.push(index);
+      continue;
+    }
+    if (message.from_seq > newest.to_seq + 1) break;
+    take(message, index);
+  }
+  return {
+    superseded,
+    entry: {
+      a: head.message.account_id,
+      g: generation,
+      f: head.message.from_seq,
+      t: newest.to_seq,
+      r: reset ? 1 : 0,
+      lag: Math.max(0, now - Date.parse(head.message.oldest_at)),
+      acct: newest.account,
+      tf: newest.tail_first_seq,
+      tail: JSON.stringify(newest.tail),
+      ro: JSON.stringify(newest.rollups_open),
+      pages: [...pages.values()],
+      rc: [...closed.values()],
+      // A hold opened and closed within the run has no row, unless the run overlaps rows already applied.
+      holds: [...holds.values()].filter((h) => h.op !== "close" || !h.opened || resent),
+      members,
+    },
+  };
+}
+
+/** A hold's newer change over an older one: an extension of a hold opened in the run stays an open row. */
+function mergeHold(older: HoldChange | undefined, newer: HoldChange): HoldChange {
+  if (older?.op === "open" && newer.op === "close") return { ...newer, opened: true };
+  if (older?.op === "open" && newer.op === "extend") {
+    const { expires_at, ttl_seconds, on_expiry } = newer;
+    return {
+      ...older,
+      seq: newer.seq,
+      row: { ...older.row, expires_at, ttl_seconds, on_expiry, updated_seq: newer.seq },
+    };
+  }
+  return newer;
+}
+
+function* chunks(entries: Entry[]): Generator<Entry[]> {
+  let chunk: Entry[] = [];
+  let bytes = 0;
+  for (const entry of entries) {
+    const size = JSON.stringify(entry).length;
+    if (chunk.length > 0 && bytes + size > APPLY_BATCH_BYTES_MAX) {
+      yield chunk;
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(entry);
+    bytes += size;
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+interface Position {
+  generation: number;
+  last_seq: number;
+}
+
+/** Why an entry the guard (`GUARD`) refused was refused, from the read side's position. */
+function judge(entry: Pick<Entry, "g" | "t">, position: Position | undefined): Outcome {
+  if (position === undefined) return "gap";
+  if (entry.g < position.generation) return "superseded";
+  if (entry.g === position.generation && entry.t <= position.last_seq) return "duplicate";
+  return "gap";
+}
+
+async function readPositions(db: D1Database, accountIds: string[]): Promise<Map<string, Position>> {
+  const rows = await db
+    .prepare(
+      "SELECT account_id, generation, last_seq FROM accounts WHERE account_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(JSON.stringify([...new Set(accountIds)]))
+    .all<Position & { account_id: string }>();
+  return new Map(rows.results.map((r) => [r.account_id, { generation: r.generation, last_seq: r.last_seq }]));
+}
+
+// The entries (?1) and the guard, as every statement sees them. Evaluated against the accounts
+// row as it was before the batch: the row moves only in the batch's last statement.
+const ENTRIES = `m AS (
+  SELECT j.value AS v, j.value ->> '$.a' AS a, j.value ->> '$.g' AS g, j.value ->> '$.f' AS f,
+         j.value ->> '$.t' AS t, j.value ->> '$.r' AS r
+  FROM json_each(?1) j
+)`;
+const GUARD = `CASE
+    WHEN s.account_id IS NULL THEN m.f = 1
+    WHEN m.g > s.generation THEN m.r = 1
+    WHEN m.g = s.generation THEN m.t > s.last_seq AND m.f <= s.last_seq + 1
+    ELSE 0 END`;
+const OK = `WITH ${ENTRIES}, ok AS (SELECT m.* FROM m LEFT JOIN accounts s ON s.account_id = m.a WHERE ${GUARD})`;
+const RESETS = `WITH ${ENTRIES} SELECT m.a FROM m LEFT JOIN accounts s ON s.account_id = m.a
+  WHERE m.r = 1 AND (s.account_id IS NULL OR m.g > s.generation)`;
+
+const HOLD_COLUMNS = [
+  "account_id",
+  "reservation_id",
+  "status",
+  "amount",
+  "captured_amount",
+  "released_amount",
+  "overage",
+  "on_expiry",
+  "ttl_seconds",
+  "expires_at",
+  "created_at",
+  "settled_at",
+  "request_id",
+  "service_id",
+  "provider",
+  "model",
+  "reserve_seq",
+  "updated_seq",
+] as const;
+const ACCOUNT_COLUMNS = [
+  "account_id",
+  "currency",
+  "balance",
+  "reserved",
+  "available",
+  "credit_limit",
+  "status",
+  "open_reservations",
+  "last_seq",
+  "created_at",
+  "updated_at",
+] as const;
+const ROLLUP_KEY_COLUMNS = ["account_id", "grain", "bucket", ...ROLLUP_DIMENSIONS];
+
+const SQL = {
+  resets: ["event_pages", "open_holds", "rollup_rows", "accounts"].map(
+    (table) => `DELETE FROM ${table} WHERE account_id IN (${RESETS})`,
+  ),
+  pages: `INSERT OR IGNORE INTO event_pages (account_id, first_seq, last_seq, first_at, last_at, events)
+    ${OK} SELECT ok.a, p.value ->> '$.first_seq', p.value ->> '$.last_seq', p.value ->> '$.first_at',
+      p.value ->> '$.last_at', p.value -> '$.events'
+    FROM ok, json_each(ok.v, '$.pages') p`,
+  // Closed buckets are final; `seq` still guards them (a rebuild writes the same values).
+  rollups: `INSERT INTO rollup_rows (${ROLLUP_COLUMNS.join(", ")})
+    ${OK} SELECT ok.a, ${ROLLUP_COLUMNS.slice(1)
+      .map((_, i) => (i < 6 ? `r.value ->> '$[${i}]'` : `CAST(r.value ->> '$[${i}]' AS INTEGER)`))
+      .join(", ")}
+    FROM ok, json_each(ok.v, '$.rc') r WHERE true
+    ON CONFLICT (${ROLLUP_KEY_COLUMNS.join(", ")}) DO UPDATE SET ${ROLLUP_COLUMNS.slice(ROLLUP_KEY_COLUMNS.length)
+      .map((c) => `${c} = excluded.${c}`)
+      .join(", ")} WHERE excluded.seq > rollup_rows.seq`,
+  closeHolds: `DELETE FROM open_holds WHERE (account_id, reservation_id) IN (
+    ${OK} SELECT ok.a, h.value ->> '$.reservation_id' FROM ok, json_each(ok.v, '$.holds') h
+    WHERE h.value ->> '$.op' = 'close')`,
+  openHolds: `INSERT INTO open_holds (${HOLD_COLUMNS.join(", ")})
+    ${OK} SELECT ${HOLD_COLUMNS.map((c) => `h.value ->> '$.row.${c}'`).join(", ")}
+    FROM ok, json_each(ok.v, '$.holds') h WHERE h.value ->> '$.op' = 'open'
+    ON CONFLICT (account_id, reservation_id) DO UPDATE SET ${HOLD_COLUMNS.slice(2)
+      .map((c) => `${c} = excluded.${c}`)
+      .join(", ")}`,
+  extendHolds: `UPDATE open_holds SET expires_at = x.expires_at, ttl_seconds = x.ttl_seconds,
+      on_expiry = x.on_expiry, updated_seq = x.seq
+    FROM (${OK} SELECT ok.a AS account_id, h.value ->> '$.reservation_id' AS reservation_id,
+      h.value ->> '$.expires_at' AS expires_at, h.value ->> '$.ttl_seconds' AS ttl_seconds,
+      h.value ->> '$.on_expiry' AS on_expiry, h.value ->> '$.seq' AS seq
+      FROM ok, json_each(ok.v, '$.holds') h WHERE h.value ->> '$.op' = 'extend') x
+    WHERE open_holds.account_id = x.account_id AND open_holds.reservation_id = x.reservation_id`,
+  accounts: `INSERT INTO accounts (${ACCOUNT_COLUMNS.join(", ")}, generation, tail_first_seq, tail, open_rollups,
+      projected_at, projection_lag_ms)
+    ${OK} SELECT ${ACCOUNT_COLUMNS.map((c) => `ok.v ->> '$.acct.${c}'`).join(", ")}, ok.g, ok.v ->> '$.tf',
+      ok.v ->> '$.tail', ok.v ->> '$.ro', ?2, ok.v ->> '$.lag'
+    FROM ok WHERE true
+    ON CONFLICT (account_id) DO UPDATE SET ${[
+      ...ACCOUNT_COLUMNS.slice(1),
+      "generation",
+      "tail_first_seq",
+      "tail",
+      "open_rollups",
+      "projected_at",
+      "projection_lag_ms",
+    ]
+      .map((c) => `${c} = excluded.${c}`)
+      .join(", ")}
+    RETURNING account_id`,
+};
+
+/** One transaction: applies the entries that continue the read side. Returns the accounts applied. */
+async function writeBatch(db: D1Database, entries: Entry[], now: number): Promise<Set<string>> {
+  const param = JSON.stringify(entries.map(({ members: _members, ...entry }) => entry));
+  const has = (op: HoldChange["op"]) => entries.some((e) => e.holds.some((h) => h.op === op));
+  const sql = [
+    ...(entries.some((e) => e.r === 1) ? SQL.resets : []),
+    ...(entries.some((e) => e.pages.length > 0) ? [SQL.pages] : []),
+    ...(entries.some((e) => e.rc.length > 0) ? [SQL.rollups] : []),
+    ...(has("close") ? [SQL.closeHolds] : []),
+    ...(has("open") ? [SQL.openHolds] : []),
+    ...(has("extend") ? [SQL.extendHolds] : []),
+    SQL.accounts,
+  ];
+  const at = new Date(now).toISOString();
+  const results = await db.batch(
+    sql.map((text) => (text.includes("?2") ? db.prepare(text).bind(param, at) : db.prepare(text).bind(param))),
+  );
+  applyStats.batches += 1;
+  applyStats.statements += sql.length;
+  for (const result of results) applyStats.rowsWritten += result.meta?.rows_written ?? 0;
+  const applied = (results.at(-1)?.results ?? []) as { account_id: string }[];
+  return new Set(applied.map((r) => r.account_id));
+}
+
+/** A rebuild's reset also removes the account's rows from every other shard (after N changed). */
+async function deleteElsewhere(shards: readonly Shard[], home: Shard, accountIds: string[]): Promise<void> {
+  const param = JSON.stringify(accountIds);
+  await Promise.all(
+    shards
+      .filter((s) => s !== home)
+      .map((s) =>
+        s.db.batch(
+          ["event_pages", "open_holds", "rollup_rows", "accounts"].map((table) =>
+            s.db.prepare(`DELETE FROM ${table} WHERE account_id IN (SELECT value FROM json_each(?1))`).bind(param),
+          ),
+        ),
+      ),
+  );
+}

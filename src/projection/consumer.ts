@@ -1,0 +1,54 @@
+/**
+ * The projection queue's consumer and its dead-letter queue (wrangler.toml [[queues.consumers]]).
+ *
+ * A batch holds messages of many accounts; ./apply.ts writes them to each shard in one D1
+ * transaction of a few statements. Per message: applied, duplicate or superseded -> ack; a gap
+ * (an earlier message of the account is late) or a failed shard -> retry with exponential
+ * backoff; after `max_retries` the queue moves it to the dead-letter queue, whose consumer keeps
+ * it in `projection_dead_letters` (shard 0) for an operator to see and replay
+ * (GET, POST /v1/admin/projection/dead-letters; src/projection/dead-letters.ts).
+ */
+import type { Env } from "../env";
+import { writeLog } from "../observability/log";
+import { ApplyError, applyMessages, type Outcome } from "./apply";
+import { storeDeadLetters } from "./dead-letters";
+import { shardsOf } from "./shards";
+
+export const PROJECTION_QUEUE = "openedge-ledger-projection";
+export const PROJECTION_DLQ = "openedge-ledger-projection-dlq";
+export const PROJECTION_RETRY_DELAY_SECONDS_MIN = 1;
+export const PROJECTION_RETRY_DELAY_SECONDS_MAX = 60;
+
+/** The delay before a message's next attempt: 1, 2, 4, ... 60 s. */
+export function retryDelaySeconds(attempts: number): number {
+  return Math.min(
+    PROJECTION_RETRY_DELAY_SECONDS_MIN * 2 ** Math.max(0, attempts - 1),
+    PROJECTION_RETRY_DELAY_SECONDS_MAX,
+  );
+}
+
+export async function consumeQueue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  if (batch.queue.endsWith("-dlq")) {
+    await storeDeadLetters(env, batch.messages);
+    for (const message of batch.messages) message.ack();
+    return;
+  }
+  let outcomes: Outcome[];
+  try {
+    outcomes = await applyMessages(
+      shardsOf(env),
+      batch.messages.map((m) => m.body),
+    );
+  } catch (error) {
+    if (!(error instanceof ApplyError)) throw error;
+    outcomes = error.outcomes;
+    writeLog(env, "warn", { msg: "projection_batch_failed", error: String(error.cause) });
+  }
+  const invalid = batch.messages.filter((_, i) => outcomes[i] === "invalid");
+  // A message no version of this code can read goes straight to the dead letters.
+  if (invalid.length > 0) await storeDeadLetters(env, invalid);
+  batch.messages.forEach((message, i) => {
+    if (outcomes[i] === "gap") message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+    else message.ack();
+  });
+}

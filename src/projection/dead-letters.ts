@@ -1,0 +1,117 @@
+/**
+ * Projection messages the consumer gave up on, kept in `projection_dead_letters` (shard 0)
+ * until an operator replays them: `GET /v1/admin/projection/dead-letters` lists them,
+ * `POST /v1/admin/projection/dead-letters/replay` applies them again, oldest position first,
+ * and removes those that are now applied (or were duplicates, or superseded by a rebuild).
+ * A message that still finds a gap (its predecessor was lost too) stays; reprojecting the
+ * account (`POST /v1/admin/accounts/{id}/reproject`) supersedes all of its dead letters.
+ */
+import { clock } from "../clock";
+import type { Env } from "../env";
+import { ApplyError, applyMessages, isProjectionMessage, type Outcome } from "./apply";
+import { shardsOf } from "./shards";
+
+/** Dead letters one replay applies (one consumer batch's worth). */
+export const DEAD_LETTERS_REPLAY_MAX = 100;
+
+export interface DeadLetter {
+  id: string;
+  account_id: string;
+  from_seq: number;
+  to_seq: number;
+  generation: number;
+  attempts: number;
+  received_at: string;
+}
+
+export async function storeDeadLetters(
+  env: Env,
+  messages: readonly { id: string; body: unknown; attempts: number }[],
+): Promise<void> {
+  const at = new Date(clock.now()).toISOString();
+  const rows = messages.map((m) => {
+    const body = isProjectionMessage(m.body) ? m.body : null;
+    return [
+      m.id,
+      body?.account_id ?? "",
+      body?.from_seq ?? 0,
+      body?.to_seq ?? 0,
+      body?.generation ?? 0,
+      m.attempts,
+      at,
+      JSON.stringify(m.body),
+    ];
+  });
+  await env.DB.prepare(
+    `INSERT OR IGNORE INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body)
+     SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]', value ->> '$[5]',
+            value ->> '$[6]', value ->> '$[7]'
+     FROM json_each(?1)`,
+  )
+    .bind(JSON.stringify(rows))
+    .run();
+}
+
+/** A page of dead letters, by account and position; `after` is the previous page's last id. */
+export async function listDeadLetters(
+  env: Env,
+  limit: number,
+  after?: string,
+): Promise<{ data: DeadLetter[]; next_cursor: string | null; total: number }> {
+  const [page, count] = await env.DB.batch([
+    env.DB.prepare(
+      `SELECT id, account_id, from_seq, to_seq, generation, attempts, received_at FROM projection_dead_letters
+       WHERE id > ?1 ORDER BY id LIMIT ?2`,
+    ).bind(after ?? "", limit + 1),
+    env.DB.prepare("SELECT COUNT(*) AS total FROM projection_dead_letters"),
+  ]);
+  const rows = (page?.results ?? []) as DeadLetter[];
+  const more = rows.length > limit;
+  const data = more ? rows.slice(0, limit) : rows;
+  return {
+    data,
+    next_cursor: more ? (data.at(-1)?.id ?? null) : null,
+    total: ((count?.results?.[0] as { total: number } | undefined)?.total ?? 0) as number,
+  };
+}
+
+export interface ReplayResult {
+  replayed: number;
+  outcomes: Record<Outcome, number>;
+  /** Dead letters left (gaps, or a shard that failed). */
+  remaining: number;
+}
+
+/** Applies dead letters again (all, or the ids given), oldest position first. */
+export async function replayDeadLetters(env: Env, ids?: readonly string[]): Promise<ReplayResult> {
+  const select =
+    ids === undefined
+      ? env.DB.prepare(
+          "SELECT id, body FROM projection_dead_letters ORDER BY account_id, generation, from_seq LIMIT ?1",
+        ).bind(DEAD_LETTERS_REPLAY_MAX)
+      : env.DB.prepare(
+          `SELECT id, body FROM projection_dead_letters WHERE id IN (SELECT value FROM json_each(?1))
+           ORDER BY account_id, generation, from_seq LIMIT ?2`,
+        ).bind(JSON.stringify(ids), DEAD_LETTERS_REPLAY_MAX);
+  const rows = (await select.all<{ id: string; body: string }>()).results;
+  let outcomes: Outcome[];
+  try {
+    outcomes = await applyMessages(
+      shardsOf(env),
+      rows.map((r) => JSON.parse(r.body) as unknown),
+    );
+  } catch (error) {
+    if (!(error instanceof ApplyError)) throw error;
+    outcomes = error.outcomes;
+  }
+  const done = rows.filter((_, i) => outcomes[i] !== "gap" && outcomes[i] !== "invalid").map((r) => r.id);
+  if (done.length > 0) {
+    await env.DB.prepare("DELETE FROM projection_dead_letters WHERE id IN (SELECT value FROM json_each(?1))")
+      .bind(JSON.stringify(done))
+      .run();
+  }
+  const counts: Record<Outcome, number> = { applied: 0, duplicate: 0, superseded: 0, gap: 0, invalid: 0 };
+  for (const outcome of outcomes) counts[outcome] += 1;
+  const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM projection_dead_letters").first<{ n: number }>();
+  return { replayed: rows.length, outcomes: counts, remaining: left?.n ?? 0 };
+}

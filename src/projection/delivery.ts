@@ -1,0 +1,71 @@
+/**
+ * How an account object delivers its projection messages (./projector.ts `Delivery`):
+ * - `queueDelivery`: to the projection queue, whose consumer applies many accounts' messages
+ *   in bulk (./consumer.ts). The platform's limits are named below; a message over the
+ *   per-message limit is applied directly instead, once the queue has delivered what came
+ *   before it (contiguity: ./apply.ts).
+ * - `directDelivery`: straight to the read side through the consumer's code, for an object
+ *   without a queue binding (PROJECTION_DELIVERY = "direct", the test suite's default).
+ */
+import { applyMessages } from "./apply";
+import type { ProjectionMessage } from "./message";
+import type { Delivery } from "./projector";
+import type { Shard } from "./shards";
+
+/** Largest message body sent to the queue (the platform's limit is 128 KB). */
+export const QUEUE_MESSAGE_BYTES_MAX = 120_000;
+/** Largest `sendBatch` (the platform's limits are 256 KB and 100 messages). */
+export const QUEUE_SEND_BYTES_MAX = 240_000;
+export const QUEUE_SEND_MESSAGES_MAX = 100;
+
+const encoder = new TextEncoder();
+
+/** Applies messages itself; a gap (the read side lost rows) is reported for a rebuild. */
+export function directDelivery(shards: readonly Shard[]): Delivery {
+  return async (messages) => {
+    const outcomes = await applyMessages(shards, messages);
+    let accepted = 0;
+    while (accepted < outcomes.length && isFinal(outcomes[accepted])) accepted++;
+    return { accepted, gap: outcomes[accepted] === "gap" };
+  };
+}
+
+function isFinal(outcome: string | undefined): boolean {
+  return outcome === "applied" || outcome === "duplicate" || outcome === "superseded";
+}
+
+export function queueDelivery(queue: Queue<ProjectionMessage>, direct: Delivery): Delivery {
+  return async (messages) => {
+    let accepted = 0;
+    let batch: ProjectionMessage[] = [];
+    let bytes = 0;
+    const send = async () => {
+      if (batch.length === 0) return;
+      await queue.sendBatch(batch.map((body) => ({ body, contentType: "json" as const })));
+      accepted += batch.length;
+      batch = [];
+      bytes = 0;
+    };
+    try {
+      for (const message of messages) {
+        const size = encoder.encode(JSON.stringify(message)).length;
+        if (size > QUEUE_MESSAGE_BYTES_MAX) {
+          await send();
+          // Too large for the queue: applied here, after the queue applied the ones before it
+          // (until then it is a gap, and the object retries it with backoff).
+          const result = await direct([message]);
+          if (result.accepted === 0) return { accepted };
+          accepted += 1;
+          continue;
+        }
+        if (batch.length === QUEUE_SEND_MESSAGES_MAX || bytes + size > QUEUE_SEND_BYTES_MAX) await send();
+        batch.push(message);
+        bytes += size;
+      }
+      await send();
+    } catch (error) {
+      if (accepted === 0) throw error;
+    }
+    return { accepted };
+  };
+}
