@@ -58,7 +58,8 @@ export function jumpHash(key: bigint, buckets: number): number {
   while (j < buckets) {
     b = j;
     k = (k * 2862933555777941757n + 1n) & MASK_64;
-    j = Math.floor(((b + 1) * 2 ** 31) / (Number(k >> 33n) + 1));
+    // As the reference: (b + 1) * (2^31 / ((key >> 33) + 1)) in doubles, truncated.
+    j = Math.floor((b + 1) * (2 ** 31 / (Number(k >> 33n) + 1)));
   }
   return b;
 }
