@@ -66,6 +66,8 @@ interface Entry {
   pages: SealedPage[];
   rc: RollupCells[];
   holds: HoldChange[];
+  /** 1 when a day bucket closed in the run: the open buckets' day moved. */
+  day: 0 | 1;
   /** Indexes of the messages merged into this entry. */
   members: number[];
 }
@@ -220,7 +222,6 @@ function chain(
   const members: number[] = [];
   let newest = head.message;
   let reset = head.message.reset;
-  let resent = false;
   const take = (m: ProjectionMessage, index: number) => {
     members.push(index);
     for (const page of m.pages) pages.set(page.first_seq, page);
@@ -234,7 +235,6 @@ function chain(
       if (kept === undefined || kept.seq <= change.seq) holds.set(change.reservation_id, mergeHold(kept, change));
     }
     if (m.to_seq > newest.to_seq) newest = m;
-    resent ||= m.resent;
     reset ||= m.reset && m.from_seq === 1;
   };
   take(head.message, head.index);
@@ -262,16 +262,17 @@ function chain(
       ro: JSON.stringify(newest.rollups_open),
       pages: [...pages.values()],
       rc: [...closed.values()],
-      // A hold opened and closed within the run has no row, unless the run overlaps rows already applied.
-      holds: [...holds.values()].filter((h) => h.op !== "close" || !h.opened || resent),
+      // A hold opened and closed within the run is still deleted: the run may overlap rows
+      // already applied (a redelivered message merged with its successor), which inserted it.
+      holds: [...holds.values()],
       members,
+      day: [...closed.values()].some((row) => row[0] === "day") ? 1 : 0,
     },
   };
 }
 
 /** A hold's newer change over an older one: an extension of a hold opened in the run stays an open row. */
 function mergeHold(older: HoldChange | undefined, newer: HoldChange): HoldChange {
-  if (older?.op === "open" && newer.op === "close") return { ...newer, opened: true };
   if (older?.op === "open" && newer.op === "extend") {
     const { expires_at, ttl_seconds, on_expiry } = newer;
     return {
@@ -406,10 +407,15 @@ const SQL = {
       h.value ->> '$.on_expiry' AS on_expiry, h.value ->> '$.seq' AS seq
       FROM ok, json_each(ok.v, '$.holds') h WHERE h.value ->> '$.op' = 'extend') x
     WHERE open_holds.account_id = x.account_id AND open_holds.reservation_id = x.reservation_id`,
+  // The open buckets' day moves when a day bucket closes (or the row is new): a separate, rare
+  // write, so that the accounts upsert never touches the open_day index.
+  openDay: `UPDATE accounts SET open_day = x.day
+    FROM (${OK} SELECT ok.a AS account_id, ok.v ->> '$.acct.open_day' AS day FROM ok WHERE ok.v ->> '$.day' = 1) x
+    WHERE accounts.account_id = x.account_id AND accounts.open_day != x.day`,
   accounts: `INSERT INTO accounts (${ACCOUNT_COLUMNS.join(", ")}, generation, tail_first_seq, tail, open_rollups,
-      projected_at, projection_lag_ms)
+      open_day, projected_at, projection_lag_ms)
     ${OK} SELECT ${ACCOUNT_COLUMNS.map((c) => `ok.v ->> '$.acct.${c}'`).join(", ")}, ok.g, ok.v ->> '$.tf',
-      ok.v ->> '$.tail', ok.v ->> '$.ro', ?2, ok.v ->> '$.lag'
+      ok.v ->> '$.tail', ok.v ->> '$.ro', ok.v ->> '$.acct.open_day', ?2, ok.v ->> '$.lag'
     FROM ok WHERE true
     ON CONFLICT (account_id) DO UPDATE SET ${[
       ...ACCOUNT_COLUMNS.slice(1),
@@ -436,6 +442,7 @@ async function writeBatch(db: D1Database, entries: Entry[], now: number): Promis
     ...(has("close") ? [SQL.closeHolds] : []),
     ...(has("open") ? [SQL.openHolds] : []),
     ...(has("extend") ? [SQL.extendHolds] : []),
+    ...(entries.some((e) => e.day === 1) ? [SQL.openDay] : []),
     SQL.accounts,
   ];
   const at = new Date(now).toISOString();

@@ -19,7 +19,7 @@
  */
 import type { FundsReserved, LedgerEvent, ReservationExtended } from "../domain/events";
 import type { AccountState } from "../domain/state";
-import { foldRollups, ROLLUP_SUM_MAX, ROLLUP_SUMS, type Rollup, type RollupState, rowKey } from "./rollups";
+import { bucketOf, foldRollups, ROLLUP_SUM_MAX, ROLLUP_SUMS, type Rollup, type RollupState, rowKey } from "./rollups";
 import { type Cell, LEDGER_EVENT_COLUMNS, ledgerEventRow } from "./rows";
 
 /** Events per sealed page of the raw-event window (one D1 row per page). */
@@ -50,8 +50,7 @@ export type HoldChange =
       ttl_seconds: number;
       on_expiry: string;
     }
-  /** `opened`: the hold was opened in the same message, so the read side has no row of it (unless the message is `resent`). */
-  | { op: "close"; reservation_id: string; seq: number; opened: boolean };
+  | { op: "close"; reservation_id: string; seq: number };
 
 /** The `accounts` row as of `to_seq`, without the projection's own stamps. */
 export interface AccountCells {
@@ -66,6 +65,8 @@ export interface AccountCells {
   last_seq: number;
   created_at: string;
   updated_at: string;
+  /** The UTC day of the newest event, where the open rollup buckets lie. */
+  open_day: string;
 }
 
 export interface ProjectionMessage {
@@ -75,12 +76,6 @@ export interface ProjectionMessage {
   generation: number;
   /** The first message of a rebuild: the account's rows are deleted (in every shard) first. */
   reset: boolean;
-  /**
-   * The range may overlap what the read side already holds (the object restarted, or a delivery
-   * failed after it may have been accepted): holds opened and closed within it are deleted
-   * anyway, in case an earlier delivery inserted them.
-   */
-  resent: boolean;
   from_seq: number;
   to_seq: number;
   /** Time of the oldest event of the range: lag is measured from it. */
@@ -137,7 +132,6 @@ export interface MessageInput {
   head: AccountState;
   generation: number;
   reset: boolean;
-  resent: boolean;
   /** Events of the range, in seq order, consecutive, within one page. */
   events: readonly LedgerEvent[];
   /** Events of the same page before the range (the tail already projected). */
@@ -169,7 +163,6 @@ export function buildMessage(input: MessageInput): { message: ProjectionMessage;
     account_id: id,
     generation: input.generation,
     reset: input.reset,
-    resent: input.resent,
     from_seq: first.seq,
     to_seq: last.seq,
     oldest_at: first.at,
@@ -187,6 +180,7 @@ export function buildMessage(input: MessageInput): { message: ProjectionMessage;
       last_seq: last.seq,
       created_at: head.created_at,
       updated_at: last.at,
+      open_day: bucketOf(last.at, "day"),
     },
     tail_first_seq: sealed ? last.seq + 1 : pageStart(last.seq),
     tail: sealed ? [] : pageEvents,
@@ -233,12 +227,7 @@ export function holdChanges(
       case "ReservationCaptured":
       case "ReservationReleased":
       case "ReservationExpired":
-        changes.set(event.reservation_id, {
-          op: "close",
-          reservation_id: event.reservation_id,
-          seq: event.seq,
-          opened: changes.get(event.reservation_id)?.op === "open",
-        });
+        changes.set(event.reservation_id, { op: "close", reservation_id: event.reservation_id, seq: event.seq });
         break;
       default:
         break;
@@ -316,7 +305,6 @@ export function messagesOfLog(head: AccountState, log: readonly LedgerEvent[]): 
       head,
       generation: 0,
       reset: false,
-      resent: false,
       events: log.slice(i, end),
       pageBefore: [],
       rollups,

@@ -74,11 +74,6 @@ export class Projector {
   private rollups: RollupState = new Map();
   /** The read side must be rebuilt from seq 1 (rows predating the format, or lost). */
   private rebuildPending = false;
-  /**
-   * The next delivery may overlap one already accepted (after a restart, or a failure whose
-   * answer may have been lost): its messages say so (`resent`).
-   */
-  private uncertain = true;
   /** SQLite rows written for the cursor (the runtime's own counter). */
   rowsWritten = 0;
   /** Messages and events delivered. */
@@ -206,7 +201,6 @@ export class Projector {
         this.projectedSeq = from;
         this.rollups = rollups;
         this.rebuildPending = false;
-        this.uncertain = false;
         this.failures = 0;
         this.retryAtMs = null;
         this.messagesDelivered += result.accepted;
@@ -253,7 +247,6 @@ export class Projector {
         head: account,
         generation: this.generation,
         reset: reset && built.length === 0,
-        resent: this.uncertain,
         events: events.slice(start, end),
         pageBefore,
         rollups: state,
@@ -274,7 +267,6 @@ export class Projector {
   }
 
   private failed(error: unknown): void {
-    this.uncertain = true;
     this.failures += 1;
     const backoff = Math.min(PROJECTION_BACKOFF_MS_MIN * 2 ** (this.failures - 1), PROJECTION_BACKOFF_MS_MAX);
     this.retryAtMs = clock.now() + backoff;

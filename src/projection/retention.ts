@@ -17,6 +17,7 @@
  */
 
 import { PROJECTION_PAGE_EVENTS } from "./message";
+import { rollupsOver } from "./rollups";
 
 /** Raw events older than this many days are pruned (wrangler.toml RAW_EVENTS_WINDOW_DAYS). */
 export const RAW_EVENTS_WINDOW_DAYS_DEFAULT = 35;
@@ -28,12 +29,15 @@ export const RAW_EVENTS_WINDOW_BYTES_MAX_DEFAULT = 2_000_000_000;
  */
 export const ROLLUPS_HOURLY_RETENTION_DAYS_DEFAULT = 7;
 /**
- * Bytes one raw event takes in D1 (its share of a sealed page and its index entry), rounded up
- * (test/projection/retention.test.ts measures it with D1's own `size_after` on captures
- * carrying a request id, service, provider, model, alias and usage, and checks it stays an
- * upper bound).
+ * Bytes one raw event takes in D1 (its share of a sealed page, of the page's overflow pages and
+ * index entries, and of its account's tail), rounded up from the 352 measured:
+ * test/projection/retention.test.ts applies the projection's messages of 2,000 captures carrying
+ * a request id, service, provider, model, alias and usage (10 accounts of 200 events: 12 sealed
+ * pages and a tail of 8 each) and reads D1's own `size_after`, and checks this stays an upper
+ * bound within 30%. A page's JSON is about 326 bytes an event; the rest is SQLite's overhead (555
+ * when `event_pages` was WITHOUT ROWID: a 5 KB page then spilled into two overflow pages).
  */
-export const RAW_EVENT_BYTES_PER_ROW = 360;
+export const RAW_EVENT_BYTES_PER_ROW = 380;
 
 /** What one run may delete: bounded work and rows written per minute. */
 export interface PruneLimits {
@@ -140,14 +144,15 @@ async function bytesCutoff(db: D1Database, config: RetentionConfig, nowMs: numbe
   if (typeof size === "number" && size <= config.rawEventsWindowBytesMax) return null;
   const windowFrom = nowMs - config.rawEventsWindowDays * DAY_MS;
   const hoursFrom = Math.max(floorHour(windowFrom), ceilDay(nowMs - config.hourlyRetentionDays * DAY_MS));
+  const source = rollupsOver(iso(floorDay(windowFrom)), null);
   const buckets = await db
     .prepare(
-      `SELECT grain, bucket, SUM(events) AS n FROM rollups
-       WHERE (grain = 'hour' AND bucket >= ?1) OR (grain = 'day' AND bucket >= ?2 AND bucket < ?3)
+      `SELECT grain, bucket, SUM(events) AS n FROM ${source.sql}
+       WHERE (grain = 'hour' AND bucket >= ?) OR (grain = 'day' AND bucket >= ? AND bucket < ?)
        GROUP BY grain, bucket ORDER BY bucket DESC`,
     )
     // Whole days before the hours (none when the hours reach back to the window's start).
-    .bind(iso(hoursFrom), iso(floorDay(windowFrom)), iso(floorDay(hoursFrom)))
+    .bind(...source.binds, iso(hoursFrom), iso(floorDay(windowFrom)), iso(floorDay(hoursFrom)))
     .all<{ grain: "hour" | "day"; bucket: string; n: number }>();
   let bytes = 0;
   for (const b of buckets.results) {
@@ -179,11 +184,12 @@ async function pruneRawEvents(
     .bind(RAW_EVENTS_COMPLETE_FROM_KEY, cutoff);
   let events = 0;
   let pages = 0;
-  while (events < limits.eventsPerRun) {
-    const n = Math.max(
-      1,
-      Math.floor(Math.min(limits.eventsPerStatement, limits.eventsPerRun - events) / PROJECTION_PAGE_EVENTS),
-    );
+  // Sealed pages hold exactly PROJECTION_PAGE_EVENTS events: whole pages within both bounds.
+  const pagesPerStatement = Math.floor(limits.eventsPerStatement / PROJECTION_PAGE_EVENTS);
+  if (pagesPerStatement < 1) throw new Error(`eventsPerStatement must hold a page (${PROJECTION_PAGE_EVENTS} events)`);
+  for (;;) {
+    const n = Math.min(pagesPerStatement, Math.floor((limits.eventsPerRun - events) / PROJECTION_PAGE_EVENTS));
+    if (n < 1) break;
     const [, counted, deleted] = await db.batch([
       record,
       db.prepare(`SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) AS n FROM (${OLDEST})`).bind(cutoff, n),

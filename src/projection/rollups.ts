@@ -288,3 +288,19 @@ export function decodeRollupState(text: string): RollupState {
   }
   return state;
 }
+
+/**
+ * The rollup rows that can fall in `[from, to)` (null: unbounded), as an SQL source for a
+ * report's FROM: the closed rows, and the open buckets of only those accounts whose newest
+ * event's day can overlap the period (the indexed `accounts.open_day`; open buckets lie within
+ * that day). Reading the `rollups` view instead would unpack every account's open buckets.
+ */
+export function rollupsOver(from: string | null, to: string | null): { sql: string; binds: string[] } {
+  const dayBefore = from === null ? "" : new Date(Date.parse(from) - ROLLUP_GRAIN_MS.day).toISOString();
+  const columns = ROLLUP_COLUMNS.join(", ");
+  return {
+    sql: `(SELECT ${columns} FROM rollup_rows UNION ALL SELECT ${columns} FROM open_rollups
+      WHERE open_day > ? AND open_day < ?)`,
+    binds: [dayBefore, to ?? "9999"],
+  };
+}

@@ -6,7 +6,6 @@
 
 import { USAGE_CONTEXT_FIELDS, type UsageContext } from "../domain/commands";
 import { eventEffect, type LedgerEvent, unreachable } from "../domain/events";
-import type { AccountState } from "../domain/state";
 
 export type Cell = string | number | null;
 
@@ -199,97 +198,4 @@ function context(c: UsageContext): Columns {
 
 function json(value: unknown): string {
   return JSON.stringify(value);
-}
-
-/** How an event changes the `reservations` table, or null when it does not touch it. */
-export type ReservationChange =
-  | { kind: "insert"; row: Record<string, Cell> }
-  | { kind: "update"; seq: number; reservation_id: string; set: Record<string, Cell> };
-
-export function reservationChange(accountId: string, event: LedgerEvent): ReservationChange | null {
-  switch (event.type) {
-    case "FundsReserved":
-      return {
-        kind: "insert",
-        row: {
-          account_id: accountId,
-          reservation_id: event.reservation_id,
-          status: "open",
-          amount: event.amount,
-          captured_amount: null,
-          released_amount: null,
-          overage: 0,
-          on_expiry: event.on_expiry,
-          ttl_seconds: event.ttl_seconds,
-          expires_at: event.expires_at,
-          created_at: event.at,
-          settled_at: null,
-          request_id: event.context.request_id ?? null,
-          service_id: event.context.service_id ?? null,
-          provider: event.context.provider ?? null,
-          model: event.context.model ?? null,
-          reserve_seq: event.seq,
-          updated_seq: event.seq,
-        },
-      };
-    case "ReservationExtended":
-      return update(event, {
-        expires_at: event.expires_at,
-        ttl_seconds: event.ttl_seconds,
-        on_expiry: event.on_expiry,
-      });
-    case "ReservationCaptured":
-      return update(event, {
-        status: "captured",
-        captured_amount: event.amount,
-        released_amount: event.released_amount,
-        overage: event.overage,
-        settled_at: event.at,
-      });
-    case "ReservationReleased":
-      return update(event, {
-        status: "released",
-        captured_amount: null,
-        released_amount: event.reserved_amount,
-        settled_at: event.at,
-      });
-    case "ReservationExpired":
-      return update(event, {
-        status: "expired",
-        captured_amount: event.on_expiry === "capture" ? event.captured_amount : null,
-        released_amount: event.released_amount,
-        settled_at: event.at,
-      });
-    default:
-      return null;
-  }
-}
-
-function update(event: LedgerEvent & { reservation_id: string }, set: Record<string, Cell>): ReservationChange {
-  return {
-    kind: "update",
-    seq: event.seq,
-    reservation_id: event.reservation_id,
-    set: { ...set, updated_seq: event.seq },
-  };
-}
-
-/** The `accounts` row for a snapshot, stamped with when it was projected. */
-export function accountRow(account: AccountState, projectedAtMs: number): Record<string, Cell> {
-  const lag = Math.max(0, projectedAtMs - Date.parse(account.updated_at));
-  return {
-    account_id: account.account_id,
-    currency: account.currency,
-    balance: account.balance,
-    reserved: account.reserved,
-    available: account.balance - account.reserved,
-    credit_limit: account.credit_limit,
-    status: account.status,
-    open_reservations: account.open_reservations,
-    last_seq: account.last_seq,
-    created_at: account.created_at,
-    updated_at: account.updated_at,
-    projected_at: new Date(projectedAtMs).toISOString(),
-    projection_lag_ms: lag,
-  };
 }

@@ -9,7 +9,7 @@
  * and aggregates rollup rows, a few per account and bucket, never events. Across shards each
  * shard aggregates its own accounts and the Worker adds the shards' sums of each group exactly.
  */
-import { NO_DIMENSION } from "../projection/rollups";
+import { NO_DIMENSION, rollupsOver } from "../projection/rollups";
 import type { Shard } from "../projection/shards";
 import { addExactSums, decimal, exactSum, exactSumColumns } from "./exact";
 import { coverCondition, coverPeriod, prunedHours, type Segment } from "./periods";
@@ -85,7 +85,8 @@ export async function usageReport(shards: readonly Shard[], q: UsageQuery, hourl
     `COALESCE(SUM(${CHARGES}), 0) AS charges`,
     ...Object.entries(USAGE_SUMS).map(([name, expression]) => exactSumColumns(expression, name)),
   ].join(", ");
-  const inner = `SELECT ${[...keys, totals].join(", ")} FROM rollups ${f.where()}${
+  const source = rollupsOver(q.from ?? null, q.to ?? null);
+  const inner = `SELECT ${[...keys, totals].join(", ")} FROM ${source.sql} ${f.where()}${
     keyNames.length > 0 ? ` GROUP BY ${keyNames.join(", ")}` : ""
   }`;
   const keyset = keyNames.length > 0 ? after(keyNames, q.cursor) : { sql: "", binds: [] };
@@ -97,7 +98,7 @@ export async function usageReport(shards: readonly Shard[], q: UsageQuery, hourl
   const result = await pageAcross(
     shardsToRead(shards, q.account_id),
     sql,
-    [...f.binds, ...keyset.binds],
+    [...source.binds, ...f.binds, ...keyset.binds],
     q.limit,
     { keyOf: (row) => keyNames.map((k) => row[k] as string), combine: addUsage },
     { accountId: q.account_id },
@@ -170,6 +171,7 @@ export async function trialBalanceReport(
   const segments = coverPeriod(null, at);
   requireHourly(segments, hourlyKeptFrom, "at");
   const cover = coverCondition(segments);
+  const source = rollupsOver(null, at);
   const columns = TRIAL_BALANCE_LINES.flatMap(([, debit, credit], i) => [
     exactSumColumns(debit, `d${i}`),
     exactSumColumns(credit, `c${i}`),
@@ -178,8 +180,8 @@ export async function trialBalanceReport(
     shards.map(({ db }) =>
       Promise.all([
         db
-          .prepare(`SELECT ${columns.join(", ")} FROM rollups WHERE ${cover.sql}`)
-          .bind(...cover.binds)
+          .prepare(`SELECT ${columns.join(", ")} FROM ${source.sql} WHERE ${cover.sql}`)
+          .bind(...source.binds, ...cover.binds)
           .first<Row>(),
         asOf(db),
       ]),

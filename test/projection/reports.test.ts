@@ -18,6 +18,7 @@ import {
   stub,
   useManualClock,
 } from "../helpers";
+import { drain } from "./support";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -1005,5 +1006,44 @@ describe("invalid report queries", () => {
       expect(response.status).toBe(401);
       expect(response.body.code).toBe("unauthorized");
     }
+  });
+});
+
+describe("usage over open and closed buckets", () => {
+  it("counts an idle account's still-open day in past periods, and a closed day once", async () => {
+    // Two days in the future, far from every other test's events.
+    const day = Math.ceil((Date.now() + 400 * 86_400_000) / 86_400_000) * 86_400_000;
+    const iso = (ms: number) => new Date(ms).toISOString().replace(".000Z", "Z");
+    const time = useManualClock(day + 3_600_000);
+    const idle = await openAccount(1_000);
+    const busy = await openAccount(1_000);
+    const charge = (id: string, key: string) =>
+      api("POST", `/v1/accounts/${id}/charges`, { charge_id: key, amount: 7, context: { model: "open-day" } });
+    await charge(idle, "a");
+    await charge(busy, "a");
+    // The next day: only `busy` moves on, which closes its first day bucket; `idle`'s stays open.
+    time.advance(86_400_000);
+    await charge(busy, "b");
+    await drain(idle);
+    await drain(busy);
+    const usage = async (from: number, to: number) =>
+      (await report("/v1/reports/usage", { group_by: "account", from: iso(from), to: iso(to) })).data as Row[];
+    const first = await usage(day, day + 86_400_000);
+    expect(first.map((r) => [r.account, r.charges]).sort()).toEqual(
+      [
+        [busy, 1],
+        [idle, 1],
+      ].sort(),
+    );
+    const second = await usage(day + 86_400_000, day + 2 * 86_400_000);
+    expect(second.map((r) => [r.account, r.charges])).toEqual([[busy, 1]]);
+    expect(await usage(day - 86_400_000, day)).toEqual([]);
+    const both = await usage(day, day + 2 * 86_400_000);
+    expect(both.map((r) => [r.account, r.charges]).sort()).toEqual(
+      [
+        [busy, 2],
+        [idle, 1],
+      ].sort(),
+    );
   });
 });

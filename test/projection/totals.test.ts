@@ -5,13 +5,15 @@
  * 2^63 (where SQLite's SUM fails with "integer overflow") after 9,224. These tests drive them
  * past both and expect exact decimal strings, `balanced: true`, and never a 500.
  *
- * Past 2^63 the rows are written into D1 directly, as the projection would write them: the
- * events come from the real decider (`decide`, `stamp`, `evolve` through test/domain/given.ts)
- * and are flattened by the projection's own row functions (src/projection/rows.ts), their
- * rollups folded by its own fold (src/projection/rollups.ts), which the reports read. Each
- * account is opened with the largest credit limit and charged the largest amount once, so each
- * event moves the totals by the most any single event can (10^15) and every account stays
- * within its bounds; the minimum past 2^63 is then 9,224 charges.
+ * Past 2^63 the read side is filled directly, as the projection would fill it: the events come
+ * from the real decider (`decide`, `stamp`, `evolve` through test/domain/given.ts), the messages
+ * from the projection's own builder (`messagesOfLog`, src/projection/message.ts), and they are
+ * applied by its own consumer code (`applyMessages`, src/projection/apply.ts), which writes the
+ * sealed pages, tails and rollups that the reports read. Each account is opened with the largest
+ * credit limit and charged the largest amount once, so each event moves the totals by the most
+ * any single event can (10^15) and every account stays within its bounds; the minimum past 2^63
+ * is then 9,224 charges. Those accounts are all ones that shard 0 holds, so that one database's
+ * own SUM overflows; the reports read every shard.
  *
  * Storage is this file's own; each test reads only its own time range (or the difference of
  * the trial balance across it), so the tests do not depend on their order.
@@ -20,9 +22,9 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Command } from "../../src/domain/commands";
 import { AMOUNT_MINOR_MAX, CREDIT_LIMIT_MINOR_MAX } from "../../src/domain/limits";
-import { rollupCellStatements, rollupCells } from "../../src/projection/d1";
-import { rollupsOfLog } from "../../src/projection/rollups";
-import { accountRow, type Cell, LEDGER_EVENT_COLUMNS, ledgerEventRow } from "../../src/projection/rows";
+import { applyMessages } from "../../src/projection/apply";
+import { messagesOfLog, type ProjectionMessage } from "../../src/projection/message";
+import { shardIndexOf, shardsOf } from "../../src/projection/shards";
 import { exactSum, exactSumColumns } from "../../src/reports/exact";
 import { Ledger } from "../domain/given";
 import {
@@ -208,7 +210,7 @@ describe("totals past 2^53", () => {
   });
 });
 
-// ------------------------------------------------------------------ past 2^63, rows written directly
+// ------------------------------------------------------------------ past 2^63, the read side filled directly
 
 /** Accounts (one charge of 10^15 each) that take the totals past 2^63: 9,300 * 10^15 = 9.3e18. */
 const BULK_ACCOUNTS = 9_300;
@@ -216,19 +218,20 @@ const BULK_ACCOUNTS = 9_300;
 const BULK_DAY = "2091-03-01";
 const BULK_T0 = Date.parse(`${BULK_DAY}T00:00:00.000Z`);
 
-interface BulkRows {
-  events: Record<string, Cell>[];
-  accounts: Record<string, Cell>[];
-  rollups: (string | number)[][];
+/** The ids of the bulk accounts: the first BULK_ACCOUNTS `bulk_nnnnn` that shard 0 holds. */
+function bulkIds(): string[] {
+  const count = shardsOf(env).length;
+  const ids: string[] = [];
+  for (let i = 0; ids.length < BULK_ACCOUNTS; i++) {
+    const id = `bulk_${String(i).padStart(5, "0")}`;
+    if (shardIndexOf(id, count) === 0) ids.push(id);
+  }
+  return ids;
 }
 
-/** The ledger_events, accounts and rollups rows the projection would write for these accounts. */
-function bulkRows(): BulkRows {
-  const events: Record<string, Cell>[] = [];
-  const accounts: Record<string, Cell>[] = [];
-  const rollups: (string | number)[][] = [];
-  for (let i = 0; i < BULK_ACCOUNTS; i++) {
-    const accountId = `bulk_${String(i).padStart(5, "0")}`;
+/** The projection messages of these accounts' logs (one message each: a tail of two events). */
+function bulkMessages(): ProjectionMessage[] {
+  return bulkIds().flatMap((accountId, i) => {
     const ledger = new Ledger();
     ledger.now = BULK_T0 + i;
     const commands: Command[] = [
@@ -249,31 +252,8 @@ function bulkRows(): BulkRows {
     ];
     ledger.given(...commands);
     expect(ledger.account.balance).toBe(-AMOUNT_MINOR_MAX);
-    for (const event of ledger.log) events.push(ledgerEventRow(accountId, event));
-    accounts.push(accountRow(ledger.account, ledger.now));
-    for (const rollup of rollupsOfLog(ledger.log)) rollups.push(rollupCells(accountId, rollup));
-  }
-  return { events, accounts, rollups };
-}
-
-/**
- * Inserts rows in bulk: each statement binds one JSON array (500 rows) and unpacks it with
- * json_each, since D1 binds at most 100 parameters per statement. One batch, one transaction.
- */
-async function insertRows(rows: BulkRows) {
-  const statements: D1PreparedStatement[] = [];
-  const insert = (table: string, columns: readonly string[], all: Record<string, Cell>[]) => {
-    const sql = `INSERT INTO ${table} (${columns.join(", ")}) SELECT ${columns
-      .map((c) => `json_extract(value, '$.${c}')`)
-      .join(", ")} FROM json_each(?)`;
-    for (let i = 0; i < all.length; i += 500) {
-      statements.push(env.DB.prepare(sql).bind(JSON.stringify(all.slice(i, i + 500))));
-    }
-  };
-  insert("ledger_events", LEDGER_EVENT_COLUMNS, rows.events);
-  insert("accounts", Object.keys(rows.accounts[0] ?? {}), rows.accounts);
-  statements.push(...rollupCellStatements(env.DB, rows.rollups));
-  await env.DB.batch(statements);
+    return messagesOfLog(ledger.account, ledger.log);
+  });
 }
 
 describe("totals past 2^63", () => {
@@ -281,11 +261,19 @@ describe("totals past 2^63", () => {
     const from = `${BULK_DAY}T00:00:00.000Z`;
     const to = "2091-03-02T00:00:00.000Z";
     const before = await report("/v1/reports/trial-balance", { at: "2091-02-28T00:00:00.000Z" });
-    await insertRows(bulkRows());
+    const messages = bulkMessages();
+    expect(await applyMessages(shardsOf(env), messages)).toEqual(messages.map(() => "applied"));
     const total = BigInt(BULK_ACCOUNTS) * MAX;
     expect(total > TWO_63).toBe(true);
+    // All in shard 0: the other shards hold none of them.
+    for (const shard of shardsOf(env)) {
+      const held = await shard.db
+        .prepare("SELECT COUNT(*) AS n FROM accounts WHERE account_id LIKE 'bulk_%'")
+        .first<{ n: number }>();
+      expect(held?.n).toBe(shard.index === 0 ? BULK_ACCOUNTS : 0);
+    }
 
-    // The data really is past what SQLite's integer SUM can hold.
+    // The data really is past what SQLite's integer SUM can hold, in one database.
     await expect(
       env.DB.prepare("SELECT SUM(cost) AS cost FROM usage_log WHERE created_at >= ? AND created_at < ?")
         .bind(from, to)
