@@ -20,7 +20,12 @@ import type { Env } from "../src/env";
 import { writeLog } from "../src/observability/log";
 import { applyStats } from "../src/projection/apply";
 import { directDelivery, queueDelivery } from "../src/projection/delivery";
-import { type Delivery, type ProjectionStatus, Projector } from "../src/projection/projector";
+import {
+  type Delivery,
+  PROJECTION_HOLD_WAIT_MS_DEFAULT,
+  type ProjectionStatus,
+  Projector,
+} from "../src/projection/projector";
 import { shardsOf } from "../src/projection/shards";
 import { type BatchResult, CommandRunner, type ExecuteResult } from "./runner";
 import { ALARM_RETRIES_MAX, ExpiryScheduler } from "./scheduler";
@@ -67,6 +72,7 @@ export class AccountDurableObject extends DurableObject<Env> {
       eventsAfter: (seq, limit) => this.store.readEvents(seq, limit),
       event: (seq) => this.store.readEvent(seq),
       reserveSeq: (id) => this.store.reservation(id)?.reserve_seq ?? null,
+      holdOpen: (id) => this.store.reservation(id)?.status === "open",
       wake: () => this.scheduler.ensureAlarm(),
       log: (line) => writeLog(env, "warn", line),
     });
@@ -134,11 +140,16 @@ export class AccountDurableObject extends DurableObject<Env> {
     }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
+    const holdWait = Number(this.env.PROJECTION_HOLD_WAIT_MS ?? PROJECTION_HOLD_WAIT_MS_DEFAULT);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     this.ctx.waitUntil(
-      new Promise((resolve) => setTimeout(resolve, delay)).then(() => {
-        this.flushScheduled = false;
-        return this.projector.flush();
-      }),
+      sleep(delay)
+        // A lone hold just opened: give its settlement a moment to join the same message.
+        .then(() => (holdWait > delay && this.projector.holdWorthWaiting() ? sleep(holdWait - delay) : undefined))
+        .then(() => {
+          this.flushScheduled = false;
+          return this.projector.flush();
+        }),
     );
   }
 

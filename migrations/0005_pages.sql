@@ -292,6 +292,9 @@ WHERE e.charge_id IS NOT NULL AND e.type IN ('AccountCharged', 'ReservationCaptu
 -- reservations are read from their settlement event in the window, joined to the hold's
 -- FundsReserved and newest ReservationExtended events when those are still in the window.
 ALTER TABLE reservations RENAME TO open_holds;
+-- Every open hold is open now: the sweep's scan of a shard's holds past expiry reads this small
+-- table whole, and a hold no longer costs an index entry when it opens and another when it closes.
+DROP INDEX reservations_open_by_expiry;
 CREATE VIEW reservations AS
 SELECT account_id, reservation_id, status, amount, captured_amount, released_amount, overage, on_expiry,
   ttl_seconds, expires_at, created_at, settled_at, request_id, service_id, provider, model, reserve_seq, updated_seq

@@ -21,6 +21,8 @@ export interface Env {
   ADMIN_API_KEY: string;
   /** Milliseconds a projection flush waits to gather a busy account's events (0: flush at once). */
   PROJECTION_COALESCE_MS?: string;
+  /** Milliseconds in all a flush may wait for a lone open hold's settlement (src/projection/projector.ts). */
+  PROJECTION_HOLD_WAIT_MS?: string;
   /** Raw events D1 keeps, in days and in estimated bytes; hourly rollups kept, in days (src/projection/retention.ts). */
   RAW_EVENTS_WINDOW_DAYS?: string;
   RAW_EVENTS_WINDOW_BYTES_MAX?: string;

@@ -27,6 +27,15 @@ import { decodeRollupState, encodeRollupState, type RollupState } from "./rollup
 export const PROJECTION_BATCH_EVENTS_MAX = 256;
 /** Passes one flush may run before it yields to the alarm (bounds one invocation's work). */
 export const PROJECTION_BATCHES_PER_RUN_MAX = 4;
+/**
+ * A flush whose few pending events open a hold that is still open waits up to this long in all
+ * (PROJECTION_HOLD_WAIT_MS), instead of the coalescing window alone: a gateway's capture or
+ * release usually follows within a round trip, and a hold opened and settled in one message
+ * costs the read side no row, where one delivered open costs an insert and a delete.
+ */
+export const PROJECTION_HOLD_WAIT_MS_DEFAULT = 250;
+/** Pending events above which a flush never waits for a hold (a busy account flushes at once). */
+export const PROJECTION_HOLD_WAIT_EVENTS_MAX = 4;
 export const PROJECTION_BACKOFF_MS_MIN = 1_000;
 export const PROJECTION_BACKOFF_MS_MAX = 60_000;
 
@@ -45,6 +54,8 @@ export interface ProjectionSource {
   event(seq: number): LedgerEvent;
   /** Seq of a reservation's FundsReserved event, or null. */
   reserveSeq(reservationId: string): number | null;
+  /** Whether a reservation is open now. */
+  holdOpen(reservationId: string): boolean;
   /** Asks the object to (re)arm its alarm: a retry was scheduled. */
   wake(): void;
   /** Writes a warning line (src/observability/log.ts). */
@@ -137,6 +148,16 @@ export class Projector {
       retry_at: this.retryAtMs === null ? null : new Date(this.retryAtMs).toISOString(),
       generation: this.generation,
     };
+  }
+
+  /**
+   * Whether a flush should wait for a hold's settlement (PROJECTION_HOLD_WAIT_MS_DEFAULT): few
+   * events pending, one of which opens a hold that is still open.
+   */
+  holdWorthWaiting(): boolean {
+    const pending = this.source.eventsAfter(this.projectedSeq, PROJECTION_HOLD_WAIT_EVENTS_MAX + 1);
+    if (pending.length === 0 || pending.length > PROJECTION_HOLD_WAIT_EVENTS_MAX) return false;
+    return pending.some((e) => e.type === "FundsReserved" && this.source.holdOpen(e.reservation_id));
   }
 
   /** Starts a flush, or joins the one running. Never rejects: failures become retries. */

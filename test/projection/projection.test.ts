@@ -270,3 +270,38 @@ describe("projection cost", () => {
     await expectD1EqualsLog(id);
   });
 });
+
+describe("waiting for a hold's settlement", () => {
+  it("waits only while a few pending events open a hold that is still open", async () => {
+    useManualClock();
+    const id = await openAccount(1_000);
+    await drain(id);
+    // Deliveries refused: the events stay pending, as during a coalescing window.
+    await setSink(id, () => async () => {
+      throw new Error("D1_ERROR: held back");
+    });
+    const waiting = () =>
+      runInDurableObject(stub(id), (instance: AccountDurableObject) => instance.projector.holdWorthWaiting());
+    expect(await waiting()).toBe(false);
+    await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r", amount: 10 });
+    expect(await waiting()).toBe(true);
+    await api("POST", `/v1/accounts/${id}/reservations/r/capture`, { amount: 4 });
+    expect(await waiting()).toBe(false);
+    // A busy account never waits: more than PROJECTION_HOLD_WAIT_EVENTS_MAX events pending.
+    await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c1", amount: 1 });
+    await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c2", amount: 1 });
+    await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r2", amount: 10 });
+    expect(await waiting()).toBe(false);
+    await setSink(id, (real) => real);
+    await drain(id);
+    await setSink(id, () => async () => {
+      throw new Error("D1_ERROR: held back");
+    });
+    await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r3", amount: 10 });
+    await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c", amount: 1 });
+    expect(await waiting()).toBe(true);
+    await setSink(id, (real) => real);
+    await drain(id);
+    await expectD1EqualsLog(id);
+  });
+});
