@@ -76,6 +76,7 @@ export class AccountDurableObject extends DurableObject<Env> {
       wake: () => this.scheduler.ensureAlarm(),
       log: (line) => writeLog(env, "warn", line),
     });
+    this.store.rider = this.projector.rider;
     this.scheduler = new ExpiryScheduler(this.store, ctx.storage, () => this.projector.wakeAtMs());
     this.runner = new CommandRunner(this.store, this.scheduler, () => this.scheduleFlush());
     this.projector.resume(clock.now());
@@ -124,6 +125,7 @@ export class AccountDurableObject extends DurableObject<Env> {
   private async settleAndProject(): Promise<void> {
     this.runner.settleDue(clock.now());
     if (this.projector.behind()) await this.projector.flush();
+    this.projector.settle();
     this.scheduler.ensureAlarm();
   }
 

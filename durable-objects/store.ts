@@ -63,14 +63,21 @@ export class AccountStore {
     this.loadSnapshot();
   }
 
+  /**
+   * Rides on every command's transaction: a write that may wait for the next commit instead of
+   * paying for its own (the projection cursor, src/projection/projector.ts). Told when the
+   * transaction rolled back, so that it writes again later.
+   */
+  rider: { write(): void; rolledBack(): void } | null = null;
+
   /** Runs `work` in one transaction (or inside the batch's): a throw rolls all of it back. */
   transaction<T>(work: () => T): T {
-    return this.batchOpen ? work() : this.storage.transactionSync(work);
+    return this.batchOpen ? work() : this.commit(work);
   }
 
   /** Runs a batch in one outer transaction that every append inside it joins. */
   batch<T>(work: () => T): T {
-    return this.storage.transactionSync(() => {
+    return this.commit(() => {
       this.batchOpen = true;
       try {
         return work();
@@ -78,6 +85,19 @@ export class AccountStore {
         this.batchOpen = false;
       }
     });
+  }
+
+  private commit<T>(work: () => T): T {
+    try {
+      return this.storage.transactionSync(() => {
+        const result = work();
+        this.rider?.write();
+        return result;
+      });
+    } catch (error) {
+      this.rider?.rolledBack();
+      throw error;
+    }
   }
 
   get inBatch(): boolean {

@@ -36,6 +36,11 @@ export const PROJECTION_BATCHES_PER_RUN_MAX = 4;
 export const PROJECTION_HOLD_WAIT_MS_DEFAULT = 250;
 /** Pending events above which a flush never waits for a hold (a busy account flushes at once). */
 export const PROJECTION_HOLD_WAIT_EVENTS_MAX = 4;
+/**
+ * Accepted deliveries after which the cursor is written at once even if no command came to carry
+ * it (bounds what a restart sends again).
+ */
+export const PROJECTION_CURSOR_UNWRITTEN_MAX = 64;
 export const PROJECTION_BACKOFF_MS_MIN = 1_000;
 export const PROJECTION_BACKOFF_MS_MAX = 60_000;
 
@@ -85,6 +90,12 @@ export class Projector {
   private rollups: RollupState = new Map();
   /** The read side must be rebuilt from seq 1 (rows predating the format, or lost). */
   private rebuildPending = false;
+  /**
+   * Accepted deliveries whose cursor is not written yet. The cursor rides on the next command's
+   * transaction (`rider`) instead of a commit of its own per flush; a restart before that sends
+   * those messages again, which the read side takes as duplicates.
+   */
+  private unwritten = 0;
   /** SQLite rows written for the cursor (the runtime's own counter). */
   rowsWritten = 0;
   /** Messages and events delivered. */
@@ -126,6 +137,22 @@ export class Projector {
    */
   wakeAtMs(): number | null {
     return this.behind() ? this.retryAtMs : null;
+  }
+
+  /** Writes the cursor inside a command's transaction, if it moved since it was last written. */
+  readonly rider = {
+    write: () => {
+      if (this.unwritten > 0) this.persist();
+    },
+    rolledBack: () => {
+      // The transaction took the cursor row with it: write it again later.
+      this.unwritten = Math.max(this.unwritten, 1);
+    },
+  };
+
+  /** Writes the cursor now if it moved (the alarm, a nudge, the end of a rebuild). */
+  settle(): void {
+    if (this.unwritten > 0) this.persist();
   }
 
   /** On start: events past the cursor and nothing scheduled (evicted mid-flush) -> retry now. */
@@ -226,7 +253,8 @@ export class Projector {
         this.retryAtMs = null;
         this.messagesDelivered += result.accepted;
         this.eventsProjected += accepted.message.to_seq - (built[0]?.message.from_seq ?? 1) + 1;
-        this.persist();
+        this.unwritten += 1;
+        if (mode === "rebuild" || this.unwritten >= PROJECTION_CURSOR_UNWRITTEN_MAX) this.persist();
       }
       if (result.gap === true) {
         // The read side lost rows the cursor counts as delivered: rebuild them from the log.
@@ -298,6 +326,7 @@ export class Projector {
   }
 
   private persist(): void {
+    this.unwritten = 0;
     this.rowsWritten += this.sql.exec(
       `INSERT INTO projection (id, projected_seq, failures, retry_at_ms, rollups, generation) VALUES (1, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET projected_seq = excluded.projected_seq, failures = excluded.failures,

@@ -6,7 +6,7 @@
  * Budget (test/budget.ts): the random-history property runs a fixed 25 cases; HISTORY_RUNS=<n>
  * runs n instead. PRINT_MEASUREMENTS=1 prints the measured D1 rows per event.
  */
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
@@ -302,6 +302,33 @@ describe("waiting for a hold's settlement", () => {
     expect(await waiting()).toBe(true);
     await setSink(id, (real) => real);
     await drain(id);
+    await expectD1EqualsLog(id);
+  });
+});
+
+describe("the cursor's own write", () => {
+  it("rides on the next command's commit; a restart before it sends again, taken as duplicates", async () => {
+    useManualClock();
+    const id = await openAccount(1_000);
+    await drain(id);
+    for (let i = 0; i < 4; i++) await api("POST", `/v1/accounts/${id}/charges`, { charge_id: `c${i}`, amount: 3 });
+    const stored = () =>
+      runInDurableObject(stub(id), async (instance: AccountDurableObject, state) => {
+        await instance.projector.flush();
+        return state.storage.sql.exec<{ projected_seq: number }>("SELECT projected_seq FROM projection").one()
+          .projected_seq;
+      });
+    // Each charge's commit wrote the cursor of the flush before it: the last flush's is not written.
+    expect(await stored()).toBe(5);
+    expect((await stub(id).projectionStatus()).projected_seq).toBe(6);
+    await evictDurableObject(stub(id));
+    expect((await stub(id).projectionStatus()).projected_seq).toBe(5);
+    const before = applyStats.eventsApplied;
+    await drain(id);
+    // The resent message was a duplicate: nothing applied twice.
+    expect(applyStats.eventsApplied).toBe(before);
+    expect(await stored()).toBe(6);
+    expect(await d1EventCount(id)).toBe(6);
     await expectD1EqualsLog(id);
   });
 });
