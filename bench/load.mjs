@@ -17,6 +17,16 @@ const pick = () => accounts[counter % accounts.length];
 const plans = {
   plain: [{ method: "GET", path: "/v1/bench/plain" }],
   noop: [{ method: "GET", path: `/v1/bench/noop/${accounts[0]}` }],
+  // One durable SQLite write per request, round-robin over the accounts (one account: all on it).
+  durable_write: [
+    {
+      method: "POST",
+      setupRequest: (req) => {
+        counter++;
+        return { ...req, path: `/v1/bench/durable-write/${pick()}` };
+      },
+    },
+  ],
   reserve_capture: [
     {
       method: "POST",

@@ -11,10 +11,24 @@
  * separate process, bounded in duration. Numbers go to stdout as a table and to
  * bench/results/<date>.json with the machine's facts.
  *
+ * Ceilings, same client, same run: a plain route, a no-op call into a Durable Object, and one
+ * durable SQLite write per request into a Durable Object, on one account and across the same
+ * accounts the 1,000-account scenario uses. Each ledger scenario is shown as a ratio of
+ * requests/s to its matching durable-write ceiling (a reserve+capture pair is two requests).
+ *
+ * The projection runs as deployed: account objects send messages to the projection queue and
+ * the Worker's queue() handler applies them to D1 in bulk. After each ledger scenario the bench
+ * waits (bounded, BENCH_DRAIN_SECONDS) until every account's D1 row has caught up with its
+ * object, then reads the consumer's own counters (applyStats: statements, D1 rows_written,
+ * events applied, commit-to-visible lags) and D1's size (meta.size_after).
+ *
  * Knobs for investigation (not needed for a normal run): BENCH_SECONDS (per scenario),
  * BENCH_STATE_ROOT (e.g. a tmpfs, to separate disk cost), BENCH_COALESCE_MS (projection window),
- * BENCH_ONLY_HOT (stop after the hot-account scenario), BENCH_ADMIN_KEY; `--quick` (100 accounts,
- * no 1,000,000-event memory run, a 100,000-event verifier run).
+ * BENCH_DELIVERY=direct (objects write D1 themselves, no queue), BENCH_DRAIN_SECONDS (bound on
+ * the wait for the queue to drain), BENCH_ACCOUNTS (accounts of the many-accounts scenarios,
+ * also with --quick), BENCH_ONLY_HOT (stop after the hot-account scenario),
+ * BENCH_ADMIN_KEY; `--quick` (100 accounts, no 1,000,000-event memory run, a 100,000-event
+ * verifier run).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
@@ -27,6 +41,8 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = join(ROOT, "bench/.work");
 const DURATION_SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = 64;
+const DRAIN_SECONDS = Number(process.env.BENCH_DRAIN_SECONDS ?? 120);
+const LOADAVG_START = os.loadavg().map((l) => +l.toFixed(2));
 // A strong key: the ledger refuses to serve with a weak ADMIN_API_KEY (docs/security.md).
 const ADMIN_KEY = process.env.BENCH_ADMIN_KEY ?? `bench_${randomBytes(32).toString("base64url")}`;
 const quick = process.argv.includes("--quick");
@@ -74,6 +90,8 @@ async function serve(state = "state") {
         ...(process.env.BENCH_COALESCE_MS === undefined
           ? {}
           : { PROJECTION_COALESCE_MS: process.env.BENCH_COALESCE_MS }),
+        // "direct": the objects write D1 themselves (same code) instead of the queue.
+        ...(process.env.BENCH_DELIVERY === undefined ? {} : { PROJECTION_DELIVERY: process.env.BENCH_DELIVERY }),
       },
       resourcePersistencePath: join(process.env.BENCH_STATE_ROOT ?? WORK, state),
       // One log line per request is the log policy; printing them here would measure the terminal.
@@ -88,20 +106,27 @@ async function serve(state = "state") {
     }),
   );
   await mf.ready;
-  const db = await mf.getD1Database("DB");
-  for (const file of readdirSync(join(ROOT, "migrations")).sort()) {
-    const sql = readFileSync(join(ROOT, "migrations", file), "utf8");
-    try {
+  // Every read-side database (DB, DB_1, ...) gets the migrations not yet applied, recorded in
+  // the table `wrangler d1 migrations apply` keeps (a second serve of the same state skips them).
+  const bindings = Object.keys(workerOptions.d1Databases ?? {});
+  for (const binding of bindings.length > 0 ? bindings : ["DB"]) {
+    const db = await mf.getD1Database(binding);
+    await db.exec(
+      "CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)",
+    );
+    const applied = new Set((await db.prepare("SELECT name FROM d1_migrations").all()).results.map((r) => r.name));
+    for (const file of readdirSync(join(ROOT, "migrations")).sort()) {
+      if (!file.endsWith(".sql") || applied.has(file)) continue;
+      const sql = readFileSync(join(ROOT, "migrations", file), "utf8");
       await db.exec(sql.replace(/--[^\n]*\n/g, "\n").replace(/\s*\n\s*/g, " "));
-    } catch (error) {
-      if (!/already exists/.test(String(error))) throw error;
+      await db.prepare("INSERT INTO d1_migrations (name) VALUES (?)").bind(file).run();
     }
   }
   const url = await mf.unsafeGetDirectURL();
   return { mf, url: url.toString().replace(/\/$/, "") };
 }
 
-/** The workerd process's resident memory and its peak (kB), from /proc. */
+/** The resident memory and its peak (kB) of the workerd this process started, from /proc. */
 function workerdMemory() {
   let rss = 0;
   let hwm = 0;
@@ -109,6 +134,9 @@ function workerdMemory() {
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
       if (!cmdline.includes("workerd") || !cmdline.includes("serve")) continue;
+      // Only our own child: another workerd on the machine (a test run) is not the bench's.
+      const parent = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+      if (parent !== process.pid) continue;
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
       rss += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
       hwm += Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -141,18 +169,102 @@ function load(scenario) {
     child.stdout.on("data", (d) => {
       out += d;
     });
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`load exited ${code}`))));
+    const started_at = new Date().toISOString();
+    child.on("exit", (code) =>
+      code === 0 ? resolve({ started_at, ...JSON.parse(out) }) : reject(new Error(`load exited ${code}`)),
+    );
   });
 }
 
-/** Sums the account objects' own counters. @param {string} base @param {string[]} accounts */
+/**
+ * Sums the account objects' own counters (commits and the SQLite rows they wrote). The D1
+ * counters come from the consumer's `applyStats` instead (per isolate, not per object).
+ * @param {string} base @param {string[]} accounts
+ */
 async function counters(base, accounts) {
-  const total = { commits: 0, rows_written: 0, projection_rows_written: 0, d1_rows_written: 0, events_projected: 0 };
+  const total = { commits: 0, rows_written: 0, projection_rows_written: 0, events_projected: 0, messages_delivered: 0 };
   for (let i = 0; i < accounts.length; i += 50) {
     const batch = await Promise.all(accounts.slice(i, i + 50).map((a) => call(base, "GET", `/v1/bench/stats/${a}`)));
-    for (const s of batch) for (const k of Object.keys(total)) total[/** @type {keyof typeof total} */ (k)] += s[k];
+    for (const s of batch)
+      for (const k of Object.keys(total)) total[/** @type {keyof typeof total} */ (k)] += s[k] ?? 0;
   }
   return total;
+}
+
+/**
+ * Waits until every account's D1 row has caught up with its object's head (the queue drained
+ * and the consumer applied it), polling, at most BENCH_DRAIN_SECONDS. Returns how long it took
+ * and, if it did not drain, what was still pending.
+ * @param {string} base @param {string[]} accounts
+ */
+async function drain(base, accounts) {
+  const started = Date.now();
+  let last = null;
+  while (true) {
+    const parts = [];
+    for (let i = 0; i < accounts.length; i += 250) {
+      parts.push(call(base, "POST", "/v1/bench/positions", { account_ids: accounts.slice(i, i + 250) }));
+    }
+    const all = await Promise.all(parts);
+    last = all.reduce(
+      (sum, p) => ({
+        objects_behind: sum.objects_behind + p.objects_behind,
+        d1_behind: sum.d1_behind + p.d1_behind,
+        events_pending: sum.events_pending + p.events_pending,
+        failures: sum.failures + p.failures,
+      }),
+      { objects_behind: 0, d1_behind: 0, events_pending: 0, failures: 0 },
+    );
+    const seconds = (Date.now() - started) / 1000;
+    if (last.d1_behind === 0 && last.objects_behind === 0) return { drained: true, seconds, ...last };
+    if (seconds > DRAIN_SECONDS) {
+      console.error(`not drained after ${DRAIN_SECONDS} s: ${JSON.stringify(last)}`);
+      return { drained: false, seconds, ...last };
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * One ledger scenario with its read-side costs: the queue drained before (so the consumer's
+ * counters start at zero) and after (so they count every event of the scenario), the account
+ * objects' rows per command, the consumer's statements and D1 rows per event applied, the
+ * commit-to-visible lags and D1's growth per event.
+ * @param {string} base @param {string[]} accounts @param {Record<string, unknown>} scenario
+ */
+async function ledgerScenario(base, accounts, scenario) {
+  const before = await counters(base, accounts);
+  const sizeBefore = await call(base, "GET", "/v1/bench/d1-size");
+  await call(base, "POST", "/v1/bench/apply-stats");
+  const row = await load(scenario);
+  row.drain = await drain(base, accounts);
+  const applied = await call(base, "GET", "/v1/bench/apply-stats");
+  const sizeAfter = await call(base, "GET", "/v1/bench/d1-size");
+  const after = await counters(base, accounts);
+  const commits = after.commits - before.commits;
+  row.commits = commits;
+  // The projection cursor's own rows (one SQLite write per flush, after the delivery).
+  row.do_projection_rows_per_command =
+    commits === 0 ? null : (after.projection_rows_written - before.projection_rows_written) / commits;
+  row.messages_delivered = after.messages_delivered - before.messages_delivered;
+  row.do_rows_per_command =
+    commits === 0
+      ? null
+      : (after.rows_written - before.rows_written + after.projection_rows_written - before.projection_rows_written) /
+        commits;
+  // Events the objects handed to the projection (the queue accepted them).
+  row.events_delivered = after.events_projected - before.events_projected;
+  row.apply_stats = applied;
+  const events = applied.events_applied;
+  row.d1_rows_per_event = events > 0 ? applied.rows_written / events : null;
+  row.d1_statements_per_1000_events = events > 0 ? (applied.statements * 1000) / events : null;
+  row.d1_events_per_batch = applied.batches > 0 ? events / applied.batches : null;
+  row.projection_lag_p50_ms = applied.lags.p50_ms;
+  row.projection_lag_p99_ms = applied.lags.p99_ms;
+  row.d1_bytes_before = sizeBefore.bytes;
+  row.d1_bytes_after = sizeAfter.bytes;
+  row.d1_bytes_per_event = events > 0 ? (sizeAfter.bytes - sizeBefore.bytes) / events : null;
+  return row;
 }
 
 async function openAccounts(base, prefix, count, balance) {
@@ -168,12 +280,6 @@ async function openAccounts(base, prefix, count, balance) {
   return ids;
 }
 
-const percentile = (values, p) => {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
-
 async function main() {
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
   rmSync(join(WORK, "state"), { recursive: true, force: true });
@@ -182,64 +288,62 @@ async function main() {
   const common = { url, key: ADMIN_KEY, connections: CONNECTIONS, duration: DURATION_SECONDS };
   /** @type {Record<string, any>} */
   const rows = {};
+  /** D1 with its migrations only, then after every scenario: bytes per event over the whole run. */
+  const d1 = { empty: await call(url, "GET", "/v1/bench/d1-size"), end: null };
   try {
     const [hot] = await openAccounts(url, "hot", 1, 1e12);
-    const many = await openAccounts(url, "many", quick ? 100 : 1000, 1e12);
+    const many = await openAccounts(url, "many", Number(process.env.BENCH_ACCOUNTS ?? (quick ? 100 : 1000)), 1e12);
     const [mixed] = await openAccounts(url, "mixed", 1, 1e12);
     const [storm] = await openAccounts(url, "storm", 1, 1e12);
     const [bulk] = await openAccounts(url, "bulk", 1, 0);
     await call(url, "POST", `/v1/accounts/${storm}/charges`, { charge_id: "paid", amount: 1_000_000 });
 
+    // Let the seed events (open and credit of every account) reach D1 before measuring.
+    const seeded = await drain(url, [hot, ...many, mixed, storm, bulk]);
+    if (!seeded.drained) console.error("the seed events did not drain; measuring anyway");
+
     rows.plain_route = await load({ ...common, kind: "plain" });
     rows.noop_durable_object = await load({ ...common, kind: "noop", accounts: [hot] });
+    rows.durable_write_one_account = await load({ ...common, kind: "durable_write", accounts: [hot] });
+    rows.durable_write_1000_accounts = await load({ ...common, kind: "durable_write", accounts: many });
+    rows.durable_write_1000_accounts.accounts = many.length;
 
-    // Hot account, with projection lag sampled while the load runs.
-    const before = await counters(url, [hot]);
-    const lags = [];
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const p = await call(url, "GET", `/v1/admin/accounts/${hot}/projection`);
-        lags.push(p.lag_ms);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
-    rows.hot_reserve_capture = await load({ ...common, kind: "reserve_capture", accounts: [hot] });
-    sampling = false;
-    await sampler;
-    await call(url, "GET", `/v1/bench/stats/${hot}`);
-    await new Promise((r) => setTimeout(r, 1000));
-    const after = await counters(url, [hot]);
-    rows.hot_reserve_capture.projection_lag_p99_ms = percentile(lags, 99);
-    rows.hot_reserve_capture.do_rows_per_command =
-      (after.rows_written - before.rows_written + after.projection_rows_written - before.projection_rows_written) /
-      Math.max(1, after.commits - before.commits);
-    rows.hot_reserve_capture.d1_rows_per_event =
-      (after.d1_rows_written - before.d1_rows_written) / Math.max(1, after.events_projected - before.events_projected);
+    rows.hot_reserve_capture = await ledgerScenario(url, [hot], {
+      ...common,
+      kind: "reserve_capture",
+      accounts: [hot],
+    });
     rows.hot_reserve_capture.memory = workerdMemory();
+    if (process.env.BENCH_ONLY_HOT) {
+      d1.end = await call(url, "GET", "/v1/bench/d1-size");
+      return report(rows, null, null, d1);
+    }
 
-    const manyBefore = await counters(url, many);
-    if (process.env.BENCH_ONLY_HOT) return report(rows, null, null);
-    rows.many_accounts_reserve_capture = await load({ ...common, kind: "reserve_capture", accounts: many });
-    await new Promise((r) => setTimeout(r, 1000));
-    const manyAfter = await counters(url, many);
-    rows.many_accounts_reserve_capture.do_rows_per_command =
-      (manyAfter.rows_written -
-        manyBefore.rows_written +
-        manyAfter.projection_rows_written -
-        manyBefore.projection_rows_written) /
-      Math.max(1, manyAfter.commits - manyBefore.commits);
-    rows.many_accounts_reserve_capture.d1_rows_per_event =
-      (manyAfter.d1_rows_written - manyBefore.d1_rows_written) /
-      Math.max(1, manyAfter.events_projected - manyBefore.events_projected);
+    rows.many_accounts_reserve_capture = await ledgerScenario(url, many, {
+      ...common,
+      kind: "reserve_capture",
+      accounts: many,
+    });
+    rows.many_accounts_reserve_capture.accounts = many.length;
     rows.many_accounts_reserve_capture.memory = workerdMemory();
 
-    rows.credits_and_charges = await load({ ...common, kind: "credit_charge", accounts: [mixed] });
-    rows.refund_retry_storm = await load({ ...common, kind: "refund_storm", accounts: [storm] });
-    rows.batch_1000 = await load({ ...common, kind: "batch", accounts: [bulk], connections: 4 });
+    rows.credits_and_charges = await ledgerScenario(url, [mixed], {
+      ...common,
+      kind: "credit_charge",
+      accounts: [mixed],
+    });
+    rows.refund_retry_storm = await ledgerScenario(url, [storm], {
+      ...common,
+      kind: "refund_storm",
+      accounts: [storm],
+    });
+    rows.batch_1000 = await ledgerScenario(url, [bulk], { ...common, kind: "batch", accounts: [bulk], connections: 4 });
     rows.batch_1000.operations_per_second = rows.batch_1000.requests_per_second * 1000;
     rows.batch_1000.memory = workerdMemory();
+    d1.end = await call(url, "GET", "/v1/bench/d1-size");
   } finally {
+    // Kept in case a later step fails: the scenarios took most of the run.
+    writeFileSync(join(WORK, "scenarios.json"), `${JSON.stringify({ rows, d1 }, null, 2)}\n`);
     await mf.dispose();
   }
 
@@ -248,7 +352,7 @@ async function main() {
     small: await verifierSpeed(100_000),
     large: quick ? null : await verifierSpeed(1_000_000),
   };
-  report(rows, memory, verifier);
+  report(rows, memory, verifier, d1);
 }
 
 /** Memory of workerd after waking one account of 1,000 events vs one of 1,000,000 (fresh processes). */
@@ -315,23 +419,123 @@ async function verifierSpeed(events) {
   };
 }
 
-function report(rows, memory, verifier) {
+/** Each ledger scenario's ceiling: the durable write on the same accounts. */
+const CEILING_OF = {
+  hot_reserve_capture: "durable_write_one_account",
+  credits_and_charges: "durable_write_one_account",
+  refund_retry_storm: "durable_write_one_account",
+  many_accounts_reserve_capture: "durable_write_1000_accounts",
+};
+
+/** Operations per request: a reserve+capture pair is two requests, a batch request 1,000 operations. */
+function operationsPerSecond(name, r) {
+  if (r.operations_per_second !== undefined) return r.operations_per_second;
+  return name.endsWith("reserve_capture") ? r.requests_per_second / 2 : r.requests_per_second;
+}
+
+/** A number from a source file (`export const NAME = 1_234;`), so the model follows the code. */
+function constantOf(file, name) {
+  const match = new RegExp(`${name}\\s*=\\s*([\\d_]+)`).exec(readFileSync(join(ROOT, file), "utf8"));
+  if (match?.[1] === undefined) throw new Error(`${name} not found in ${file}`);
+  return Number(match[1].replaceAll("_", ""));
+}
+
+/**
+ * Days until one read-side database reaches 10 GB (docs/benchmarks.md, "D1 size", has the
+ * formula): the platform writes `rate` events/s over `shards` databases with wrangler.toml's
+ * retention; raw events cost the measured bytes per event, up to the prune's bytes bound (which
+ * counts RAW_EVENT_BYTES_PER_ROW per event); hourly rollups are kept for
+ * ROLLUPS_HOURLY_RETENTION_DAYS, daily rollups forever (the only part that grows).
+ */
+function daysTo10Gb({ bytesPerEvent, accounts, dimensionSets, rate = 1000, shards = 8 }) {
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
+  const vars = workerOptions.bindings ?? {};
+  const windowDays = Number(vars.RAW_EVENTS_WINDOW_DAYS);
+  const windowBytesMax = Number(vars.RAW_EVENTS_WINDOW_BYTES_MAX);
+  const hourlyDays = Number(vars.ROLLUPS_HOURLY_RETENTION_DAYS);
+  const estimate = constantOf("src/projection/retention.ts", "RAW_EVENT_BYTES_PER_ROW");
+  const pageEvents = constantOf("src/projection/message.ts", "PROJECTION_PAGE_EVENTS");
+  const limit = 10e9;
+  const perShard = accounts / shards;
+  const rawEvents = Math.min(windowDays * 86_400 * (rate / shards), windowBytesMax / estimate);
+  const raw = rawEvents * bytesPerEvent;
+  const hourly = perShard * dimensionSets * 24 * hourlyDays * ROLLUP_ROW_BYTES;
+  // An accounts row holds its unsealed page (up to PAGE - 1 events) and its open hour and day rows.
+  const accountRows = perShard * ((pageEvents - 1) * bytesPerEvent + 2 * dimensionSets * ROLLUP_ROW_BYTES + 300);
+  const dailyPerDay = perShard * dimensionSets * ROLLUP_ROW_BYTES;
+  return {
+    rate,
+    shards,
+    accounts,
+    dimension_sets: dimensionSets,
+    bytes_per_event: bytesPerEvent,
+    raw_window_hours: rawEvents / (rate / shards) / 3600,
+    raw_bytes: raw,
+    hourly_rollup_bytes: hourly,
+    account_row_bytes: accountRows,
+    daily_rollup_bytes_per_day: dailyPerDay,
+    days: (limit - raw - hourly - accountRows) / dailyPerDay,
+  };
+}
+/** Bytes of one rollup row with its index entries (docs/read-side.md, measured by a test). */
+const ROLLUP_ROW_BYTES = 230;
+
+const fixed = (value, digits = 2) => (typeof value === "number" ? +value.toFixed(digits) : "");
+
+function report(rows, memory, verifier, d1) {
   const plain = rows.plain_route?.requests_per_second ?? 0;
   const noop = rows.noop_durable_object?.requests_per_second ?? 0;
-  const table = Object.entries(rows).map(([name, r]) => ({
-    scenario: name,
-    "ops/s": Math.round(r.operations_per_second ?? r.requests_per_second),
-    "x plain": plain ? +(r.requests_per_second / plain).toFixed(2) : null,
-    "x no-op DO": noop ? +(r.requests_per_second / noop).toFixed(2) : null,
-    "p50 ms": r.latency_p50_ms,
-    "p99 ms": r.latency_p99_ms,
-    errors: r.errors,
-    "DO rows/cmd": r.do_rows_per_command === undefined ? "" : +r.do_rows_per_command.toFixed(2),
-    "D1 rows/event": r.d1_rows_per_event === undefined ? "" : +r.d1_rows_per_event.toFixed(2),
-    "lag p99 ms": r.projection_lag_p99_ms ?? "",
-    "workerd peak MB": r.memory ? Math.round(r.memory.peak_kb / 1024) : "",
-  }));
+  const table = Object.entries(rows).map(([name, r]) => {
+    const ceiling = rows[CEILING_OF[/** @type {keyof typeof CEILING_OF} */ (name)]]?.requests_per_second;
+    return {
+      scenario: name,
+      "req/s": r.requests_per_second,
+      "ops/s": Math.round(operationsPerSecond(name, r)),
+      "x durable write": ceiling ? fixed(r.requests_per_second / ceiling) : "",
+      "x plain": plain ? fixed(r.requests_per_second / plain) : "",
+      "x no-op DO": noop ? fixed(r.requests_per_second / noop) : "",
+      "p50 ms": r.latency_p50_ms,
+      "p99 ms": r.latency_p99_ms,
+      errors: r.errors,
+      "DO rows/cmd": fixed(r.do_rows_per_command),
+      "D1 rows/event": fixed(r.d1_rows_per_event),
+      "D1 stmts/1000 events": fixed(r.d1_statements_per_1000_events, 1),
+      "lag p99 ms": r.projection_lag_p99_ms ?? "",
+      "D1 bytes/event": fixed(r.d1_bytes_per_event, 0),
+      "drain s": r.drain ? `${fixed(r.drain.seconds, 1)}${r.drain.drained ? "" : " (not drained)"}` : "",
+      "workerd peak MB": r.memory ? Math.round(r.memory.peak_kb / 1024) : "",
+    };
+  });
   console.table(table);
+  // D1's bytes per event over the whole run (every event in D1, its accounts rows, holds and
+  // rollups included), and the largest of that and the two reserve+capture loads' own growth.
+  const overall = d1?.end && d1.end.events > 0 ? (d1.end.bytes - d1.empty.bytes) / d1.end.events : null;
+  const measured = [
+    rows.hot_reserve_capture?.d1_bytes_per_event,
+    rows.many_accounts_reserve_capture?.d1_bytes_per_event,
+    overall,
+  ].filter((b) => typeof b === "number" && b > 0);
+  const bytesPerEvent = measured.length > 0 ? Math.max(...measured) : null;
+  // The headline platform: 100,000 accounts active every hour, 3 dimension sets each.
+  const headline = bytesPerEvent === null ? null : daysTo10Gb({ bytesPerEvent, accounts: 100_000, dimensionSets: 3 });
+  const d1Size =
+    headline === null
+      ? null
+      : {
+          d1_empty: d1.empty,
+          d1_end: d1.end,
+          d1_bytes_per_event_overall: overall,
+          d1_bytes_per_event: bytesPerEvent,
+          d1_days_to_10gb_at_1000_eps: Math.round(headline.days),
+          headline_platform: headline,
+          bench_platform: daysTo10Gb({ bytesPerEvent, accounts: 1_000, dimensionSets: 2 }),
+        };
+  console.log(
+    "D1 size:",
+    d1Size === null
+      ? null
+      : `${Math.round(d1Size.d1_bytes_per_event)} bytes/event; d1_days_to_10gb_at_1000_eps (8 databases, 100,000 accounts, 3 dimension sets): ${d1Size.d1_days_to_10gb_at_1000_eps}`,
+  );
   console.log("object memory:", JSON.stringify(memory));
   console.log("offline verifier:", JSON.stringify(verifier));
   const date = new Date().toISOString();
@@ -348,6 +552,10 @@ function report(rows, memory, verifier) {
     cpu: os.cpus()[0]?.model,
     memory_gb: Math.round(os.totalmem() / 2 ** 30),
     platform: `${os.platform()} ${os.release()}`,
+    // Load average (1, 5, 15 min) when the run started and ended: other work on the machine
+    // shares its cores with the bench.
+    loadavg_start: LOADAVG_START,
+    loadavg_end: os.loadavg().map((l) => +l.toFixed(2)),
   };
   const result = {
     date,
@@ -357,6 +565,7 @@ function report(rows, memory, verifier) {
     connections: CONNECTIONS,
     scenarios: rows,
     table,
+    d1_size: d1Size,
     object_memory: memory,
     offline_verifier: verifier,
   };

@@ -2,15 +2,44 @@
  * The bench's own Worker entry (`npm run bench` bundles this file instead of src/index.ts): the
  * ledger exactly as deployed, plus the bench-only routes of bench/routes.ts. The deployed bundle
  * never contains those routes, so no variable can switch them on in production.
+ *
+ * The account object is the ledger's own class with one method added, `benchWrite`: the
+ * ceiling for a durable write into a Durable Object (one SQLite row upserted, committed before
+ * the answer leaves, like a ledger command's commit). It is exported under the class name
+ * wrangler.toml binds, so the ledger's routes reach the same objects, unchanged.
  */
+import { AccountDurableObject as LedgerAccountDurableObject } from "../durable-objects/account";
+import type { Env } from "../src/env";
 import { createApp } from "../src/http/app";
 import ledger from "../src/index";
 import { registerBenchRoutes } from "./routes";
 
-export { AccountDurableObject, LedgerService } from "../src/index";
+export { LedgerService } from "../src/index";
+
+export class AccountDurableObject extends LedgerAccountDurableObject {
+  private benchTable = false;
+
+  /** One durable SQLite write (an upsert of one row), nothing else: the durable-write ceiling. */
+  async benchWrite(): Promise<number> {
+    const sql = this.ctx.storage.sql;
+    if (!this.benchTable) {
+      sql.exec("CREATE TABLE IF NOT EXISTS bench_writes (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)");
+      this.benchTable = true;
+    }
+    const row = sql
+      .exec<{ n: number }>(
+        "INSERT INTO bench_writes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1 RETURNING n",
+      )
+      .one();
+    return row.n;
+  }
+}
 
 const app = createApp(registerBenchRoutes);
 
-export default { fetch: app.fetch, scheduled: ledger.scheduled } satisfies ExportedHandler<
-  Parameters<typeof ledger.scheduled>[1]
->;
+export default {
+  fetch: app.fetch,
+  scheduled: ledger.scheduled,
+  // The projection queue's consumer, as deployed: the bench consumes the queue it produces to.
+  queue: ledger.queue,
+} satisfies ExportedHandler<Env>;
