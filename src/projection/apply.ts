@@ -30,8 +30,11 @@ import { type Shard, shardFor } from "./shards";
 /** Bytes of entries per D1 batch: the JSON parameter is bound to each statement of the batch. */
 export const APPLY_BATCH_BYTES_MAX = 1_000_000;
 
-/** What happened to a message. `gap` asks for a retry; every other outcome is final. */
-export type Outcome = "applied" | "duplicate" | "superseded" | "gap" | "invalid";
+/**
+ * What happened to a message. `gap` (an earlier message of its account is not applied yet) and
+ * `failed` (its shard's write failed) ask for a retry; every other outcome is final.
+ */
+export type Outcome = "applied" | "duplicate" | "superseded" | "gap" | "failed" | "invalid";
 
 /** The runtime's own counters of the read side's writes, per isolate (bench, tests). */
 export const applyStats = {
@@ -115,7 +118,7 @@ export async function applyMessages(shards: readonly Shard[], messages: readonly
         await applyToShard(shards, shard, list, outcomes);
       } catch (error) {
         failures.push(error);
-        for (const { index } of list) outcomes[index] = "gap";
+        for (const { index } of list) outcomes[index] = "failed";
       }
     }),
   );
@@ -123,7 +126,7 @@ export async function applyMessages(shards: readonly Shard[], messages: readonly
   return outcomes;
 }
 
-/** Some shard failed: `outcomes` holds the final ones of the other shards ("gap" for the failed). */
+/** Some shard failed: `outcomes` holds the other shards' outcomes, and "failed" for its messages. */
 export class ApplyError extends Error {
   constructor(
     readonly outcomes: Outcome[],

@@ -104,13 +104,15 @@ export async function replayDeadLetters(env: Env, ids?: readonly string[]): Prom
     if (!(error instanceof ApplyError)) throw error;
     outcomes = error.outcomes;
   }
-  const done = rows.filter((_, i) => outcomes[i] !== "gap" && outcomes[i] !== "invalid").map((r) => r.id);
+  const done = rows
+    .filter((_, i) => outcomes[i] !== "gap" && outcomes[i] !== "failed" && outcomes[i] !== "invalid")
+    .map((r) => r.id);
   if (done.length > 0) {
     await env.DB.prepare("DELETE FROM projection_dead_letters WHERE id IN (SELECT value FROM json_each(?1))")
       .bind(JSON.stringify(done))
       .run();
   }
-  const counts: Record<Outcome, number> = { applied: 0, duplicate: 0, superseded: 0, gap: 0, invalid: 0 };
+  const counts: Record<Outcome, number> = { applied: 0, duplicate: 0, superseded: 0, gap: 0, failed: 0, invalid: 0 };
   for (const outcome of outcomes) counts[outcome] += 1;
   const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM projection_dead_letters").first<{ n: number }>();
   return { replayed: rows.length, outcomes: counts, remaining: left?.n ?? 0 };

@@ -12,7 +12,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import worker from "../../src/index";
-import { PROJECTION_DLQ, PROJECTION_QUEUE, retryDelaySeconds } from "../../src/projection/consumer";
+import { gapDelaySeconds, PROJECTION_DLQ, PROJECTION_QUEUE, retryDelaySeconds } from "../../src/projection/consumer";
 import { directDelivery, QUEUE_MESSAGE_BYTES_MAX, queueDelivery } from "../../src/projection/delivery";
 import type { ProjectionMessage } from "../../src/projection/message";
 import { shardsOf } from "../../src/projection/shards";
@@ -188,7 +188,10 @@ describe("the consumer", () => {
     const early = sent.slice(2);
     const out = await consume(early, PROJECTION_QUEUE, 3);
     expect(out.acked).toEqual([]);
-    expect([...out.retried.values()]).toEqual(early.map(() => retryDelaySeconds(3)));
+    expect([...out.retried.values()]).toEqual(early.map(() => gapDelaySeconds(3)));
+    // A gap is retried after 1 s at first (its predecessor is usually moments behind), then backs off.
+    expect([1, 2, 3, 4, 5, 6, 10].map(gapDelaySeconds)).toEqual([1, 1, 1, 2, 4, 8, 60]);
+    expect([1, 2, 3, 7, 8].map(retryDelaySeconds)).toEqual([1, 2, 4, 60, 60]);
     expect(await eventCount(id)).toBe(0);
     expect((await consume(late)).acked).toHaveLength(2);
     expect((await consume(early)).acked).toHaveLength(early.length);

@@ -76,7 +76,14 @@ const Count = z.number().int();
 export const ReplayResultSchema = z
   .object({
     replayed: Count,
-    outcomes: z.object({ applied: Count, duplicate: Count, superseded: Count, gap: Count, invalid: Count }),
+    outcomes: z.object({
+      applied: Count,
+      duplicate: Count,
+      superseded: Count,
+      gap: Count,
+      failed: Count,
+      invalid: Count,
+    }),
     remaining: Count,
   })
   .openapi("DeadLetterReplayResult");
