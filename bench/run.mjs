@@ -304,6 +304,12 @@ async function main() {
 
     rows.plain_route = await load({ ...common, kind: "plain" });
     rows.noop_durable_object = await load({ ...common, kind: "noop", accounts: [hot] });
+    // The ceiling's objects, like the ledger's, are warm before they are measured: each has its
+    // bench table and has written once (the ledger's accounts were opened and credited above).
+    const warm = [hot, ...many];
+    for (let i = 0; i < warm.length; i += 50) {
+      await Promise.all(warm.slice(i, i + 50).map((a) => call(url, "POST", `/v1/bench/durable-write/${a}`)));
+    }
     rows.durable_write_one_account = await load({ ...common, kind: "durable_write", accounts: [hot] });
     rows.durable_write_1000_accounts = await load({ ...common, kind: "durable_write", accounts: many });
     rows.durable_write_1000_accounts.accounts = many.length;

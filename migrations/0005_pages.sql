@@ -24,6 +24,10 @@ DELETE FROM sweep_state WHERE key = 'raw_events_complete_from';
 -- loses its own (balances sorted by updated_at scan the shard's accounts, one row each).
 DROP INDEX accounts_by_updated_at;
 
+-- The seq the row was at before its last update: the consumer measures lag from the first event
+-- an update made visible (RETURNING previous_seq).
+ALTER TABLE accounts ADD COLUMN previous_seq INTEGER NOT NULL DEFAULT 0;
+
 -- Rebuilds bump the generation; a message of an older generation is dropped (src/projection/apply.ts).
 ALTER TABLE accounts ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 -- The current page: its first seq and its events (JSON arrays of cells, PAGE_EVENT_COLUMNS).

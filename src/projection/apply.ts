@@ -22,8 +22,8 @@
  * side of an account is therefore always the fold of a prefix of its log.
  */
 import { clock } from "../clock";
-import type { HoldChange, ProjectionMessage, RollupCells, SealedPage } from "./message";
-import { PROJECTION_MESSAGE_VERSION } from "./message";
+import type { EventCells, HoldChange, ProjectionMessage, RollupCells, SealedPage } from "./message";
+import { PAGE_EVENT_COLUMNS, PROJECTION_MESSAGE_VERSION } from "./message";
 import { ROLLUP_COLUMNS, ROLLUP_DIMENSIONS } from "./rollups";
 import { type Shard, shardFor } from "./shards";
 
@@ -169,7 +169,11 @@ async function applyToShard(
       for (const index of entry.members) outcomes[index] = verdict;
       if (verdict === "applied") {
         applyStats.eventsApplied += entry.t - entry.f + 1;
-        if (applyStats.lags.length < LAGS_KEPT_MAX) applyStats.lags.push(entry.lag);
+        // Commit to visible, from the oldest event this batch made visible (an overlapping
+        // message also carries events that were visible already).
+        const firstNew = eventTime(entry, (applied.get(entry.a) ?? 0) + 1);
+        const lag = firstNew === null ? entry.lag : Math.max(0, now - Date.parse(firstNew));
+        if (applyStats.lags.length < LAGS_KEPT_MAX) applyStats.lags.push(lag);
       }
     }
   }
@@ -308,6 +312,13 @@ interface Position {
   last_seq: number;
 }
 
+/** The time of event `seq` among the entry's pages and tail, or null. */
+function eventTime(entry: Entry, seq: number): string | null {
+  const events: EventCells[] = [...entry.pages.flatMap((p) => p.events), ...(JSON.parse(entry.tail) as EventCells[])];
+  const event = events.find((cells) => cells[0] === seq);
+  return event === undefined ? null : (event[PAGE_EVENT_COLUMNS.indexOf("created_at")] as string);
+}
+
 /** Why an entry the guard (`GUARD`) refused was refused, from the read side's position. */
 function judge(entry: Pick<Entry, "g" | "t">, position: Position | undefined): Outcome {
   if (position === undefined) return "gap";
@@ -420,7 +431,7 @@ const SQL = {
     ${OK} SELECT ${ACCOUNT_COLUMNS.map((c) => `ok.v ->> '$.acct.${c}'`).join(", ")}, ok.g, ok.v ->> '$.tf',
       ok.v ->> '$.tail', ok.v ->> '$.ro', ok.v ->> '$.acct.open_day', ?2, ok.v ->> '$.lag'
     FROM ok WHERE true
-    ON CONFLICT (account_id) DO UPDATE SET ${[
+    ON CONFLICT (account_id) DO UPDATE SET previous_seq = accounts.last_seq, ${[
       ...ACCOUNT_COLUMNS.slice(1),
       "generation",
       "tail_first_seq",
@@ -431,11 +442,14 @@ const SQL = {
     ]
       .map((c) => `${c} = excluded.${c}`)
       .join(", ")}
-    RETURNING account_id`,
+    RETURNING account_id, previous_seq`,
 };
 
-/** One transaction: applies the entries that continue the read side. Returns the accounts applied. */
-async function writeBatch(db: D1Database, entries: Entry[], now: number): Promise<Set<string>> {
+/**
+ * One transaction: applies the entries that continue the read side. Returns the accounts applied,
+ * each with the seq the read side was at before (0 for a new row).
+ */
+async function writeBatch(db: D1Database, entries: Entry[], now: number): Promise<Map<string, number>> {
   const param = JSON.stringify(entries.map(({ members: _members, ...entry }) => entry));
   const has = (op: HoldChange["op"]) => entries.some((e) => e.holds.some((h) => h.op === op));
   const sql = [
@@ -455,8 +469,8 @@ async function writeBatch(db: D1Database, entries: Entry[], now: number): Promis
   applyStats.batches += 1;
   applyStats.statements += sql.length;
   for (const result of results) applyStats.rowsWritten += result.meta?.rows_written ?? 0;
-  const applied = (results.at(-1)?.results ?? []) as { account_id: string }[];
-  return new Set(applied.map((r) => r.account_id));
+  const applied = (results.at(-1)?.results ?? []) as { account_id: string; previous_seq: number }[];
+  return new Map(applied.map((r) => [r.account_id, r.previous_seq]));
 }
 
 /** A rebuild's reset also removes the account's rows from every other shard (after N changed). */

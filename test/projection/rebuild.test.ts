@@ -31,8 +31,15 @@ async function d1Rows(accountId: string) {
     db.prepare("SELECT * FROM accounts WHERE account_id = ?").bind(accountId).first(),
     d1Rollups(accountId),
   ]);
-  // The generation counts rebuilds: the only column a rebuild changes on purpose.
-  const { projected_at: _at, projection_lag_ms: _lag, generation: _generation, ...snapshot } = account ?? {};
+  // The generation counts rebuilds, the only column a rebuild changes on purpose; previous_seq
+  // records where the last update started, which depends on how the messages were batched.
+  const {
+    projected_at: _at,
+    projection_lag_ms: _lag,
+    generation: _generation,
+    previous_seq: _previous,
+    ...snapshot
+  } = account ?? {};
   return { events: events.results, reservations: reservations.results, snapshot, rollups };
 }
 
