@@ -75,3 +75,40 @@ describe("changing the number of shards", () => {
     expect(again.body.results.filter((r: { state: string }) => r.state === "misplaced")).toEqual([]);
   });
 });
+
+describe("reconcile per shard", () => {
+  it("finds drift in either shard, by shard and across shards", async () => {
+    // One account in each shard, chosen by their ids.
+    const ids: string[] = [];
+    for (let i = 0; ids.length < 2; i++) {
+      const id = `drift_${i}_${crypto.randomUUID().slice(0, 6)}`;
+      if (shardIndexOf(id, 2) === ids.length) ids.push(id);
+    }
+    for (const id of ids) {
+      expect((await api("POST", "/v1/accounts", { account_id: id, currency: "USD" })).status).toBe(201);
+      await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "c", amount: 500 });
+      await drain(id);
+    }
+    const [db0, db1] = shardsOf(env).map((s) => s.db) as [D1Database, D1Database];
+    await db0.prepare("UPDATE accounts SET balance = balance + 1 WHERE account_id = ?").bind(ids[0]).run();
+    await db1.prepare("UPDATE accounts SET balance = balance + 1 WHERE account_id = ?").bind(ids[1]).run();
+    const stateIn = async (shard: number, id: string) => {
+      const page = await api("POST", "/v1/admin/reconcile", { shard, limit: 100 });
+      return page.body.results.find((r: { account_id: string }) => r.account_id === id)?.state;
+    };
+    expect(await stateIn(0, ids[0] as string)).toBe("drift");
+    expect(await stateIn(1, ids[1] as string)).toBe("drift");
+    // Without a shard, the pages walk shard 0 then shard 1.
+    const seen = new Map<string, string>();
+    let cursor: string | undefined;
+    do {
+      const page = await api("POST", "/v1/admin/reconcile", { limit: 2, ...(cursor ? { cursor } : {}) });
+      for (const r of page.body.results) seen.set(r.account_id, r.state);
+      cursor = page.body.next_cursor ?? undefined;
+    } while (cursor !== undefined);
+    expect(ids.map((id) => seen.get(id))).toEqual(["drift", "drift"]);
+    const repaired = await api("POST", "/v1/admin/reconcile", { account_ids: ids, repair: true });
+    expect(repaired.body.results.map((r: { repaired: boolean }) => r.repaired)).toEqual([true, true]);
+    for (const id of ids) await expectD1EqualsLog(id);
+  });
+});
