@@ -91,6 +91,7 @@ export interface ProjectionMessage {
 }
 
 const EVENT_CELL_COLUMNS = LEDGER_EVENT_COLUMNS.filter((c) => c !== "account_id");
+const CREATED_AT = EVENT_CELL_COLUMNS.indexOf("created_at");
 
 /** The first seq of the page holding `seq`. */
 export function pageStart(seq: number): number {
@@ -134,8 +135,8 @@ export interface MessageInput {
   reset: boolean;
   /** Events of the range, in seq order, consecutive, within one page. */
   events: readonly LedgerEvent[];
-  /** Events of the same page before the range (the tail already projected). */
-  pageBefore: readonly LedgerEvent[];
+  /** Events of the same page before the range (the tail already projected), as cells. */
+  pageBefore: readonly EventCells[];
   /** Rollup rows as of `from_seq - 1`. */
   rollups: RollupState;
   /** The FundsReserved event of a hold opened before the range (for its row). */
@@ -150,7 +151,7 @@ export function buildMessage(input: MessageInput): { message: ProjectionMessage;
   if (first === undefined || last === undefined) throw new Error("a projection message needs events");
   if (pageStart(first.seq) !== pageStart(last.seq)) throw new Error("a projection message stays within one page");
   const id = head.account_id;
-  const pageEvents = [...input.pageBefore, ...events].map((e) => eventCells(id, e));
+  const pageEvents = [...input.pageBefore, ...events.map((e) => eventCells(id, e))];
   const sealed = last.seq === pageEnd(last.seq);
   const folded = foldRollups(input.rollups, events);
   const open = new Set([...folded.state.values()].map(rowKey));
@@ -189,7 +190,7 @@ export function buildMessage(input: MessageInput): { message: ProjectionMessage;
           {
             first_seq: pageStart(last.seq),
             last_seq: last.seq,
-            first_at: (input.pageBefore[0] ?? first).at,
+            first_at: (input.pageBefore[0]?.[CREATED_AT] as string | undefined) ?? first.at,
             last_at: last.at,
             events: pageEvents,
           },

@@ -20,7 +20,7 @@
 import { clock } from "../clock";
 import type { FundsReserved, LedgerEvent } from "../domain/events";
 import type { AccountState } from "../domain/state";
-import { buildMessage, type ProjectionMessage, pageStart } from "./message";
+import { buildMessage, type EventCells, eventCells, type ProjectionMessage, pageStart } from "./message";
 import { decodeRollupState, encodeRollupState, type RollupState } from "./rollups";
 
 /** Events one flush pass reads from the log (a message holds at most one page of them). */
@@ -88,6 +88,8 @@ export class Projector {
   private running: Promise<void> | null = null;
   /** The rollups' current rows, as of `projectedSeq`. */
   private rollups: RollupState = new Map();
+  /** The current page's cells as of `projectedSeq` (memory only: rebuilt from the log after a restart). */
+  private tail: { first: number; cells: EventCells[] } | null = null;
   /** The read side must be rebuilt from seq 1 (rows predating the format, or lost). */
   private rebuildPending = false;
   /**
@@ -248,6 +250,7 @@ export class Projector {
         // A rebuild follows the cursor down as well as up: D1 now holds exactly these events.
         this.projectedSeq = from;
         this.rollups = rollups;
+        this.tail = { first: accepted.message.tail_first_seq, cells: accepted.message.tail };
         this.rebuildPending = false;
         this.failures = 0;
         this.retryAtMs = null;
@@ -291,7 +294,7 @@ export class Projector {
       const page = pageStart(first.seq);
       let end = start;
       while (end < events.length && pageStart((events[end] as LedgerEvent).seq) === page) end++;
-      const pageBefore = first.seq > page ? this.source.eventsAfter(page - 1, first.seq - page) : [];
+      const pageBefore = first.seq > page ? this.pageCells(account.account_id, page, first.seq) : [];
       const next = buildMessage({
         head: account,
         generation: this.generation,
@@ -306,6 +309,16 @@ export class Projector {
       start = end;
     }
     return built;
+  }
+
+  /**
+   * The cells of events `[page, before)`: the tail of the last accepted message when it is that
+   * (the common case: no read or parse of the log), else read from the log.
+   */
+  private pageCells(accountId: string, page: number, before: number): EventCells[] {
+    const kept = this.tail;
+    if (kept !== null && kept.first === page && kept.cells.length === before - page) return kept.cells;
+    return this.source.eventsAfter(page - 1, before - page).map((e) => eventCells(accountId, e));
   }
 
   private reservedEvent(id: string): FundsReserved | null {
