@@ -29,6 +29,13 @@ import { type Shard, shardFor } from "./shards";
 
 /** Bytes of entries per D1 batch: the JSON parameter is bound to each statement of the batch. */
 export const APPLY_BATCH_BYTES_MAX = 1_000_000;
+/**
+ * Bytes of messages one account's entry merges at most (its sealed pages are a union): the rest
+ * waits for the next round, so that no single entry passes APPLY_BATCH_BYTES_MAX.
+ */
+export const APPLY_ENTRY_BYTES_MAX = 500_000;
+/** Rounds one batch makes per shard (each applies every account's next run). */
+export const APPLY_ROUNDS_MAX = 4;
 
 /**
  * What happened to a message. `gap` (an earlier message of its account is not applied yet) and
@@ -143,52 +150,72 @@ async function applyToShard(
   outcomes: Outcome[],
 ): Promise<void> {
   const now = clock.now();
-  const entries: Entry[] = [];
-  for (const [, messages] of groupByAccount(list)) {
-    const { entry, superseded } = chain(messages, now);
-    for (const index of superseded) outcomes[index] = "superseded";
-    entries.push(entry);
-  }
-  for (const chunk of chunks(entries)) {
-    const resets = chunk.filter((e) => e.r === 1).map((e) => e.a);
-    if (resets.length > 0) await deleteElsewhere(shards, shard, resets);
-    const applied = await writeBatch(shard.db, chunk, now);
-    const missed = chunk.filter((e) => !applied.has(e.a));
-    // Not applied: a duplicate, superseded, or a gap. The positions read now may be newer than the
-    // batch's (another consumer ran since), which only turns a gap into a duplicate when that
-    // consumer applied everything up to this entry's end: the same read side either way.
-    const positions =
-      missed.length === 0
-        ? new Map<string, Position>()
-        : await readPositions(
-            shard.db,
-            missed.map((e) => e.a),
-          );
-    for (const entry of chunk) {
-      const verdict = applied.has(entry.a) ? "applied" : judge(entry, positions.get(entry.a));
-      for (const index of entry.members) outcomes[index] = verdict;
-      if (verdict === "applied") {
-        applyStats.eventsApplied += entry.t - entry.f + 1;
-        // Commit to visible, from the oldest event this batch made visible (an overlapping
-        // message also carries events that were visible already).
-        const firstNew = eventTime(entry, (applied.get(entry.a) ?? 0) + 1);
-        const lag = firstNew === null ? entry.lag : Math.max(0, now - Date.parse(firstNew));
-        if (applyStats.lags.length < LAGS_KEPT_MAX) applyStats.lags.push(lag);
-      }
+  // Rounds: each applies every account's first run; what a run left out (after a gap in the
+  // batch, past the entry's size bound, or of a later generation) may continue the read side
+  // once that round is applied, so it is tried again while a round makes progress.
+  let pending = list;
+  for (let round = 0; round < APPLY_ROUNDS_MAX && pending.length > 0; round++) {
+    const entries: Entry[] = [];
+    for (const [, messages] of groupByAccount(pending)) {
+      const { entry, superseded } = chain(messages, now);
+      for (const index of superseded) outcomes[index] = "superseded";
+      entries.push(entry);
     }
+    let progress = false;
+    for (const chunk of chunks(entries)) {
+      if (await applyChunk(shards, shard, chunk, outcomes, now)) progress = true;
+    }
+    pending = pending.filter(({ index }) => outcomes[index] === "invalid");
+    if (!progress) break;
   }
-  // Messages of an account that did not join its run (after a gap in the batch): duplicates of
-  // what the read side holds now, or gaps that wait.
-  const left = list.filter(({ index }) => outcomes[index] === "invalid");
-  if (left.length > 0) {
+  // Messages of an account that no run took: duplicates of what the read side holds now, or gaps that wait.
+  if (pending.length > 0) {
     const positions = await readPositions(
       shard.db,
-      left.map(({ message }) => message.account_id),
+      pending.map(({ message }) => message.account_id),
     );
-    for (const { message, index } of left) {
+    for (const { message, index } of pending) {
       outcomes[index] = judge({ g: message.generation, t: message.to_seq }, positions.get(message.account_id));
     }
   }
+}
+
+/** Applies one chunk of entries; records their outcomes; true if any entry was settled. */
+async function applyChunk(
+  shards: readonly Shard[],
+  shard: Shard,
+  chunk: Entry[],
+  outcomes: Outcome[],
+  now: number,
+): Promise<boolean> {
+  const resets = chunk.filter((e) => e.r === 1).map((e) => e.a);
+  if (resets.length > 0) await deleteElsewhere(shards, shard, resets);
+  const applied = await writeBatch(shard.db, chunk, now);
+  const missed = chunk.filter((e) => !applied.has(e.a));
+  // Not applied: a duplicate, superseded, or a gap. The positions read now may be newer than the
+  // batch's (another consumer ran since), which only turns a gap into a duplicate when that
+  // consumer applied everything up to this entry's end: the same read side either way.
+  const positions =
+    missed.length === 0
+      ? new Map<string, Position>()
+      : await readPositions(
+          shard.db,
+          missed.map((e) => e.a),
+        );
+  for (const entry of chunk) {
+    const verdict = applied.has(entry.a) ? "applied" : judge(entry, positions.get(entry.a));
+    for (const index of entry.members) outcomes[index] = verdict;
+    if (verdict === "applied") {
+      applyStats.eventsApplied += entry.t - entry.f + 1;
+      // Commit to visible, from the oldest event this batch made visible (an overlapping
+      // message also carries events that were visible already).
+      const firstNew = eventTime(entry, (applied.get(entry.a) ?? 0) + 1);
+      const lag = firstNew === null ? entry.lag : Math.max(0, now - Date.parse(firstNew));
+      if (applyStats.lags.length < LAGS_KEPT_MAX) applyStats.lags.push(lag);
+    }
+  }
+  // Progress: some entry is settled (applied, duplicate, superseded), so what it held back may now continue.
+  return chunk.some((entry) => entry.members.some((index) => outcomes[index] !== "gap"));
 }
 
 function groupByAccount(
@@ -245,6 +272,7 @@ function chain(
     reset ||= m.reset && m.from_seq === 1;
   };
   take(head.message, head.index);
+  let bytes = messageBytes(head.message);
   for (const { message, index } of rest) {
     if (message.to_seq <= newest.to_seq) {
       // Inside the run already: a duplicate, applied (or not) with it.
@@ -252,6 +280,8 @@ function chain(
       continue;
     }
     if (message.from_seq > newest.to_seq + 1) break;
+    bytes += messageBytes(message);
+    if (bytes > APPLY_ENTRY_BYTES_MAX) break;
     take(message, index);
   }
   return {
@@ -289,6 +319,11 @@ function mergeHold(older: HoldChange | undefined, newer: HoldChange): HoldChange
     };
   }
   return newer;
+}
+
+/** A message's size as the entry carries it (its pages and tail dominate). */
+function messageBytes(message: ProjectionMessage): number {
+  return JSON.stringify(message.pages).length + JSON.stringify(message.tail).length;
 }
 
 function* chunks(entries: Entry[]): Generator<Entry[]> {

@@ -47,8 +47,15 @@ export function gapDelaySeconds(attempts: number): number {
 
 export async function consumeQueue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   if (batch.queue.endsWith("-dlq")) {
-    await storeDeadLetters(env, batch.messages);
-    for (const message of batch.messages) message.ack();
+    try {
+      await storeDeadLetters(env, batch.messages);
+      for (const message of batch.messages) message.ack();
+    } catch (error) {
+      // D1 (shard 0) is down: keep the dead letters in their queue and try again later
+      // (wrangler.toml gives this consumer max_retries = 100: over an hour and a half at 60 s).
+      writeLog(env, "warn", { msg: "dead_letters_not_stored", error: String(error) });
+      for (const message of batch.messages) message.retry({ delaySeconds: PROJECTION_RETRY_DELAY_SECONDS_MAX });
+    }
     return;
   }
   let outcomes: Outcome[];

@@ -13,6 +13,10 @@ import { shardsOf } from "./shards";
 
 /** Dead letters one replay applies (one consumer batch's worth). */
 export const DEAD_LETTERS_REPLAY_MAX = 100;
+/** Of which at most this many per account, so that one stuck account never blocks the others. */
+export const DEAD_LETTERS_REPLAY_PER_ACCOUNT_MAX = 20;
+/** Bytes of dead-letter rows bound to one statement (D1 binds a value of up to about 2 MB). */
+export const DEAD_LETTERS_PARAM_BYTES_MAX = 500_000;
 
 export interface DeadLetter {
   id: string;
@@ -42,14 +46,31 @@ export async function storeDeadLetters(
       JSON.stringify(m.body),
     ];
   });
-  await env.DB.prepare(
-    `INSERT OR IGNORE INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body)
-     SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]', value ->> '$[5]',
-            value ->> '$[6]', value ->> '$[7]'
-     FROM json_each(?1)`,
-  )
-    .bind(JSON.stringify(rows))
-    .run();
+  // Bodies may be 120 KB each: several statements, each binding at most DEAD_LETTERS_PARAM_BYTES_MAX.
+  const statements: D1PreparedStatement[] = [];
+  let chunk: unknown[][] = [];
+  let bytes = 0;
+  const flush = () => {
+    if (chunk.length === 0) return;
+    statements.push(
+      env.DB.prepare(
+        `INSERT OR IGNORE INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body)
+         SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]', value ->> '$[5]',
+                value ->> '$[6]', value ->> '$[7]'
+         FROM json_each(?1)`,
+      ).bind(JSON.stringify(chunk)),
+    );
+    chunk = [];
+    bytes = 0;
+  };
+  for (const row of rows) {
+    const size = JSON.stringify(row).length;
+    if (chunk.length > 0 && bytes + size > DEAD_LETTERS_PARAM_BYTES_MAX) flush();
+    chunk.push(row);
+    bytes += size;
+  }
+  flush();
+  if (statements.length > 0) await env.DB.batch(statements);
 }
 
 /** A page of dead letters, by account and position; `after` is the previous page's last id. */
@@ -87,8 +108,12 @@ export async function replayDeadLetters(env: Env, ids?: readonly string[]): Prom
   const select =
     ids === undefined
       ? env.DB.prepare(
-          "SELECT id, body FROM projection_dead_letters ORDER BY account_id, generation, from_seq LIMIT ?1",
-        ).bind(DEAD_LETTERS_REPLAY_MAX)
+          `SELECT id, body FROM (
+             SELECT id, body, account_id, generation, from_seq,
+                    ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY generation, from_seq) AS n
+             FROM projection_dead_letters)
+           WHERE n <= ?2 ORDER BY account_id, generation, from_seq LIMIT ?1`,
+        ).bind(DEAD_LETTERS_REPLAY_MAX, DEAD_LETTERS_REPLAY_PER_ACCOUNT_MAX)
       : env.DB.prepare(
           `SELECT id, body FROM projection_dead_letters WHERE id IN (SELECT value FROM json_each(?1))
            ORDER BY account_id, generation, from_seq LIMIT ?2`,

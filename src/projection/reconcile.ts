@@ -5,6 +5,7 @@
  * (./retention.ts), so the whole history is checked through the daily rollups, and the window
  * for its own consistency.
  */
+import { clock } from "../clock";
 import type { Env } from "../env";
 import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
 import { type Shard, shardFor, shardsOf } from "./shards";
@@ -14,6 +15,13 @@ import { type Shard, shardFor, shardsOf } from "./shards";
  * changed); repairing reprojects it, which writes its home shard and deletes the others.
  */
 export type ReconcileState = "ok" | "lagging" | "drift" | "missing_in_d1" | "unknown_account" | "misplaced";
+
+/**
+ * A lagging account whose object has delivered everything D1 lacks, with D1's row unchanged for
+ * this long, lost its messages (the queue retries a gap for about five minutes before the dead
+ * letters): repairing it reprojects it instead of nudging.
+ */
+export const RECONCILE_LOST_AFTER_MS = 15 * 60_000;
 
 export interface ReconcileEntry {
   account_id: string;
@@ -82,9 +90,9 @@ async function reconcileOne(env: Env, db: D1Database, accountId: string, repair:
   const stub = env.ACCOUNTS.getByName(accountId);
   const [snapshot, live] = await Promise.all([
     db
-      .prepare("SELECT last_seq, balance, reserved FROM accounts WHERE account_id = ?")
+      .prepare("SELECT last_seq, balance, reserved, projected_at FROM accounts WHERE account_id = ?")
       .bind(accountId)
-      .first<{ last_seq: number; balance: number; reserved: number }>(),
+      .first<{ last_seq: number; balance: number; reserved: number; projected_at: string }>(),
     stub.getAccount(),
   ]);
   const entry = (state: ReconcileState, detail: string): ReconcileEntry => ({
@@ -113,8 +121,16 @@ async function reconcileOne(env: Env, db: D1Database, accountId: string, repair:
     } else result = entry("ok", facts);
   }
   if (repair && result.state !== "ok" && result.state !== "unknown_account") {
-    if (result.state === "lagging") await stub.nudge();
-    else await stub.reproject();
+    if (result.state === "lagging") {
+      const status = await stub.nudge();
+      // The object delivered what D1 lacks, and D1 has not moved for longer than the queue's
+      // retries take: those messages were lost or dead-lettered. Rebuild from the log.
+      const stale = clock.now() - Date.parse(snapshot?.projected_at ?? "") > RECONCILE_LOST_AFTER_MS;
+      if (snapshot !== null && status.projected_seq > snapshot.last_seq && stale) {
+        await stub.reproject();
+        result.detail += " Its messages were delivered long ago and never applied: reprojected.";
+      }
+    } else await stub.reproject();
     result.repaired = true;
   }
   return result;
