@@ -9,7 +9,7 @@ import { accountClient } from "../src/app/account-client";
 import type { AppEnv } from "../src/http/context";
 import { applyStats } from "../src/projection/apply";
 import { shardsOf } from "../src/projection/shards";
-import type { AccountDurableObject } from "./worker";
+import type { AccountDurableObject } from "./account";
 
 /** Accounts one positions request may ask about. */
 const POSITIONS_ACCOUNTS_MAX = 250;

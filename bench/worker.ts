@@ -8,32 +8,13 @@
  * the answer leaves, like a ledger command's commit). It is exported under the class name
  * wrangler.toml binds, so the ledger's routes reach the same objects, unchanged.
  */
-import { AccountDurableObject as LedgerAccountDurableObject } from "../durable-objects/account";
 import type { Env } from "../src/env";
 import { createApp } from "../src/http/app";
 import ledger from "../src/index";
 import { registerBenchRoutes } from "./routes";
 
 export { LedgerService } from "../src/index";
-
-export class AccountDurableObject extends LedgerAccountDurableObject {
-  private benchTable = false;
-
-  /** One durable SQLite write (an upsert of one row), nothing else: the durable-write ceiling. */
-  async benchWrite(): Promise<number> {
-    const sql = this.ctx.storage.sql;
-    if (!this.benchTable) {
-      sql.exec("CREATE TABLE IF NOT EXISTS bench_writes (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)");
-      this.benchTable = true;
-    }
-    const row = sql
-      .exec<{ n: number }>(
-        "INSERT INTO bench_writes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1 RETURNING n",
-      )
-      .one();
-    return row.n;
-  }
-}
+export { AccountDurableObject } from "./account";
 
 const app = createApp(registerBenchRoutes);
 
