@@ -71,8 +71,10 @@ interface Entry {
   lag: number;
   acct: ProjectionMessage["account"];
   tf: number;
-  tail: string;
-  ro: string;
+  tail: EventCells[];
+  ro: RollupCells[];
+  /** Bytes of the messages merged into this entry (their pages and tails): what it weighs in a batch. */
+  bytes: number;
   pages: SealedPage[];
   rc: RollupCells[];
   holds: HoldChange[];
@@ -280,8 +282,9 @@ function chain(
       continue;
     }
     if (message.from_seq > newest.to_seq + 1) break;
-    bytes += messageBytes(message);
-    if (bytes > APPLY_ENTRY_BYTES_MAX) break;
+    const size = messageBytes(message);
+    if (bytes + size > APPLY_ENTRY_BYTES_MAX) break;
+    bytes += size;
     take(message, index);
   }
   return {
@@ -295,8 +298,9 @@ function chain(
       lag: Math.max(0, now - Date.parse(head.message.oldest_at)),
       acct: newest.account,
       tf: newest.tail_first_seq,
-      tail: JSON.stringify(newest.tail),
-      ro: JSON.stringify(newest.rollups_open),
+      tail: newest.tail,
+      ro: newest.rollups_open,
+      bytes,
       pages: [...pages.values()],
       rc: [...closed.values()],
       // A hold opened and closed within the run is still deleted: the run may overlap rows
@@ -330,7 +334,7 @@ function* chunks(entries: Entry[]): Generator<Entry[]> {
   let chunk: Entry[] = [];
   let bytes = 0;
   for (const entry of entries) {
-    const size = JSON.stringify(entry).length;
+    const size = entry.bytes;
     if (chunk.length > 0 && bytes + size > APPLY_BATCH_BYTES_MAX) {
       yield chunk;
       chunk = [];
@@ -349,7 +353,7 @@ interface Position {
 
 /** The time of event `seq` among the entry's pages and tail, or null. */
 function eventTime(entry: Entry, seq: number): string | null {
-  const events: EventCells[] = [...entry.pages.flatMap((p) => p.events), ...(JSON.parse(entry.tail) as EventCells[])];
+  const events: EventCells[] = [...entry.pages.flatMap((p) => p.events), ...entry.tail];
   const event = events.find((cells) => cells[0] === seq);
   return event === undefined ? null : (event[PAGE_EVENT_COLUMNS.indexOf("created_at")] as string);
 }
