@@ -11,10 +11,8 @@
 -- message deletes the account's old rows). The accounts rows stay until then, so that the
 -- scheduled sweep, which visits every account in D1 in turn, wakes every object.
 
-DROP VIEW charges;
-DROP VIEW refunds;
-DROP VIEW usage_log;
-DROP VIEW journal_entries;
+-- The views over ledger_events (charges, refunds, usage_log, journal_entries) stay: they read the
+-- view of the same name created below, before any ALTER TABLE re-checks the schema.
 DROP TABLE ledger_events;
 DELETE FROM reservations WHERE status != 'open';
 DELETE FROM sweep_state WHERE key = 'raw_events_complete_from';
@@ -57,137 +55,58 @@ CREATE TABLE event_pages (
 );
 CREATE INDEX event_pages_by_time ON event_pages (first_at);
 
--- Closed rollup buckets (final rows); the open ones live in accounts.open_rollups.
-ALTER TABLE rollups RENAME TO rollup_rows;
+-- Every stored raw event as (account_id, cells): the sealed pages' and the accounts' tails.
+CREATE VIEW event_cells AS
+SELECT p.account_id AS account_id, e.value AS cells FROM event_pages p, json_each(p.events) e
+UNION ALL
+SELECT a.account_id AS account_id, e.value AS cells FROM accounts a, json_each(a.tail) e;
 
 CREATE VIEW ledger_events AS
-SELECT p.account_id AS account_id,
-  json_extract(e.value, '$[0]') AS seq,
-  json_extract(e.value, '$[1]') AS event_id,
-  json_extract(e.value, '$[2]') AS type,
-  json_extract(e.value, '$[3]') AS created_at,
-  json_extract(e.value, '$[4]') AS amount,
-  json_extract(e.value, '$[5]') AS balance_delta,
-  json_extract(e.value, '$[6]') AS reserved_delta,
-  json_extract(e.value, '$[7]') AS balance_after,
-  json_extract(e.value, '$[8]') AS reserved_after,
-  json_extract(e.value, '$[9]') AS credit_id,
-  json_extract(e.value, '$[10]') AS reservation_id,
-  json_extract(e.value, '$[11]') AS charge_id,
-  json_extract(e.value, '$[12]') AS refund_id,
-  json_extract(e.value, '$[13]') AS adjustment_id,
-  json_extract(e.value, '$[14]') AS extension_id,
-  json_extract(e.value, '$[15]') AS reason,
-  json_extract(e.value, '$[16]') AS currency,
-  json_extract(e.value, '$[17]') AS credit_limit,
-  json_extract(e.value, '$[18]') AS status,
-  json_extract(e.value, '$[19]') AS on_expiry,
-  json_extract(e.value, '$[20]') AS ttl_seconds,
-  json_extract(e.value, '$[21]') AS expires_at,
-  json_extract(e.value, '$[22]') AS reserved_amount,
-  json_extract(e.value, '$[23]') AS released_amount,
-  json_extract(e.value, '$[24]') AS overage,
-  json_extract(e.value, '$[25]') AS charge_amount,
-  json_extract(e.value, '$[26]') AS charge_refunded_total,
-  json_extract(e.value, '$[27]') AS request_id,
-  json_extract(e.value, '$[28]') AS user_id,
-  json_extract(e.value, '$[29]') AS service_id,
-  json_extract(e.value, '$[30]') AS alias,
-  json_extract(e.value, '$[31]') AS provider,
-  json_extract(e.value, '$[32]') AS model,
-  json_extract(e.value, '$[33]') AS input_tokens,
-  json_extract(e.value, '$[34]') AS output_tokens,
-  json_extract(e.value, '$[35]') AS cached_tokens,
-  json_extract(e.value, '$[36]') AS latency_ms,
-  json_extract(e.value, '$[37]') AS usage_status,
-  json_extract(e.value, '$[38]') AS error_code,
-  json_extract(e.value, '$[39]') AS metadata
-FROM event_pages p, json_each(p.events) e
-UNION ALL
-SELECT a.account_id AS account_id,
-  json_extract(e.value, '$[0]') AS seq,
-  json_extract(e.value, '$[1]') AS event_id,
-  json_extract(e.value, '$[2]') AS type,
-  json_extract(e.value, '$[3]') AS created_at,
-  json_extract(e.value, '$[4]') AS amount,
-  json_extract(e.value, '$[5]') AS balance_delta,
-  json_extract(e.value, '$[6]') AS reserved_delta,
-  json_extract(e.value, '$[7]') AS balance_after,
-  json_extract(e.value, '$[8]') AS reserved_after,
-  json_extract(e.value, '$[9]') AS credit_id,
-  json_extract(e.value, '$[10]') AS reservation_id,
-  json_extract(e.value, '$[11]') AS charge_id,
-  json_extract(e.value, '$[12]') AS refund_id,
-  json_extract(e.value, '$[13]') AS adjustment_id,
-  json_extract(e.value, '$[14]') AS extension_id,
-  json_extract(e.value, '$[15]') AS reason,
-  json_extract(e.value, '$[16]') AS currency,
-  json_extract(e.value, '$[17]') AS credit_limit,
-  json_extract(e.value, '$[18]') AS status,
-  json_extract(e.value, '$[19]') AS on_expiry,
-  json_extract(e.value, '$[20]') AS ttl_seconds,
-  json_extract(e.value, '$[21]') AS expires_at,
-  json_extract(e.value, '$[22]') AS reserved_amount,
-  json_extract(e.value, '$[23]') AS released_amount,
-  json_extract(e.value, '$[24]') AS overage,
-  json_extract(e.value, '$[25]') AS charge_amount,
-  json_extract(e.value, '$[26]') AS charge_refunded_total,
-  json_extract(e.value, '$[27]') AS request_id,
-  json_extract(e.value, '$[28]') AS user_id,
-  json_extract(e.value, '$[29]') AS service_id,
-  json_extract(e.value, '$[30]') AS alias,
-  json_extract(e.value, '$[31]') AS provider,
-  json_extract(e.value, '$[32]') AS model,
-  json_extract(e.value, '$[33]') AS input_tokens,
-  json_extract(e.value, '$[34]') AS output_tokens,
-  json_extract(e.value, '$[35]') AS cached_tokens,
-  json_extract(e.value, '$[36]') AS latency_ms,
-  json_extract(e.value, '$[37]') AS usage_status,
-  json_extract(e.value, '$[38]') AS error_code,
-  json_extract(e.value, '$[39]') AS metadata
-FROM accounts a, json_each(a.tail) e;
-CREATE VIEW rollups AS
-SELECT account_id, grain, bucket, service_id, provider, model, alias, seq, balance_after, reserved_after, events, credits, credit_amount, direct_charges, direct_charge_amount, captures, capture_amount, expiry_captures, expiry_capture_amount, refunds, refund_amount, adjustments, adjustment_up_amount, adjustment_down_amount, input_tokens, output_tokens, cached_tokens, credit_l, credit_r, charge_l, charge_r, refund_l, refund_r, adjustment_up_l, adjustment_up_r, adjustment_down_l, adjustment_down_r
-FROM rollup_rows
-UNION ALL
-SELECT a.account_id AS account_id,
-  json_extract(r.value, '$[0]') AS grain,
-  json_extract(r.value, '$[1]') AS bucket,
-  json_extract(r.value, '$[2]') AS service_id,
-  json_extract(r.value, '$[3]') AS provider,
-  json_extract(r.value, '$[4]') AS model,
-  json_extract(r.value, '$[5]') AS alias,
-  json_extract(r.value, '$[6]') AS seq,
-  json_extract(r.value, '$[7]') AS balance_after,
-  json_extract(r.value, '$[8]') AS reserved_after,
-  CAST(json_extract(r.value, '$[9]') AS INTEGER) AS events,
-  CAST(json_extract(r.value, '$[10]') AS INTEGER) AS credits,
-  CAST(json_extract(r.value, '$[11]') AS INTEGER) AS credit_amount,
-  CAST(json_extract(r.value, '$[12]') AS INTEGER) AS direct_charges,
-  CAST(json_extract(r.value, '$[13]') AS INTEGER) AS direct_charge_amount,
-  CAST(json_extract(r.value, '$[14]') AS INTEGER) AS captures,
-  CAST(json_extract(r.value, '$[15]') AS INTEGER) AS capture_amount,
-  CAST(json_extract(r.value, '$[16]') AS INTEGER) AS expiry_captures,
-  CAST(json_extract(r.value, '$[17]') AS INTEGER) AS expiry_capture_amount,
-  CAST(json_extract(r.value, '$[18]') AS INTEGER) AS refunds,
-  CAST(json_extract(r.value, '$[19]') AS INTEGER) AS refund_amount,
-  CAST(json_extract(r.value, '$[20]') AS INTEGER) AS adjustments,
-  CAST(json_extract(r.value, '$[21]') AS INTEGER) AS adjustment_up_amount,
-  CAST(json_extract(r.value, '$[22]') AS INTEGER) AS adjustment_down_amount,
-  CAST(json_extract(r.value, '$[23]') AS INTEGER) AS input_tokens,
-  CAST(json_extract(r.value, '$[24]') AS INTEGER) AS output_tokens,
-  CAST(json_extract(r.value, '$[25]') AS INTEGER) AS cached_tokens,
-  CAST(json_extract(r.value, '$[26]') AS INTEGER) AS credit_l,
-  CAST(json_extract(r.value, '$[27]') AS INTEGER) AS credit_r,
-  CAST(json_extract(r.value, '$[28]') AS INTEGER) AS charge_l,
-  CAST(json_extract(r.value, '$[29]') AS INTEGER) AS charge_r,
-  CAST(json_extract(r.value, '$[30]') AS INTEGER) AS refund_l,
-  CAST(json_extract(r.value, '$[31]') AS INTEGER) AS refund_r,
-  CAST(json_extract(r.value, '$[32]') AS INTEGER) AS adjustment_up_l,
-  CAST(json_extract(r.value, '$[33]') AS INTEGER) AS adjustment_up_r,
-  CAST(json_extract(r.value, '$[34]') AS INTEGER) AS adjustment_down_l,
-  CAST(json_extract(r.value, '$[35]') AS INTEGER) AS adjustment_down_r
-FROM accounts a, json_each(a.open_rollups) r;
+SELECT c.account_id AS account_id,
+  json_extract(c.cells, '$[0]') AS seq,
+  json_extract(c.cells, '$[1]') AS event_id,
+  json_extract(c.cells, '$[2]') AS type,
+  json_extract(c.cells, '$[3]') AS created_at,
+  json_extract(c.cells, '$[4]') AS amount,
+  json_extract(c.cells, '$[5]') AS balance_delta,
+  json_extract(c.cells, '$[6]') AS reserved_delta,
+  json_extract(c.cells, '$[7]') AS balance_after,
+  json_extract(c.cells, '$[8]') AS reserved_after,
+  json_extract(c.cells, '$[9]') AS credit_id,
+  json_extract(c.cells, '$[10]') AS reservation_id,
+  json_extract(c.cells, '$[11]') AS charge_id,
+  json_extract(c.cells, '$[12]') AS refund_id,
+  json_extract(c.cells, '$[13]') AS adjustment_id,
+  json_extract(c.cells, '$[14]') AS extension_id,
+  json_extract(c.cells, '$[15]') AS reason,
+  json_extract(c.cells, '$[16]') AS currency,
+  json_extract(c.cells, '$[17]') AS credit_limit,
+  json_extract(c.cells, '$[18]') AS status,
+  json_extract(c.cells, '$[19]') AS on_expiry,
+  json_extract(c.cells, '$[20]') AS ttl_seconds,
+  json_extract(c.cells, '$[21]') AS expires_at,
+  json_extract(c.cells, '$[22]') AS reserved_amount,
+  json_extract(c.cells, '$[23]') AS released_amount,
+  json_extract(c.cells, '$[24]') AS overage,
+  json_extract(c.cells, '$[25]') AS charge_amount,
+  json_extract(c.cells, '$[26]') AS charge_refunded_total,
+  json_extract(c.cells, '$[27]') AS request_id,
+  json_extract(c.cells, '$[28]') AS user_id,
+  json_extract(c.cells, '$[29]') AS service_id,
+  json_extract(c.cells, '$[30]') AS alias,
+  json_extract(c.cells, '$[31]') AS provider,
+  json_extract(c.cells, '$[32]') AS model,
+  json_extract(c.cells, '$[33]') AS input_tokens,
+  json_extract(c.cells, '$[34]') AS output_tokens,
+  json_extract(c.cells, '$[35]') AS cached_tokens,
+  json_extract(c.cells, '$[36]') AS latency_ms,
+  json_extract(c.cells, '$[37]') AS usage_status,
+  json_extract(c.cells, '$[38]') AS error_code,
+  json_extract(c.cells, '$[39]') AS metadata
+FROM event_cells c;
+
+-- Closed rollup buckets (final rows); the open ones live in accounts.open_rollups.
+ALTER TABLE rollups RENAME TO rollup_rows;
 
 -- The open buckets with the day they lie in: reports over a period filter on open_day (indexed).
 CREATE VIEW open_rollups AS
@@ -230,67 +149,12 @@ SELECT a.account_id AS account_id, a.open_day AS open_day,
   CAST(json_extract(r.value, '$[35]') AS INTEGER) AS adjustment_down_r
 FROM accounts a, json_each(a.open_rollups) r;
 
-CREATE VIEW refunds AS
-SELECT account_id, refund_id, charge_id, amount, reason, charge_amount, charge_refunded_total, seq, created_at
-FROM ledger_events WHERE type = 'ChargeRefunded';
-
--- One row per captured or direct charge with the platform's logging fields (no metadata).
-CREATE VIEW usage_log AS
-SELECT
-  account_id, seq, created_at, type, charge_id, reservation_id,
-  -balance_delta AS cost,
-  request_id, user_id, service_id, alias, provider, model,
-  input_tokens, output_tokens, cached_tokens, usage_status AS status, latency_ms, error_code
-FROM ledger_events
-WHERE charge_id IS NOT NULL AND type IN ('AccountCharged', 'ReservationCaptured', 'ReservationExpired');
-
--- Double entry. Each money movement (balance_delta != 0) moves the customer's position between
--- the balance liability (what we owe while the balance is positive) and the overage receivable
--- (what the customer owes while it is negative), against one counter account per kind:
--- cash for top-ups, revenue for charges, refunds (contra-revenue), adjustments. With
--- b1 = balance_after, b0 = b1 - delta, L = max(b1,0) - max(b0,0), R = max(-b1,0) - max(-b0,0):
--- the counter account is debited delta, the liability credited L and the receivable debited R;
--- delta - L + R = 0, so every entry balances.
-CREATE VIEW journal_entries AS
-WITH m AS (
-  SELECT
-    account_id, seq, created_at, type, balance_delta AS delta,
-    MAX(balance_after, 0) - MAX(balance_after - balance_delta, 0) AS l,
-    MAX(-balance_after, 0) - MAX(balance_delta - balance_after, 0) AS r,
-    CASE type
-      WHEN 'FundsCredited' THEN 'cash'
-      WHEN 'ChargeRefunded' THEN 'refunds'
-      WHEN 'BalanceAdjusted' THEN 'adjustments'
-      ELSE 'revenue'
-    END AS counter_account
-  FROM ledger_events WHERE balance_delta != 0
-)
-SELECT account_id, seq, created_at, type, counter_account AS ledger_account,
-  MAX(delta, 0) AS debit, MAX(-delta, 0) AS credit FROM m
+CREATE VIEW rollups AS
+SELECT account_id, grain, bucket, service_id, provider, model, alias, seq, balance_after, reserved_after, events, credits, credit_amount, direct_charges, direct_charge_amount, captures, capture_amount, expiry_captures, expiry_capture_amount, refunds, refund_amount, adjustments, adjustment_up_amount, adjustment_down_amount, input_tokens, output_tokens, cached_tokens, credit_l, credit_r, charge_l, charge_r, refund_l, refund_r, adjustment_up_l, adjustment_up_r, adjustment_down_l, adjustment_down_r
+FROM rollup_rows
 UNION ALL
-SELECT account_id, seq, created_at, type, 'customer_balances' AS ledger_account,
-  MAX(-l, 0) AS debit, MAX(l, 0) AS credit FROM m WHERE l != 0
-UNION ALL
-SELECT account_id, seq, created_at, type, 'overage_receivable' AS ledger_account,
-  MAX(r, 0) AS debit, MAX(-r, 0) AS credit FROM m WHERE r != 0;
-
--- The window of raw events: a charge's refunded total is the running total recorded by its newest
--- refund (always newer than the charge, so in the window whenever the charge is), not a sum over
--- refunds that the prune may have removed.
-CREATE VIEW charges AS
-SELECT
-  e.account_id,
-  e.charge_id,
-  CASE e.type WHEN 'AccountCharged' THEN 'direct' WHEN 'ReservationCaptured' THEN 'capture' ELSE 'expiry' END AS kind,
-  -e.balance_delta AS amount,
-  COALESCE((
-    SELECT MAX(r.charge_refunded_total) FROM ledger_events r
-    WHERE r.type = 'ChargeRefunded' AND r.account_id = e.account_id AND r.charge_id = e.charge_id
-  ), 0) AS refunded,
-  e.seq,
-  e.created_at
-FROM ledger_events e
-WHERE e.charge_id IS NOT NULL AND e.type IN ('AccountCharged', 'ReservationCaptured', 'ReservationExpired');
+SELECT account_id, grain, bucket, service_id, provider, model, alias, seq, balance_after, reserved_after, events, credits, credit_amount, direct_charges, direct_charge_amount, captures, capture_amount, expiry_captures, expiry_capture_amount, refunds, refund_amount, adjustments, adjustment_up_amount, adjustment_down_amount, input_tokens, output_tokens, cached_tokens, credit_l, credit_r, charge_l, charge_r, refund_l, refund_r, adjustment_up_l, adjustment_up_r, adjustment_down_l, adjustment_down_r
+FROM open_rollups;
 
 -- Only open holds are rows (a hold opened and settled within one flush writes nothing); settled
 -- reservations are read from their settlement event in the window, joined to the hold's

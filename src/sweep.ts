@@ -64,13 +64,13 @@ async function candidates(db: D1Database, threshold: string): Promise<{ stale: s
 export async function runSweep(env: Env, nowMs: number): Promise<SweepReport> {
   const threshold = new Date(nowMs - SWEEP_GRACE_MS).toISOString();
   const perShard = await Promise.all(shardsOf(env).map((shard) => candidates(shard.db, threshold)));
-  const stale = { results: perShard.flatMap((s) => s.stale).map((account_id) => ({ account_id })) };
-  const round = { results: perShard.flatMap((s) => s.round).map((account_id) => ({ account_id })) };
-  const ids = [...new Set([...stale.results, ...round.results].map((r) => r.account_id))];
+  const stale = perShard.flatMap((s) => s.stale);
+  const round = perShard.flatMap((s) => s.round);
+  const ids = [...new Set([...stale, ...round])];
   const outcomes = await Promise.allSettled(ids.map((id) => env.ACCOUNTS.getByName(id).nudge()));
   const report: SweepReport = {
-    stale_accounts: stale.results.length,
-    round_robin_accounts: round.results.length,
+    stale_accounts: stale.length,
+    round_robin_accounts: round.length,
     nudged: 0,
     failed: 0,
     lagging: 0,
