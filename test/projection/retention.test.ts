@@ -38,7 +38,7 @@ import { type Shard, shardFor, shardIndexOf, shardsOf } from "../../src/projecti
 import { printMeasurements } from "../budget";
 import { api, expectEveryAccountConsistent, MANUAL_CLOCK_AHEAD_MS, stub, useManualClock } from "../helpers";
 import { dbOf, drain, logOf } from "./support";
-import { ceilDay, DAY_MS, HOUR_MS, iso, type TimedStep } from "./timed";
+import { ceilDay, DAY_MS, HOUR_MS, iso, runTimed, type TimedStep } from "./timed";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -100,19 +100,7 @@ function rounds(count: number, gapMs: number): TimedStep[] {
  * projection and records its log.
  */
 async function runAs(time: ManualClock, id: string, steps: readonly TimedStep[]): Promise<void> {
-  const s = stub(id);
-  const open = await s.execute({
-    type: "OpenAccount",
-    account_id: id,
-    currency: "USD",
-    credit_limit: 100,
-    metadata: {},
-  });
-  expect(open.ok).toBe(true);
-  for (const step of steps) {
-    time.advance(step.gapMs);
-    expect((await s.execute(step.command)).ok).toBe(true);
-  }
+  await runTimed(time, steps, undefined, { id, everyStepAccepted: true });
   await drain(id);
   logs.set(id, await logOf(id));
 }

@@ -63,9 +63,11 @@ export async function runTimed(
   time: ManualClock,
   steps: readonly TimedStep[],
   beforeOpen?: (id: string) => Promise<void>,
+  /** The account's id (default: a fresh one), and whether every step must be accepted. */
+  options: { id?: string; everyStepAccepted?: boolean } = {},
 ): Promise<string> {
   opened += 1;
-  const id = `timed_${opened}_${crypto.randomUUID().slice(0, 6)}`;
+  const id = options.id ?? `timed_${opened}_${crypto.randomUUID().slice(0, 6)}`;
   const s = stub(id);
   await beforeOpen?.(id);
   const open = await s.execute({
@@ -79,7 +81,8 @@ export async function runTimed(
   for (const step of steps) {
     time.advance(step.gapMs);
     // Plain JSON: generated values may carry prototypes that RPC cannot serialise.
-    await s.execute(JSON.parse(JSON.stringify(step.command)) as Command);
+    const result = await s.execute(JSON.parse(JSON.stringify(step.command)) as Command);
+    if (options.everyStepAccepted) expect(result.ok).toBe(true);
   }
   return id;
 }
