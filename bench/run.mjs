@@ -97,6 +97,10 @@ async function serve(state = "state") {
       // One log line per request is the log policy; printing them here would measure the terminal.
       handleStructuredLogs: () => undefined,
       unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+      // bench/profile.mjs attaches a CPU profiler to the Worker (and its objects) through it.
+      ...(process.env.BENCH_INSPECTOR_PORT === undefined
+        ? {}
+        : { inspectorPort: Number(process.env.BENCH_INSPECTOR_PORT) }),
       // The benchmark drives the bootstrap key far past any production limit.
       ratelimits: {
         RATE_LIMITER: { namespace_id: "1001", simple: { limit: 100_000_000, period: 60 } },
@@ -582,4 +586,4 @@ function report(rows, memory, verifier, d1) {
 
 if (process.argv[1] === new URL(import.meta.url).pathname) await main();
 
-export { build, call, serve };
+export { build, call, load, openAccounts, serve };

@@ -9,9 +9,9 @@
  *   the open holds.
  * The tests call it after every scenario.
  */
-import { createHash } from "node:crypto";
 import { ChainVerifier } from "../src/audit/verifier.mjs";
 import { clock } from "../src/clock";
+import { sha256Hex } from "../src/domain/chain";
 import type { LedgerEvent } from "../src/domain/events";
 import { eventKeyString } from "../src/domain/keys";
 import { EVENTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
@@ -104,9 +104,7 @@ export async function verifyAccount(
 }
 
 async function verifyStreaming(store: AccountStore, head: number): Promise<VerifyReport> {
-  const verifier = new ChainVerifier({
-    sha256Hex: (text: string) => createHash("sha256").update(text).digest("hex"),
-  });
+  const verifier = new ChainVerifier({ sha256Hex });
   const failure = await pages(store, head, (event) => verifier.push(event));
   const summary = verifier.summary();
   const problems: string[] = [];

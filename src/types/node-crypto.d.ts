@@ -8,4 +8,6 @@ declare module "node:crypto" {
     digest(encoding: "hex"): string;
   }
   export function createHash(algorithm: "sha256"): Hash;
+  /** One-shot digest (Node >= 21.7; workerd's nodejs_compat has it). */
+  export function hash(algorithm: "sha256", data: string, outputEncoding: "hex"): string;
 }

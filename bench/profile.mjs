@@ -1,0 +1,99 @@
+// @ts-check
+/**
+ * Where a scenario's CPU goes: serves the bench's Worker as `npm run bench` does, attaches the V8
+ * CPU profiler to it through workerd's inspector (the Worker and its account objects share one
+ * isolate), runs one load scenario and prints the functions with the most self time, grouped by
+ * source file. A tool for finding the next optimisation, not a measurement to compare runs by:
+ * the profiler itself slows the isolate down.
+ *
+ *   node bench/profile.mjs [reserve_capture|durable_write] [seconds]
+ */
+import { randomBytes } from "node:crypto";
+
+process.env.BENCH_ADMIN_KEY ??= `bench_${randomBytes(32).toString("base64url")}`;
+process.env.BENCH_INSPECTOR_PORT ??= "9329";
+const { build, call, load, openAccounts, serve } = await import("./run.mjs");
+
+const kind = process.argv[2] ?? "reserve_capture";
+const seconds = Number(process.argv[3] ?? 8);
+const TOP = 40;
+
+/** A minimal Chrome DevTools Protocol session over the runtime's WebSocket. */
+async function inspect(port) {
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+  const target = targets.find((t) => String(t.title ?? t.id).includes("openedge")) ?? targets[0];
+  const ws = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let id = 0;
+  const pending = new Map();
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(String(m.data));
+    if (msg.id !== undefined) pending.get(msg.id)?.(msg);
+  };
+  /** @param {string} method @param {object} [params] */
+  const send = (method, params = {}) =>
+    new Promise((resolve) => {
+      id += 1;
+      pending.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  return { send, close: () => ws.close() };
+}
+
+/** Self time per function and per file, from a V8 CPU profile. */
+function summarise(profile) {
+  const dt = new Map();
+  profile.samples.forEach((node, i) => {
+    dt.set(node, (dt.get(node) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  });
+  const byFunction = new Map();
+  const byFile = new Map();
+  let total = 0;
+  for (const node of profile.nodes) {
+    const us = dt.get(node.id) ?? 0;
+    total += us;
+    const f = node.callFrame;
+    const file = (f.url || "(native)").split("/").slice(-2).join("/");
+    const name = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+    byFunction.set(name, (byFunction.get(name) ?? 0) + us);
+    byFile.set(file, (byFile.get(file) ?? 0) + us);
+  }
+  const top = (map) =>
+    [...map.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, TOP)
+      .map(([name, us]) => `${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`);
+  return { total_ms: Math.round(total / 1000), functions: top(byFunction), files: top(byFile) };
+}
+
+build();
+const { mf, url } = await serve("profile");
+try {
+  const [account] = await openAccounts(url, `prof_${Date.now()}`, 1, 1e12);
+  await call(url, "POST", `/v1/bench/durable-write/${account}`);
+  const session = await inspect(Number(process.env.BENCH_INSPECTOR_PORT));
+  await session.send("Profiler.enable");
+  await session.send("Profiler.setSamplingInterval", { interval: 200 });
+  await session.send("Profiler.start");
+  const row = await load({
+    url,
+    key: process.env.BENCH_ADMIN_KEY,
+    connections: 64,
+    duration: seconds,
+    kind,
+    accounts: [account],
+  });
+  const stopped = /** @type {any} */ (await session.send("Profiler.stop"));
+  session.close();
+  const summary = summarise(stopped.result.profile);
+  console.log(`${kind}: ${row.requests_per_second} requests/s under the profiler; ${summary.total_ms} ms sampled`);
+  console.log("\nself time by file:");
+  for (const line of summary.files) console.log(line);
+  console.log("\nself time by function:");
+  for (const line of summary.functions) console.log(line);
+} finally {
+  await mf.dispose();
+}
