@@ -4,7 +4,7 @@
  * command atomic with respect to every other request to this account. It reads the command
  * table for everything command-specific and names no event type.
  */
-import { monotonicFactory } from "ulid";
+
 import type { Command } from "../src/domain/commands";
 import { decide, stamp } from "../src/domain/decide";
 import type { LedgerEvent } from "../src/domain/events";
@@ -14,6 +14,7 @@ import type { Rejection } from "../src/domain/rejections";
 import type { LedgerState } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { accountView, operationResult } from "../src/domain/views";
+import { monotonicUlids } from "../src/ids";
 import type { ExpiryScheduler } from "./scheduler";
 import type { AccountStore } from "./store";
 
@@ -29,7 +30,7 @@ export interface BatchResult {
 class AtomicBatchRejected extends Error {}
 
 export class CommandRunner {
-  private readonly nextEventId = monotonicFactory();
+  private readonly nextEventId = monotonicUlids();
 
   constructor(
     private readonly store: AccountStore,

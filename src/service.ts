@@ -8,7 +8,6 @@
  */
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { z } from "@hono/zod-openapi";
-import { ulid } from "ulid";
 import { accountClient } from "./app/account-client";
 import { OPERATIONS, type OperationName, type OperationRawInput, runOperation, type Target } from "./app/operations";
 import { invalidOutcome, type Outcome, readOutcome } from "./app/outcome";
@@ -19,6 +18,7 @@ import { validate } from "./app/validate";
 import { clock } from "./clock";
 import type { AccountView, ReservationView } from "./domain/views";
 import type { Env } from "./env";
+import { newUlid } from "./ids";
 import type { LogFields } from "./observability/request-log";
 import { writeRequestLog } from "./observability/request-log";
 
@@ -111,7 +111,7 @@ export class LedgerService extends WorkerEntrypoint<Env> {
       outcome = await run(target, log);
     }
     if (!outcome.ok) log.error_code = outcome.code;
-    writeRequestLog(this.env, log, { requestId: ulid(), status: outcome.status, latencyMs: clock.now() - started });
+    writeRequestLog(this.env, log, { requestId: newUlid(), status: outcome.status, latencyMs: clock.now() - started });
     return outcome;
   }
 }

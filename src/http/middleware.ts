@@ -3,9 +3,9 @@
  * headers) and console CORS.
  */
 import type { MiddlewareHandler } from "hono";
-import { ulid } from "ulid";
 import { problem } from "../app/problems";
 import { clock } from "../clock";
+import { newUlid } from "../ids";
 import { writeLog } from "../observability/log";
 import { writeRequestLog } from "../observability/request-log";
 import { bootstrapKeyProblem } from "../security/api-keys";
@@ -38,7 +38,7 @@ const CORS_HEADERS = "authorization, content-type";
 export function requestContext(): MiddlewareHandler<AppEnv> {
   return async function requestContextMiddleware(c, next) {
     const started = clock.now();
-    const requestId = ulid();
+    const requestId = newUlid();
     c.set("requestId", requestId);
     c.set("log", {});
     try {

@@ -3,8 +3,9 @@
  * effect at a time. The Worker resolves before it calls an account object, so no command ever
  * awaits D1; the reservation then pins the rules it was priced with.
  */
-import { ulid } from "ulid";
+
 import type { PinnedRule, PriceRef, PriceUnit } from "../domain/pricing";
+import { newUlid } from "../ids";
 
 /** A publish whose effective_from is before now: it would rewrite what was in effect. */
 export class PriceBackdated extends Error {
@@ -22,7 +23,7 @@ export async function publishPrice(db: D1Database, request: PublishRequest, now:
   if (effectiveFrom < now.toISOString()) throw new PriceBackdated(effectiveFrom);
   const createdAt = now.toISOString();
   const rules: PinnedRule[] = request.rules.map((r) => ({
-    rule_id: `pr_${ulid()}`,
+    rule_id: `pr_${newUlid()}`,
     unit: r.unit,
     price_minor: r.price_minor,
     per_units: r.per_units,

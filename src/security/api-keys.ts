@@ -14,8 +14,9 @@
  * everything (it could issue itself any key anyway), but never on a key restricted to one
  * account: such a key cannot be created, and a legacy row that has both is denied `admin`.
  */
-import { ulid } from "ulid";
+
 import { bytesToBase64url, bytesToHex } from "../encoding";
+import { newUlid } from "../ids";
 
 export const SCOPES = ["ledger:write", "ledger:refund", "ledger:fund", "ledger:read", "audit:read", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -124,7 +125,7 @@ export async function createApiKey(
   const secret = `${prefix}_${bytesToBase64url(crypto.getRandomValues(new Uint8Array(KEY_SECRET_BYTES)))}`;
   const hash = await sha256Hex(secret);
   const record: ApiKeyRecord = {
-    id: `key_${ulid()}`,
+    id: `key_${newUlid()}`,
     name: input.name,
     prefix,
     scopes: [...new Set(input.scopes)].sort() as Scope[],
