@@ -61,12 +61,31 @@ function summarise(profile) {
     byFunction.set(name, (byFunction.get(name) ?? 0) + us);
     byFile.set(file, (byFile.get(file) ?? 0) + us);
   }
+  // Inclusive time per function: its nodes' subtrees, each counted once per stack (recursion).
+  const children = new Map(profile.nodes.map((n) => [n.id, n.children ?? []]));
+  const nodeById = new Map(profile.nodes.map((n) => [n.id, n]));
+  const inclusive = new Map();
+  const subtree = (id) => (dt.get(id) ?? 0) + (children.get(id) ?? []).reduce((sum, c) => sum + subtree(c), 0);
+  const walk = (id, onStack) => {
+    const f = nodeById.get(id).callFrame;
+    const name = `${f.functionName || "(anonymous)"} ${(f.url || "(native)").split("/").slice(-2).join("/")}:${f.lineNumber + 1}`;
+    const counted = onStack.has(name);
+    if (!counted && f.url.endsWith("worker.js")) inclusive.set(name, (inclusive.get(name) ?? 0) + subtree(id));
+    const next = counted ? onStack : new Set([...onStack, name]);
+    for (const c of children.get(id) ?? []) walk(c, next);
+  };
+  walk(profile.nodes[0].id, new Set());
   const top = (map) =>
     [...map.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, TOP)
       .map(([name, us]) => `${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`);
-  return { total_ms: Math.round(total / 1000), functions: top(byFunction), files: top(byFile) };
+  return {
+    total_ms: Math.round(total / 1000),
+    functions: top(byFunction),
+    files: top(byFile),
+    inclusive: top(inclusive),
+  };
 }
 
 build();
@@ -94,6 +113,8 @@ try {
   for (const line of summary.files) console.log(line);
   console.log("\nself time by function:");
   for (const line of summary.functions) console.log(line);
+  console.log("\ninclusive time of the Worker's own functions:");
+  for (const line of summary.inclusive) console.log(line);
 } finally {
   await mf.dispose();
 }
