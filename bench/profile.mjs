@@ -16,7 +16,7 @@ const { build, call, load, openAccounts, serve } = await import("./run.mjs");
 
 const kind = process.argv[2] ?? "reserve_capture";
 const seconds = Number(process.argv[3] ?? 8);
-const TOP = 40;
+const TOP = Number(process.env.PROFILE_TOP ?? 40);
 
 /** A minimal Chrome DevTools Protocol session over the runtime's WebSocket. */
 async function inspect(port) {

@@ -130,17 +130,28 @@ async function serve(state = "state") {
   return { mf, url: url.toString().replace(/\/$/, "") };
 }
 
-/** The resident memory and its peak (kB) of the workerd this process started, from /proc. */
-function workerdMemory() {
-  let rss = 0;
-  let hwm = 0;
+/** The pids of the workerd processes this process started (not another workerd on the machine). */
+function workerdPids() {
+  const pids = [];
   for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
       if (!cmdline.includes("workerd") || !cmdline.includes("serve")) continue;
-      // Only our own child: another workerd on the machine (a test run) is not the bench's.
       const parent = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
-      if (parent !== process.pid) continue;
+      if (parent === process.pid) pids.push(pid);
+    } catch {
+      // The process went away while we looked.
+    }
+  }
+  return pids;
+}
+
+/** The resident memory and its peak (kB) of the workerd this process started, from /proc. */
+function workerdMemory() {
+  let rss = 0;
+  let hwm = 0;
+  for (const pid of workerdPids()) {
+    try {
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
       rss += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
       hwm += Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -149,6 +160,27 @@ function workerdMemory() {
     }
   }
   return { rss_kb: rss, peak_kb: hwm };
+}
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ; 100 on Linux). */
+const USER_HZ = 100;
+
+/**
+ * CPU milliseconds (user + system, all threads) the bench's workerd has used so far. Per request,
+ * it is what a scenario costs the runtime whatever else the machine runs at the time: the
+ * requests/s ratios move with the machine's load, CPU per request much less.
+ */
+function workerdCpuMs() {
+  let ticks = 0;
+  for (const pid of workerdPids()) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process went away while we looked.
+    }
+  }
+  return (ticks * 1000) / USER_HZ;
 }
 
 /** @param {string} base @param {string} method @param {string} path @param {unknown} [body] */
@@ -174,9 +206,14 @@ function load(scenario) {
       out += d;
     });
     const started_at = new Date().toISOString();
-    child.on("exit", (code) =>
-      code === 0 ? resolve({ started_at, ...JSON.parse(out) }) : reject(new Error(`load exited ${code}`)),
-    );
+    const cpuBefore = workerdCpuMs();
+    child.on("exit", (code) => {
+      if (code !== 0) return reject(new Error(`load exited ${code}`));
+      const row = { started_at, ...JSON.parse(out) };
+      const cpuMs = workerdCpuMs() - cpuBefore;
+      row.workerd_cpu_us_per_request = row.requests > 0 ? Math.round((cpuMs * 1000) / row.requests) : null;
+      resolve(row);
+    });
   });
 }
 
@@ -496,7 +533,10 @@ function report(rows, memory, verifier, d1) {
   const plain = rows.plain_route?.requests_per_second ?? 0;
   const noop = rows.noop_durable_object?.requests_per_second ?? 0;
   const table = Object.entries(rows).map(([name, r]) => {
-    const ceiling = rows[CEILING_OF[/** @type {keyof typeof CEILING_OF} */ (name)]]?.requests_per_second;
+    const ceilingRow = rows[CEILING_OF[/** @type {keyof typeof CEILING_OF} */ (name)]];
+    const ceiling = ceilingRow?.requests_per_second;
+    const cpu = r.workerd_cpu_us_per_request;
+    const ceilingCpu = ceilingRow?.workerd_cpu_us_per_request;
     return {
       scenario: name,
       "req/s": r.requests_per_second,
@@ -504,6 +544,10 @@ function report(rows, memory, verifier, d1) {
       "x durable write": ceiling ? fixed(r.requests_per_second / ceiling) : "",
       "x plain": plain ? fixed(r.requests_per_second / plain) : "",
       "x no-op DO": noop ? fixed(r.requests_per_second / noop) : "",
+      // The runtime's CPU per request, and the ceiling's divided by it (the throughput ratio a
+      // CPU-bound runtime would show, whatever else the machine ran meanwhile).
+      "cpu µs/req": cpu ?? "",
+      "x durable write cpu": cpu && ceilingCpu ? fixed(ceilingCpu / cpu) : "",
       "p50 ms": r.latency_p50_ms,
       "p99 ms": r.latency_p99_ms,
       errors: r.errors,
