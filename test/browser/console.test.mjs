@@ -231,7 +231,10 @@ test("the operator view lists accounts lowest available first, with projection l
     rows.map(([id]) => id),
     ["acct_low", "acct_yen", "acct_main"],
   );
-  assert.equal(await page.locator("#accounts tr:has-text('acct_yen') [data-field=available]").textContent(), "5,000 JPY");
+  assert.equal(
+    await page.locator("#accounts tr:has-text('acct_yen') [data-field=available]").textContent(),
+    "5,000 JPY",
+  );
   await page.locator("#projection [data-field=worst_projection_lag_ms]").waitFor();
   assert.equal(await page.locator("#projection [data-field=dead_letters]").textContent(), "0");
   // Without the monitoring release (issue 14) its routes answer 404: the panels say so.
