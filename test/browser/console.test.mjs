@@ -115,8 +115,8 @@ test("a wrong key shows the error state and is not kept", async () => {
   await signIn("oel_00000000_not-a-key-this-ledger-ever-issued-0000000000");
   const error = page.locator("#signin [data-state=error]");
   await error.waitFor();
-  assert.match(await error.textContent(), /not accepted \(401\)/);
-  assert.match(await error.textContent(), /Enter the whole key again/);
+  assert.match((await error.textContent()) ?? "", /not accepted \(401\)/);
+  assert.match((await error.textContent()) ?? "", /Enter the whole key again/);
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
   assert.ok(!page.url().includes("not-a-key"));
   await screenshots("error");
@@ -174,7 +174,7 @@ test("a hold counts down to its expiry and leaves once the alarm settled it", as
   const countdown = page.locator("#holds tr:has-text('hold_open') .countdown");
   await countdown.waitFor();
   assert.match(
-    await page.locator("#holds tr:has-text('hold_open')").textContent(),
+    (await page.locator("#holds tr:has-text('hold_open')").textContent()) ?? "",
     /77\.77 USD[\s\S]*release: the hold is given back/,
   );
   await page.clock.pauseAt(t0 + PAUSE_AFTER_T0_MS);
@@ -205,7 +205,7 @@ test("a key without audit:read is told which scope the events need", async () =>
   await signIn(issued.secret, "acct_main");
   const error = page.locator("#events [data-state=error]");
   await error.waitFor();
-  assert.match(await error.textContent(), /may not read the event log \(403\)[\s\S]*audit:read/);
+  assert.match((await error.textContent()) ?? "", /may not read the event log \(403\)[\s\S]*audit:read/);
   await page.locator("#balances [data-field=balance] .amount").waitFor();
   await page.locator("#usage svg.chart").waitFor();
   await screenshots("restricted");
