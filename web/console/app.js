@@ -36,6 +36,18 @@ async function detectRole() {
   }
 }
 
+/** Learns the stored key's role; false, with the sign-in form saying why, when the ledger refused the key. */
+async function learnRole() {
+  try {
+    role = await detectRole();
+    return true;
+  } catch (error) {
+    forgetKey();
+    showSignIn(explain(error, "ledger:read", "anything"));
+    return false;
+  }
+}
+
 function signOut() {
   forgetKey();
   role = null;
@@ -121,13 +133,7 @@ function showSignIn(failure) {
 async function signIn(key, accountId) {
   if (key === "") return;
   storeKey(key);
-  try {
-    role = await detectRole();
-  } catch (error) {
-    forgetKey();
-    showSignIn(explain(error, "ledger:read", "anything"));
-    return;
-  }
+  if (!(await learnRole())) return;
   if (accountId !== "") location.hash = `#/account/${encodeURIComponent(accountId)}`;
   else if (role === "admin") location.hash = "#/operator";
   else {
@@ -199,15 +205,7 @@ async function route() {
     showSignIn();
     return;
   }
-  if (role === null) {
-    try {
-      role = await detectRole();
-    } catch (error) {
-      forgetKey();
-      showSignIn(explain(error, "ledger:read", "anything"));
-      return;
-    }
-  }
+  if (role === null && !(await learnRole())) return;
   renderNav();
   const account = /^#\/account\/(.+)$/.exec(location.hash);
   if (account !== null) await showAccount(decodeURIComponent(account[1] ?? ""));

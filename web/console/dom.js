@@ -140,3 +140,12 @@ export function amount(value, currency) {
     formatMinor(value, currency),
   );
 }
+
+/**
+ * The button to the next page of a report, or nothing on the last page.
+ * @param {string | null} cursor the page's next_cursor @param {string} label @param {(cursor: string) => void} load
+ */
+export function nextPage(cursor, label, load) {
+  if (cursor === null) return null;
+  return h("div", { class: "pager" }, h("button", { type: "button", onclick: () => load(cursor) }, label));
+}

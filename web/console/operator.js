@@ -5,7 +5,7 @@
  * dead letters (the report's `as_of`, GET /v1/admin/projection/dead-letters).
  */
 import { explain, get } from "./api.js";
-import { amount, h, replace, showEmpty, showError, showLoading, table } from "./dom.js";
+import { amount, h, nextPage, replace, showEmpty, showError, showLoading, table } from "./dom.js";
 import { formatLag, formatTime } from "./time.js";
 
 /** Accounts per page. */
@@ -40,17 +40,7 @@ export async function loadAccounts(body, view, cursor = null) {
       table(["Account", "Available", "Balance", "Reserved", "Credit limit", "Status", "Projection lag"], rows, {
         class: "accounts",
       }),
-      page.next_cursor === null
-        ? null
-        : h(
-            "div",
-            { class: "pager" },
-            h(
-              "button",
-              { type: "button", onclick: () => void loadAccounts(body, view, page.next_cursor) },
-              "Next accounts",
-            ),
-          ),
+      nextPage(page.next_cursor, "Next accounts", (next) => void loadAccounts(body, view, next)),
     );
   } catch (error) {
     if (!view.lifetime.disposed) showError(body, explain(error, "ledger:read", "the accounts"));

@@ -1,7 +1,7 @@
 // @ts-check
 /** The account's refunds of the last days, oldest first, a page at a time (GET /v1/reports/refunds). */
 import { explain, get } from "./api.js";
-import { amount, h, replace, showEmpty, showError, showLoading, table } from "./dom.js";
+import { amount, h, nextPage, replace, showEmpty, showError, showLoading, table } from "./dom.js";
 import { formatTime, utcDay } from "./time.js";
 
 /** Refunds per page. */
@@ -47,17 +47,7 @@ export async function loadRefunds(body, view, cursor = null) {
     replace(
       body,
       table(["Time", "Refund", "Charge", "Amount", "Charge refunded", "Reason"], rows, { class: "refunds" }),
-      page.next_cursor === null
-        ? null
-        : h(
-            "div",
-            { class: "pager" },
-            h(
-              "button",
-              { type: "button", onclick: () => void loadRefunds(body, view, page.next_cursor) },
-              "Later refunds",
-            ),
-          ),
+      nextPage(page.next_cursor, "Later refunds", (next) => void loadRefunds(body, view, next)),
     );
   } catch (error) {
     if (!view.lifetime.disposed) showError(body, explain(error, "ledger:read", "the refunds"));
