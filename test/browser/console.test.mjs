@@ -50,6 +50,9 @@ before(async () => {
   ({ holdExpiresMs } = await seedHistory(ledger, t0));
   browser = await chromium.launch({ executablePath: await sparticuz.executablePath(), args: sparticuz.args });
   page = await browser.newPage({ viewport: DESKTOP });
+  // Waits are on conditions; a timeout only ever catches a hang, so it is generous for a loaded
+  // 2-core machine (as vitest.config.ts's testTimeout).
+  page.setDefaultTimeout(60_000);
   page.on("request", (request) => requested.push(request.url()));
   page.on("console", (message) => {
     if (/content.security.policy/i.test(message.text())) violations.push(message.text());

@@ -163,7 +163,9 @@ async function showAccount(accountId) {
     return;
   }
   renderBalances(balances.body, account);
-  const view = { accountId, currency: account.currency, lastSeq: account.last_seq, lifetime };
+  // This view's timers and late answers: a view left behind never draws into the next one.
+  const life = lifetime;
+  const view = { accountId, currency: account.currency, lastSeq: account.last_seq, lifetime: life };
   const holds = panel("holds", "Open holds");
   const usage = panel("usage", "Usage, last 30 days");
   const events = panel("events", "Recent events");
@@ -171,7 +173,7 @@ async function showAccount(accountId) {
   main.append(holds.section, usage.section, events.section, refunds.section);
   const refreshBalances = () =>
     void get(path).then(
-      (fresh) => !lifetime.disposed && renderBalances(balances.body, fresh),
+      (fresh) => !life.disposed && renderBalances(balances.body, fresh),
       () => undefined,
     );
   loadHolds(holds.body, { ...view, onChange: refreshBalances });
