@@ -178,7 +178,7 @@ test("a hold counts down to its expiry and leaves once the alarm settled it", as
   await countdown.waitFor();
   assert.match(
     (await page.locator("#holds tr:has-text('hold_open')").textContent()) ?? "",
-    /77\.77 USD[\s\S]*release: the hold is given back/,
+    /77\.77 USD[\s\S]*release: given back/,
   );
   await page.clock.pauseAt(t0 + PAUSE_AFTER_T0_MS);
   await page.clock.runFor(1000);

@@ -112,7 +112,7 @@ function showSignIn(failure) {
     key,
     h("label", { for: "account" }, "Account id (needed for a key restricted to one account)"),
     account,
-    h("button", { type: "submit" }, "Open the console"),
+    h("button", { type: "submit", class: "submit" }, "Open the console"),
     h(
       "p",
       { class: "note" },

@@ -17,8 +17,8 @@ const TICK_MS = 1000;
 export const EXPIRED_REFRESH_MS = 5000;
 
 const ON_EXPIRY = {
-  release: "release: the hold is given back, nothing is charged",
-  capture: "capture: the whole hold is charged",
+  release: "release: given back",
+  capture: "capture: charged in full",
 };
 
 /**
@@ -72,7 +72,7 @@ function renderHolds(body, page, currency) {
     h("td", { class: "num" }, amount(hold.amount, currency)),
     h("td", { class: "time" }, formatTime(hold.expires_at)),
     h("td", { class: "countdown", "data-expires-ms": Date.parse(hold.expires_at) }),
-    h("td", { class: "wide" }, ON_EXPIRY[/** @type {"release" | "capture"} */ (hold.on_expiry)] ?? hold.on_expiry),
+    h("td", {}, ON_EXPIRY[/** @type {"release" | "capture"} */ (hold.on_expiry)] ?? hold.on_expiry),
   ]);
   replace(
     body,
