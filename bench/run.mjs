@@ -4,8 +4,8 @@
  * `npm run bench`: the ledger under load, side by side with the runtime's own ceilings measured
  * in the same run with the same client settings.
  *
- * Serving: the Worker is bundled as `wrangler deploy` bundles it (`--dry-run --outdir`), and
- * served by workerd through Miniflare with the bindings wrangler.toml declares
+ * Serving (scripts/local-ledger.mjs): the Worker is bundled as `wrangler deploy` bundles it
+ * (`--dry-run --outdir`), and served by workerd through Miniflare with the bindings wrangler.toml declares
  * (`unstable_getMiniflareWorkerOptions`), SQLite persistence on disk (bench/.work/state), and a
  * direct socket on 127.0.0.1: no `wrangler dev` proxy in front. Load comes from autocannon in a
  * separate process, bounded in duration. Numbers go to stdout as a table and to
@@ -31,11 +31,11 @@
  * verifier run).
  */
 import { execFileSync, spawn } from "node:child_process";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import os from "node:os";
 import { join } from "node:path";
+import { buildWorker, freshSecrets, serveLedger } from "../scripts/local-ledger.mjs";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = join(ROOT, "bench/.work");
@@ -47,87 +47,33 @@ const LOADAVG_START = os.loadavg().map((l) => +l.toFixed(2));
 const ADMIN_KEY = process.env.BENCH_ADMIN_KEY ?? `bench_${randomBytes(32).toString("base64url")}`;
 const quick = process.argv.includes("--quick");
 
-const requireFromWrangler = createRequire(require_resolve("wrangler"));
-/** @param {string} name */
-function require_resolve(name) {
-  return createRequire(import.meta.url).resolve(name);
-}
-const { Miniflare, convertV4MiniflareOptions } = requireFromWrangler("miniflare");
-const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
-
 /** Bundles the bench's Worker (the ledger plus the bench routes) as a deploy would. */
 function build() {
-  rmSync(join(WORK, "dist"), { recursive: true, force: true });
-  execFileSync("wrangler", ["deploy", "bench/worker.ts", "--dry-run", "--outdir", join(WORK, "dist")], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
-  });
+  buildWorker("bench/worker.ts", join(WORK, "dist"));
 }
 
-/** Starts the ledger in workerd; returns the Miniflare instance and its direct URL. */
+/** Starts the ledger in workerd (scripts/local-ledger.mjs); returns the Miniflare instance and its direct URL. */
 async function serve(state = "state") {
-  // The bindings, Durable Objects, D1 and compatibility settings of wrangler.toml; the bundle
-  // is one ES module, so wrangler's module rules are not needed.
-  const { workerOptions: fromWrangler } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
-  const { modulesRules: _rules, ...workerOptions } = fromWrangler;
-  // Miniflare 5 takes a new options shape; wrangler still produces the v4 one.
-  const mf = new Miniflare(
-    convertV4MiniflareOptions({
-      ...workerOptions,
-      name: "openedge-ledger",
-      modules: true,
-      modulesRoot: join(WORK, "dist"),
-      scriptPath: join(WORK, "dist", "worker.js"),
-      bindings: {
-        ...(workerOptions.bindings ?? {}),
-        ADMIN_API_KEY: ADMIN_KEY,
-        CONFIG_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-        AUDIT_SIGNING_KEY: generateKeyPairSync("ed25519")
-          .privateKey.export({ format: "der", type: "pkcs8" })
-          .toString("base64"),
-        // The projection's coalescing window under investigation (wrangler.toml's value otherwise).
-        ...(process.env.BENCH_COALESCE_MS === undefined
-          ? {}
-          : { PROJECTION_COALESCE_MS: process.env.BENCH_COALESCE_MS }),
-        // "direct": the objects write D1 themselves (same code) instead of the queue.
-        ...(process.env.BENCH_DELIVERY === undefined ? {} : { PROJECTION_DELIVERY: process.env.BENCH_DELIVERY }),
-      },
-      resourcePersistencePath: join(process.env.BENCH_STATE_ROOT ?? WORK, state),
-      // One log line per request is the log policy; printing them here would measure the terminal.
-      handleStructuredLogs: () => undefined,
-      unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-      // bench/profile.mjs attaches a CPU profiler to the Worker (and its objects) through it.
-      ...(process.env.BENCH_INSPECTOR_PORT === undefined
-        ? {}
-        : { inspectorPort: Number(process.env.BENCH_INSPECTOR_PORT) }),
-      // The benchmark drives the bootstrap key far past any production limit.
-      ratelimits: {
-        RATE_LIMITER: { namespace_id: "1001", simple: { limit: 100_000_000, period: 60 } },
-        BOOTSTRAP_RATE_LIMITER: { namespace_id: "1002", simple: { limit: 100_000_000, period: 60 } },
-        AUTH_FAILURE_LIMITER: { namespace_id: "1003", simple: { limit: 120, period: 60 } },
-      },
-    }),
-  );
-  await mf.ready;
-  // Every read-side database (DB, DB_1, ...) gets the migrations not yet applied, recorded in
-  // the table `wrangler d1 migrations apply` keeps (a second serve of the same state skips them).
-  const bindings = Object.keys(workerOptions.d1Databases ?? {});
-  for (const binding of bindings.length > 0 ? bindings : ["DB"]) {
-    const db = await mf.getD1Database(binding);
-    await db.exec(
-      "CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)",
-    );
-    const applied = new Set((await db.prepare("SELECT name FROM d1_migrations").all()).results.map((r) => r.name));
-    for (const file of readdirSync(join(ROOT, "migrations")).sort()) {
-      if (!file.endsWith(".sql") || applied.has(file)) continue;
-      const sql = readFileSync(join(ROOT, "migrations", file), "utf8");
-      await db.exec(sql.replace(/--[^\n]*\n/g, "\n").replace(/\s*\n\s*/g, " "));
-      await db.prepare("INSERT INTO d1_migrations (name) VALUES (?)").bind(file).run();
-    }
-  }
-  const url = await mf.unsafeGetDirectURL();
-  return { mf, url: url.toString().replace(/\/$/, "") };
+  return serveLedger({
+    dist: join(WORK, "dist"),
+    persist: join(process.env.BENCH_STATE_ROOT ?? WORK, state),
+    bindings: {
+      ...freshSecrets(ADMIN_KEY),
+      // The projection's coalescing window under investigation (wrangler.toml's value otherwise).
+      ...(process.env.BENCH_COALESCE_MS === undefined ? {} : { PROJECTION_COALESCE_MS: process.env.BENCH_COALESCE_MS }),
+      // "direct": the objects write D1 themselves (same code) instead of the queue.
+      ...(process.env.BENCH_DELIVERY === undefined ? {} : { PROJECTION_DELIVERY: process.env.BENCH_DELIVERY }),
+    },
+    // bench/profile.mjs attaches a CPU profiler to the Worker (and its objects) through it.
+    inspectorPort:
+      process.env.BENCH_INSPECTOR_PORT === undefined ? undefined : Number(process.env.BENCH_INSPECTOR_PORT),
+    // The benchmark drives the bootstrap key far past any production limit.
+    ratelimits: {
+      RATE_LIMITER: { namespace_id: "1001", simple: { limit: 100_000_000, period: 60 } },
+      BOOTSTRAP_RATE_LIMITER: { namespace_id: "1002", simple: { limit: 100_000_000, period: 60 } },
+      AUTH_FAILURE_LIMITER: { namespace_id: "1003", simple: { limit: 120, period: 60 } },
+    },
+  });
 }
 
 /** The pids of the workerd processes this process started (not another workerd on the machine). */

@@ -3,7 +3,8 @@
 //   1. creates the git-ignored .dev.vars with a random ADMIN_API_KEY, CONFIG_ENCRYPTION_KEY and
 //      Ed25519 AUDIT_SIGNING_KEY where missing (written to the file, never printed);
 //   2. applies the D1 migrations to the local database under .wrangler/state;
-//   3. runs `wrangler dev` (workerd + local SQLite for Durable Objects and D1).
+//   3. runs `wrangler dev` (workerd + local SQLite for Durable Objects and D1), which also serves
+//      the console (web/, Workers Static Assets) at /console/.
 import { spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
@@ -61,7 +62,7 @@ if (migrate.status !== 0) {
   console.error("start: applying local D1 migrations failed");
   process.exit(migrate.status ?? 1);
 }
-console.log(`start: serving the ledger on http://${HOST}:${PORT}`);
+console.log(`start: serving the ledger on http://${HOST}:${PORT} (the console: http://${HOST}:${PORT}/console/)`);
 const dev = spawn("wrangler", ["dev", "--ip", HOST, "--port", PORT, ...process.argv.slice(2)], {
   stdio: "inherit",
   env,

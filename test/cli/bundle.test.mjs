@@ -1,7 +1,8 @@
 // @ts-check
 /**
- * The deployed bundle, built as `wrangler deploy` builds it: bench-only routes must not be in
- * it (issue 11). They live in the bench's own entry (bench/worker.ts), not behind a variable.
+ * The deployed bundle, built as `wrangler deploy` builds it: bench-only routes (issue 11) and the
+ * browser tests' clock and alarm routes (issue 15) must not be in it. They live in their own
+ * entries (bench/worker.ts, test/browser/worker.ts), not behind a variable.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -32,9 +33,12 @@ function bundle(args) {
   }
 }
 
-test("the deployed bundle has no bench route; the bench's own bundle has them", () => {
+test("the deployed bundle has no bench or test route; their own bundles have them", () => {
   const deployed = bundle([]);
   assert.ok(deployed.includes("/v1/accounts"), "the deployed bundle is the ledger");
   assert.ok(!deployed.includes("/v1/bench"), "no bench route in the deployed bundle");
+  // The browser tests' clock and alarm routes (test/browser/worker.ts) exist only in their entry.
+  assert.ok(!deployed.includes("/v1/test/"), "no test route in the deployed bundle");
+  assert.ok(bundle(["test/browser/worker.ts"]).includes("/v1/test/clock"), "the browser tests' bundle drives time");
   assert.ok(bundle(["bench/worker.ts"]).includes("/v1/bench/noop"), "the bench's bundle serves its ceilings");
 });
