@@ -5,6 +5,7 @@
  * - `runner.ts`: settle what is due, decide, stamp, append, render (the command table drives it);
  * - `scheduler.ts`: the expiry bound and the one alarm that serves expiries and projection;
  * - `src/projection/projector.ts`: D1 projection behind a durable cursor, after the response;
+ * - `outbox.ts`: low-balance webhook events, written by the crossing command, sent by the alarm;
  * - `verify.ts`: replaying the log inside the object.
  * Time comes from the clock seam (src/clock.ts); rules live in src/domain.
  */
@@ -27,6 +28,10 @@ import {
   Projector,
 } from "../src/projection/projector";
 import { shardsOf } from "../src/projection/shards";
+import { loadConfigKeys } from "../src/security/secrets";
+import { deliverDue } from "../src/webhooks/send";
+import { enqueueDeliveries } from "../src/webhooks/store";
+import { WebhookOutbox } from "./outbox";
 import { type BatchResult, CommandRunner, type ExecuteResult } from "./runner";
 import { ALARM_RETRIES_MAX, ExpiryScheduler } from "./scheduler";
 import { AccountStore } from "./store";
@@ -50,6 +55,15 @@ function projectionDelivery(env: Env): Delivery {
   return queueDelivery(env.PROJECTION_QUEUE, direct);
 }
 
+/** A webhook run that failed (D1 or the configuration key) is tried again this much later. */
+export const WEBHOOK_RUN_RETRY_MS = 60_000;
+
+function earliest(...times: (number | null)[]): number | null {
+  let min: number | null = null;
+  for (const t of times) if (t !== null && (min === null || t < min)) min = t;
+  return min;
+}
+
 const NOT_FOUND: { ok: false; rejection: Rejection } = {
   ok: false,
   rejection: { code: "account_not_found", detail: "The account does not exist." },
@@ -63,6 +77,11 @@ export class AccountDurableObject extends DurableObject<Env> {
   readonly projector: Projector;
   /** A flush is scheduled (coalescing window open). */
   private flushScheduled = false;
+  private readonly outbox: WebhookOutbox;
+  /** When this account's pending webhook deliveries want their next attempt (D1 holds them). */
+  private webhookRetryAtMs: number | null = null;
+  /** The webhook run in progress: alarm, nudge and redelivery share it instead of sending twice. */
+  private webhookRun: Promise<void> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -77,7 +96,11 @@ export class AccountDurableObject extends DurableObject<Env> {
       log: (line) => writeLog(env, "warn", line),
     });
     this.store.rider = this.projector.rider;
-    this.scheduler = new ExpiryScheduler(this.store, ctx.storage, () => this.projector.wakeAtMs());
+    this.outbox = new WebhookOutbox(this.store.sql);
+    this.store.onAppend = (before, after, last) => this.outbox.record(before, after, last, clock.now());
+    this.scheduler = new ExpiryScheduler(this.store, ctx.storage, () =>
+      earliest(this.projector.wakeAtMs(), this.outbox.wakeAtMs(), this.webhookRetryAtMs),
+    );
     this.runner = new CommandRunner(this.store, this.scheduler, () => this.scheduleFlush());
     this.projector.resume(clock.now());
     void ctx.blockConcurrencyWhile(() => this.scheduler.start());
@@ -126,6 +149,42 @@ export class AccountDurableObject extends DurableObject<Env> {
     this.runner.settleDue(clock.now());
     if (this.projector.behind()) await this.projector.flush();
     this.projector.settle();
+    await this.runWebhooksIfDue(false);
+    this.scheduler.ensureAlarm();
+  }
+
+  /**
+   * Hands the outbox's events to their delivery records in D1, then sends this account's due
+   * deliveries (src/webhooks/send.ts). Runs only when something is due (or `force`, for an
+   * admin's redelivery), so an alarm for an expiry reads no D1 row for webhooks.
+   */
+  private runWebhooksIfDue(force: boolean): Promise<void> {
+    const wake = earliest(this.outbox.wakeAtMs(), this.webhookRetryAtMs);
+    if (this.store.account === null || (!force && (wake === null || wake > clock.now()))) return Promise.resolve();
+    this.webhookRun ??= this.runWebhooks(this.store.account.account_id).finally(() => {
+      this.webhookRun = null;
+    });
+    return this.webhookRun;
+  }
+
+  private async runWebhooks(accountId: string): Promise<void> {
+    try {
+      const waiting = this.outbox.waiting();
+      if (waiting.length > 0) {
+        await enqueueDeliveries(this.env.DB, waiting, clock.now());
+        this.outbox.handedOff(waiting.map((event) => event.id));
+      }
+      this.webhookRetryAtMs = await deliverDue(this.env.DB, await loadConfigKeys(this.env), accountId);
+    } catch (error) {
+      // Only the error's class: a D1 message or a configuration error may not reach the logs.
+      writeLog(this.env, "warn", { msg: "webhooks_failed", error: (error as Error).name ?? "Error" });
+      this.webhookRetryAtMs = clock.now() + WEBHOOK_RUN_RETRY_MS;
+    }
+  }
+
+  /** An admin redelivered one of this account's deliveries: send what is due now, then re-arm. */
+  async wakeWebhooks(): Promise<void> {
+    await this.runWebhooksIfDue(true);
     this.scheduler.ensureAlarm();
   }
 

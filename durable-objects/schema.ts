@@ -83,6 +83,18 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   ALTER TABLE projection ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
   UPDATE projection SET rollups = NULL;
   `,
+  `
+  -- Issue 14: the low-balance threshold (NULL: off), and the webhook outbox. A command whose
+  -- events cross the threshold writes its webhook event here in the same transaction; the alarm
+  -- hands it to the delivery records in D1 and deletes it (durable-objects/outbox.ts). Bounded by
+  -- crossings not yet handed off: at most one per command, and the alarm drains it.
+  ALTER TABLE account ADD COLUMN low_balance_threshold INTEGER;
+  CREATE TABLE webhook_outbox (
+    event_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {

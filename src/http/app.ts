@@ -24,6 +24,7 @@ import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
 import { registerPriceRoutes } from "./prices";
 import { problemResponse } from "./problem";
 import { registerReportRoutes } from "./reports";
+import { registerWebhookRoutes } from "./webhooks";
 
 /** The ledger's app; `extraRoutes` lets the bench's own entry add its routes (bench/worker.ts). */
 export function createApp(extraRoutes?: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHono<AppEnv> {
@@ -47,6 +48,7 @@ export function createApp(extraRoutes?: (app: OpenAPIHono<AppEnv>) => void): Ope
   registerAuditRoutes(app);
   registerKeyRoutes(app);
   registerPriceRoutes(app);
+  registerWebhookRoutes(app);
   extraRoutes?.(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
