@@ -18,7 +18,9 @@ import { assert } from "../src/domain/money";
 import type { Rejection } from "../src/domain/rejections";
 import { type AccountView, accountView, type ReservationView, reservationView } from "../src/domain/views";
 import type { Env } from "../src/env";
+import { flushMetricsIfDue } from "../src/observability/flush";
 import { writeLog } from "../src/observability/log";
+import { recordAlarmExhausted } from "../src/observability/metrics";
 import { applyStats } from "../src/projection/apply";
 import { directDelivery, queueDelivery } from "../src/projection/delivery";
 import {
@@ -28,10 +30,7 @@ import {
   Projector,
 } from "../src/projection/projector";
 import { shardsOf } from "../src/projection/shards";
-import { loadConfigKeys } from "../src/security/secrets";
-import { deliverDue } from "../src/webhooks/send";
-import { enqueueDeliveries } from "../src/webhooks/store";
-import { WebhookOutbox } from "./outbox";
+import { runWebhookOutbox, WebhookOutbox } from "./outbox";
 import { type BatchResult, CommandRunner, type ExecuteResult } from "./runner";
 import { ALARM_RETRIES_MAX, ExpiryScheduler } from "./scheduler";
 import { AccountStore } from "./store";
@@ -130,6 +129,8 @@ export class AccountDurableObject extends DurableObject<Env> {
       if (retries < ALARM_RETRIES_MAX) throw error;
       // Logged without any request data; the scheduler comes back later instead of throwing.
       writeLog(this.env, "error", { msg: "alarm_failed", retries, error: String(error) });
+      recordAlarmExhausted(clock.now());
+      flushMetricsIfDue(this.env, (work) => this.ctx.waitUntil(work), true);
       await this.scheduler.backOff(clock.now());
     } finally {
       this.scheduler.rested();
@@ -169,12 +170,7 @@ export class AccountDurableObject extends DurableObject<Env> {
 
   private async runWebhooks(accountId: string): Promise<void> {
     try {
-      const waiting = this.outbox.waiting();
-      if (waiting.length > 0) {
-        await enqueueDeliveries(this.env.DB, waiting, clock.now());
-        this.outbox.handedOff(waiting.map((event) => event.id));
-      }
-      this.webhookRetryAtMs = await deliverDue(this.env.DB, await loadConfigKeys(this.env), accountId);
+      this.webhookRetryAtMs = await runWebhookOutbox(this.outbox, this.env, accountId);
     } catch (error) {
       // Only the error's class: a D1 message or a configuration error may not reach the logs.
       writeLog(this.env, "warn", { msg: "webhooks_failed", error: (error as Error).name ?? "Error" });
@@ -194,6 +190,8 @@ export class AccountDurableObject extends DurableObject<Env> {
    * delays a response: it runs after it.
    */
   private scheduleFlush(): void {
+    // This object's own counts (projection lag, D1 failures) reach the monitor too.
+    flushMetricsIfDue(this.env, (work) => this.ctx.waitUntil(work));
     const delay = Number(this.env.PROJECTION_COALESCE_MS ?? PROJECTION_COALESCE_MS_DEFAULT);
     if (!(delay > 0)) {
       this.ctx.waitUntil(this.projector.flush());

@@ -1,15 +1,21 @@
 /**
- * The account object's webhook outbox (issue 14). A command that crosses the low-balance
+ * A Durable Object's webhook outbox (issue 14): the account object's, and the monitor's for
+ * alert events (durable-objects/monitor.ts). In the account object, a command that crosses the low-balance
  * threshold writes its event here inside the command's own transaction (no read, no extra
  * await: the crossing is a pure function of the account before and after, already in memory),
  * so the event exists exactly when the crossing does. The alarm then hands each event to the
  * delivery records in D1 (one per matching endpoint, idempotent) and deletes it; delivery and
  * its retries never run on a command's path.
  */
+import { clock } from "../src/clock";
 import type { LedgerEvent } from "../src/domain/events";
 import { lowBalanceTransition } from "../src/domain/low-balance";
 import type { AccountState } from "../src/domain/state";
+import type { Env } from "../src/env";
+import { loadConfigKeys } from "../src/security/secrets";
 import { lowBalanceEvent, type WebhookEvent } from "../src/webhooks/events";
+import { deliverDue } from "../src/webhooks/send";
+import { enqueueDeliveries } from "../src/webhooks/store";
 
 /** Outbox events handed off per alarm run; the alarm re-arms at once while more remain. */
 export const OUTBOX_HANDOFF_BATCH_MAX = 50;
@@ -28,9 +34,13 @@ export class WebhookOutbox {
   record(before: AccountState | null, after: AccountState, last: LedgerEvent, nowMs: number): number {
     const transition = lowBalanceTransition(before, after);
     if (transition === null) return 0;
-    const event = lowBalanceEvent(transition, after, last);
+    return this.add(lowBalanceEvent(transition, after, last), nowMs);
+  }
+
+  /** Writes one event (inside the caller's transaction); an id already waiting is kept once. */
+  add(event: WebhookEvent, nowMs: number): number {
     const written = this.sql.exec(
-      "INSERT INTO webhook_outbox (event_id, body, created_at_ms) VALUES (?, ?, ?)",
+      "INSERT OR IGNORE INTO webhook_outbox (event_id, body, created_at_ms) VALUES (?, ?, ?)",
       event.id,
       JSON.stringify(event),
       nowMs,
@@ -58,9 +68,19 @@ export class WebhookOutbox {
     const row = this.sql.exec<{ at: number | null }>("SELECT MIN(created_at_ms) AS at FROM webhook_outbox").one();
     this.pendingSince = row.at;
   }
+}
 
-  /** Memory after a rolled-back batch: a spurious wake is harmless, so keep the belief. */
-  count(): number {
-    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM webhook_outbox").one().n;
+/**
+ * One webhook run of an owner (an account, or null for the monitor's alerts): hands the outbox's
+ * waiting events to their delivery records in D1, then sends the owner's due deliveries.
+ * Answers when the owner's next attempt is due (null: nothing pending). Throws on a D1 failure;
+ * the caller retries later, and the outbox keeps what was not handed off.
+ */
+export async function runWebhookOutbox(outbox: WebhookOutbox, env: Env, owner: string | null): Promise<number | null> {
+  const waiting = outbox.waiting();
+  if (waiting.length > 0) {
+    await enqueueDeliveries(env.DB, waiting, clock.now());
+    outbox.handedOff(waiting.map((event) => event.id));
   }
+  return deliverDue(env.DB, await loadConfigKeys(env), owner);
 }

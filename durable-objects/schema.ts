@@ -107,7 +107,8 @@ export function respellOperationKeys(sql: SqlStorage): void {
   }
 }
 
-export function migrate(sql: SqlStorage): void {
+/** Applies `migrations` (by default the account object's) that `_schema` has not recorded yet. */
+export function migrate(sql: SqlStorage, migrations: typeof MIGRATIONS = MIGRATIONS): void {
   sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
   const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
   let version = row?.version ?? 0;
@@ -115,11 +116,11 @@ export function migrate(sql: SqlStorage): void {
   // A newer schema than this code knows (a rollback of the Worker): refuse to serve rather than
   // read it with older rules. An older Worker would look keys up in their old spelling, miss
   // them, and apply a retried operation twice.
-  if (version > MIGRATIONS.length) {
-    throw new Error(`account schema ${version} is newer than this code's ${MIGRATIONS.length}: refusing to start`);
+  if (version > migrations.length) {
+    throw new Error(`schema ${version} is newer than this code's ${migrations.length}: refusing to start`);
   }
-  while (version < MIGRATIONS.length) {
-    const migration = MIGRATIONS[version];
+  while (version < migrations.length) {
+    const migration = migrations[version];
     if (typeof migration === "function") migration(sql);
     else sql.exec(migration as string);
     version += 1;

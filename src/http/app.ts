@@ -21,6 +21,7 @@ import { authenticate } from "./auth";
 import type { AppEnv } from "./context";
 import { registerKeyRoutes } from "./keys";
 import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
+import { registerMonitoringRoutes } from "./monitoring";
 import { registerPriceRoutes } from "./prices";
 import { problemResponse } from "./problem";
 import { registerReportRoutes } from "./reports";
@@ -49,6 +50,7 @@ export function createApp(extraRoutes?: (app: OpenAPIHono<AppEnv>) => void): Ope
   registerKeyRoutes(app);
   registerPriceRoutes(app);
   registerWebhookRoutes(app);
+  registerMonitoringRoutes(app);
   extraRoutes?.(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });

@@ -9,9 +9,9 @@
  */
 
 import type { LedgerEvent } from "../domain/events";
-import type { LowBalanceTransition } from "../domain/low-balance";
-import { spendable } from "../domain/low-balance";
+import { type LowBalanceTransition, spendable } from "../domain/low-balance";
 import type { AccountState } from "../domain/state";
+import type { Transition } from "../observability/alerts";
 
 export const WEBHOOK_EVENT_TYPES = [
   "account.low_balance",
@@ -51,6 +51,30 @@ export function lowBalanceEvent(
       reserved: after.reserved,
       credit_limit: after.credit_limit,
       seq: last.seq,
+    },
+  };
+}
+
+/**
+ * The event of an alert's transition. Its id names the alert and the moment of the transition,
+ * so the one transition cannot produce two ids.
+ */
+export function alertEvent(transition: Transition): WebhookEvent {
+  const { alert, to } = transition;
+  const at = to === "alert.firing" ? alert.since : (alert.resolved_at ?? alert.since);
+  return {
+    id: `evt_${alert.rule}.${alert.subject ?? "all"}.${to === "alert.firing" ? "firing" : "resolved"}.${Date.parse(at)}`,
+    type: to,
+    created_at: at,
+    account_id: null,
+    data: {
+      rule: alert.rule,
+      subject: alert.subject,
+      state: alert.state,
+      value: alert.value,
+      threshold: alert.threshold,
+      since: alert.since,
+      resolved_at: alert.resolved_at,
     },
   };
 }

@@ -407,6 +407,8 @@ describe("openapi", () => {
         "DELETE /v1/admin/webhook-endpoints/{endpoint_id}",
         "GET /v1/admin/webhook-deliveries",
         "POST /v1/admin/webhook-deliveries/{delivery_id}/redeliver",
+        "GET /v1/admin/monitoring",
+        "GET /v1/admin/alerts",
       ].sort(),
     );
     const reserve = doc.paths["/v1/accounts/{account_id}/reservations"]?.post;
