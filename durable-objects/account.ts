@@ -20,7 +20,7 @@ import { type AccountView, accountView, type ReservationView, reservationView } 
 import type { Env } from "../src/env";
 import { flushMetricsIfDue } from "../src/observability/flush";
 import { writeLog } from "../src/observability/log";
-import { recordAlarmExhausted } from "../src/observability/metrics";
+import { recordAlarmExhausted, recordD1Failure } from "../src/observability/metrics";
 import { applyStats } from "../src/projection/apply";
 import { directDelivery, queueDelivery } from "../src/projection/delivery";
 import {
@@ -174,6 +174,7 @@ export class AccountDurableObject extends DurableObject<Env> {
     } catch (error) {
       // Only the error's class: a D1 message or a configuration error may not reach the logs.
       writeLog(this.env, "warn", { msg: "webhooks_failed", error: (error as Error).name ?? "Error" });
+      recordD1Failure(clock.now(), "write:webhooks");
       this.webhookRetryAtMs = clock.now() + WEBHOOK_RUN_RETRY_MS;
     }
   }

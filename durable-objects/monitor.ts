@@ -14,7 +14,13 @@ import { clock } from "../src/clock";
 import type { Env } from "../src/env";
 import { type Alert, type AlertThresholds, checkRules, evaluateAlerts, sortAlerts } from "../src/observability/alerts";
 import { writeLog } from "../src/observability/log";
-import { addMinute, type MetricsFlush, MINUTE_MS, type MinuteCounts } from "../src/observability/metrics";
+import {
+  addMinute,
+  type MetricsFlush,
+  MINUTE_MS,
+  type MinuteCounts,
+  recordD1Failure,
+} from "../src/observability/metrics";
 import { type Gauges, type MonitoringView, measurementsOf, monitoringView } from "../src/observability/windows";
 import { alertEvent } from "../src/webhooks/events";
 import { runWebhookOutbox, WebhookOutbox } from "./outbox";
@@ -48,6 +54,8 @@ const MONITOR_MIGRATIONS: readonly string[] = [
 export class MonitorDurableObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: WebhookOutbox;
+  /** The alert webhook run in progress: the cron, an evaluation and the alarm share it. */
+  private sending: Promise<void> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -138,13 +146,21 @@ export class MonitorDurableObject extends DurableObject<Env> {
     return kept;
   }
 
-  /** Sends the alert webhooks that are due; the alarm comes back for retries. */
-  async sendAlerts(): Promise<void> {
+  /** Sends the alert webhooks that are due; the alarm comes back for retries. One run at a time. */
+  sendAlerts(): Promise<void> {
+    this.sending ??= this.sendAlertsOnce().finally(() => {
+      this.sending = null;
+    });
+    return this.sending;
+  }
+
+  private async sendAlertsOnce(): Promise<void> {
     let next: number | null;
     try {
       next = await runWebhookOutbox(this.outbox, this.env, null);
     } catch (error) {
       writeLog(this.env, "warn", { msg: "alert_webhooks_failed", error: (error as Error).name ?? "Error" });
+      recordD1Failure(clock.now(), "write:webhooks");
       next = clock.now() + MONITOR_WEBHOOK_RETRY_MS;
     }
     if (this.outbox.wakeAtMs() !== null) next = Math.min(next ?? Number.MAX_SAFE_INTEGER, clock.now());
