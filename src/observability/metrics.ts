@@ -26,9 +26,13 @@ export const METRICS_PENDING_MINUTES_MAX = 10;
 export const MINUTE_MS = 60_000;
 
 export type StatusClass = "2xx" | "3xx" | "4xx" | "5xx";
-/** What the gateway reports of one provider call. */
-export type ProviderStatus = "ok" | "401" | "403" | "429" | "5xx" | "timeout";
-export const PROVIDER_STATUSES: readonly ProviderStatus[] = ["ok", "401", "403", "429", "5xx", "timeout"];
+/**
+ * What the gateway reports of one provider call (issue 14). Failures are 401, 403, 429, 5xx and
+ * timeout; "4xx" (any other client error: the request's own fault) and "ok" are not.
+ */
+export const PROVIDER_STATUSES = ["ok", "401", "403", "429", "5xx", "timeout", "4xx"] as const;
+export type ProviderStatus = (typeof PROVIDER_STATUSES)[number];
+const NOT_PROVIDER_FAILURES: ReadonlySet<ProviderStatus> = new Set(["ok", "4xx"]);
 
 export interface RouteCounts {
   requests: number;
@@ -41,7 +45,7 @@ export interface RouteCounts {
 
 export interface ProviderCounts {
   requests: number;
-  /** Every status but ok. */
+  /** 401, 403, 429, 5xx and timeout. */
   failures: number;
   statuses: Partial<Record<ProviderStatus, number>>;
   latency: number[];
@@ -232,7 +236,7 @@ export function recordProvider(
     report.provider in providers || Object.keys(providers).length < METRICS_PROVIDERS_MAX ? report.provider : "other";
   const counts = entry(providers, name, emptyProvider);
   counts.requests += 1;
-  if (report.status !== "ok") counts.failures += 1;
+  if (!NOT_PROVIDER_FAILURES.has(report.status)) counts.failures += 1;
   counts.statuses[report.status] = (counts.statuses[report.status] ?? 0) + 1;
   observe(counts.latency, Math.max(0, report.latencyMs));
 }
