@@ -109,6 +109,34 @@ describe("webhook endpoints", () => {
     expect(again.body.code).toBe("webhook_endpoint_not_found");
   });
 
+  it("is admin only, and refused to a key restricted to one account", async () => {
+    const reader = await api("POST", "/v1/admin/api-keys", { name: "r", scopes: ["ledger:read", "ledger:write"] });
+    const tenant = await api("POST", "/v1/admin/api-keys", {
+      name: "t",
+      scopes: ["ledger:read"],
+      account_id: "acct_t",
+    });
+    for (const key of [reader.body.secret, tenant.body.secret]) {
+      const headers = { authorization: `Bearer ${key}` };
+      for (const [method, path] of [
+        ["GET", "/v1/admin/webhook-endpoints"],
+        ["GET", "/v1/admin/webhook-deliveries"],
+        ["GET", "/v1/admin/alerts"],
+        ["GET", "/v1/admin/monitoring"],
+      ] as const) {
+        const refused = await api(method, path, undefined, headers);
+        expect(refused.status, `${method} ${path}`).toBe(403);
+      }
+      const created = await api(
+        "POST",
+        "/v1/admin/webhook-endpoints",
+        { url: HOOK_URL, events: ["account.low_balance"] },
+        headers,
+      );
+      expect(created.status).toBe(403);
+    }
+  });
+
   it("refuses alert events on an endpoint restricted to one account", async () => {
     const refused = await createEndpoint({ url: HOOK_URL, events: ["alert.firing"], account_id: "acct_x" });
     expect(refused.status).toBe(400);
@@ -242,7 +270,8 @@ describe("delivery", () => {
   it("retries on the backoff schedule against a receiver that fails, then succeeds", async () => {
     const clock = useManualClock();
     await clearEndpoints();
-    const received = fakeReceiver([500, 503, 200]);
+    // A redirect is a failure: the receiver's Location is never followed.
+    const received = fakeReceiver([500, 302, 200]);
     await createEndpoint({ url: HOOK_URL, events: ["account.low_balance"] });
     const id = await openAccount(100);
     await api("PATCH", `/v1/accounts/${id}`, { low_balance_threshold: 50 });
@@ -267,7 +296,7 @@ describe("delivery", () => {
     await runDurableObjectAlarm(stub(id));
     [delivery] = await deliveriesOf(id);
     expect(delivery).toMatchObject({ state: "delivered", attempts: 3, next_attempt_at_ms: null });
-    expect(received.map((r) => r.answered)).toEqual([500, 503, 200]);
+    expect(received.map((r) => r.answered)).toEqual([500, 302, 200]);
     // Every attempt carries the same event id, for the receiver to deduplicate.
     expect(new Set(received.map((r) => r.headers["ledger-event-id"])).size).toBe(1);
     expect(retryDelayMs(1)).toBe(60_000);
