@@ -85,33 +85,37 @@ export interface Check {
   firing: boolean;
 }
 
-/** failures / requests above `bp` basis points, compared exactly. */
-const rateAbove = (failures: number, requests: number, bp: number) => failures * 10_000 > requests * bp;
-const rate = (failures: number, requests: number) => (requests === 0 ? 0 : failures / requests);
+/**
+ * A rate rule: failures / requests above `bp` basis points, compared exactly in integers, once
+ * the window holds at least `requestsMin` requests. The value and threshold are fractions.
+ */
+function rateCheck(
+  rule: AlertRule,
+  subject: string | null,
+  counts: { failures: number; requests: number },
+  bp: number,
+  requestsMin: number,
+): Check {
+  const { failures, requests } = counts;
+  return {
+    rule,
+    subject,
+    value: requests === 0 ? 0 : failures / requests,
+    threshold: bp / 10_000,
+    firing: requests >= requestsMin && failures * 10_000 > requests * bp,
+  };
+}
 
 /** Every rule's check against the measurements. */
 export function checkRules(m: Measurements, t: AlertThresholds): Check[] {
+  const worker = { failures: m.errors_5xx, requests: m.requests };
   const checks: Check[] = [
-    {
-      rule: "worker_5xx_rate",
-      subject: null,
-      value: rate(m.errors_5xx, m.requests),
-      threshold: t.ALERT_WORKER_5XX_RATE_BP / 10_000,
-      firing:
-        m.requests >= t.ALERT_WORKER_5XX_REQUESTS_MIN &&
-        rateAbove(m.errors_5xx, m.requests, t.ALERT_WORKER_5XX_RATE_BP),
-    },
+    rateCheck("worker_5xx_rate", null, worker, t.ALERT_WORKER_5XX_RATE_BP, t.ALERT_WORKER_5XX_REQUESTS_MIN),
   ];
   for (const [provider, calls] of Object.entries(m.providers).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    checks.push({
-      rule: "provider_failure_rate",
-      subject: provider,
-      value: rate(calls.failures, calls.requests),
-      threshold: t.ALERT_PROVIDER_FAILURE_RATE_BP / 10_000,
-      firing:
-        calls.requests >= t.ALERT_PROVIDER_CALLS_MIN &&
-        rateAbove(calls.failures, calls.requests, t.ALERT_PROVIDER_FAILURE_RATE_BP),
-    });
+    checks.push(
+      rateCheck("provider_failure_rate", provider, calls, t.ALERT_PROVIDER_FAILURE_RATE_BP, t.ALERT_PROVIDER_CALLS_MIN),
+    );
   }
   const above = (rule: AlertRule, value: number, max: number): Check => ({
     rule,
