@@ -130,7 +130,8 @@ export class AccountDurableObject extends DurableObject<Env> {
       // Logged without any request data; the scheduler comes back later instead of throwing.
       writeLog(this.env, "error", { msg: "alarm_failed", retries, error: String(error) });
       recordAlarmExhausted(clock.now());
-      flushMetricsIfDue(this.env, (work) => this.ctx.waitUntil(work), true);
+      // Off any request path: the monitor hears of it now rather than at the next commit.
+      await flushMetricsIfDue(this.env, (work) => this.ctx.waitUntil(work), true);
       await this.scheduler.backOff(clock.now());
     } finally {
       this.scheduler.rested();

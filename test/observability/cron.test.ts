@@ -12,8 +12,13 @@ import {
 } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import type { AccountDurableObject } from "../../durable-objects/account";
+import { ALARM_RETRIES_MAX } from "../../durable-objects/scheduler";
 import worker from "../../src/index";
 import { monitorOf } from "../../src/observability/evaluate";
+import { flushMetricsIfDue } from "../../src/observability/flush";
+import { directDelivery } from "../../src/projection/delivery";
+import { shardsOf } from "../../src/projection/shards";
 import { SWEEP_GRACE_MS } from "../../src/sweep";
 import { retryDelayMs } from "../../src/webhooks/backoff";
 import { api, openAccount, stub, useManualClock } from "../helpers";
@@ -97,5 +102,66 @@ describe("the cron's monitoring", () => {
       .bind(id)
       .first();
     expect(delivery).toEqual({ state: "delivered", attempts: 2 });
+  });
+});
+
+describe("failures the ledger's own rules watch", () => {
+  async function flushMetrics(): Promise<void> {
+    await flushMetricsIfDue(env, () => undefined, true);
+  }
+
+  it("fires d1_write_failures on the second failed D1 write in 5 minutes, not the first", async () => {
+    // Days away from the other tests of this file, so their minutes are not in these windows.
+    useManualClock(Date.now() + 5 * 86_400_000);
+    const id = await openAccount(100);
+    await stub(id).nudge();
+    await runInDurableObject(stub(id), (instance: AccountDurableObject) => {
+      instance.projector.deliver = async () => {
+        throw new Error("D1_ERROR: injected outage");
+      };
+    });
+    await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "c1", amount: 1 });
+    await flushMetrics();
+    const once = await api("GET", "/v1/admin/monitoring");
+    expect(once.body.d1_failures["write:projection"]).toBe(1);
+    expect(
+      (await api("GET", "/v1/admin/alerts")).body.data.find((a: { rule: string }) => a.rule === "d1_write_failures"),
+    ).toBe(undefined);
+    await runInDurableObject(stub(id), (instance: AccountDurableObject) => instance.projector.flush());
+    await flushMetrics();
+    const alerts = await api("GET", "/v1/admin/alerts");
+    expect(alerts.body.data.find((a: { rule: string }) => a.rule === "d1_write_failures")).toMatchObject({
+      state: "firing",
+      value: 2,
+      threshold: 2,
+    });
+    await runInDurableObject(stub(id), (instance: AccountDurableObject) => {
+      instance.projector.deliver = directDelivery(shardsOf(env));
+    });
+  });
+
+  it("fires alarm_retries_exhausted when an account's alarm runs out of retries", async () => {
+    const clock = useManualClock(Date.now() + 10 * 86_400_000);
+    const id = await openAccount(100);
+    await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
+      const runner = (instance as unknown as { runner: { settleDue: () => void } }).runner;
+      const settleDue = runner.settleDue;
+      runner.settleDue = () => {
+        throw new Error("injected: the alarm's work fails");
+      };
+      try {
+        await expect(instance.alarm({ retryCount: 0, isRetry: false, scheduledTime: clock.now() })).rejects.toThrow(
+          "injected",
+        );
+        await instance.alarm({ retryCount: ALARM_RETRIES_MAX, isRetry: true, scheduledTime: clock.now() });
+      } finally {
+        runner.settleDue = settleDue;
+      }
+    });
+    const alerts = await api("GET", "/v1/admin/alerts");
+    expect(alerts.body.data.find((a: { rule: string }) => a.rule === "alarm_retries_exhausted")).toMatchObject({
+      state: "firing",
+      value: 1,
+    });
   });
 });
