@@ -13,7 +13,7 @@ import { createApp } from "../src/http/app";
 import ledger from "../src/index";
 import { registerBenchRoutes } from "./routes";
 
-export { LedgerService } from "../src/index";
+export { LedgerService, MonitorDurableObject } from "../src/index";
 export { AccountDurableObject } from "./account";
 
 const app = createApp(registerBenchRoutes);

@@ -5,6 +5,7 @@
  * - `runner.ts`: settle what is due, decide, stamp, append, render (the command table drives it);
  * - `scheduler.ts`: the expiry bound and the one alarm that serves expiries and projection;
  * - `src/projection/projector.ts`: D1 projection behind a durable cursor, after the response;
+ * - `outbox.ts`: low-balance webhook events, written by the crossing command, sent by the alarm;
  * - `verify.ts`: replaying the log inside the object.
  * Time comes from the clock seam (src/clock.ts); rules live in src/domain.
  */
@@ -17,7 +18,9 @@ import { assert } from "../src/domain/money";
 import type { Rejection } from "../src/domain/rejections";
 import { type AccountView, accountView, type ReservationView, reservationView } from "../src/domain/views";
 import type { Env } from "../src/env";
+import { flushMetricsIfDue } from "../src/observability/flush";
 import { writeLog } from "../src/observability/log";
+import { recordAlarmExhausted, recordD1Failure } from "../src/observability/metrics";
 import { applyStats } from "../src/projection/apply";
 import { directDelivery, queueDelivery } from "../src/projection/delivery";
 import {
@@ -27,6 +30,7 @@ import {
   Projector,
 } from "../src/projection/projector";
 import { shardsOf } from "../src/projection/shards";
+import { runWebhookOutbox, WebhookOutbox } from "./outbox";
 import { type BatchResult, CommandRunner, type ExecuteResult } from "./runner";
 import { ALARM_RETRIES_MAX, ExpiryScheduler } from "./scheduler";
 import { AccountStore } from "./store";
@@ -50,6 +54,15 @@ function projectionDelivery(env: Env): Delivery {
   return queueDelivery(env.PROJECTION_QUEUE, direct);
 }
 
+/** A webhook run that failed (D1 or the configuration key) is tried again this much later. */
+export const WEBHOOK_RUN_RETRY_MS = 60_000;
+
+function earliest(...times: (number | null)[]): number | null {
+  let min: number | null = null;
+  for (const t of times) if (t !== null && (min === null || t < min)) min = t;
+  return min;
+}
+
 const NOT_FOUND: { ok: false; rejection: Rejection } = {
   ok: false,
   rejection: { code: "account_not_found", detail: "The account does not exist." },
@@ -63,6 +76,11 @@ export class AccountDurableObject extends DurableObject<Env> {
   readonly projector: Projector;
   /** A flush is scheduled (coalescing window open). */
   private flushScheduled = false;
+  private readonly outbox: WebhookOutbox;
+  /** When this account's pending webhook deliveries want their next attempt (D1 holds them). */
+  private webhookRetryAtMs: number | null = null;
+  /** The webhook run in progress: alarm, nudge and redelivery share it instead of sending twice. */
+  private webhookRun: Promise<void> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -77,7 +95,11 @@ export class AccountDurableObject extends DurableObject<Env> {
       log: (line) => writeLog(env, "warn", line),
     });
     this.store.rider = this.projector.rider;
-    this.scheduler = new ExpiryScheduler(this.store, ctx.storage, () => this.projector.wakeAtMs());
+    this.outbox = new WebhookOutbox(this.store.sql);
+    this.store.onAppend = (before, after, last) => this.outbox.record(before, after, last, clock.now());
+    this.scheduler = new ExpiryScheduler(this.store, ctx.storage, () =>
+      earliest(this.projector.wakeAtMs(), this.outbox.wakeAtMs(), this.webhookRetryAtMs),
+    );
     this.runner = new CommandRunner(this.store, this.scheduler, () => this.scheduleFlush());
     this.projector.resume(clock.now());
     void ctx.blockConcurrencyWhile(() => this.scheduler.start());
@@ -107,6 +129,9 @@ export class AccountDurableObject extends DurableObject<Env> {
       if (retries < ALARM_RETRIES_MAX) throw error;
       // Logged without any request data; the scheduler comes back later instead of throwing.
       writeLog(this.env, "error", { msg: "alarm_failed", retries, error: String(error) });
+      recordAlarmExhausted(clock.now());
+      // Off any request path: the monitor hears of it now rather than at the next commit.
+      await flushMetricsIfDue(this.env, (work) => this.ctx.waitUntil(work), true);
       await this.scheduler.backOff(clock.now());
     } finally {
       this.scheduler.rested();
@@ -126,6 +151,38 @@ export class AccountDurableObject extends DurableObject<Env> {
     this.runner.settleDue(clock.now());
     if (this.projector.behind()) await this.projector.flush();
     this.projector.settle();
+    await this.runWebhooksIfDue(false);
+    this.scheduler.ensureAlarm();
+  }
+
+  /**
+   * Hands the outbox's events to their delivery records in D1, then sends this account's due
+   * deliveries (src/webhooks/send.ts). Runs only when something is due (or `force`, for an
+   * admin's redelivery), so an alarm for an expiry reads no D1 row for webhooks.
+   */
+  private runWebhooksIfDue(force: boolean): Promise<void> {
+    const wake = earliest(this.outbox.wakeAtMs(), this.webhookRetryAtMs);
+    if (this.store.account === null || (!force && (wake === null || wake > clock.now()))) return Promise.resolve();
+    this.webhookRun ??= this.runWebhooks(this.store.account.account_id).finally(() => {
+      this.webhookRun = null;
+    });
+    return this.webhookRun;
+  }
+
+  private async runWebhooks(accountId: string): Promise<void> {
+    try {
+      this.webhookRetryAtMs = await runWebhookOutbox(this.outbox, this.env, accountId);
+    } catch (error) {
+      // Only the error's class: a D1 message or a configuration error may not reach the logs.
+      writeLog(this.env, "warn", { msg: "webhooks_failed", error: (error as Error).name ?? "Error" });
+      recordD1Failure(clock.now(), "write:webhooks");
+      this.webhookRetryAtMs = clock.now() + WEBHOOK_RUN_RETRY_MS;
+    }
+  }
+
+  /** An admin redelivered one of this account's deliveries: send what is due now, then re-arm. */
+  async wakeWebhooks(): Promise<void> {
+    await this.runWebhooksIfDue(true);
     this.scheduler.ensureAlarm();
   }
 
@@ -135,6 +192,8 @@ export class AccountDurableObject extends DurableObject<Env> {
    * delays a response: it runs after it.
    */
   private scheduleFlush(): void {
+    // This object's own counts (projection lag, D1 failures) reach the monitor too.
+    flushMetricsIfDue(this.env, (work) => this.ctx.waitUntil(work));
     const delay = Number(this.env.PROJECTION_COALESCE_MS ?? PROJECTION_COALESCE_MS_DEFAULT);
     if (!(delay > 0)) {
       this.ctx.waitUntil(this.projector.flush());

@@ -1,6 +1,7 @@
 /**
- * The expiry and alarm scheduler of an account object. One alarm serves two clients: the
- * earliest open hold's expiry, and the projection's retry time. The alarm is kept at or before
+ * The expiry and alarm scheduler of an account object. One alarm serves several clients: the
+ * earliest open hold's expiry, and the other work's wake time (the projection's retry, the
+ * webhook outbox and its retries; the account object combines them). The alarm is kept at or before
  * the earliest of them (an early alarm just re-arms; moving it later after every capture would
  * cost a row per capture).
  *
@@ -26,7 +27,7 @@ export class ExpiryScheduler {
   constructor(
     private readonly store: AccountStore,
     private readonly storage: DurableObjectStorage,
-    /** When the projection wants to be woken (a scheduled retry), or null. */
+    /** When the other work wants to be woken (projection retry, webhooks), or null. */
     private readonly projectionWakeAtMs: () => number | null,
   ) {
     this.nextExpiryMs = store.account === null ? null : store.earliestOpenExpiry();

@@ -83,6 +83,18 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   ALTER TABLE projection ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
   UPDATE projection SET rollups = NULL;
   `,
+  `
+  -- Issue 14: the low-balance threshold (NULL: off), and the webhook outbox. A command whose
+  -- events cross the threshold writes its webhook event here in the same transaction; the alarm
+  -- hands it to the delivery records in D1 and deletes it (durable-objects/outbox.ts). Bounded by
+  -- crossings not yet handed off: at most one per command, and the alarm drains it.
+  ALTER TABLE account ADD COLUMN low_balance_threshold INTEGER;
+  CREATE TABLE webhook_outbox (
+    event_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {
@@ -95,7 +107,8 @@ export function respellOperationKeys(sql: SqlStorage): void {
   }
 }
 
-export function migrate(sql: SqlStorage): void {
+/** Applies `migrations` (by default the account object's) that `_schema` has not recorded yet. */
+export function migrate(sql: SqlStorage, migrations: typeof MIGRATIONS = MIGRATIONS): void {
   sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
   const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
   let version = row?.version ?? 0;
@@ -103,11 +116,11 @@ export function migrate(sql: SqlStorage): void {
   // A newer schema than this code knows (a rollback of the Worker): refuse to serve rather than
   // read it with older rules. An older Worker would look keys up in their old spelling, miss
   // them, and apply a retried operation twice.
-  if (version > MIGRATIONS.length) {
-    throw new Error(`account schema ${version} is newer than this code's ${MIGRATIONS.length}: refusing to start`);
+  if (version > migrations.length) {
+    throw new Error(`schema ${version} is newer than this code's ${migrations.length}: refusing to start`);
   }
-  while (version < MIGRATIONS.length) {
-    const migration = MIGRATIONS[version];
+  while (version < migrations.length) {
+    const migration = migrations[version];
     if (typeof migration === "function") migration(sql);
     else sql.exec(migration as string);
     version += 1;

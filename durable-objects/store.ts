@@ -43,6 +43,7 @@ interface AccountRow extends Record<string, SqlStorageValue> {
   status: string;
   created_at: string;
   metadata: string;
+  low_balance_threshold: number | null;
 }
 
 type Rows<T> = ReadonlyMap<string, T>;
@@ -69,6 +70,13 @@ export class AccountStore {
    * transaction rolled back, so that it writes again later.
    */
   rider: { write(): void; rolledBack(): void } | null = null;
+
+  /**
+   * Called inside every append's transaction with the account before and after it and the last
+   * event: writes what the change implies besides the log (the webhook outbox's low-balance
+   * crossings, durable-objects/outbox.ts) and returns the rows it wrote. A throw rolls back.
+   */
+  onAppend: ((before: AccountState | null, after: AccountState, last: LedgerEvent) => number) | null = null;
 
   /** Runs `work` in one transaction (or inside the batch's): a throw rolls all of it back. */
   transaction<T>(work: () => T): T {
@@ -195,6 +203,7 @@ export class AccountStore {
       holds = written.holds;
       earliest = written.earliestOpenExpiryMs;
       assertSnapshot(account, holds, events);
+      rows += this.onAppend?.(accountBefore, account, events[events.length - 1] as LedgerEvent) ?? 0;
     });
     this.rowsWritten += rows;
     this.commits += 1;
@@ -240,11 +249,18 @@ export class AccountStore {
         JSON.stringify(after.metadata),
       ).rowsWritten;
     }
-    if (before.credit_limit === after.credit_limit && before.status === after.status) return 0;
+    if (
+      before.credit_limit === after.credit_limit &&
+      before.status === after.status &&
+      before.low_balance_threshold === after.low_balance_threshold
+    ) {
+      return 0;
+    }
     return this.sql.exec(
-      "UPDATE account SET credit_limit = ?, status = ? WHERE id = 1",
+      "UPDATE account SET credit_limit = ?, status = ?, low_balance_threshold = ? WHERE id = 1",
       after.credit_limit,
       after.status,
+      after.low_balance_threshold,
     ).rowsWritten;
   }
 
@@ -397,7 +413,7 @@ export class AccountStore {
   private loadSnapshot(): void {
     const row = this.sql
       .exec<AccountRow>(
-        "SELECT account_id, currency, credit_limit, status, created_at, metadata FROM account WHERE id = 1",
+        "SELECT account_id, currency, credit_limit, status, created_at, metadata, low_balance_threshold FROM account WHERE id = 1",
       )
       .toArray()[0];
     if (row === undefined) return;
@@ -424,6 +440,7 @@ export class AccountStore {
       created_at: row.created_at,
       updated_at: head.at,
       metadata: JSON.parse(row.metadata) as AccountState["metadata"],
+      low_balance_threshold: row.low_balance_threshold,
     };
     this.holds = { total: holds.total, count: holds.n };
     assert(this.account.reserved === holds.total, "on load: reserved equals the sum of open holds");

@@ -1,5 +1,6 @@
 /** Bindings and secrets of the ledger Worker (see wrangler.toml and docs/operations.md, "Configuration"). */
 import type { AccountDurableObject } from "../durable-objects/account";
+import type { MonitorDurableObject } from "../durable-objects/monitor";
 import type { ProjectionMessage } from "./projection/message";
 
 export interface Env {
@@ -45,4 +46,13 @@ export interface Env {
   CONFIG_ENCRYPTION_KEY_PREVIOUS?: string;
   /** Ed25519 private key (PKCS#8, base64) that signs audit checkpoints (a secret). */
   AUDIT_SIGNING_KEY?: string;
+  /** The monitor (durable-objects/monitor.ts): metric windows, alerts, alert webhooks; one object, "global". */
+  MONITOR: DurableObjectNamespace<MonitorDurableObject>;
+  /**
+   * One data point per request for dashboards (wrangler.toml [[analytics_engine_datasets]]), in
+   * production only; optional, and nothing reads it back (local writes are dropped).
+   */
+  ANALYTICS?: AnalyticsEngineDataset;
+  /** Alert thresholds, each overriding its default (src/observability/alerts.ts), e.g. ALERT_AUTH_FAILURES_MAX. */
+  [alertThreshold: `ALERT_${string}`]: string | undefined;
 }

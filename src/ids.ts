@@ -26,8 +26,8 @@ function pooledRandom(): () => number {
 
 const random = pooledRandom();
 
-/** A new ULID at the current time. */
-export const newUlid = (): string => ulid(undefined, random);
+/** A new ULID at `atMs` (default: the current time). */
+export const newUlid = (atMs?: number): string => ulid(atMs, random);
 
 /** A factory of strictly increasing ULIDs (ids within one millisecond increment). */
 export const monotonicUlids = (): ULIDFactory => monotonicFactory(random);

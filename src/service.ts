@@ -7,18 +7,21 @@
  * (docs/pricing.md, "Integrating a gateway").
  */
 import { WorkerEntrypoint } from "cloudflare:workers";
-import type { z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { accountClient } from "./app/account-client";
 import { OPERATIONS, type OperationName, type OperationRawInput, runOperation, type Target } from "./app/operations";
 import { invalidOutcome, type Outcome, readOutcome } from "./app/outcome";
 import type { FieldError } from "./app/problems";
-import { Id } from "./app/schemas/common";
+import { Id, Short } from "./app/schemas/common";
 import type { CaptureResult, ChargeResult, CreditResult, RefundResult, ReservationResult } from "./app/schemas/money";
 import { validate } from "./app/validate";
 import { clock } from "./clock";
+import { LATENCY_MS_MAX } from "./domain/limits";
 import type { AccountView, ReservationView } from "./domain/views";
 import type { Env } from "./env";
 import { newUlid } from "./ids";
+import { flushMetricsIfDue } from "./observability/flush";
+import { PROVIDER_STATUSES, recordProvider } from "./observability/metrics";
 import type { LogFields } from "./observability/request-log";
 import { writeRequestLog } from "./observability/request-log";
 
@@ -32,6 +35,15 @@ export type ExtendInput = OperationRawInput<"extend">;
 export type ChargeInput = OperationRawInput<"charge">;
 export type RefundInput = OperationRawInput<"refund">;
 export type CreditInput = OperationRawInput<"credit">;
+
+/** One provider call as a gateway reports it (reportProviderResult). */
+const ProviderReport = z.strictObject({
+  provider: Short,
+  model: Short,
+  status: z.enum(PROVIDER_STATUSES),
+  latency_ms: z.number().int().min(0).max(LATENCY_MS_MAX),
+});
+export type ProviderReportInput = z.input<typeof ProviderReport>;
 
 const noInput = () => undefined;
 
@@ -76,6 +88,26 @@ export class LedgerService extends WorkerEntrypoint<Env> {
     return this.call("getReservation", { account_id: accountId, reservation_id: reservationId }, noInput, async (t) =>
       readOutcome(await accountClient(this.env, t.account_id).getReservation(reservationId)),
     );
+  }
+
+  /**
+   * A gateway's report of one provider call (issue 14): provider, model, status and latency,
+   * counted in the monitor's metrics (provider failure rates; the model is validated but not a
+   * dimension, which keeps the windows bounded). Never touches an account; the flush to the
+   * monitor runs after the call.
+   */
+  async reportProviderResult(report: ProviderReportInput): Promise<LedgerResult<{ recorded: true }>> {
+    const errors: FieldError[] = [];
+    const valid = validate(ProviderReport, report, "report", errors);
+    const outcome: Outcome<{ recorded: true }> =
+      errors.length > 0 || valid === undefined
+        ? invalidOutcome(errors)
+        : { ok: true, status: 200, value: { recorded: true }, replayed: false };
+    if (outcome.ok && valid !== undefined) {
+      recordProvider(clock.now(), { provider: valid.provider, status: valid.status, latencyMs: valid.latency_ms });
+      flushMetricsIfDue(this.env, (work) => this.ctx.waitUntil(work));
+    }
+    return outcome;
   }
 
   /** An operation of the table: its input is validated by its contract, as over HTTP. */

@@ -20,3 +20,14 @@ declare global {
     }
   }
 }
+
+// The test's independent webhook-signature check (test/webhooks/support.ts) uses node:crypto's
+// HMAC, which the Worker itself never does (src/types/node-crypto.d.ts declares what it uses).
+declare module "node:crypto" {
+  interface Hmac {
+    update(data: string): Hmac;
+    digest(): Uint8Array;
+  }
+  export function createHmac(algorithm: "sha256", key: string): Hmac;
+  export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean;
+}

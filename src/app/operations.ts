@@ -128,6 +128,7 @@ export const OPERATIONS = {
     fields: (b) => ({
       ...(b.credit_limit === undefined ? {} : { credit_limit: b.credit_limit }),
       ...(b.status === undefined ? {} : { status: b.status }),
+      ...(b.low_balance_threshold === undefined ? {} : { low_balance_threshold: b.low_balance_threshold }),
     }),
     log: noLog,
   }),

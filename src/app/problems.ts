@@ -13,6 +13,10 @@ export type EdgeErrorCode =
   | "rate_limited"
   | "not_found"
   | "key_not_found"
+  | "webhook_endpoint_not_found"
+  | "webhook_delivery_not_found"
+  | "url_refused"
+  | "webhook_endpoints_limit"
   | "price_not_found"
   | "batch_aborted"
   | "method_not_allowed"
@@ -35,6 +39,10 @@ export const PROBLEM_STATUS: Record<ProblemCode, number> = {
   charge_not_found: 404,
   not_found: 404,
   key_not_found: 404,
+  webhook_endpoint_not_found: 404,
+  webhook_delivery_not_found: 404,
+  url_refused: 422,
+  webhook_endpoints_limit: 422,
   method_not_allowed: 405,
   idempotency_conflict: 409,
   reservation_not_open: 409,
@@ -65,6 +73,10 @@ const TITLES: Record<ProblemCode, string> = {
   charge_not_found: "Charge not found",
   not_found: "Not found",
   key_not_found: "API key not found",
+  webhook_endpoint_not_found: "Webhook endpoint not found",
+  webhook_delivery_not_found: "Webhook delivery not found",
+  url_refused: "URL refused",
+  webhook_endpoints_limit: "Too many webhook endpoints",
   method_not_allowed: "Method not allowed",
   idempotency_conflict: "Idempotency conflict",
   reservation_not_open: "Reservation not open",

@@ -38,6 +38,8 @@ export interface UpdateAccount {
   type: "UpdateAccount";
   credit_limit?: Minor;
   status?: AccountStatus;
+  /** The low-balance threshold (issue 14): a number sets it, null turns it off. */
+  low_balance_threshold?: Minor | null;
 }
 
 export interface CreditFunds {

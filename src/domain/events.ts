@@ -32,8 +32,15 @@ export interface AccountUpdated extends EventBase {
   /** Values after the update; `changed` names which of them the update changed. */
   credit_limit: Minor;
   status: AccountStatus;
-  changed: ("credit_limit" | "status")[];
+  /**
+   * The low-balance threshold after the update (null: off). Absent from events written before
+   * issue 14, which leave it as it was (off).
+   */
+  low_balance_threshold?: Minor | null;
+  changed: AccountUpdatedField[];
 }
+
+export type AccountUpdatedField = "credit_limit" | "status" | "low_balance_threshold";
 
 export interface FundsCredited extends EventBase {
   type: "FundsCredited";

@@ -19,6 +19,13 @@ export const CAPTURE_AMOUNT_MINOR_MIN = 0;
 export const BALANCE_ABS_MINOR_MAX = 2 ** 51;
 /** Largest allowed overdraft, in minor units. */
 export const CREDIT_LIMIT_MINOR_MAX = AMOUNT_MINOR_MAX;
+/**
+ * Range of an account's low-balance threshold (issue 14), in minor units: the spendable balance
+ * (balance - reserved + credit_limit) below it sends `account.low_balance`. 0 would never fire
+ * (spendable is never negative), so the smallest useful threshold is 1.
+ */
+export const LOW_BALANCE_THRESHOLD_MINOR_MIN = 1;
+export const LOW_BALANCE_THRESHOLD_MINOR_MAX = AMOUNT_MINOR_MAX;
 
 export const TTL_SECONDS_MIN = 1;
 /** One week. */

@@ -5,13 +5,15 @@
  * The command table (table.ts) says which function decides which command.
  */
 import type { Command, CommandOf } from "./commands";
-import { type EventBody, eventEffect, type LedgerEvent } from "./events";
+import { type AccountUpdatedField, type EventBody, eventEffect, type LedgerEvent } from "./events";
 import {
   AMOUNT_MINOR_MAX,
   AMOUNT_MINOR_MIN,
   BALANCE_ABS_MINOR_MAX,
   CAPTURE_AMOUNT_MINOR_MIN,
   CREDIT_LIMIT_MINOR_MAX,
+  LOW_BALANCE_THRESHOLD_MINOR_MAX,
+  LOW_BALANCE_THRESHOLD_MINOR_MIN,
   OPEN_RESERVATIONS_MAX,
   TTL_SECONDS_MAX,
   TTL_SECONDS_MIN,
@@ -58,13 +60,17 @@ export function decideUpdateAccount(
 ): Decision {
   const credit_limit = command.credit_limit ?? account.credit_limit;
   const status = command.status ?? account.status;
+  const low_balance_threshold =
+    command.low_balance_threshold === undefined ? account.low_balance_threshold : command.low_balance_threshold;
   assertCreditLimit(credit_limit);
-  const changed: ("credit_limit" | "status")[] = [];
+  if (low_balance_threshold !== null) assertLowBalanceThreshold(low_balance_threshold);
+  const changed: AccountUpdatedField[] = [];
   if (credit_limit !== account.credit_limit) changed.push("credit_limit");
   if (status !== account.status) changed.push("status");
+  if (low_balance_threshold !== account.low_balance_threshold) changed.push("low_balance_threshold");
   // Setting the values an account already has is a no-op, not an event.
   if (changed.length === 0) return accepted();
-  return accepted({ type: "AccountUpdated", credit_limit, status, changed });
+  return accepted({ type: "AccountUpdated", credit_limit, status, low_balance_threshold, changed });
 }
 
 export function decideCreditFunds(
@@ -374,4 +380,12 @@ function assertTtl(ttl: number): void {
 function assertCreditLimit(limit: Minor): void {
   assertMinor(limit, "credit_limit");
   assert(limit >= 0 && limit <= CREDIT_LIMIT_MINOR_MAX, "credit_limit range");
+}
+
+function assertLowBalanceThreshold(threshold: Minor): void {
+  assertMinor(threshold, "low_balance_threshold");
+  assert(
+    threshold >= LOW_BALANCE_THRESHOLD_MINOR_MIN && threshold <= LOW_BALANCE_THRESHOLD_MINOR_MAX,
+    "low_balance_threshold range",
+  );
 }

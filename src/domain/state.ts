@@ -31,6 +31,8 @@ export interface AccountState {
   created_at: string;
   updated_at: string;
   metadata: Metadata;
+  /** Spendable balance below which `account.low_balance` is sent (issue 14); null: off. */
+  low_balance_threshold: Minor | null;
 }
 
 export type ReservationStatus = "open" | "captured" | "released" | "expired";
@@ -109,7 +111,13 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
     case "BalanceAdjusted":
       break;
     case "AccountUpdated":
-      account = { ...account, credit_limit: event.credit_limit, status: event.status };
+      account = {
+        ...account,
+        credit_limit: event.credit_limit,
+        status: event.status,
+        low_balance_threshold:
+          event.low_balance_threshold === undefined ? account.low_balance_threshold : event.low_balance_threshold,
+      };
       break;
     case "FundsReserved":
       assert(!state.reservations.has(event.reservation_id), `reservation ${event.reservation_id} reused`);
@@ -228,6 +236,7 @@ export function openedAccount(event: LedgerEvent): AccountState {
     created_at: event.at,
     updated_at: event.at,
     metadata: event.metadata,
+    low_balance_threshold: null,
   };
 }
 

@@ -22,6 +22,7 @@ export function accountView(account: AccountState) {
     created_at: account.created_at,
     updated_at: account.updated_at,
     metadata: account.metadata,
+    low_balance_threshold: account.low_balance_threshold,
   };
 }
 export type AccountView = ReturnType<typeof accountView>;

@@ -10,9 +10,11 @@ import { bodyLimit } from "hono/body-limit";
 import { problem } from "../app/problems";
 import { BATCH_BODY_BYTES_MAX } from "../app/schemas/batch";
 import { AuditKeyUnavailable } from "../audit/signing";
+import { clock } from "../clock";
 import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
 import { AssertionError } from "../domain/money";
 import { writeLog } from "../observability/log";
+import { recordD1Failure } from "../observability/metrics";
 import { BadCursor } from "../reports/cursor";
 import { notFound, registerAccountRoutes } from "./accounts";
 import { registerAdminRoutes } from "./admin";
@@ -21,9 +23,11 @@ import { authenticate } from "./auth";
 import type { AppEnv } from "./context";
 import { registerKeyRoutes } from "./keys";
 import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
+import { registerMonitoringRoutes } from "./monitoring";
 import { registerPriceRoutes } from "./prices";
 import { problemResponse } from "./problem";
 import { registerReportRoutes } from "./reports";
+import { registerWebhookRoutes } from "./webhooks";
 
 /** The ledger's app; `extraRoutes` lets the bench's own entry add its routes (bench/worker.ts). */
 export function createApp(extraRoutes?: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHono<AppEnv> {
@@ -47,6 +51,8 @@ export function createApp(extraRoutes?: (app: OpenAPIHono<AppEnv>) => void): Ope
   registerAuditRoutes(app);
   registerKeyRoutes(app);
   registerPriceRoutes(app);
+  registerWebhookRoutes(app);
+  registerMonitoringRoutes(app);
   extraRoutes?.(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
@@ -89,6 +95,8 @@ function onError(error: Error, c: Context<AppEnv>): Response {
   // Programmer errors and broken invariants: logged with their message only (never the
   // request, its headers or its body), answered as a generic 500.
   const kind = error instanceof AssertionError ? "invariant_violation" : "unhandled_error";
+  // A D1 failure that reached the handler (a report, a key or price write) counts for the monitor.
+  if (/D1_/.test(error.message)) recordD1Failure(clock.now(), "request");
   writeLog(c.env, "error", { msg: kind, request_id: c.get("requestId"), error: error.message });
   return problemResponse(
     c,

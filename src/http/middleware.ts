@@ -2,11 +2,13 @@
  * Cross-cutting middleware: the request context (id, the one log line per request, security
  * headers) and console CORS.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { problem } from "../app/problems";
 import { clock } from "../clock";
 import { newUlid } from "../ids";
+import { flushMetricsIfDue, writeRequestDataPoint } from "../observability/flush";
 import { writeLog } from "../observability/log";
+import { recordRequest } from "../observability/metrics";
 import { writeRequestLog } from "../observability/request-log";
 import { bootstrapKeyProblem } from "../security/api-keys";
 import { ConfigKeyError, loadConfigKeys } from "../security/secrets";
@@ -46,9 +48,37 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
     } finally {
       c.header("request-id", requestId);
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) c.header(name, value);
-      writeRequestLog(c.env, c.get("log"), { requestId, status: c.res.status, latencyMs: clock.now() - started });
+      const latencyMs = clock.now() - started;
+      const log = c.get("log");
+      writeRequestLog(c.env, log, { requestId, status: c.res.status, latencyMs });
+      countRequest(c, { route: log.route ?? "unmatched", status: c.res.status, latencyMs, errorCode: log.error_code });
     }
   };
+}
+
+/** Money routes: their 5xx answers (and invariant violations, which answer 500) are billing failures. */
+const MONEY_ROUTE = /^POST \/v1\/accounts\/\{account_id\}\/(credits|reservations|charges|refunds|adjustments|batch)/;
+
+/** The request in this isolate's metrics and the dashboards' data point; a metrics flush if due, after the response. */
+function countRequest(
+  c: Context<AppEnv>,
+  request: { route: string; status: number; latencyMs: number; errorCode: string | undefined },
+): void {
+  const { errorCode, ...point } = request;
+  recordRequest(clock.now(), {
+    ...point,
+    ...(errorCode === undefined ? {} : { errorCode }),
+    money: MONEY_ROUTE.test(point.route),
+  });
+  writeRequestDataPoint(c.env, point);
+  let waitUntil: ((work: Promise<unknown>) => void) | null = null;
+  try {
+    const ctx = c.executionCtx;
+    waitUntil = (work) => ctx.waitUntil(work);
+  } catch {
+    // No execution context (a unit call of the app): the next request with one flushes.
+  }
+  if (waitUntil !== null) flushMetricsIfDue(c.env, waitUntil);
 }
 
 /**

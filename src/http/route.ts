@@ -18,7 +18,17 @@ import { problemResponse } from "./problem";
 import { respond } from "./respond";
 
 /** The OpenAPI tags, one per route family, so generated clients group their methods. */
-export type Tag = "Accounts" | "Money" | "Audit" | "Reports" | "Read side" | "Keys" | "Prices" | "Service";
+export type Tag =
+  | "Accounts"
+  | "Money"
+  | "Audit"
+  | "Reports"
+  | "Read side"
+  | "Keys"
+  | "Prices"
+  | "Service"
+  | "Monitoring"
+  | "Webhooks";
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
   method: "get" | "post" | "patch" | "delete";

@@ -8,8 +8,10 @@
  * it in `projection_dead_letters` (shard 0) for an operator to see and replay
  * (GET, POST /v1/admin/projection/dead-letters; src/projection/dead-letters.ts).
  */
+import { clock } from "../clock";
 import type { Env } from "../env";
 import { writeLog } from "../observability/log";
+import { recordD1Failure } from "../observability/metrics";
 import { ApplyError, applyMessages, type Outcome } from "./apply";
 import { storeDeadLetters } from "./dead-letters";
 import { shardsOf } from "./shards";
@@ -54,6 +56,7 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: Env): Prom
       // D1 (shard 0) is down: keep the dead letters in their queue and try again later
       // (wrangler.toml gives this consumer max_retries = 100: over an hour and a half at 60 s).
       writeLog(env, "warn", { msg: "dead_letters_not_stored", error: String(error) });
+      recordD1Failure(clock.now(), "write:dead_letters");
       for (const message of batch.messages) message.retry({ delaySeconds: PROJECTION_RETRY_DELAY_SECONDS_MAX });
     }
     return;
@@ -68,6 +71,7 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: Env): Prom
     if (!(error instanceof ApplyError)) throw error;
     outcomes = error.outcomes;
     writeLog(env, "warn", { msg: "projection_batch_failed", error: String(error.cause) });
+    recordD1Failure(clock.now(), "write:projection_queue");
   }
   const invalid = batch.messages.filter((_, i) => outcomes[i] === "invalid");
   // A message no version of this code can read goes straight to the dead letters.

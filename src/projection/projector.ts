@@ -17,9 +17,11 @@
  * message folds its events into them, and the new rows are written with the cursor after the
  * delivery was accepted: one SQLite row per flush.
  */
+
 import { clock } from "../clock";
 import type { FundsReserved, LedgerEvent } from "../domain/events";
 import type { AccountState } from "../domain/state";
+import { recordD1Failure, recordProjectionLag } from "../observability/metrics";
 import { buildMessage, type EventCells, eventCells, type ProjectionMessage, pageStart } from "./message";
 import { decodeRollupState, encodeRollupState, type RollupState } from "./rollups";
 
@@ -243,6 +245,12 @@ export class Projector {
         return;
       }
       const accepted = built[result.accepted - 1];
+      if (accepted !== undefined && mode === "flush") {
+        // The lag this delivery ended: the age of the oldest event it carried (issue 14's p99 rule).
+        const first = built[0]?.message.from_seq;
+        if (first !== undefined)
+          recordProjectionLag(clock.now(), clock.now() - Date.parse(this.source.event(first).at));
+      }
       if (accepted !== undefined) {
         from = accepted.message.to_seq;
         rollups = accepted.rollups;
@@ -329,6 +337,7 @@ export class Projector {
   }
 
   private failed(error: unknown): void {
+    recordD1Failure(clock.now(), "write:projection");
     this.failures += 1;
     const backoff = Math.min(PROJECTION_BACKOFF_MS_MIN * 2 ** (this.failures - 1), PROJECTION_BACKOFF_MS_MAX);
     this.retryAtMs = clock.now() + backoff;

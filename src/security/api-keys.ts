@@ -17,6 +17,7 @@
 
 import { bytesToBase64url, bytesToHex } from "../encoding";
 import { newUlid } from "../ids";
+import { recordBackgroundFailure, recordD1Failure } from "../observability/metrics";
 
 export const SCOPES = ["ledger:write", "ledger:refund", "ledger:fund", "ledger:read", "audit:read", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -234,7 +235,11 @@ export async function resolveApiKey(
     const row = await db
       .prepare("SELECT id, prefix, scopes, account_id FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL")
       .bind(probe.hash)
-      .first<{ id: string; prefix: string; scopes: string; account_id: string | null }>();
+      .first<{ id: string; prefix: string; scopes: string; account_id: string | null }>()
+      .catch((error: unknown) => {
+        recordD1Failure(nowMs, "read:key_lookup");
+        throw error;
+      });
     if (row === null) {
       cache.delete(probe.hash);
       remember(unknown, probe.hash, nowMs + UNKNOWN_KEY_CACHE_TTL_MS, UNKNOWN_KEY_CACHE_ENTRIES_MAX);
@@ -259,7 +264,13 @@ export async function resolveApiKey(
       db
         .prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
         .bind(new Date(nowMs).toISOString(), entry.principal.key_id)
-        .run(),
+        .run()
+        .catch((error: unknown) => {
+          // Work after the response (waitUntil): counted, never thrown at nobody.
+          recordD1Failure(nowMs, "write:key_last_used");
+          recordBackgroundFailure(nowMs, "key_last_used");
+          throw error;
+        }),
     );
   }
   return entry.principal;

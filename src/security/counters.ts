@@ -18,6 +18,7 @@
  * "address"), never a presented key or a client address.
  */
 import { type LogEnv, writeLog } from "../observability/log";
+import { recordAuthFailure, recordD1Failure, recordRateLimited } from "../observability/metrics";
 
 /** What the counters need from the Worker's environment. */
 export interface CountersEnv extends LogEnv {
@@ -73,6 +74,9 @@ function add(minute: string, counter: SecurityCounter, subject: string, count: n
 /** Adds one to a per-minute counter in this isolate's memory. Never touches D1. */
 export function countSecurityEvent(counter: SecurityCounter, subject: string, nowMs: number): void {
   add(minuteOf(nowMs), counter, subject, 1);
+  // The same event in the monitor's metrics (flushed every few seconds, for the alert rules).
+  if (counter === "auth_failed") recordAuthFailure(nowMs);
+  else recordRateLimited(nowMs);
   intervalStartedAt ??= nowMs;
 }
 
@@ -105,6 +109,7 @@ export async function flushSecurityCounters(env: CountersEnv, nowMs: number): Pr
   } catch (error) {
     // Kept for the next flush rather than lost (still bounded by SECURITY_COUNTERS_PENDING_MAX).
     for (const c of cells) add(c.minute, c.counter, c.subject, c.count);
+    recordD1Failure(nowMs, "write:security_counters");
     writeLog(env, "error", { msg: "security_counters_flush_failed", error: (error as Error).message });
   }
 }

@@ -18,13 +18,14 @@ import {
   runInDurableObject,
   waitOnExecutionContext,
 } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import { createGateway, type Ledger } from "../../examples/gateway/src/gateway";
 import { type GatewayKeyEntry, keyStoreFromConfig, newGatewayKey } from "../../examples/gateway/src/keys";
 import { clock } from "../../src/clock";
 import type { LedgerEvent } from "../../src/domain/events";
+import { flushMetricsIfDue } from "../../src/observability/flush";
 import { account, api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 import { logOf } from "../projection/support";
 
@@ -561,7 +562,7 @@ function instrumented(faults: Partial<Record<"extend" | "capture" | "release", (
       if (planned === "503") return injected as R;
       return run(...args);
     };
-  type Args<K extends keyof Ledger> = Parameters<Ledger[K]>;
+  type Args<K extends keyof Ledger> = Parameters<NonNullable<Ledger[K]>>;
   const wrapped: Ledger = {
     reserve: counted("reserve", (...a: Args<"reserve">) => ledger.reserve(...a)),
     capture: counted("capture", (...a: Args<"capture">) => ledger.capture(...a), "capture"),
@@ -890,5 +891,48 @@ describe("issue 11, hole 4: an idle timeout covers the whole body", () => {
       expect(text).toContain("Hel");
       expect(await reservationOf(c.id, mode)).toMatchObject({ status: "captured", captured_amount: COST });
     }
+  });
+});
+
+describe("issue 14: the gateway reports provider results to the ledger's monitoring", () => {
+  const acme = async () => {
+    const work: Promise<unknown>[] = [];
+    flushMetricsIfDue(env, (p) => work.push(p), true);
+    await Promise.all(work);
+    const view = await api("GET", "/v1/admin/monitoring");
+    return (
+      view.body.providers.find((p: { provider: string }) => p.provider === "acme") ?? {
+        requests: 0,
+        failures: 0,
+        statuses: {},
+      }
+    );
+  };
+
+  it("counts an answered call as ok and a provider 500 as a 5xx failure, after the response", async () => {
+    // A clock that stands still: no flush comes due on its own, so the test's flushes see every count.
+    useManualClock(Date.now());
+    await publish("m14");
+    const c = await customer(1_000);
+    const before = await acme();
+    expect(
+      (await chat(gatewayWith(fakeProvider("json")), chatRequest(c.key, "q14a", "m14", { stream: false }))).status,
+    ).toBe(200);
+    expect((await chat(gatewayWith(fakeProvider("fail")), chatRequest(c.key, "q14b", "m14"))).status).toBe(502);
+    const after = await acme();
+    expect(after.requests - before.requests).toBe(2);
+    expect(after.failures - before.failures).toBe(1);
+    expect((after.statuses["5xx"] ?? 0) - (before.statuses["5xx"] ?? 0)).toBe(1);
+    expect((after.statuses.ok ?? 0) - (before.statuses.ok ?? 0)).toBe(1);
+  });
+
+  it("refuses a malformed report and counts nothing", async () => {
+    const refused = await ledger.reportProviderResult?.({
+      provider: "acme",
+      model: "m",
+      status: "teapot" as "ok",
+      latency_ms: 1,
+    });
+    expect(refused).toMatchObject({ ok: false, status: 400, code: "invalid_request" });
   });
 });

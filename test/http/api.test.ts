@@ -70,6 +70,7 @@ describe("accounts", () => {
         "currency",
         "head_hash",
         "last_seq",
+        "low_balance_threshold",
         "metadata",
         "open_reservations",
         "reserved",
@@ -401,6 +402,13 @@ describe("openapi", () => {
         "POST /v1/admin/prices",
         "GET /v1/prices",
         "POST /v1/accounts/{account_id}/batch",
+        "POST /v1/admin/webhook-endpoints",
+        "GET /v1/admin/webhook-endpoints",
+        "DELETE /v1/admin/webhook-endpoints/{endpoint_id}",
+        "GET /v1/admin/webhook-deliveries",
+        "POST /v1/admin/webhook-deliveries/{delivery_id}/redeliver",
+        "GET /v1/admin/monitoring",
+        "GET /v1/admin/alerts",
       ].sort(),
     );
     const reserve = doc.paths["/v1/accounts/{account_id}/reservations"]?.post;

@@ -567,6 +567,7 @@ function measuredHead(accountId: string, log: readonly LedgerEvent[]): AccountSt
     created_at: first.at,
     updated_at: last.at,
     metadata: {},
+    low_balance_threshold: null,
   };
 }
 

@@ -64,7 +64,9 @@ export { type GatewayStats, SETTLE_ATTEMPTS_MAX, SETTLE_BACKOFF_MS } from "./set
 export type Ledger = Pick<
   LedgerService,
   "reserve" | "capture" | "release" | "extend" | "refund" | "getAccount" | "getReservation"
->;
+> &
+  // Optional: a ledger without monitoring (or a test's fake) still bills.
+  Partial<Pick<LedgerService, "reportProviderResult">>;
 
 export interface GatewayOptions {
   ledger: Ledger;
@@ -401,6 +403,36 @@ function callProvider(deps: Deps, hold: Hold, chat: ChatBody, idle: IdleTimeout)
   );
 }
 
+/** The provider status classes the ledger's monitoring counts (issue 14). */
+function providerStatus(status: number): "ok" | "401" | "403" | "429" | "5xx" | "4xx" {
+  if (status >= 200 && status < 300) return "ok";
+  if (status === 401 || status === 403 || status === 429) return String(status) as "401" | "403" | "429";
+  return status >= 500 ? "5xx" : "4xx";
+}
+
+/**
+ * Reports the provider call to the ledger's monitoring (provider failure rates), after the
+ * response: it adds no latency, and a failed report changes nothing for the caller.
+ */
+function reportProvider(
+  deps: Deps,
+  ctx: ExecutionContext,
+  model: string,
+  status: "ok" | "401" | "403" | "429" | "5xx" | "4xx" | "timeout",
+  started: number,
+): void {
+  if (deps.ledger.reportProviderResult === undefined) return;
+  const latency_ms = Math.max(0, deps.now() - started);
+  // Called on the ledger itself: an RPC stub's method is not a plain function to rebind.
+  const reported = deps.ledger.reportProviderResult({
+    provider: deps.options.providerName,
+    model: model.slice(0, 256),
+    status,
+    latency_ms,
+  });
+  ctx.waitUntil(Promise.resolve(reported).catch(() => undefined));
+}
+
 async function chat(deps: Deps, request: Request, principal: GatewayPrincipal, ctx: ExecutionContext) {
   const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
   if (!REQUEST_ID_PATTERN.test(requestId)) {
@@ -415,9 +447,11 @@ async function chat(deps: Deps, request: Request, principal: GatewayPrincipal, c
   try {
     upstream = await callProvider(deps, hold, read.body, idle);
   } catch {
+    reportProvider(deps, ctx, read.body.model, idle.fired ? "timeout" : "5xx", hold.started);
     await release(deps, hold, idle.fired ? "the provider timed out" : "the provider was unreachable");
     return problem(504, "provider_unavailable", "The provider did not answer.");
   }
+  reportProvider(deps, ctx, read.body.model, providerStatus(upstream.status), hold.started);
   if (!upstream.ok || upstream.body === null) {
     upstream.body?.cancel().catch(() => undefined);
     return failBeforeDelivery(deps, hold, "status", `provider answered ${upstream.status}`);

@@ -1,6 +1,10 @@
 /** The contracts of opening, reading and updating an account. */
 import { z } from "@hono/zod-openapi";
-import { CURRENCY_PATTERN } from "../../domain/limits";
+import {
+  CURRENCY_PATTERN,
+  LOW_BALANCE_THRESHOLD_MINOR_MAX,
+  LOW_BALANCE_THRESHOLD_MINOR_MIN,
+} from "../../domain/limits";
 import { CreditLimit, Id, Metadata, Minor, Time } from "./common";
 
 export const OpenAccountBody = z
@@ -12,9 +16,28 @@ export const OpenAccountBody = z
   })
   .openapi("OpenAccountRequest");
 
+const LowBalanceThreshold = z
+  .number()
+  .int()
+  .min(LOW_BALANCE_THRESHOLD_MINOR_MIN)
+  .max(LOW_BALANCE_THRESHOLD_MINOR_MAX)
+  .nullable()
+  .openapi({
+    description:
+      "Integer minor units: `account.low_balance` is sent when the spendable balance (balance - reserved + credit_limit) falls below it. null turns it off.",
+    example: 1000,
+  });
+
 export const UpdateAccountBody = z
-  .strictObject({ credit_limit: CreditLimit.optional(), status: z.enum(["active", "frozen"]).optional() })
-  .refine((b) => b.credit_limit !== undefined || b.status !== undefined, "give credit_limit or status")
+  .strictObject({
+    credit_limit: CreditLimit.optional(),
+    status: z.enum(["active", "frozen"]).optional(),
+    low_balance_threshold: LowBalanceThreshold.optional(),
+  })
+  .refine(
+    (b) => b.credit_limit !== undefined || b.status !== undefined || b.low_balance_threshold !== undefined,
+    "give credit_limit, status or low_balance_threshold",
+  )
   .openapi("UpdateAccountRequest");
 
 export const AccountParams = z.object({ account_id: Id.openapi({ param: { name: "account_id", in: "path" } }) });
@@ -41,6 +64,7 @@ export const AccountResponse = z
     created_at: Time,
     updated_at: Time,
     metadata: Metadata,
+    low_balance_threshold: Minor.nullable().openapi({ description: "null: no low-balance webhook." }),
   })
   .openapi("Account");
 

@@ -1,0 +1,80 @@
+/**
+ * Webhook events (issue 14): what a receiver gets, as pure functions of what happened. Every
+ * event has an `id` the receiver deduplicates on: a delivery retried, redelivered or sent to two
+ * endpoints carries the same id.
+ * - `account.low_balance`, `account.balance_recovered`: from the command that crossed the
+ *   threshold (src/domain/low-balance.ts); the id is derived from that command's ledger event,
+ *   so the same crossing can never produce two ids.
+ * - `alert.firing`, `alert.resolved`: from an alert's transition (src/observability/alerts.ts).
+ */
+
+import type { LedgerEvent } from "../domain/events";
+import { type LowBalanceTransition, spendable } from "../domain/low-balance";
+import type { AccountState } from "../domain/state";
+import type { Transition } from "../observability/alerts";
+
+export const WEBHOOK_EVENT_TYPES = [
+  "account.low_balance",
+  "account.balance_recovered",
+  "alert.firing",
+  "alert.resolved",
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
+export interface WebhookEvent {
+  id: string;
+  type: WebhookEventType;
+  /** RFC 3339 UTC: when the crossing or the transition happened. */
+  created_at: string;
+  /** The account the event concerns; null for alerts, which concern the whole ledger. */
+  account_id: string | null;
+  data: Record<string, string | number | null>;
+}
+
+/** The low-balance event of a crossing, identified by the ledger event that crossed. */
+export function lowBalanceEvent(
+  transition: Exclude<LowBalanceTransition, null>,
+  after: AccountState,
+  last: LedgerEvent,
+): WebhookEvent {
+  return {
+    id: `evt_${last.event_id}`,
+    type: transition,
+    created_at: last.at,
+    account_id: after.account_id,
+    data: {
+      account_id: after.account_id,
+      currency: after.currency,
+      available: spendable(after),
+      threshold: after.low_balance_threshold,
+      balance: after.balance,
+      reserved: after.reserved,
+      credit_limit: after.credit_limit,
+      seq: last.seq,
+    },
+  };
+}
+
+/**
+ * The event of an alert's transition. Its id names the alert and the moment of the transition,
+ * so the one transition cannot produce two ids.
+ */
+export function alertEvent(transition: Transition): WebhookEvent {
+  const { alert, to } = transition;
+  const at = to === "alert.firing" ? alert.since : (alert.resolved_at ?? alert.since);
+  return {
+    id: `evt_${alert.rule}.${alert.subject ?? "all"}.${to === "alert.firing" ? "firing" : "resolved"}.${Date.parse(at)}`,
+    type: to,
+    created_at: at,
+    account_id: null,
+    data: {
+      rule: alert.rule,
+      subject: alert.subject,
+      state: alert.state,
+      value: alert.value,
+      threshold: alert.threshold,
+      since: alert.since,
+      resolved_at: alert.resolved_at,
+    },
+  };
+}
