@@ -214,7 +214,18 @@ test("a key without audit:read is told which scope the events need", async () =>
   await screenshots("restricted");
 });
 
-test("the operator view lists accounts lowest available first, with projection lag", async () => {
+test("the operator view lists accounts lowest available first, with projection lag and monitoring", async () => {
+  // The page's own answers from the monitoring routes, passed through unchanged and kept, so that
+  // what the panels show is compared with exactly what the API answered them.
+  /** @type {Record<string, any>} */
+  const answered = {};
+  for (const path of ["/v1/admin/monitoring", "/v1/admin/alerts"]) {
+    await page.route(`**${path}`, async (route) => {
+      const response = await route.fetch();
+      answered[path] = await response.json();
+      await route.fulfill({ response });
+    });
+  }
   await signIn(ledger.adminKey);
   await page.locator("#accounts table.accounts").waitFor();
   const report = (await ledger.api.call("GET", "/v1/reports/balances?sort=available&order=asc")).data;
@@ -240,73 +251,74 @@ test("the operator view lists accounts lowest available first, with projection l
   );
   await page.locator("#projection [data-field=worst_projection_lag_ms]").waitFor();
   assert.equal(await page.locator("#projection [data-field=dead_letters]").textContent(), "0");
-  // Without the monitoring release (issue 14) its routes answer 404: the panels say so.
-  for (const id of ["#monitoring", "#alerts"]) {
-    await page.locator(`${id} [data-state=empty]:has-text('not available on this ledger')`).waitFor();
-  }
+  // The monitoring windows, as the API answered them (the requests this file made so far).
+  await page.locator("#monitoring dl.figures").waitFor();
+  const monitoring = answered["/v1/admin/monitoring"];
+  assert.ok(monitoring.overall.requests > 0, "the requests of this file are counted");
+  const shown = async (/** @type {string} */ field) => page.locator(`#monitoring [data-field=${field}]`).textContent();
+  assert.equal(await shown("requests"), String(monitoring.overall.requests));
+  assert.equal(await shown("rate_5xx"), `${(monitoring.overall.rate_5xx * 100).toFixed(2)} %`);
+  assert.equal(await shown("pending_refunds"), String(monitoring.pending_refunds));
+  assert.equal(await shown("dead_letters"), String(monitoring.dead_letters));
+  assert.equal(await shown("auth_failures_10m"), String(monitoring.auth_failures_10m));
+  const routes = await page.locator("#monitoring table.routes tbody tr td.route").allTextContents();
+  assert.deepEqual(
+    routes,
+    monitoring.routes.map((/** @type {any} */ r) => r.route),
+  );
+  // The alerts as the API answered them: none has fired here, and the panel says so.
+  assert.deepEqual(answered["/v1/admin/alerts"], { data: [] });
+  await page.locator("#alerts [data-state=empty]:has-text('No alert has fired')").waitFor();
+  await page.unrouteAll();
   await screenshots("operator");
 });
 
 /**
- * The monitoring work (issue 14) is not in this tree: its routes answer 404 here. Its contract's
- * answers are served to the page by the test (page.route, same origin) so that the panels that
- * show them are tested now: the alerts, the windows, and the account's low-balance threshold.
+ * Alerts that fire and resolve need minutes of traffic; their real answers' shape is served to the
+ * page here (page.route, same origin) to show both states. The low-balance threshold is real: set
+ * through PATCH, read back by the account view.
  */
-test("with issue 14's answers, the console shows alerts, monitoring windows and the low-balance threshold", async () => {
-  const json = (/** @type {unknown} */ body) => ({
-    status: 200,
-    contentType: "application/json",
-    body: JSON.stringify(body),
-  });
+test("the console shows firing and resolved alerts, and the account's low-balance threshold", async () => {
   await page.route("**/v1/admin/alerts", (route) =>
-    route.fulfill(
-      json({
+    route.fulfill({
+      status: 200,
+      contentType: "application/json",
+      body: JSON.stringify({
         data: [
-          { rule: "worker_5xx_rate", state: "firing", value: 0.02, threshold: 0.01, since: "2026-11-29T10:00:00Z" },
+          {
+            rule: "provider_failure_rate",
+            subject: "openai",
+            state: "firing",
+            value: 0.08,
+            threshold: 0.05,
+            since: "2026-11-29T10:00:00.000Z",
+            resolved_at: null,
+          },
           {
             rule: "pending_refunds",
+            subject: null,
             state: "resolved",
-            value: 3,
+            value: 11,
             threshold: 10,
-            since: "2026-11-29T09:00:00Z",
-            resolved_at: "2026-11-29T09:30:00Z",
+            since: "2026-11-29T09:00:00.000Z",
+            resolved_at: "2026-11-29T09:30:00.000Z",
           },
         ],
       }),
-    ),
+    }),
   );
-  await page.route("**/v1/admin/monitoring", (route) =>
-    route.fulfill(
-      json({
-        overall: {
-          requests: 1200,
-          rate_5xx: 0.02,
-          p50_ms: 12,
-          p95_ms: 40,
-          p99_ms: 95,
-          auth_failures_10m: 4,
-          pending_refunds: 3,
-        },
-        routes: [{ route: "POST /v1/accounts/{account_id}/charges", requests: 800, rate_5xx: 0.01, p99_ms: 80 }],
-      }),
-    ),
-  );
-  await page.route("**/v1/accounts/acct_main", async (route) => {
-    const account = await (await route.fetch()).json();
-    await route.fulfill(json({ ...account, low_balance_threshold: 1_000_000 }));
-  });
+  const patched = await ledger.api.call("PATCH", "/v1/accounts/acct_main", { low_balance_threshold: 1_000_000 });
+  assert.equal(patched.low_balance_threshold, 1_000_000);
   try {
     await signIn(ledger.adminKey);
     await page.locator("#alerts table.alerts").waitFor();
-    const states = await page
+    const rows = await page
       .locator("#alerts tbody tr")
-      .evaluateAll((trs) => trs.map((tr) => tr.children[1]?.textContent));
-    assert.deepEqual(states, ["firing", "resolved"]);
-    await page.locator("#monitoring dl.figures").waitFor();
-    assert.match(
-      (await page.locator("#monitoring").textContent()) ?? "",
-      /p99 ms95[\s\S]*POST \/v1\/accounts\/\{account_id\}\/charges/,
-    );
+      .evaluateAll((trs) => trs.map((tr) => [tr.children[0]?.textContent, tr.children[1]?.textContent]));
+    assert.deepEqual(rows, [
+      ["provider_failure_rate (openai)", "firing"],
+      ["pending_refunds", "resolved"],
+    ]);
     await screenshots("operator-monitoring");
     // Available with the credit limit: 9,902.93 + 25.00 USD, below a threshold of 10,000.00 USD.
     await page.goto(`${ledger.url}/console/#/account/acct_main`);

@@ -22,7 +22,7 @@ import type { AppEnv } from "../../src/http/context";
 import ledger from "../../src/index";
 import type { AccountDurableObject } from "./account";
 
-export { LedgerService } from "../../src/index";
+export { LedgerService, MonitorDurableObject } from "../../src/index";
 export { AccountDurableObject } from "./account";
 
 /** The one manual clock of this isolate, installed by the first POST /v1/test/clock. */
