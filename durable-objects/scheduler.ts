@@ -1,6 +1,7 @@
 /**
- * The expiry and alarm scheduler of an account object. One alarm serves two clients: the
- * earliest open hold's expiry, and the projection's retry time. The alarm is kept at or before
+ * The expiry and alarm scheduler of an account object. One alarm serves three clients: the
+ * earliest open hold's expiry, the projection's retry time, and the archive's sealing of
+ * segments (durable-objects/archive.ts). The alarm is kept at or before
  * the earliest of them (an early alarm just re-arms; moving it later after every capture would
  * cost a row per capture).
  *
@@ -26,8 +27,8 @@ export class ExpiryScheduler {
   constructor(
     private readonly store: AccountStore,
     private readonly storage: DurableObjectStorage,
-    /** When the projection wants to be woken (a scheduled retry), or null. */
-    private readonly projectionWakeAtMs: () => number | null,
+    /** When the other clients want to be woken (the projection's retry, the archive's work), or null. */
+    private readonly wakeAtMs: readonly (() => number | null)[],
   ) {
     this.nextExpiryMs = store.account === null ? null : store.earliestOpenExpiry();
   }
@@ -85,9 +86,11 @@ export class ExpiryScheduler {
   }
 
   ensureAlarm(): void {
-    const expiry = this.nextExpiryMs;
-    const projection = this.projectionWakeAtMs();
-    const next = expiry === null ? projection : projection === null ? expiry : Math.min(expiry, projection);
+    let next = this.nextExpiryMs;
+    for (const wake of this.wakeAtMs) {
+      const at = wake();
+      if (at !== null && (next === null || at < next)) next = at;
+    }
     if (next === null) return;
     if (this.alarmAtMs !== null && this.alarmAtMs <= next) return;
     this.alarmAtMs = next;

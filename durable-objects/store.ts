@@ -135,6 +135,24 @@ export class AccountStore {
     return state;
   }
 
+  /** The seq of the event that recorded this command's key, or null (nothing to replay). */
+  priorKeySeq(command: Command): number | null {
+    const key = specOf(command).key(command);
+    if (key === null) return null;
+    const state = initialState();
+    state.account = this.account;
+    const id = keyEntityId(key);
+    if (id !== null && keyLocation(key).in === "reservation") {
+      const r = this.reservation(id);
+      if (r !== null) state.reservations.set(id, r);
+    }
+    if (id !== null && keyLocation(key).in === "charge") {
+      const charge = this.charge(id);
+      if (charge !== null) state.charges.set(id, charge);
+    }
+    return this.locateKey(key, state);
+  }
+
   /**
    * The seq of the event that recorded `key`, or null. The one place that knows where each
    * kind of key lives (keys.ts KEY_LOCATIONS); the lookup before deciding and the check after
@@ -354,9 +372,25 @@ export class AccountStore {
       .one().next;
   }
 
+  /**
+   * Archived events a command's replay needs, read from R2 before the command runs
+   * (account.ts `execute`): the event that recorded its key, when that event is sealed. Held only
+   * for the command (or batch) that asked for them.
+   */
+  readonly archived = new Map<number, LedgerEvent>();
+
   readEvent(seq: number): LedgerEvent {
-    const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).one();
-    return JSON.parse(row.body) as LedgerEvent;
+    const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).toArray()[0];
+    if (row !== undefined) return JSON.parse(row.body) as LedgerEvent;
+    const archived = this.archived.get(seq);
+    assert(archived !== undefined, `event ${seq} is in the tail or was read from its segment`);
+    return archived;
+  }
+
+  /** The event `seq` if the events table still has it (null once it is archived and deleted). */
+  keptEvent(seq: number): LedgerEvent | null {
+    const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).toArray()[0];
+    return row === undefined ? null : (JSON.parse(row.body) as LedgerEvent);
   }
 
   readEvents(afterSeq: number, limit: number): LedgerEvent[] {
@@ -380,10 +414,11 @@ export class AccountStore {
   /**
    * The last seq whose event time is at or before `at` (0: before the account existed). Event
    * times never go backwards, so this is a binary search over seq with primary-key reads (about
-   * 20 for a million events), never a replay.
+   * 20 for a million events), never a replay. `atOrBefore` is a seq known to be at or before `at`
+   * (the first kept in the table when older ones are archived).
    */
-  seqAtTime(at: string): number {
-    let low = 0;
+  seqAtTime(at: string, atOrBefore = 0): number {
+    let low = atOrBefore;
     let high = this.account?.last_seq ?? 0;
     while (low < high) {
       const mid = Math.ceil((low + high) / 2);
