@@ -15,6 +15,7 @@ import { ARCHIVE_BACKOFF_MS_MIN, type SealStep } from "../../durable-objects/arc
 import type { ArchiveBucket } from "../../durable-objects/segments";
 import type { ManualClock } from "../../src/clock";
 import { api, expectEveryAccountConsistent, openAccount, stub, textOf, useManualClock } from "../helpers";
+import { dbOf } from "../projection/support";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -184,6 +185,50 @@ async function signatureValid(signed: { checkpoint: object; signature: string },
   const key = await crypto.subtle.importKey("raw", base64urlToBytes(publicKey), { name: "Ed25519" }, false, ["verify"]);
   const message = new TextEncoder().encode(canonicalJson(signed.checkpoint));
   return crypto.subtle.verify({ name: "Ed25519" }, key, base64urlToBytes(signed.signature), message);
+}
+
+describe("when segments are sealed", () => {
+  it("seals a quiet account's delivered events once the oldest is SEGMENT_AGE_MS_MAX old", async () => {
+    const clock = useManualClock();
+    const id = await openAccount(1_000);
+    await smallSegments(id, (instance) => {
+      instance.archiver.limits = { ...instance.archiver.limits, eventsMax: 1_000, ageMsMax: 3_600_000 };
+    });
+    await api("POST", `/v1/accounts/${id}/batch`, {
+      operations: Array.from({ length: 18 }, (_, j) => ({ op: "credit", credit_id: `c${j}`, amount: 1 })),
+    });
+    const reference = await snapshotOf(id);
+    await stub(id).nudge();
+    expect((await stub(id).archiveStatus()).segments).toBe(0);
+    clock.advance(3_600_000);
+    await stub(id).nudge();
+    // 20 events delivered: the page 17..32 stays for the projection, the rest is one segment.
+    expect(await stub(id).archiveStatus()).toMatchObject({ segments: 1, archived_through: 16 });
+    expect(await snapshotOf(id)).toEqual(reference);
+  });
+});
+
+describe("the read side rebuilt after sealing", () => {
+  it("reprojects from the sealed segments exactly what was projected from the events table", async () => {
+    const clock = useManualClock();
+    const id = await busyAccount(clock, 8);
+    const before = await d1Rows(id);
+    expect(before.events).toHaveLength(42);
+    await runAlarms(id);
+    expect((await stub(id).archiveStatus()).segments).toBe(3);
+    const rebuilt = await api("POST", `/v1/admin/accounts/${id}/reproject`);
+    expect(rebuilt.body).toMatchObject({ last_seq: 42, projected_seq: 42 });
+    expect(await d1Rows(id)).toEqual(before);
+  });
+});
+
+/** The account's read-side rows, but for the columns that record when and how it was projected. */
+async function d1Rows(id: string) {
+  const db = dbOf(id);
+  const events = await db.prepare("SELECT * FROM ledger_events WHERE account_id = ? ORDER BY seq").bind(id).all();
+  const account = await db.prepare("SELECT * FROM accounts WHERE account_id = ?").bind(id).first();
+  const { projected_at: _a, projection_lag_ms: _l, generation: _g, previous_seq: _p, ...snapshot } = account ?? {};
+  return { events: events.results, snapshot };
 }
 
 describe("a crash at each step of sealing resumes where it stopped", () => {
