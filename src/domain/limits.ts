@@ -74,4 +74,4 @@ export const BATCH_OPERATIONS_MAX = 1_000;
  */
 export const SEGMENT_EVENTS_MAX = 10_000;
 export const SEGMENT_AGE_MS_MAX = 7 * 86_400_000;
-export const SEGMENT_BYTES_MAX = 16 * 1024 * 1024;
+export const SEGMENT_BYTES_MAX = 8 * 1024 * 1024;
