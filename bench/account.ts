@@ -11,12 +11,17 @@ import { clock } from "../src/clock";
 import type { Command } from "../src/domain/commands";
 import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
 
+export type BenchMix = "gateway" | "credits";
+
 /** Events appended per fill before sealing what is due (the tail stays near this size). */
 const FILL_SEAL_EVERY_EVENTS = 20_000;
 
-/** The n-th command of a gateway-like history, one event each: credit, reserve, capture, charge. */
-function gatewayCommand(n: number): Command {
-  switch (n % 4) {
+/**
+ * The n-th command of a history, one event each: "gateway" cycles credit, reserve, capture,
+ * charge; "credits" is only credits (the smallest key per event, for comparison).
+ */
+function benchCommand(n: number, mix: BenchMix): Command {
+  switch (mix === "credits" ? 0 : n % 4) {
     case 0:
       return { type: "CreditFunds", credit_id: `c${n}`, amount: 1_000, reason: null, metadata: {} };
     case 1: {
@@ -61,11 +66,15 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
    * is due every FILL_SEAL_EVERY_EVENTS. The read side accepts this account's messages without
    * writing D1: D1's throughput is what the other scenarios measure, not this one.
    */
-  async benchFill(from: number, count: number): Promise<{ last_seq: number; sqlite_bytes: number }> {
+  async benchFill(
+    from: number,
+    count: number,
+    mix: BenchMix = "gateway",
+  ): Promise<{ last_seq: number; sqlite_bytes: number }> {
     this.projector.deliver = async (messages) => ({ accepted: messages.length });
     for (let done = 0; done < count; ) {
       const n = Math.min(BATCH_OPERATIONS_MAX, count - done);
-      const commands = Array.from({ length: n }, (_, i) => gatewayCommand(from + done + i));
+      const commands = Array.from({ length: n }, (_, i) => benchCommand(from + done + i, mix));
       const result = await this.executeBatch(commands, true);
       if (!result.committed) throw new Error(`bench batch at ${from + done} was refused`);
       done += n;
@@ -103,9 +112,23 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
         segments: count("segments"),
       },
       table_bytes: tableBytes(sql),
+      // What each key-bearing row stores (its key and state), without SQLite's per-row and page overhead.
+      payload_bytes: {
+        reservations: sum(
+          sql,
+          "SELECT SUM(length(reservation_id) + length(status) + length(state) + 16) AS n FROM reservations",
+        ),
+        charges: sum(sql, "SELECT SUM(length(charge_id) + length(state)) AS n FROM charges"),
+        operations: sum(sql, "SELECT SUM(length(key) + 8) AS n FROM operations"),
+        events: sum(sql, "SELECT SUM(length(body) + length(hash) + length(type) + length(at) + 24) AS n FROM events"),
+      },
       archive: await this.archiveStatus(),
     };
   }
+}
+
+function sum(sql: SqlStorage, query: string): number {
+  return sql.exec<{ n: number | null }>(query).one().n ?? 0;
 }
 
 /** Bytes per table and index from SQLite's dbstat, where the runtime has it (null otherwise). */

@@ -9,7 +9,7 @@
  * - the export of its whole history, events/s (segments piped from R2, then the tail);
  * - the offline verifier over its segments as an auditor downloads them from the bucket, plus
  *   the tail, events/s.
- * Run it alone with BENCH_ONLY_ARCHIVE=1 npm run bench.
+ * Run it alone with BENCH_ONLY_ARCHIVE=1 npm run bench (BENCH_ARCHIVE_MIX=credits: only credits).
  */
 import { execFileSync } from "node:child_process";
 import { createWriteStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -27,6 +27,8 @@ export async function archiveScenario(ctx) {
   const { url, call } = ctx;
   const target = Number(process.env.BENCH_ARCHIVE_EVENTS ?? (ctx.quick ? 100_000 : 1_000_000));
   const id = "archive_long";
+  // BENCH_ARCHIVE_MIX=credits: only credits (the smallest key per event), for comparison.
+  const mix = process.env.BENCH_ARCHIVE_MIX === "credits" ? "credits" : "gateway";
   await call(url, "POST", "/v1/accounts", { account_id: id, currency: "USD" });
   const started = performance.now();
   for (let from = 0; from < target - 1; from += FILL_EVENTS_PER_REQUEST) {
@@ -42,6 +44,7 @@ export async function archiveScenario(ctx) {
   const verified = await offlineVerifySpeed(ctx, id, exported.tail);
   return {
     events: target,
+    mix,
     fill_seconds: +fillSeconds.toFixed(1),
     fill_events_per_second: Math.round(target / fillSeconds),
     account_storage: storage,

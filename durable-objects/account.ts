@@ -35,7 +35,7 @@ import { History } from "./history";
 import { type BatchResult, CommandRunner, type ExecuteResult } from "./runner";
 import { ALARM_RETRIES_MAX, ExpiryScheduler } from "./scheduler";
 import { type SegmentEntry, SegmentIndex } from "./segments";
-import { AccountStore } from "./store";
+import { AccountStore, SealedEventNeeded } from "./store";
 import { VERIFY_FULL_FOLD_EVENTS_MAX, type VerifyReport, verifyAccount } from "./verify";
 
 export type { BatchResult, ExecuteResult } from "./runner";
@@ -115,38 +115,31 @@ export class AccountDurableObject extends DurableObject<Env> {
   // ---------------------------------------------------------------- commands
 
   async execute(command: Command): Promise<ExecuteResult> {
-    await this.readArchivedPriors([command]);
-    try {
-      return this.runner.run(command, clock.now());
-    } finally {
-      this.store.archived.clear();
-    }
+    return this.readingSealed(1, () => this.runner.run(command, clock.now()));
   }
 
   async executeBatch(commands: Command[], atomic: boolean): Promise<BatchResult> {
-    await this.readArchivedPriors(commands);
-    try {
-      return this.runner.runBatch(commands, atomic, clock.now());
-    } finally {
-      this.store.archived.clear();
-    }
+    return this.readingSealed(commands.length, () => this.runner.runBatch(commands, atomic, clock.now()));
   }
 
   /**
-   * A retry of an operation whose event is sealed replays from that event, read from its
-   * segment before the command runs. An event never changes once its key is recorded, so the
-   * await cannot make the replay stale; the last pass finds nothing missing and awaits nothing,
-   * so the command then runs in the same turn as that check (the input gate keeps it atomic).
+   * Runs `work`; if it stopped for an event sealed in R2 (the prior event of a key it replays;
+   * it wrote nothing: a batch's transaction rolled back), reads that event from its segment and
+   * runs it again, up to once per command. An event never changes once its key is recorded, so
+   * the await cannot make the replay stale, and each run is atomic (no await inside it).
    */
-  private async readArchivedPriors(commands: readonly Command[]): Promise<void> {
-    for (;;) {
-      const missing = commands
-        .map((command) => this.store.priorKeySeq(command))
-        .filter(
-          (seq): seq is number => seq !== null && seq < this.history.tailFirstSeq && !this.store.archived.has(seq),
-        );
-      if (missing.length === 0) return;
-      for (const seq of new Set(missing)) this.store.archived.set(seq, await this.history.event(seq));
+  private async readingSealed<T>(commands: number, work: () => T): Promise<T> {
+    try {
+      for (let reads = 0; ; reads++) {
+        try {
+          return work();
+        } catch (error) {
+          if (!(error instanceof SealedEventNeeded) || reads >= commands) throw error;
+          this.store.sealed.set(error.seq, await this.history.event(error.seq));
+        }
+      }
+    } finally {
+      this.store.sealed.clear();
     }
   }
 

@@ -139,7 +139,7 @@ export class Archiver {
   wakeAtMs(nowMs: number): number | null {
     if (this.bucket === null || this.host.account() === null || this.runDue) return null;
     if (this.retryAtMs !== null) return this.retryAtMs;
-    if (this.plan !== null || this.index.undeleted() !== null) return nowMs;
+    if (this.plan !== null || this.index.deleting) return nowMs;
     return this.sealableEnd() - this.index.archivedThrough >= this.limits.eventsMax ? nowMs : null;
   }
 

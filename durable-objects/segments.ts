@@ -93,6 +93,8 @@ export class SegmentIndex {
   /** The last seq of the newest recorded segment (0: none); every seq up to it is read from R2. */
   archivedThrough = 0;
   count = 0;
+  /** A recorded segment's events are still in the events table (kept in memory: read per command). */
+  deleting = false;
 
   constructor(private readonly sql: SqlStorage) {
     const row = this.sql
@@ -100,6 +102,7 @@ export class SegmentIndex {
       .one();
     this.archivedThrough = row.last ?? 0;
     this.count = row.n;
+    this.deleting = this.undeleted() !== null;
   }
 
   /** The segment holding `seq`, or null if `seq` is not archived. */
@@ -178,10 +181,12 @@ export class SegmentIndex {
     );
     this.archivedThrough = entry.last_seq;
     this.count += 1;
+    this.deleting = true;
   }
 
   markDeleted(firstSeq: number): void {
     this.sql.exec("UPDATE segments SET deleted = 1 WHERE first_seq = ?", firstSeq);
+    this.deleting = this.undeleted() !== null;
   }
 }
 

@@ -11,7 +11,7 @@
  */
 import type { Command } from "../src/domain/commands";
 import { type LedgerEvent, unreachable } from "../src/domain/events";
-import { encodeKey, eventKey, keyEntityId, keyLocation, type OperationKey } from "../src/domain/keys";
+import { encodeKey, eventKey, eventKeyString, keyEntityId, keyLocation, type OperationKey } from "../src/domain/keys";
 import { assert } from "../src/domain/money";
 import {
   type AccountState,
@@ -23,6 +23,17 @@ import {
 } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { migrate } from "./schema";
+
+/**
+ * A command needs an event that is sealed in R2 (the prior event of a key it replays): it stops
+ * before writing anything, and the object reads that event and runs it again.
+ */
+export class SealedEventNeeded extends Error {
+  override name = "SealedEventNeeded";
+  constructor(readonly seq: number) {
+    super(`event ${seq} is sealed in a segment`);
+  }
+}
 
 /** Sum and count of the open holds, kept from the reservation rows; must equal reserved. */
 export interface Holds {
@@ -130,27 +141,14 @@ export class AccountStore {
     }
     if (key !== null) {
       const seq = this.locateKey(key, state);
-      if (seq !== null) state.operations.set(encodeKey(key), this.readEvent(seq));
+      if (seq !== null) {
+        const prior = this.readEvent(seq);
+        // A sealed event comes from R2: it must be the one that recorded this very key.
+        assert(eventKeyString(prior) === encodeKey(key), `event ${seq} recorded the key being replayed`);
+        state.operations.set(encodeKey(key), prior);
+      }
     }
     return state;
-  }
-
-  /** The seq of the event that recorded this command's key, or null (nothing to replay). */
-  priorKeySeq(command: Command): number | null {
-    const key = specOf(command).key(command);
-    if (key === null) return null;
-    const state = initialState();
-    state.account = this.account;
-    const id = keyEntityId(key);
-    if (id !== null && keyLocation(key).in === "reservation") {
-      const r = this.reservation(id);
-      if (r !== null) state.reservations.set(id, r);
-    }
-    if (id !== null && keyLocation(key).in === "charge") {
-      const charge = this.charge(id);
-      if (charge !== null) state.charges.set(id, charge);
-    }
-    return this.locateKey(key, state);
   }
 
   /**
@@ -373,18 +371,18 @@ export class AccountStore {
   }
 
   /**
-   * Archived events a command's replay needs, read from R2 before the command runs
-   * (account.ts `execute`): the event that recorded its key, when that event is sealed. Held only
-   * for the command (or batch) that asked for them.
+   * Sealed events a command's replay needs, read from R2 (account.ts `execute`) after the
+   * command stopped with `SealedEventNeeded`; held only for that command or batch.
    */
-  readonly archived = new Map<number, LedgerEvent>();
+  readonly sealed = new Map<number, LedgerEvent>();
 
+  /** The event `seq`, from the events table or the sealed events read for this command. */
   readEvent(seq: number): LedgerEvent {
     const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).toArray()[0];
     if (row !== undefined) return JSON.parse(row.body) as LedgerEvent;
-    const archived = this.archived.get(seq);
-    assert(archived !== undefined, `event ${seq} is in the tail or was read from its segment`);
-    return archived;
+    const sealed = this.sealed.get(seq);
+    if (sealed === undefined) throw new SealedEventNeeded(seq);
+    return sealed;
   }
 
   /** The event `seq` if the events table still has it (null once it is archived and deleted). */
