@@ -32,10 +32,8 @@ export async function archiveScenario(ctx) {
   await call(url, "POST", "/v1/accounts", { account_id: id, currency: "USD" });
   const started = performance.now();
   for (let from = 0; from < target - 1; from += FILL_EVENTS_PER_REQUEST) {
-    await call(url, "POST", `/v1/bench/fill/${id}`, {
-      from,
-      count: Math.min(FILL_EVENTS_PER_REQUEST, target - 1 - from),
-    });
+    const count = Math.min(FILL_EVENTS_PER_REQUEST, target - 1 - from);
+    await call(url, "POST", `/v1/bench/fill/${id}`, { from, count, mix });
   }
   const fillSeconds = (performance.now() - started) / 1000;
   const storage = await call(url, "GET", `/v1/bench/storage/${id}`);

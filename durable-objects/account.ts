@@ -173,12 +173,16 @@ export class AccountDurableObject extends DurableObject<Env> {
   }
 
   private async settleAndProject(): Promise<void> {
+    // The run re-arms the alarm for sealing itself: meanwhile its wake must not arm one for "now".
     this.archiver.willRun();
-    this.runner.settleDue(clock.now());
-    if (this.projector.behind()) await this.projector.flush();
-    this.projector.settle();
-    // Sealing follows the projection (it never takes what is not delivered); it never throws.
-    await this.archiver.run();
+    try {
+      this.runner.settleDue(clock.now());
+      if (this.projector.behind()) await this.projector.flush();
+      this.projector.settle();
+    } finally {
+      // Sealing follows the projection (it never takes what is not delivered); it never throws.
+      await this.archiver.run();
+    }
     this.scheduler.ensureAlarm();
   }
 
