@@ -13,6 +13,7 @@
 import { createHash } from "node:crypto";
 import { ChainVerifier } from "../src/audit/verifier.mjs";
 import { clock } from "../src/clock";
+import { canonicalJson } from "../src/domain/canonical";
 import type { LedgerEvent } from "../src/domain/events";
 import { eventKeyString } from "../src/domain/keys";
 import { evolve, initialState, type LedgerState } from "../src/domain/state";
@@ -146,8 +147,10 @@ async function verifyStreaming(store: AccountStore, history: History, head: numb
 }
 
 function compareRows(store: AccountStore, state: LedgerState, problems: string[]): LedgerState["reservations"] {
+  // Compared in canonical form: events read back from a sealed segment carry their members in
+  // canonical order, the rows in the order they were first written.
   const same = (what: string, a: unknown, b: unknown) => {
-    if (JSON.stringify(a) !== JSON.stringify(b)) {
+    if (canonicalJson(a) !== canonicalJson(b)) {
       problems.push(`${what}: log says ${JSON.stringify(a)}, snapshot says ${JSON.stringify(b)}`);
     }
   };

@@ -62,8 +62,9 @@ async function busyAccount(clock: ManualClock, rounds: number): Promise<string> 
     clock.advance(1_000);
     const batch = await api("POST", `/v1/accounts/${id}/batch`, {
       operations: [
-        { op: "credit", credit_id: `c${i}`, amount: 100 + i },
-        { op: "reserve", reservation_id: `r${i}`, amount: 50 },
+        // Members out of canonical order: reads from segments and from the tail must still agree.
+        { op: "credit", credit_id: `c${i}`, amount: 100 + i, metadata: { note: `n${i}`, batch: "b" } },
+        { op: "reserve", reservation_id: `r${i}`, amount: 50, context: { service_id: "chat", model: "m" } },
         { op: "capture", reservation_id: `r${i}`, amount: 20 + (i % 7) },
         { op: "charge", charge_id: `ch${i}`, amount: 9 },
         { op: "refund", refund_id: `f${i}`, charge_id: `ch${i}`, amount: 4 },
@@ -423,7 +424,8 @@ describe("idempotent replay of an operation sealed long ago", () => {
     await runAlarms(id);
     const batch = await api("POST", `/v1/accounts/${id}/batch`, {
       operations: [
-        { op: "credit", credit_id: "c0", amount: 100 },
+        // The same metadata in another member order is the same request.
+        { op: "credit", credit_id: "c0", amount: 100, metadata: { batch: "b", note: "n0" } },
         { op: "charge", charge_id: "ch0", amount: 9 },
         { op: "credit", credit_id: "fresh", amount: 5 },
       ],
