@@ -223,6 +223,35 @@ describe("the read side rebuilt after sealing", () => {
   });
 });
 
+describe("a hold whose opening is sealed", () => {
+  it("is extended, read and captured after its FundsReserved event went to R2", async () => {
+    const clock = useManualClock();
+    const id = await openAccount(1_000);
+    await smallSegments(id);
+    const hold = { reservation_id: "long", amount: 300, ttl_seconds: 86_400, context: { model: "m" } };
+    expect((await api("POST", `/v1/accounts/${id}/reservations`, hold)).status).toBe(201);
+    for (let i = 0; i < 4; i++) {
+      clock.advance(1_000);
+      await api("POST", `/v1/accounts/${id}/batch`, {
+        operations: Array.from({ length: 10 }, (_, j) => ({ op: "credit", credit_id: `c${i}_${j}`, amount: 1 })),
+      });
+    }
+    await runAlarms(id);
+    expect((await stub(id).archiveStatus()).archived_through).toBeGreaterThanOrEqual(10);
+    const extended = await api("POST", `/v1/accounts/${id}/reservations/long/extend`, { ttl_seconds: 172_800 });
+    expect(extended.status).toBe(200);
+    // The read side gets the extension without the sealed opening (its row is already in D1).
+    const row = await dbOf(id)
+      .prepare("SELECT status, amount, expires_at FROM reservations WHERE account_id = ? AND reservation_id = 'long'")
+      .bind(id)
+      .first();
+    expect(row).toEqual({ status: "open", amount: 300, expires_at: extended.body.reservation.expires_at });
+    expect((await api("GET", `/v1/accounts/${id}/reservations/long`)).body.status).toBe("open");
+    const captured = await api("POST", `/v1/accounts/${id}/reservations/long/capture`, { amount: 100 });
+    expect(captured.body.reservation).toMatchObject({ status: "captured", captured_amount: 100 });
+  });
+});
+
 /** The account's read-side rows, but for the columns that record when and how it was projected. */
 async function d1Rows(id: string) {
   const db = dbOf(id);
