@@ -1,9 +1,46 @@
 /**
- * The bench's account object: the ledger's own class with one method added, `benchWrite`, the
- * ceiling for a durable write into a Durable Object. bench/worker.ts exports it under the class
- * name wrangler.toml binds; bench/routes.ts calls it.
+ * The bench's account object: the ledger's own class with bench-only methods added:
+ * - `benchWrite`, the ceiling for a durable write into a Durable Object;
+ * - `benchFill` and `benchStorage`, which build a long history (1,000,000 events) through the
+ *   real decide/append path in large batches inside the object, instead of through HTTP, and
+ *   report what its storage costs (docs/benchmarks.md, "A long history").
+ * bench/worker.ts exports it under the class name wrangler.toml binds; bench/routes.ts calls it.
  */
 import { AccountDurableObject as LedgerAccountDurableObject } from "../durable-objects/account";
+import { clock } from "../src/clock";
+import type { Command } from "../src/domain/commands";
+import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
+
+export type BenchMix = "gateway" | "credits";
+
+/** Events appended per fill before sealing what is due (the tail stays near this size). */
+const FILL_SEAL_EVERY_EVENTS = 20_000;
+
+/**
+ * The n-th command of a history, one event each: "gateway" cycles credit, reserve, capture,
+ * charge; "credits" is only credits (the smallest key per event, for comparison).
+ */
+function benchCommand(n: number, mix: BenchMix): Command {
+  switch (mix === "credits" ? 0 : n % 4) {
+    case 0:
+      return { type: "CreditFunds", credit_id: `c${n}`, amount: 1_000, reason: null, metadata: {} };
+    case 1: {
+      const hold = { reservation_id: `r${n}`, amount: 100, ttl_seconds: 900, on_expiry: "release" } as const;
+      return { type: "ReserveFunds", ...hold, context: {}, metadata: {} };
+    }
+    case 2:
+      return {
+        type: "CaptureReservation",
+        reservation_id: `r${n - 1}`,
+        amount: 60,
+        allow_overage: false,
+        usage: {},
+        metadata: {},
+      };
+    default:
+      return { type: "ChargeAccount", charge_id: `ch${n}`, amount: 10, context: {}, metadata: {} };
+  }
+}
 
 export class AccountDurableObject extends LedgerAccountDurableObject {
   private benchTable = false;
@@ -21,5 +58,87 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
       )
       .one();
     return row.n;
+  }
+
+  /**
+   * Appends `count` events, commands `from` to `from + count - 1` of a gateway-like history, in
+   * atomic batches of BATCH_OPERATIONS_MAX through `executeBatch` (the real path), sealing what
+   * is due every FILL_SEAL_EVERY_EVENTS. The read side accepts this account's messages without
+   * writing D1: D1's throughput is what the other scenarios measure, not this one.
+   */
+  async benchFill(
+    from: number,
+    count: number,
+    mix: BenchMix = "gateway",
+  ): Promise<{ last_seq: number; sqlite_bytes: number }> {
+    this.projector.deliver = async (messages) => ({ accepted: messages.length });
+    for (let done = 0; done < count; ) {
+      const n = Math.min(BATCH_OPERATIONS_MAX, count - done);
+      const commands = Array.from({ length: n }, (_, i) => benchCommand(from + done + i, mix));
+      const result = await this.executeBatch(commands, true);
+      if (!result.committed) throw new Error(`bench batch at ${from + done} was refused`);
+      done += n;
+      if (done % FILL_SEAL_EVERY_EVENTS === 0 || done === count) await this.benchSeal();
+    }
+    return { last_seq: (await this.ping()) as number, sqlite_bytes: this.ctx.storage.sql.databaseSize };
+  }
+
+  /**
+   * Runs the projection and the sealing until nothing more is due (what the alarm does: a few
+   * projection batches and a few segments per run; sealing waits for what is delivered).
+   */
+  private async benchSeal(): Promise<void> {
+    for (let run = 0; run < 10_000; run++) {
+      await this.nudge();
+      if (!this.projector.behind() && this.archiver.wakeAtMs(clock.now()) === null) return;
+    }
+  }
+
+  /** The object's SQLite size, what R2 holds for it, and rows per table. */
+  async benchStorage() {
+    const sql = this.ctx.storage.sql;
+    const count = (table: string) => sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n;
+    const r2 = sql
+      .exec<{ bytes: number | null }>("SELECT SUM(json_extract(entry, '$.bytes')) AS bytes FROM segments")
+      .one().bytes;
+    return {
+      sqlite_bytes: sql.databaseSize,
+      r2_bytes: r2 ?? 0,
+      rows: {
+        events: count("events"),
+        reservations: count("reservations"),
+        charges: count("charges"),
+        operations: count("operations"),
+        segments: count("segments"),
+      },
+      table_bytes: tableBytes(sql),
+      // What each key-bearing row stores (its key and state), without SQLite's per-row and page overhead.
+      payload_bytes: {
+        reservations: sum(
+          sql,
+          "SELECT SUM(length(reservation_id) + length(status) + length(state) + 16) AS n FROM reservations",
+        ),
+        charges: sum(sql, "SELECT SUM(length(charge_id) + length(state)) AS n FROM charges"),
+        operations: sum(sql, "SELECT SUM(length(key) + 8) AS n FROM operations"),
+        events: sum(sql, "SELECT SUM(length(body) + length(hash) + length(type) + length(at) + 24) AS n FROM events"),
+      },
+      archive: await this.archiveStatus(),
+    };
+  }
+}
+
+function sum(sql: SqlStorage, query: string): number {
+  return sql.exec<{ n: number | null }>(query).one().n ?? 0;
+}
+
+/** Bytes per table and index from SQLite's dbstat, where the runtime has it (null otherwise). */
+function tableBytes(sql: SqlStorage): Record<string, number> | null {
+  try {
+    const rows = sql.exec<{ name: string; bytes: number }>(
+      "SELECT name, SUM(pgsize) AS bytes FROM dbstat GROUP BY name",
+    );
+    return Object.fromEntries([...rows].map((r) => [r.name, r.bytes]));
+  } catch {
+    return null;
   }
 }

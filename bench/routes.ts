@@ -32,6 +32,20 @@ export function registerBenchRoutes(app: OpenAPIHono<AppEnv>): void {
     const namespace = c.env.ACCOUNTS as unknown as DurableObjectNamespace<AccountDurableObject>;
     return c.json({ n: await namespace.getByName(c.req.param("account_id")).benchWrite() });
   });
+  // A long history built inside the object (bench/account.ts benchFill), and what it costs.
+  app.post("/v1/bench/fill/:account_id", async (c) => {
+    c.get("log").route = "POST /v1/bench/fill/{account_id}";
+    const { from, count, mix } = await c.req.json<{ from: number; count: number; mix?: "gateway" | "credits" }>();
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(count) || count < 1)
+      return c.json({ error: "from, count" }, 400);
+    const namespace = c.env.ACCOUNTS as unknown as DurableObjectNamespace<AccountDurableObject>;
+    return c.json(await namespace.getByName(c.req.param("account_id")).benchFill(from, count, mix));
+  });
+  app.get("/v1/bench/storage/:account_id", async (c) => {
+    c.get("log").route = "GET /v1/bench/storage/{account_id}";
+    const namespace = c.env.ACCOUNTS as unknown as DurableObjectNamespace<AccountDurableObject>;
+    return c.json(await namespace.getByName(c.req.param("account_id")).benchStorage());
+  });
   app.get("/v1/bench/stats/:account_id", async (c) => {
     c.get("log").route = "GET /v1/bench/stats/{account_id}";
     const stub = accountClient(c.env, c.req.param("account_id"));

@@ -26,7 +26,8 @@
  * BENCH_STATE_ROOT (e.g. a tmpfs, to separate disk cost), BENCH_COALESCE_MS (projection window),
  * BENCH_DELIVERY=direct (objects write D1 themselves, no queue), BENCH_DRAIN_SECONDS (bound on
  * the wait for the queue to drain), BENCH_ACCOUNTS (accounts of the many-accounts scenarios,
- * also with --quick), BENCH_ONLY_HOT (stop after the hot-account scenario),
+ * also with --quick), BENCH_ONLY_HOT (stop after the hot-account scenario), BENCH_ONLY_ARCHIVE
+ * (only the long-history scenario, bench/archive.mjs), BENCH_ARCHIVE_EVENTS (its length),
  * BENCH_ADMIN_KEY; `--quick` (100 accounts, no 1,000,000-event memory run, a 100,000-event
  * verifier run).
  */
@@ -36,6 +37,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import os from "node:os";
 import { join } from "node:path";
 import { buildWorker, freshSecrets, serveLedger } from "../scripts/local-ledger.mjs";
+import { archiveScenario } from "./archive.mjs";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = join(ROOT, "bench/.work");
@@ -277,7 +279,14 @@ async function main() {
   const rows = {};
   /** D1 with its migrations only, then after every scenario: bytes per event over the whole run. */
   const d1 = { empty: await call(url, "GET", "/v1/bench/d1-size"), end: null };
+  const archive = { url, key: ADMIN_KEY, mf, common, work: WORK, root: ROOT, quick, call, load };
+  /** @type {Record<string, any> | null} */
+  let longHistory = null;
   try {
+    if (process.env.BENCH_ONLY_ARCHIVE) {
+      longHistory = await archiveScenario(archive);
+      return report(rows, null, null, d1, longHistory);
+    }
     const [hot] = await openAccounts(url, "hot", 1, 1e12);
     const many = await openAccounts(url, "many", Number(process.env.BENCH_ACCOUNTS ?? (quick ? 100 : 1000)), 1e12);
     const [mixed] = await openAccounts(url, "mixed", 1, 1e12);
@@ -334,6 +343,7 @@ async function main() {
     rows.batch_1000.operations_per_second = rows.batch_1000.requests_per_second * 1000;
     rows.batch_1000.memory = workerdMemory();
     d1.end = await call(url, "GET", "/v1/bench/d1-size");
+    longHistory = await archiveScenario(archive);
   } finally {
     // Kept in case a later step fails: the scenarios took most of the run.
     writeFileSync(join(WORK, "scenarios.json"), `${JSON.stringify({ rows, d1 }, null, 2)}\n`);
@@ -345,7 +355,7 @@ async function main() {
     small: await verifierSpeed(100_000),
     large: quick ? null : await verifierSpeed(1_000_000),
   };
-  report(rows, memory, verifier, d1);
+  report(rows, memory, verifier, d1, longHistory);
 }
 
 /** Memory of workerd after waking one account of 1,000 events vs one of 1,000,000 (fresh processes). */
@@ -357,14 +367,13 @@ async function objectMemory() {
     try {
       for (const [name, events] of Object.entries(sizes)) {
         await call(url, "POST", "/v1/accounts", { account_id: name, currency: "USD" });
-        for (let done = 1; done < events; done += 1000) {
-          const n = Math.min(1000, events - done);
-          const operations = Array.from({ length: n }, (_, i) => ({
-            op: "credit",
-            credit_id: `c${done + i}`,
-            amount: 1,
-          }));
-          await call(url, "POST", `/v1/accounts/${name}/batch`, { operations });
+        // Credits appended inside the object (bench/account.ts benchFill), sealed as they go.
+        for (let done = 1; done < events; done += 50_000) {
+          await call(url, "POST", `/v1/bench/fill/${name}`, {
+            from: done,
+            count: Math.min(50_000, events - done),
+            mix: "credits",
+          });
         }
       }
     } finally {
@@ -475,7 +484,7 @@ const ROLLUP_ROW_BYTES = 230;
 
 const fixed = (value, digits = 2) => (typeof value === "number" ? +value.toFixed(digits) : "");
 
-function report(rows, memory, verifier, d1) {
+function report(rows, memory, verifier, d1, longHistory = null) {
   const plain = rows.plain_route?.requests_per_second ?? 0;
   const noop = rows.noop_durable_object?.requests_per_second ?? 0;
   const table = Object.entries(rows).map(([name, r]) => {
@@ -538,6 +547,7 @@ function report(rows, memory, verifier, d1) {
   );
   console.log("object memory:", JSON.stringify(memory));
   console.log("offline verifier:", JSON.stringify(verifier));
+  console.log("long history (sealed segments):", JSON.stringify(longHistory));
   const date = new Date().toISOString();
   const versions = {
     node: process.version,
@@ -568,6 +578,7 @@ function report(rows, memory, verifier, d1) {
     d1_size: d1Size,
     object_memory: memory,
     offline_verifier: verifier,
+    long_history: longHistory,
   };
   const out = join(ROOT, "bench/results", `${date.slice(0, 19).replaceAll(":", "-")}.json`);
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);

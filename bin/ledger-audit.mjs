@@ -7,6 +7,9 @@
  *   ledger-audit export --url URL --account ID [--out FILE] [--checkpoint-out FILE] [--public-key-out FILE]
  *       (the API key comes from $LEDGER_API_KEY)
  *   ledger-audit verify FILE [--checkpoint FILE --public-key KEY|FILE] [--json]
+ *   ledger-audit verify DIR|MANIFEST [TAIL] [--public-key KEY|FILE] [--checkpoint FILE] [--json]
+ *       (an archived history: sealed segments with their manifest entries, then the tail export;
+ *       docs/archive.md)
  *   ledger-audit --help
  *
  * Exit codes: 0 verified, 1 verification failed (the first failing seq and why are printed),
@@ -18,21 +21,27 @@ import {
   createReadStream,
   createWriteStream,
   existsSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
+import { checkSegmentEnd, checkSegmentStart, checkWithinSegment, segmentName } from "../src/audit/segments.mjs";
 import { base64UrlDecode, ChainVerifier, checkCheckpoint } from "../src/audit/verifier.mjs";
 
 const USAGE = `usage:
   ledger-audit export --url URL --account ID [--out FILE] [--checkpoint-out FILE] [--public-key-out FILE]
       (API key from the LEDGER_API_KEY environment variable)
   ledger-audit verify FILE [--checkpoint FILE --public-key KEY|FILE] [--json]
+  ledger-audit verify DIR|MANIFEST [TAIL] [--public-key KEY|FILE] [--checkpoint FILE] [--json]
+      (sealed segments: a directory of *.ndjson objects and *.manifest.json entries, or a
+      manifest listing the entries; TAIL is an export holding the events after them, or all)
   ledger-audit --help
 
 exit codes: 0 verified (or exported), 1 verification failed, 2 usage or I/O error`;
@@ -159,6 +168,7 @@ function ed25519Verifier(raw) {
 async function verifyCommand(values, positionals) {
   const file = positionals[0];
   if (file === undefined) throw new UsageError("verify needs a file");
+  if (isArchive(file)) return verifyArchiveCommand(values, file, positionals.slice(1));
   if (positionals.length > 1) throw new UsageError(`verify takes one file, not ${positionals.length}`);
   const checkpointFile = typeof values.checkpoint === "string" ? values.checkpoint : undefined;
   const publicKey = typeof values["public-key"] === "string" ? values["public-key"] : undefined;
@@ -185,44 +195,174 @@ async function verifyCommand(values, positionals) {
 }
 
 /**
- * Streams the file through the verifier; returns the first failure, or null.
+ * Streams a file's lines to `consume` (split by hand in large chunks: readline costs a third of
+ * the time) until it returns a failure; `onChunk` sees the raw bytes (to hash a segment).
  * @param {string} file
- * @param {ChainVerifier} verifier
- * @returns {Promise<import("../src/audit/verifier.mjs").Failure | null>}
+ * @param {(line: string, lineNo: number) => Failure | null} consume
+ * @param {(chunk: Buffer) => void} [onChunk]
+ * @returns {Promise<Failure | null>}
  */
-async function verifyFile(file, verifier) {
+async function streamFile(file, consume, onChunk) {
   let lineNo = 0;
-  /** @type {import("../src/audit/verifier.mjs").Failure | null} */
+  /** @type {Failure | null} */
   let failure = null;
-  /** @param {string} line */
-  const consume = (line) => {
-    lineNo++;
-    if (line.length === 0 || (line.charCodeAt(0) <= 32 && line.trim() === "")) return;
-    let event;
-    try {
-      event = JSON.parse(line);
-    } catch {
-      failure = { seq: verifier.summary().head_seq + 1, reason: `line ${lineNo} is not valid JSON` };
-      return;
-    }
-    failure = verifier.push(event, line);
-  };
-  // Streams the file in large chunks and splits lines by hand (readline costs a third of the time).
   let pending = "";
   const decoder = new TextDecoder();
   for await (const chunk of createReadStream(file, { highWaterMark: LINE_CHUNK_BYTES })) {
+    onChunk?.(/** @type {Buffer} */ (chunk));
     pending += decoder.decode(/** @type {Buffer} */ (chunk), { stream: true });
     let start = 0;
     for (let end = pending.indexOf("\n"); end !== -1 && failure === null; end = pending.indexOf("\n", start)) {
-      consume(pending.slice(start, end));
+      failure = consume(pending.slice(start, end), ++lineNo);
       start = end + 1;
     }
     pending = pending.slice(start);
-    if (failure !== null) break;
+    if (failure !== null) return failure;
   }
   pending += decoder.decode();
-  if (failure === null && pending.length > 0) consume(pending);
-  return failure;
+  return pending.length > 0 ? consume(pending, ++lineNo) : null;
+}
+
+/** @typedef {import("../src/audit/verifier.mjs").Failure} Failure */
+
+/**
+ * One line into the verifier (blank lines are skipped); `skipThrough` skips the events an
+ * archive already verified, the last of which must carry `linkHash`.
+ * @param {ChainVerifier} verifier
+ * @param {string} line
+ * @param {number} lineNo
+ * @returns {Failure | null}
+ */
+function pushLine(verifier, line, lineNo, skipThrough = 0, linkHash = "") {
+  if (line.length === 0 || (line.charCodeAt(0) <= 32 && line.trim() === "")) return null;
+  let event;
+  try {
+    event = JSON.parse(line);
+  } catch {
+    return { seq: verifier.summary().head_seq + 1, reason: `line ${lineNo} is not valid JSON` };
+  }
+  if (skipThrough > 0 && typeof event?.seq === "number" && event.seq <= skipThrough) {
+    if (event.seq !== skipThrough || event.hash === linkHash) return null;
+    return { seq: event.seq, reason: "the tail's event at the last archived seq differs from the archive's" };
+  }
+  return verifier.push(event, line);
+}
+
+/**
+ * Streams the file through the verifier; returns the first failure, or null.
+ * @param {string} file
+ * @param {ChainVerifier} verifier
+ * @returns {Promise<Failure | null>}
+ */
+function verifyFile(file, verifier, skipThrough = 0, linkHash = "") {
+  return streamFile(file, (line, lineNo) => pushLine(verifier, line, lineNo, skipThrough, linkHash));
+}
+
+/** A directory of segments, or a manifest (JSON), rather than one export. @param {string} path */
+function isArchive(path) {
+  return (existsSync(path) && statSync(path).isDirectory()) || path.endsWith(".json");
+}
+
+/**
+ * The manifest entries of an archived history, in seq order, each with its object's file: the
+ * `*.manifest.json` files of a directory (as the bucket holds them), or a manifest file (a JSON
+ * array of entries, or one entry per line). Objects are found by their key's last part, next to
+ * the entries.
+ * @param {string} target
+ * @returns {{ entry: import("../src/audit/segments.mjs").SegmentEntry, file: string }[]}
+ */
+function loadSegments(target) {
+  /** @type {any[]} */
+  let entries;
+  let base = target;
+  if (statSync(target).isDirectory()) {
+    entries = readdirSync(target)
+      .filter((name) => name.endsWith(".manifest.json"))
+      .map((name) => JSON.parse(readFileSync(join(target, name), "utf8")));
+  } else {
+    base = dirname(target);
+    const text = readFileSync(target, "utf8").trim();
+    entries = text.startsWith("[")
+      ? JSON.parse(text)
+      : text
+          .split("\n")
+          .filter((l) => l.trim() !== "")
+          .map((l) => JSON.parse(l));
+  }
+  entries.sort((a, b) => Number(a?.first_seq) - Number(b?.first_seq));
+  return entries.map((entry) => ({ entry, file: join(base, basename(String(entry?.object ?? ""))) }));
+}
+
+/**
+ * Verifies one segment's object against its entry, continuing the chain of the ones before it.
+ * @param {{ entry: import("../src/audit/segments.mjs").SegmentEntry, file: string }} segment
+ * @param {ChainVerifier} verifier
+ * @param {((message: Uint8Array, signature: Uint8Array) => Promise<boolean>) | null} keyCheck
+ * @returns {Promise<Failure | null>}
+ */
+async function verifySegment({ entry, file }, verifier, keyCheck) {
+  const start = checkSegmentStart(entry, verifier);
+  if (start !== null) return start;
+  if (!existsSync(file)) {
+    return { seq: entry.first_seq, reason: `${segmentName(entry)}: its object ${basename(file)} is missing` };
+  }
+  verifier.watch(entry.last_seq);
+  const hash = createHash("sha256");
+  let bytes = 0;
+  const failure = await streamFile(
+    file,
+    (line, lineNo) => checkWithinSegment(entry, verifier) ?? pushLine(verifier, line, lineNo),
+    (chunk) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    },
+  );
+  if (failure !== null) {
+    const named = failure.reason.startsWith("segment ") ? failure.reason : `${segmentName(entry)}: ${failure.reason}`;
+    return { seq: failure.seq, reason: named };
+  }
+  return checkSegmentEnd(entry, verifier, { bytes, sha256: hash.digest("hex") }, keyCheck);
+}
+
+/**
+ * `verify DIR|MANIFEST [TAIL]`: every segment in seq order through one verifier (the chain
+ * proves continuity across them), each checked against its entry and its signed checkpoint,
+ * then the tail, then an optional final checkpoint.
+ * @param {Values} values
+ * @param {string} target
+ * @param {string[]} rest
+ */
+async function verifyArchiveCommand(values, target, rest) {
+  if (rest.length > 1) throw new UsageError("verify takes a directory or manifest and at most one tail export");
+  const tail = rest[0];
+  const publicKey = typeof values["public-key"] === "string" ? values["public-key"] : undefined;
+  const checkpointFile = typeof values.checkpoint === "string" ? values.checkpoint : undefined;
+  if (checkpointFile !== undefined && publicKey === undefined) throw new UsageError("--checkpoint needs --public-key");
+  const keyCheck = publicKey === undefined ? null : ed25519Verifier(publicKeyBytes(publicKey));
+  const signed = checkpointFile === undefined ? null : JSON.parse(readFileSync(checkpointFile, "utf8"));
+  const segments = loadSegments(target);
+  const verifier = new ChainVerifier({ sha256Hex });
+  if (signed !== null) verifier.watch(Number(signed.checkpoint?.seq));
+  /** @type {Failure | null} */
+  let failure = segments.length === 0 ? { seq: 1, reason: `no manifest entries in ${target}` } : null;
+  for (const segment of segments) {
+    failure = await verifySegment(segment, verifier, keyCheck);
+    if (failure !== null) break;
+  }
+  const last = segments.at(-1)?.entry;
+  if (failure === null && tail !== undefined && last !== undefined) {
+    failure = await verifyFile(tail, verifier, last.last_seq, last.last_hash);
+  }
+  if (failure === null && signed !== null && keyCheck !== null)
+    failure = await checkCheckpoint(verifier, signed, keyCheck);
+  const archive = {
+    segments: segments.length,
+    archived_through: last?.last_seq ?? 0,
+    checkpoints: keyCheck === null ? "not checked (no --public-key)" : "signed and valid",
+    tail: tail ?? null,
+  };
+  printVerdict(failure, verifier.summary(), signed, values.json === true, archive);
+  return failure === null ? 0 : 1;
 }
 
 /**
@@ -230,14 +370,20 @@ async function verifyFile(file, verifier) {
  * @param {import("../src/audit/verifier.mjs").Summary} summary
  * @param {{ checkpoint?: Record<string, any> } | null} signed
  * @param {boolean} json
+ * @param {{ segments: number, archived_through: number, checkpoints: string, tail: string | null } | null} [archive]
  */
-function printVerdict(failure, summary, signed, json) {
+function printVerdict(failure, summary, signed, json, archive = null) {
   if (json) {
-    console.log(JSON.stringify({ ok: failure === null, failure, summary, checkpoint: signed?.checkpoint ?? null }));
+    const verdict = { ok: failure === null, failure, summary, checkpoint: signed?.checkpoint ?? null };
+    console.log(JSON.stringify(archive === null ? verdict : { ...verdict, archive }));
   } else if (failure === null) {
     console.log(`OK ${summary.events} events, account ${summary.account_id} (${summary.currency})`);
     console.log(`balance ${summary.balance}  reserved ${summary.reserved}  available ${summary.available}`);
     console.log(`head seq ${summary.head_seq}  head hash ${summary.head_hash}`);
+    if (archive !== null) {
+      const through = `${archive.segments} segments through seq ${archive.archived_through}`;
+      console.log(`${through}, their checkpoints ${archive.checkpoints}; tail ${archive.tail ?? "not given"}`);
+    }
     if (signed !== null) console.log(`checkpoint at seq ${signed.checkpoint?.seq}: signature valid, history matches`);
   } else {
     console.log(`FAIL at seq ${failure.seq}: ${failure.reason}`);

@@ -6,10 +6,13 @@
  * - `scheduler.ts`: the expiry bound and the one alarm that serves expiries and projection;
  * - `src/projection/projector.ts`: D1 projection behind a durable cursor, after the response;
  * - `outbox.ts`: low-balance webhook events, written by the crossing command, sent by the alarm;
+ * - `archive.ts`: sealing the log into segments archived to R2, through the alarm;
+ * - `history.ts`: reading the sealed segments and the tail as one history;
  * - `verify.ts`: replaying the log inside the object.
  * Time comes from the clock seam (src/clock.ts); rules live in src/domain.
  */
 import { DurableObject } from "cloudflare:workers";
+import { auditKey } from "../src/audit/signing";
 import { clock } from "../src/clock";
 import type { Command } from "../src/domain/commands";
 import type { LedgerEvent } from "../src/domain/events";
@@ -30,13 +33,17 @@ import {
   Projector,
 } from "../src/projection/projector";
 import { shardsOf } from "../src/projection/shards";
+import { Archiver, archiveLimits } from "./archive";
+import { History } from "./history";
 import { runWebhookOutbox, WebhookOutbox } from "./outbox";
 import { type BatchResult, CommandRunner, type ExecuteResult } from "./runner";
 import { ALARM_RETRIES_MAX, ExpiryScheduler } from "./scheduler";
-import { AccountStore } from "./store";
+import { type SegmentEntry, SegmentIndex } from "./segments";
+import { AccountStore, SealedEventNeeded } from "./store";
 import { VERIFY_FULL_FOLD_EVENTS_MAX, type VerifyReport, verifyAccount } from "./verify";
 
 export type { BatchResult, ExecuteResult } from "./runner";
+export type { SegmentEntry } from "./segments";
 export type { VerifyReport } from "./verify";
 export type ReadResult<T> = { ok: true; body: T } | { ok: false; rejection: Rejection };
 
@@ -74,6 +81,9 @@ export class AccountDurableObject extends DurableObject<Env> {
   private readonly runner: CommandRunner;
   /** Projects committed events into D1 behind a durable cursor. */
   readonly projector: Projector;
+  /** Seals the log into segments in R2 (tests reach its seams: bucket, limits, onStep). */
+  readonly archiver: Archiver;
+  private readonly history: History;
   /** A flush is scheduled (coalescing window open). */
   private flushScheduled = false;
   private readonly outbox: WebhookOutbox;
@@ -85,10 +95,13 @@ export class AccountDurableObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new AccountStore(ctx.storage);
+    const index = new SegmentIndex(this.store.sql);
+    this.history = new History(this.store, index, () => this.archiver.bucket);
     this.projector = new Projector(this.store.sql, projectionDelivery(env), {
       account: () => this.store.account,
       eventsAfter: (seq, limit) => this.store.readEvents(seq, limit),
-      event: (seq) => this.store.readEvent(seq),
+      history: (seq, limit) => this.history.span(seq, limit),
+      event: (seq) => this.store.keptEvent(seq),
       reserveSeq: (id) => this.store.reservation(id)?.reserve_seq ?? null,
       holdOpen: (id) => this.store.reservation(id)?.status === "open",
       wake: () => this.scheduler.ensureAlarm(),
@@ -97,9 +110,24 @@ export class AccountDurableObject extends DurableObject<Env> {
     this.store.rider = this.projector.rider;
     this.outbox = new WebhookOutbox(this.store.sql);
     this.store.onAppend = (before, after, last) => this.outbox.record(before, after, last, clock.now());
-    this.scheduler = new ExpiryScheduler(this.store, ctx.storage, () =>
-      earliest(this.projector.wakeAtMs(), this.outbox.wakeAtMs(), this.webhookRetryAtMs),
+    this.archiver = new Archiver(
+      ctx.storage,
+      index,
+      {
+        account: () => this.store.account,
+        sealableThrough: () => this.projector.deliveredThrough(),
+        signingKey: () => auditKey(env.AUDIT_SIGNING_KEY),
+        wake: () => this.scheduler.ensureAlarm(),
+        log: (line) => writeLog(env, "warn", line),
+      },
+      env.ARCHIVE ?? null,
+      archiveLimits(env as unknown as Record<string, unknown>),
     );
+    this.scheduler = new ExpiryScheduler(this.store, ctx.storage, [
+      () => this.projector.wakeAtMs(),
+      () => earliest(this.outbox.wakeAtMs(), this.webhookRetryAtMs),
+      () => this.archiver.wakeAtMs(clock.now()),
+    ]);
     this.runner = new CommandRunner(this.store, this.scheduler, () => this.scheduleFlush());
     this.projector.resume(clock.now());
     void ctx.blockConcurrencyWhile(() => this.scheduler.start());
@@ -108,11 +136,32 @@ export class AccountDurableObject extends DurableObject<Env> {
   // ---------------------------------------------------------------- commands
 
   async execute(command: Command): Promise<ExecuteResult> {
-    return this.runner.run(command, clock.now());
+    return this.readingSealed(1, () => this.runner.run(command, clock.now()));
   }
 
   async executeBatch(commands: Command[], atomic: boolean): Promise<BatchResult> {
-    return this.runner.runBatch(commands, atomic, clock.now());
+    return this.readingSealed(commands.length, () => this.runner.runBatch(commands, atomic, clock.now()));
+  }
+
+  /**
+   * Runs `work`; if it stopped for an event sealed in R2 (the prior event of a key it replays;
+   * it wrote nothing: a batch's transaction rolled back), reads that event from its segment and
+   * runs it again, up to once per command. An event never changes once its key is recorded, so
+   * the await cannot make the replay stale, and each run is atomic (no await inside it).
+   */
+  private async readingSealed<T>(commands: number, work: () => T): Promise<T> {
+    try {
+      for (let reads = 0; ; reads++) {
+        try {
+          return work();
+        } catch (error) {
+          if (!(error instanceof SealedEventNeeded) || reads >= commands) throw error;
+          this.store.sealed.set(error.seq, await this.history.event(error.seq));
+        }
+      }
+    } finally {
+      this.store.sealed.clear();
+    }
   }
 
   /**
@@ -148,10 +197,17 @@ export class AccountDurableObject extends DurableObject<Env> {
   }
 
   private async settleAndProject(): Promise<void> {
-    this.runner.settleDue(clock.now());
-    if (this.projector.behind()) await this.projector.flush();
-    this.projector.settle();
-    await this.runWebhooksIfDue(false);
+    // The run re-arms the alarm for sealing itself: meanwhile its wake must not arm one for "now".
+    this.archiver.willRun();
+    try {
+      this.runner.settleDue(clock.now());
+      if (this.projector.behind()) await this.projector.flush();
+      this.projector.settle();
+      await this.runWebhooksIfDue(false);
+    } finally {
+      // Sealing follows the projection (it never takes what is not delivered); it never throws.
+      await this.archiver.run();
+    }
     this.scheduler.ensureAlarm();
   }
 
@@ -210,7 +266,9 @@ export class AccountDurableObject extends DurableObject<Env> {
         .then(() => {
           this.flushScheduled = false;
           return this.projector.flush();
-        }),
+        })
+        // What the flush delivered may complete a segment to seal.
+        .then(() => this.scheduler.ensureAlarm()),
     );
   }
 
@@ -250,22 +308,40 @@ export class AccountDurableObject extends DurableObject<Env> {
   ): Promise<ReadResult<{ seq: number; at: string | null; balance: number; reserved: number; available: number }>> {
     const account = this.store.account;
     if (account === null) return NOT_FOUND;
-    const seq = "seq" in point ? Math.min(point.seq, account.last_seq) : this.store.seqAtTime(point.at);
+    const seq = "seq" in point ? Math.min(point.seq, account.last_seq) : await this.history.seqAtTime(point.at);
     if (seq === 0) return { ok: true, body: { seq: 0, at: null, balance: 0, reserved: 0, available: 0 } };
-    const row = this.store.balancesAt(seq);
+    const row = await this.history.balancesAt(seq);
     assert(row !== null, "a seq up to the head has its event");
     return { ok: true, body: { seq, ...row, available: row.balance - row.reserved } };
   }
 
   /** The balances recorded by event `seq` (for reconciliation against a D1 snapshot). */
   async balancesAt(seq: number): Promise<{ seq: number; balance: number; reserved: number } | null> {
-    const row = this.store.balancesAt(seq);
+    const row = await this.history.balancesAt(seq);
     return row === null ? null : { seq, balance: row.balance, reserved: row.reserved };
   }
 
   async verify(): Promise<VerifyReport> {
     const fullFoldMax = Number(this.env.VERIFY_FULL_FOLD_EVENTS_MAX ?? VERIFY_FULL_FOLD_EVENTS_MAX);
-    return verifyAccount(this.store, this.scheduler, fullFoldMax);
+    return verifyAccount(this.store, this.history, this.scheduler, fullFoldMax);
+  }
+
+  /**
+   * The manifest entries of the sealed segments after `afterSeq` (the export streams their
+   * objects straight from R2), and the seq up to which the history is archived.
+   */
+  async segments(
+    afterSeq: number,
+    limit: number,
+  ): Promise<ReadResult<{ segments: SegmentEntry[]; archived_through: number }>> {
+    if (this.store.account === null) return NOT_FOUND;
+    const segments = this.archiver.index.entries(afterSeq, limit);
+    return { ok: true, body: { segments, archived_through: this.archiver.index.archivedThrough } };
+  }
+
+  /** Where sealing stands (segments, what is archived, a retry), for operators and the bench. */
+  async archiveStatus() {
+    return { ...this.archiver.status(), sealed_this_run: this.archiver.sealed };
   }
 
   // ---------------------------------------------------------------- reads
@@ -291,7 +367,7 @@ export class AccountDurableObject extends DurableObject<Env> {
     if (this.store.account === null) return NOT_FOUND;
     assert(Number.isSafeInteger(afterSeq) && afterSeq >= 0, "after_seq");
     assert(Number.isSafeInteger(limit) && limit >= 1 && limit <= EVENTS_PAGE_LIMIT_MAX, "limit");
-    const events = this.store.readEvents(afterSeq, limit);
+    const events = await this.history.events(afterSeq, limit);
     const last = events.at(-1);
     const more = last !== undefined && last.seq < this.store.account.last_seq;
     return { ok: true, body: { events, next_after_seq: more ? last.seq : null } };

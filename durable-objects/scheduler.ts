@@ -1,7 +1,8 @@
 /**
  * The expiry and alarm scheduler of an account object. One alarm serves several clients: the
- * earliest open hold's expiry, and the other work's wake time (the projection's retry, the
- * webhook outbox and its retries; the account object combines them). The alarm is kept at or before
+ * earliest open hold's expiry, and the other work's wake times (the projection's retry, the
+ * webhook outbox and its retries, the archive's sealing of segments: durable-objects/archive.ts;
+ * the account object lists them). The alarm is kept at or before
  * the earliest of them (an early alarm just re-arms; moving it later after every capture would
  * cost a row per capture).
  *
@@ -27,8 +28,8 @@ export class ExpiryScheduler {
   constructor(
     private readonly store: AccountStore,
     private readonly storage: DurableObjectStorage,
-    /** When the other work wants to be woken (projection retry, webhooks), or null. */
-    private readonly projectionWakeAtMs: () => number | null,
+    /** When the other clients want to be woken (the projection's retry, the archive's work), or null. */
+    private readonly wakeAtMs: readonly (() => number | null)[],
   ) {
     this.nextExpiryMs = store.account === null ? null : store.earliestOpenExpiry();
   }
@@ -86,9 +87,11 @@ export class ExpiryScheduler {
   }
 
   ensureAlarm(): void {
-    const expiry = this.nextExpiryMs;
-    const projection = this.projectionWakeAtMs();
-    const next = expiry === null ? projection : projection === null ? expiry : Math.min(expiry, projection);
+    let next = this.nextExpiryMs;
+    for (const wake of this.wakeAtMs) {
+      const at = wake();
+      if (at !== null && (next === null || at < next)) next = at;
+    }
     if (next === null) return;
     if (this.alarmAtMs !== null && this.alarmAtMs <= next) return;
     this.alarmAtMs = next;

@@ -84,6 +84,33 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   UPDATE projection SET rollups = NULL;
   `,
   `
+  -- Issue 13: sealed segments archived to R2 (durable-objects/archive.ts, docs/archive.md). One
+  -- row per segment: its manifest entry (the JSON also written to R2 next to the segment) and
+  -- the columns reads use to find a seq or a time without parsing it; deleted = 1 once the
+  -- segment's events are gone from the events table.
+  CREATE TABLE segments (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    first_at TEXT NOT NULL,
+    last_at TEXT NOT NULL,
+    balance INTEGER NOT NULL,
+    reserved INTEGER NOT NULL,
+    object TEXT NOT NULL,
+    offsets TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    deleted INTEGER NOT NULL
+  );
+  CREATE INDEX segments_by_first_at ON segments (first_at);
+  -- The segment being sealed (first_seq NULL: none) and the sealing's retry state.
+  CREATE TABLE archive_plan (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    first_seq INTEGER,
+    last_seq INTEGER,
+    failures INTEGER NOT NULL,
+    retry_at_ms INTEGER
+  );
+  `,
+  `
   -- Issue 14: the low-balance threshold (NULL: off), and the webhook outbox. A command whose
   -- events cross the threshold writes its webhook event here in the same transaction; the alarm
   -- hands it to the delivery records in D1 and deletes it (durable-objects/outbox.ts). Bounded by

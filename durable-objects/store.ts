@@ -11,7 +11,7 @@
  */
 import type { Command } from "../src/domain/commands";
 import { type LedgerEvent, unreachable } from "../src/domain/events";
-import { encodeKey, eventKey, keyEntityId, keyLocation, type OperationKey } from "../src/domain/keys";
+import { encodeKey, eventKey, eventKeyString, keyEntityId, keyLocation, type OperationKey } from "../src/domain/keys";
 import { assert } from "../src/domain/money";
 import {
   type AccountState,
@@ -23,6 +23,17 @@ import {
 } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { migrate } from "./schema";
+
+/**
+ * A command needs an event that is sealed in R2 (the prior event of a key it replays): it stops
+ * before writing anything, and the object reads that event and runs it again.
+ */
+export class SealedEventNeeded extends Error {
+  override name = "SealedEventNeeded";
+  constructor(readonly seq: number) {
+    super(`event ${seq} is sealed in a segment`);
+  }
+}
 
 /** Sum and count of the open holds, kept from the reservation rows; must equal reserved. */
 export interface Holds {
@@ -138,7 +149,12 @@ export class AccountStore {
     }
     if (key !== null) {
       const seq = this.locateKey(key, state);
-      if (seq !== null) state.operations.set(encodeKey(key), this.readEvent(seq));
+      if (seq !== null) {
+        const prior = this.readEvent(seq);
+        // A sealed event comes from R2: it must be the one that recorded this very key.
+        assert(eventKeyString(prior) === encodeKey(key), `event ${seq} recorded the key being replayed`);
+        state.operations.set(encodeKey(key), prior);
+      }
     }
     return state;
   }
@@ -370,9 +386,25 @@ export class AccountStore {
       .one().next;
   }
 
+  /**
+   * Sealed events a command's replay needs, read from R2 (account.ts `execute`) after the
+   * command stopped with `SealedEventNeeded`; held only for that command or batch.
+   */
+  readonly sealed = new Map<number, LedgerEvent>();
+
+  /** The event `seq`, from the events table or the sealed events read for this command. */
   readEvent(seq: number): LedgerEvent {
-    const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).one();
-    return JSON.parse(row.body) as LedgerEvent;
+    const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).toArray()[0];
+    if (row !== undefined) return JSON.parse(row.body) as LedgerEvent;
+    const sealed = this.sealed.get(seq);
+    if (sealed === undefined) throw new SealedEventNeeded(seq);
+    return sealed;
+  }
+
+  /** The event `seq` if the events table still has it (null once it is archived and deleted). */
+  keptEvent(seq: number): LedgerEvent | null {
+    const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).toArray()[0];
+    return row === undefined ? null : (JSON.parse(row.body) as LedgerEvent);
   }
 
   readEvents(afterSeq: number, limit: number): LedgerEvent[] {
@@ -396,10 +428,11 @@ export class AccountStore {
   /**
    * The last seq whose event time is at or before `at` (0: before the account existed). Event
    * times never go backwards, so this is a binary search over seq with primary-key reads (about
-   * 20 for a million events), never a replay.
+   * 20 for a million events), never a replay. `atOrBefore` is a seq known to be at or before `at`
+   * (the first kept in the table when older ones are archived).
    */
-  seqAtTime(at: string): number {
-    let low = 0;
+  seqAtTime(at: string, atOrBefore = 0): number {
+    let low = atOrBefore;
     let high = this.account?.last_seq ?? 0;
     while (low < high) {
       const mid = Math.ceil((low + high) / 2);

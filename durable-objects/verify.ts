@@ -1,7 +1,8 @@
 /**
- * Verification inside the account object: replay the log up to the head as it was when called,
- * in pages that yield between them (other requests go on meanwhile), and report the first
- * event that breaks the chain or a rule, by seq.
+ * Verification inside the account object: replay the whole history (the sealed segments in R2,
+ * each checked against its manifest's length and SHA-256, then the tail) up to the head as it
+ * was when called, in pages that yield between them (other requests go on meanwhile), and
+ * report the first event that breaks the chain or a rule, by seq.
  * - Logs up to VERIFY_FULL_FOLD_EVENTS_MAX events are replayed with `evolve` (every hash link
  *   and every rule), and the fold is compared with the snapshot and every row.
  * - Longer logs run the auditors' own streaming verifier (src/audit, ids kept as compact
@@ -11,11 +12,12 @@
  */
 import { ChainVerifier } from "../src/audit/verifier.mjs";
 import { clock } from "../src/clock";
+import { canonicalJson } from "../src/domain/canonical";
 import { sha256Hex } from "../src/domain/chain";
 import type { LedgerEvent } from "../src/domain/events";
 import { eventKeyString } from "../src/domain/keys";
-import { EVENTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
 import { evolve, initialState, type LedgerState } from "../src/domain/state";
+import type { History } from "./history";
 import type { ExpiryScheduler } from "./scheduler";
 import type { AccountStore } from "./store";
 
@@ -38,47 +40,56 @@ export interface VerifyReport {
 /** Placeholder kept for a verified operation key (the fold only asks whether a key exists). */
 const VERIFIED = {} as LedgerEvent;
 
-const yieldTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
-
 interface Failure {
   seq: number;
   problem: string;
 }
 
-/** Pages through the log up to `head`, calling `visit` per event; returns the first failure. */
+/**
+ * Pages through the whole history up to `head` (sealed segments, then the tail: history.ts),
+ * calling `visit` per event; returns the first failure.
+ */
 async function pages(
-  store: AccountStore,
+  history: History,
   head: number,
   visit: (event: LedgerEvent) => { seq: number; reason: string } | null,
 ): Promise<Failure | null> {
-  for (let after = 0; after < head; ) {
-    const page = store.readEvents(after, Math.min(EVENTS_PAGE_LIMIT_MAX, head - after));
-    for (const event of page) {
-      const failure = visit(event);
-      if (failure !== null) return { seq: failure.seq, problem: `seq ${failure.seq}: ${failure.reason}` };
+  let reached = 0;
+  try {
+    for await (const page of history.pages(head)) {
+      if ("failure" in page)
+        return { seq: page.failure.seq, problem: `seq ${page.failure.seq}: ${page.failure.reason}` };
+      for (const event of page.events) {
+        const failure = visit(event);
+        if (failure !== null) return { seq: failure.seq, problem: `seq ${failure.seq}: ${failure.reason}` };
+        reached = event.seq;
+      }
     }
-    const last = page.at(-1);
-    if (last === undefined) return { seq: after + 1, problem: `the log ends at seq ${after}, before ${head}` };
-    after = last.seq;
-    if (after < head) await yieldTurn();
+  } catch (error) {
+    // A segment could not be read at all (R2 unavailable): nothing past what was verified is known.
+    return { seq: reached + 1, problem: `seq ${reached + 1}: the history could not be read: ${String(error)}` };
   }
   return null;
 }
 
 export async function verifyAccount(
   store: AccountStore,
+  history: History,
   scheduler: ExpiryScheduler,
   fullFoldMax: number,
 ): Promise<VerifyReport> {
   const head = store.account?.last_seq ?? 0;
-  if (head > fullFoldMax) return verifyStreaming(store, head);
+  if (head > fullFoldMax) return verifyStreaming(store, history, head);
   let state = initialState();
   let count = 0;
-  const failure = await pages(store, head, (event) => {
+  const failure = await pages(history, head, (event) => {
+    // A failure is reported at the seq the history should have had next (a missing or
+    // reordered event is found where the history departs, not at the seq it carries).
+    const expected = (state.account?.last_seq ?? 0) + 1;
     try {
       state = evolve(state, event);
     } catch (error) {
-      return { seq: event.seq, reason: String(error) };
+      return { seq: expected, reason: String(error) };
     }
     count += 1;
     // Keep the keys (for "applied twice"), not whole events: memory stays small.
@@ -103,9 +114,9 @@ export async function verifyAccount(
   };
 }
 
-async function verifyStreaming(store: AccountStore, head: number): Promise<VerifyReport> {
+async function verifyStreaming(store: AccountStore, history: History, head: number): Promise<VerifyReport> {
   const verifier = new ChainVerifier({ sha256Hex });
-  const failure = await pages(store, head, (event) => verifier.push(event));
+  const failure = await pages(history, head, (event) => verifier.push(event));
   const summary = verifier.summary();
   const problems: string[] = [];
   if (failure !== null) {
@@ -134,8 +145,10 @@ async function verifyStreaming(store: AccountStore, head: number): Promise<Verif
 }
 
 function compareRows(store: AccountStore, state: LedgerState, problems: string[]): LedgerState["reservations"] {
+  // Compared in canonical form: events read back from a sealed segment carry their members in
+  // canonical order, the rows in the order they were first written.
   const same = (what: string, a: unknown, b: unknown) => {
-    if (JSON.stringify(a) !== JSON.stringify(b)) {
+    if (canonicalJson(a) !== canonicalJson(b)) {
       problems.push(`${what}: log says ${JSON.stringify(a)}, snapshot says ${JSON.stringify(b)}`);
     }
   };

@@ -28,6 +28,13 @@ export interface Env {
   RAW_EVENTS_WINDOW_DAYS?: string;
   RAW_EVENTS_WINDOW_BYTES_MAX?: string;
   ROLLUPS_HOURLY_RETENTION_DAYS?: string;
+  /** Sealed segments of the account logs (wrangler.toml [[r2_buckets]]; docs/archive.md). */
+  ARCHIVE?: R2Bucket;
+  /** Overrides of the segment limits (src/domain/limits.ts), as decimal strings. */
+  SEGMENT_EVENTS_MAX?: string;
+  SEGMENT_AGE_MS_MAX?: string;
+  SEGMENT_BYTES_MAX?: string;
+  ARCHIVE_DELETE_CHUNK_ROWS?: string;
   /** Verification by full fold up to this many events, streaming beyond (default 100,000). */
   VERIFY_FULL_FOLD_EVENTS_MAX?: string;
   /** "0" silences the log lines (the test suite's default; docs/operations.md, "Test knobs"). */

@@ -70,3 +70,15 @@ export const EXPIRY_BATCH_MAX = 100;
 
 /** Commands one batch may hold (POST /v1/accounts/{id}/batch). */
 export const BATCH_OPERATIONS_MAX = 1_000;
+
+/**
+ * Sealed segments (durable-objects/archive.ts, docs/archive.md): an account's log is sealed into
+ * an R2 object every SEGMENT_EVENTS_MAX events or once its oldest unsealed event is
+ * SEGMENT_AGE_MS_MAX old, whichever comes first, so that the object's SQLite keeps a bounded
+ * tail. A segment also ends before its lines pass SEGMENT_BYTES_MAX (the object is built in
+ * memory to be put and hashed). Each can be overridden per deployment (wrangler vars of the
+ * same names) and per object in tests.
+ */
+export const SEGMENT_EVENTS_MAX = 10_000;
+export const SEGMENT_AGE_MS_MAX = 7 * 86_400_000;
+export const SEGMENT_BYTES_MAX = 8 * 1024 * 1024;

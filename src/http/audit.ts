@@ -4,6 +4,7 @@
  */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { SegmentEntry } from "../../durable-objects/account";
 import { accountClient } from "../app/account-client";
 import { readOutcome } from "../app/outcome";
 import { AccountParams } from "../app/schemas/accounts";
@@ -15,23 +16,13 @@ import {
   SignedCheckpointSchema,
   VerifyReportSchema,
 } from "../app/schemas/audit";
+import { exportLine } from "../audit/export-line";
 import { auditKey, signCheckpoint } from "../audit/signing";
 import { clock } from "../clock";
-import { canonicalJson } from "../domain/canonical";
-import type { LedgerEvent } from "../domain/events";
 import { EVENTS_PAGE_LIMIT_MAX } from "../domain/limits";
 import type { AppEnv } from "./context";
 import { respond } from "./respond";
 import { defineRoute } from "./route";
-
-/**
- * One export line: the event's canonical JSON (the very bytes its hash covers) with "hash" as its
- * last member, so a verifier can check the chain over the line's own bytes.
- */
-export function exportLine(event: LedgerEvent): string {
-  const { hash, ...rest } = event;
-  return `${canonicalJson(rest).slice(0, -1)},"hash":"${hash}"}\n`;
-}
 
 export function registerAuditRoutes(app: OpenAPIHono<AppEnv>): void {
   registerExportEvents(app);
@@ -52,7 +43,7 @@ function registerExportEvents(app: OpenAPIHono<AppEnv>): void {
       scope: "audit:read",
       summary: "The whole event log as NDJSON, in seq order, streamed",
       description:
-        "One event per line. The Worker pages through the account object 1,000 events at a time, so memory stays constant whatever the log's length.",
+        "One event per line. Sealed segments are piped from the archive as they are stored, then the tail is paged from the account object 1,000 events at a time, so memory stays constant whatever the log's length.",
       params: AccountParams,
       success: {
         status: 200,
@@ -64,35 +55,77 @@ function registerExportEvents(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { params }) => {
       const stub = accountClient(c.env, params.account_id);
-      const first = await stub.listEvents(0, EVENTS_PAGE_LIMIT_MAX);
+      const first = await stub.segments(0, EXPORT_SEGMENTS_PAGE_MAX);
       if (!first.ok) return respond(c, readOutcome(first));
-      const encoder = new TextEncoder();
-      let page: typeof first.body | null = first.body;
-      const body = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          if (page === null) {
-            controller.close();
-            return;
-          }
-          controller.enqueue(encoder.encode(page.events.map(exportLine).join("")));
-          const next = page.next_after_seq;
-          if (next === null) {
-            page = null;
-            return;
-          }
-          const result = await stub.listEvents(next, EVENTS_PAGE_LIMIT_MAX);
-          if (!result.ok) {
-            controller.error(new Error(result.rejection.code));
-            return;
-          }
-          page = result.body;
-        },
-      });
+      const body = exportStream(c.env.ARCHIVE ?? null, stub, first.body.segments);
       return new Response(body, {
         headers: { "content-type": "application/x-ndjson", "request-id": c.get("requestId") },
       });
     },
   );
+}
+
+/** Segments listed per call to the account object while exporting. */
+const EXPORT_SEGMENTS_PAGE_MAX = 100;
+
+type AccountStub = ReturnType<typeof accountClient>;
+
+/**
+ * The whole history as NDJSON: each sealed segment's object piped from R2 as it is (its bytes
+ * are the export's lines), one chunk at a time, then the tail a page at a time from the object
+ * (which also reads any segment sealed meanwhile). Memory stays constant whatever the length.
+ */
+function exportStream(bucket: R2Bucket | null, stub: AccountStub, listed: SegmentEntry[]): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  let segments = listed;
+  let listing = listed.length === EXPORT_SEGMENTS_PAGE_MAX;
+  let after = 0;
+  let piping: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let done = false;
+  // Each pull enqueues a chunk or ends the stream: a pull that did neither would never be called again.
+  const next = async (): Promise<Uint8Array | null> => {
+    for (;;) {
+      if (piping !== null) {
+        const chunk = await piping.read();
+        if (!chunk.done) return chunk.value;
+        piping = null;
+        continue;
+      }
+      const segment = segments[0];
+      if (segment !== undefined) {
+        segments = segments.slice(1);
+        const object = bucket === null ? null : await bucket.get(segment.object);
+        if (object === null) throw new Error(`segment ${segment.object} is unavailable`);
+        piping = object.body.getReader();
+        after = segment.last_seq;
+        continue;
+      }
+      if (listing) {
+        const page = await stub.segments(after, EXPORT_SEGMENTS_PAGE_MAX);
+        if (!page.ok) throw new Error(page.rejection.code);
+        segments = page.body.segments;
+        listing = segments.length === EXPORT_SEGMENTS_PAGE_MAX;
+        continue;
+      }
+      if (done) return null;
+      const result = await stub.listEvents(after, EVENTS_PAGE_LIMIT_MAX);
+      if (!result.ok) throw new Error(result.rejection.code);
+      if (result.body.next_after_seq === null) done = true;
+      else after = result.body.next_after_seq;
+      if (result.body.events.length > 0) return encoder.encode(result.body.events.map(exportLine).join(""));
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const chunk = await next();
+        if (chunk === null) controller.close();
+        else controller.enqueue(chunk);
+      } catch (error) {
+        controller.error(error);
+      }
+    },
+  });
 }
 
 function registerGetBalanceAsOf(app: OpenAPIHono<AppEnv>): void {

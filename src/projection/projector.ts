@@ -53,12 +53,15 @@ export const PROJECTION_BACKOFF_MS_MAX = 60_000;
  */
 export type Delivery = (messages: ProjectionMessage[]) => Promise<{ accepted: number; gap?: boolean }>;
 
-/** What the projector needs from its Durable Object, all synchronous reads. */
+/** What the projector needs from its Durable Object: synchronous reads, and the whole history. */
 export interface ProjectionSource {
   account(): AccountState | null;
+  /** Events after `seq` from the events table (what is not yet delivered is always there). */
   eventsAfter(seq: number, limit: number): LedgerEvent[];
-  /** The event at `seq`. */
-  event(seq: number): LedgerEvent;
+  /** Events after `seq` from the whole history, sealed segments included (a rebuild reads from seq 1). */
+  history(seq: number, limit: number): Promise<LedgerEvent[]>;
+  /** The event at `seq` if the events table still has it (null once archived). */
+  event(seq: number): LedgerEvent | null;
   /** Seq of a reservation's FundsReserved event, or null. */
   reserveSeq(reservationId: string): number | null;
   /** Whether a reservation is open now. */
@@ -129,6 +132,14 @@ export class Projector {
       if (row.rollups !== null) this.rollups = decodeRollupState(row.rollups);
       else this.rebuildPending = row.projected_seq > 0;
     }
+  }
+
+  /**
+   * The highest seq the archive may seal (durable-objects/archive.ts): delivered, and before the
+   * page a next message may re-read (`pageCells`). Nothing while a rebuild is pending.
+   */
+  deliveredThrough(): number {
+    return this.rebuildPending ? 0 : pageStart(this.projectedSeq + 1) - 1;
   }
 
   behind(): boolean {
@@ -235,7 +246,8 @@ export class Projector {
     for (let pass = 0; pass < passesMax; pass++) {
       const account = this.source.account();
       if (account === null || from >= account.last_seq) break;
-      const built = this.messagesAfter(account, from, rollups, reset);
+      const built = await this.messagesAfter(from, rollups, reset);
+      if (built.length === 0) break;
       let result: { accepted: number; gap?: boolean };
       try {
         result = await this.deliver(built.map((b) => b.message));
@@ -247,9 +259,10 @@ export class Projector {
       const accepted = built[result.accepted - 1];
       if (accepted !== undefined && mode === "flush") {
         // The lag this delivery ended: the age of the oldest event it carried (issue 14's p99 rule).
+        // (Never sealed: the archive takes only what the projection has delivered.)
         const first = built[0]?.message.from_seq;
-        if (first !== undefined)
-          recordProjectionLag(clock.now(), clock.now() - Date.parse(this.source.event(first).at));
+        const at = first === undefined ? undefined : this.source.event(first)?.at;
+        if (at !== undefined) recordProjectionLag(clock.now(), clock.now() - Date.parse(at));
       }
       if (accepted !== undefined) {
         from = accepted.message.to_seq;
@@ -287,13 +300,15 @@ export class Projector {
   }
 
   /** The messages for the events after `from`, one per page, each with its rollups after it. */
-  private messagesAfter(
-    account: AccountState,
+  private async messagesAfter(
     from: number,
     rollups: RollupState,
     reset: boolean,
-  ): { message: ProjectionMessage; rollups: RollupState }[] {
-    const events = this.source.eventsAfter(from, PROJECTION_BATCH_EVENTS_MAX);
+  ): Promise<{ message: ProjectionMessage; rollups: RollupState }[]> {
+    const events = await this.source.history(from, PROJECTION_BATCH_EVENTS_MAX);
+    // Read after the events, so the head is never older than them.
+    const account = this.source.account();
+    if (account === null) return [];
     const built: { message: ProjectionMessage; rollups: RollupState }[] = [];
     let state = rollups;
     let start = 0;
@@ -302,7 +317,7 @@ export class Projector {
       const page = pageStart(first.seq);
       let end = start;
       while (end < events.length && pageStart((events[end] as LedgerEvent).seq) === page) end++;
-      const pageBefore = first.seq > page ? this.pageCells(account.account_id, page, first.seq) : [];
+      const pageBefore = first.seq > page ? await this.pageCells(account.account_id, page, first.seq) : [];
       const next = buildMessage({
         head: account,
         generation: this.generation,
@@ -323,17 +338,18 @@ export class Projector {
    * The cells of events `[page, before)`: the tail of the last accepted message when it is that
    * (the common case: no read or parse of the log), else read from the log.
    */
-  private pageCells(accountId: string, page: number, before: number): EventCells[] {
+  private async pageCells(accountId: string, page: number, before: number): Promise<EventCells[]> {
     const kept = this.tail;
     if (kept !== null && kept.first === page && kept.cells.length === before - page) return kept.cells;
-    return this.source.eventsAfter(page - 1, before - page).map((e) => eventCells(accountId, e));
+    return (await this.source.history(page - 1, before - page)).map((e) => eventCells(accountId, e));
   }
 
   private reservedEvent(id: string): FundsReserved | null {
     const seq = this.source.reserveSeq(id);
     if (seq === null) return null;
+    // Archived (a hold extended long after it opened): the message then sends no row for it.
     const event = this.source.event(seq);
-    return event.type === "FundsReserved" ? event : null;
+    return event?.type === "FundsReserved" ? event : null;
   }
 
   private failed(error: unknown): void {

@@ -4,6 +4,7 @@
  * result column for column.
  */
 
+import { canonicalJson } from "../domain/canonical";
 import { USAGE_CONTEXT_FIELDS, type UsageContext } from "../domain/commands";
 import { eventEffect, type LedgerEvent, unreachable } from "../domain/events";
 
@@ -196,6 +197,11 @@ function context(c: UsageContext): Columns {
   return Object.fromEntries(USAGE_CONTEXT_FIELDS.map((field) => [field, c[field] ?? null]));
 }
 
+/**
+ * Canonical JSON: the same cell whether the event was read from the events table (members in the
+ * order they were written) or from a sealed segment (canonical order), so a rebuild from R2 equals
+ * the incremental projection column for column.
+ */
 function json(value: unknown): string {
-  return JSON.stringify(value);
+  return canonicalJson(value);
 }

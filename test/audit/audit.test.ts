@@ -379,7 +379,7 @@ describe("in-ledger verification of long logs", () => {
     runInDurableObject(stub(id), (instance: AccountDurableObject) => {
       // biome-ignore lint/suspicious/noExplicitAny: reaching the object's parts to force the long-log path
       const parts = instance as any;
-      return verifyAccount(parts.store, parts.scheduler, 0);
+      return verifyAccount(parts.store, parts.history, parts.scheduler, 0);
     });
 
   it("agrees with the full fold, and finds the same first bad seq", async () => {

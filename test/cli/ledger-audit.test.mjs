@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, generateKeyPairSync, sign } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -395,4 +395,157 @@ test("takes a base64url public key that starts with '-' as the option's value", 
   ]);
   assert.equal(result.code, 0, result.stdout);
   assert.match(result.stdout, /checkpoint at seq 6: signature valid/);
+});
+
+// Archived histories (docs/archive.md): sealed segments, each an object of export lines with a
+// signed manifest entry, as the bucket holds them, then the tail.
+
+const pad16 = (/** @type {number} */ n) => String(n).padStart(16, "0");
+
+/**
+ * Writes the first `sealed` events of `events` as segments of `size` events, with their signed
+ * manifest entries, into a fresh directory named `name`; returns the directory and the files.
+ * @param {string} name
+ * @param {Record<string, any>[]} events
+ * @param {number} size
+ * @param {number} sealed
+ */
+function writeArchive(name, events, size, sealed, signer = keys.privateKey) {
+  const out = join(dir, name);
+  mkdirSync(out);
+  /** @type {{ stem: string, entry: Record<string, any> }[]} */
+  const segments = [];
+  let prev = "0".repeat(64);
+  for (let first = 1; first <= sealed; first += size) {
+    const part = events.slice(first - 1, Math.min(first - 1 + size, sealed));
+    const last = part[part.length - 1];
+    const text = part.map((e) => `${JSON.stringify(e)}\n`).join("");
+    const stem = `${pad16(first)}-${pad16(last.seq)}`;
+    writeFileSync(join(out, `${stem}.ndjson`), text);
+    const checkpoint = {
+      account_id: "acct_cli",
+      seq: last.seq,
+      head_hash: last.hash,
+      balance: last.balance_after,
+      reserved: last.reserved_after,
+      at: "2026-11-28T13:00:00.000Z",
+    };
+    const signature = sign(null, Buffer.from(canonicalize(checkpoint)), signer).toString("base64url");
+    const entry = {
+      format: "openedge-ledger-segment/1",
+      account_id: "acct_cli",
+      segment: segments.length + 1,
+      first_seq: first,
+      last_seq: last.seq,
+      prev_hash: prev,
+      first_hash: part[0].hash,
+      last_hash: last.hash,
+      first_at: part[0].at,
+      last_at: last.at,
+      balance: last.balance_after,
+      reserved: last.reserved_after,
+      object: `accounts/acct_cli/segments/${stem}.ndjson`,
+      bytes: Buffer.byteLength(text),
+      sha256: createHash("sha256").update(text).digest("hex"),
+      checkpoint: { checkpoint, algorithm: "Ed25519", key_id: "test", signature },
+    };
+    writeFileSync(join(out, `${stem}.manifest.json`), JSON.stringify(entry, null, 2));
+    segments.push({ stem, entry });
+    prev = last.hash;
+  }
+  return { out, segments };
+}
+
+test("verifies an archive: segments from the bucket alone, with the tail, or through a manifest file", async () => {
+  const events = history(40); // 46 events: segments 1-10 .. 31-40, the tail 41-46
+  const { out, segments } = writeArchive("archive-good", events, 10, 40);
+  const alone = await audit(["verify", out, "--public-key", publicKey]);
+  assert.equal(alone.code, 0, alone.stdout);
+  assert.match(alone.stdout, /^OK 40 events/);
+  assert.match(alone.stdout, /4 segments through seq 40, their checkpoints signed and valid/);
+  const tail = writeNdjson("archive-tail.ndjson", events.slice(40));
+  const withTail = await audit(["verify", out, tail, "--public-key", publicKey, "--json"]);
+  const verdict = JSON.parse(withTail.stdout);
+  assert.equal(verdict.ok, true, withTail.stdout);
+  assert.equal(verdict.summary.head_seq, 46);
+  assert.equal(verdict.summary.balance, events[45]?.balance_after);
+  // The whole export as the tail: what the archive holds is skipped, linked by its last hash.
+  const whole = await audit(["verify", out, writeNdjson("archive-whole.ndjson", events), "--public-key", publicKey]);
+  assert.equal(whole.code, 0, whole.stdout);
+  const manifest = join(dir, "archive-good", "manifest.json");
+  writeFileSync(manifest, JSON.stringify(segments.map((s) => s.entry)));
+  const listed = await audit(["verify", manifest, tail]);
+  assert.equal(listed.code, 0, listed.stdout);
+  assert.match(listed.stdout, /checkpoints not checked \(no --public-key\)/);
+});
+
+test("names the segment and the seq of a missing, reordered, truncated or edited segment", async () => {
+  const events = history(40);
+  /** @type {[string, (out: string, stems: string[]) => void, RegExp][]} */
+  const cases = [
+    [
+      "missing",
+      (out, s) => {
+        rmSync(join(out, `${s[1]}.ndjson`));
+        rmSync(join(out, `${s[1]}.manifest.json`));
+      },
+      /FAIL at seq 11: segment 3 \(seqs 21-30\) starts at seq 21: seqs 11-20 are missing/,
+    ],
+    [
+      "missing object",
+      (out, s) => rmSync(join(out, `${s[1]}.ndjson`)),
+      /FAIL at seq 11: segment 2 \(seqs 11-20\): its object .* is missing/,
+    ],
+    [
+      "reordered",
+      (out, s) => {
+        const second = readFileSync(join(out, `${s[1]}.ndjson`));
+        writeFileSync(join(out, `${s[1]}.ndjson`), readFileSync(join(out, `${s[2]}.ndjson`)));
+        writeFileSync(join(out, `${s[2]}.ndjson`), second);
+      },
+      /FAIL at seq 11: segment 2 \(seqs 11-20\): expected seq 11, found seq 21/,
+    ],
+    [
+      "truncated",
+      (out, s) => {
+        const lines = readFileSync(join(out, `${s[1]}.ndjson`), "utf8").split("\n");
+        writeFileSync(join(out, `${s[1]}.ndjson`), `${lines.slice(0, 4).join("\n")}\n`);
+      },
+      /FAIL at seq 15: segment 2 \(seqs 11-20\) ends at seq 14 \(truncated\)/,
+    ],
+    [
+      "edited",
+      (out, s) => {
+        const file = join(out, `${s[2]}.ndjson`);
+        writeFileSync(
+          file,
+          readFileSync(file, "utf8").replace('"credit_id":"c19","amount":1', '"credit_id":"c19","amount":2'),
+        );
+      },
+      /FAIL at seq 25: segment 3 \(seqs 21-30\): hash does not chain/,
+    ],
+  ];
+  for (const [name, tamper, expected] of cases) {
+    const { out, segments } = writeArchive(`archive-${name.replace(" ", "-")}`, events, 10, 40);
+    tamper(
+      out,
+      segments.map((s) => s.stem),
+    );
+    const result = await audit(["verify", out, "--public-key", publicKey]);
+    assert.equal(result.code, 1, `${name}: ${result.stdout}`);
+    assert.match(result.stdout, expected, name);
+  }
+});
+
+test("checks every segment's signed checkpoint", async () => {
+  const events = history(40);
+  const other = generateKeyPairSync("ed25519").privateKey;
+  const { out } = writeArchive("archive-forged", events, 10, 40, other);
+  const forged = await audit(["verify", out, "--public-key", publicKey]);
+  assert.equal(forged.code, 1);
+  assert.match(forged.stdout, /FAIL at seq 10: segment 1 \(seqs 1-10\): the checkpoint's signature is not valid/);
+  const tail = writeNdjson("archive-bad-tail.ndjson", history(40, (b) => b.push({ ...b[6] })).slice(40));
+  const { out: good } = writeArchive("archive-good-2", events, 10, 40);
+  const broken = await audit(["verify", good, tail, "--public-key", publicKey]);
+  assert.equal(broken.code, 1, broken.stdout);
 });

@@ -1,0 +1,468 @@
+/**
+ * Sealed segments (durable-objects/archive.ts, docs/archive.md): the account object seals its
+ * log into R2 through the alarm, deletes what R2 holds only after reading it back, resumes
+ * after a crash at any step, backs off while R2 fails, and reads the sealed segments and the
+ * tail as one history, equal to the history before it was sealed.
+ *
+ * Segments are made small per object (the archiver's `limits` seam), so a test's history
+ * crosses many of them; R2 is Miniflare's local bucket, wrapped where a test makes it fail.
+ */
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it } from "vitest";
+import type { AccountDurableObject } from "../../durable-objects/account";
+import { ARCHIVE_BACKOFF_MS_MIN, type SealStep } from "../../durable-objects/archive";
+import type { ArchiveBucket } from "../../durable-objects/segments";
+import type { ManualClock } from "../../src/clock";
+import { api, expectEveryAccountConsistent, openAccount, stub, textOf, useManualClock } from "../helpers";
+import { dbOf } from "../projection/support";
+
+afterEach(expectEveryAccountConsistent);
+
+/** Events per segment in these tests, and rows deleted per transaction. */
+const SEGMENT_EVENTS = 10;
+const DELETE_CHUNK_ROWS = 3;
+
+const bucket = () => env.ARCHIVE as R2Bucket;
+
+/** Small segments for this object (set again after an eviction: limits live in memory). */
+function smallSegments(id: string, extra: (instance: AccountDurableObject) => void = () => {}) {
+  return runInDurableObject(stub(id), (instance: AccountDurableObject) => {
+    instance.archiver.limits = {
+      ...instance.archiver.limits,
+      eventsMax: SEGMENT_EVENTS,
+      deleteChunkRows: DELETE_CHUNK_ROWS,
+    };
+    extra(instance);
+  });
+}
+
+/** Runs the object's alarm until it has nothing more to do (each run seals a few segments). */
+async function runAlarms(id: string): Promise<number> {
+  let runs = 0;
+  while (runs < 100 && (await runDurableObjectAlarm(stub(id)))) runs += 1;
+  return runs;
+}
+
+const rowsIn = (id: string, table: string) =>
+  runInDurableObject(
+    stub(id),
+    (_i: AccountDurableObject, state) =>
+      state.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n,
+  );
+
+/**
+ * A history of `rounds` rounds, one second apart: credit, reserve, capture, charge and refund
+ * (5 events a round, after the opening and its top-up).
+ */
+async function busyAccount(clock: ManualClock, rounds: number): Promise<string> {
+  const id = await openAccount(1_000);
+  await smallSegments(id);
+  for (let i = 0; i < rounds; i++) {
+    clock.advance(1_000);
+    const batch = await api("POST", `/v1/accounts/${id}/batch`, {
+      operations: [
+        // Members out of canonical order: reads from segments and from the tail must still agree.
+        { op: "credit", credit_id: `c${i}`, amount: 100 + i, metadata: { note: `n${i}`, batch: "b" } },
+        { op: "reserve", reservation_id: `r${i}`, amount: 50, context: { service_id: "chat", model: "m" } },
+        { op: "capture", reservation_id: `r${i}`, amount: 20 + (i % 7) },
+        { op: "charge", charge_id: `ch${i}`, amount: 9 },
+        { op: "refund", refund_id: `f${i}`, charge_id: `ch${i}`, amount: 4 },
+      ],
+      atomic: true,
+    });
+    expect(batch.body.committed).toBe(true);
+  }
+  return id;
+}
+
+/** Everything a caller can read of the history: the export, every page, balances at every seq and time. */
+async function snapshotOf(id: string) {
+  const exported = await exports(id);
+  const events = exported
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as { seq: number; at: string });
+  const listed: unknown[] = [];
+  for (let after: number | null = 0; after !== null; ) {
+    const page = await api("GET", `/v1/accounts/${id}/events?after_seq=${after}&limit=7`);
+    expect(page.status).toBe(200);
+    listed.push(...page.body.events);
+    after = page.body.next_after_seq;
+  }
+  const bySeq: unknown[] = [];
+  for (const e of events) bySeq.push((await api("GET", `/v1/accounts/${id}/balance?seq=${e.seq}`)).body);
+  const times = [...new Set(events.map((e) => e.at))];
+  const before = new Date(Date.parse(events[0]?.at ?? "") - 1).toISOString();
+  const byTime: unknown[] = [];
+  for (const at of [before, ...times]) byTime.push((await api("GET", `/v1/accounts/${id}/balance?at=${at}`)).body);
+  const verify = (await api("GET", `/v1/accounts/${id}/verify`)).body;
+  return { exported, listed, bySeq, byTime, verify };
+}
+
+async function exports(id: string): Promise<string> {
+  const response = await api("GET", `/v1/accounts/${id}/events/export`);
+  expect(response.status).toBe(200);
+  return response.body as string;
+}
+
+/** The segment objects and manifest entries of an account in the bucket, in seq order. */
+async function objectsOf(id: string): Promise<string[]> {
+  const listed = await bucket().list({ prefix: `accounts/${id}/segments/` });
+  return listed.objects.map((o) => o.key.slice(`accounts/${id}/segments/`.length));
+}
+
+describe("sealing segments to R2", () => {
+  it("seals full segments through the alarm, never the undelivered page nor the head, and keeps a bounded tail", async () => {
+    const clock = useManualClock();
+    const id = await busyAccount(clock, 20); // 102 events
+    const reference = await snapshotOf(id);
+    expect(await rowsIn(id, "events")).toBe(102);
+    // The commands asked for the alarm; it seals four segments a run and re-arms at once.
+    expect(await runAlarms(id)).toBeGreaterThanOrEqual(3);
+    const status = await stub(id).archiveStatus();
+    // Delivered through 102: the page 97..112 may be re-read by the projection, so 96 is the bound.
+    expect(status).toMatchObject({ segments: 9, archived_through: 90, sealing: null, failures: 0 });
+    expect(await rowsIn(id, "events")).toBe(12);
+    expect(await rowsIn(id, "segments")).toBe(9);
+    const objects = await objectsOf(id);
+    expect(objects).toHaveLength(18);
+    expect(objects[0]).toBe("0000000000000001-0000000000000010.manifest.json");
+    expect(objects[1]).toBe("0000000000000001-0000000000000010.ndjson");
+    // Every read equals the unsealed history, byte for byte.
+    expect(await snapshotOf(id)).toEqual(reference);
+  });
+
+  it("writes each segment as the export's lines, with a manifest entry that chains and is signed", async () => {
+    const clock = useManualClock();
+    const id = await busyAccount(clock, 6); // 32 events
+    const exported = (await exports(id)).split("\n");
+    await runAlarms(id);
+    const first = await bucket().get(`accounts/${id}/segments/0000000000000001-0000000000000010.ndjson`);
+    expect(await textOf(first as unknown as Body)).toBe(`${exported.slice(0, 10).join("\n")}\n`);
+    const entry1 = await entryOf(id, 1, 10);
+    const entry2 = await entryOf(id, 11, 20);
+    expect(entry1).toMatchObject({ segment: 1, first_seq: 1, last_seq: 10, prev_hash: "0".repeat(64) });
+    expect(entry2).toMatchObject({ segment: 2, first_seq: 11, prev_hash: entry1.last_hash });
+    expect(entry2.checkpoint.checkpoint).toMatchObject({ account_id: id, seq: 20, head_hash: entry2.last_hash });
+    const digest = await crypto.subtle.digest(
+      "SHA-256",
+      new TextEncoder().encode(`${exported.slice(0, 10).join("\n")}\n`),
+    );
+    expect(entry1.sha256).toBe([...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join(""));
+    const key = (await api("GET", "/v1/audit/public-key")).body.public_key as string;
+    expect(await signatureValid(entry2.checkpoint, key)).toBe(true);
+  });
+
+  it("never seals what the projection has not delivered", async () => {
+    const clock = useManualClock();
+    const id = await openAccount(1_000);
+    await smallSegments(id, (instance) => {
+      instance.projector.deliver = () => Promise.reject(new Error("D1 is down"));
+    });
+    for (let i = 0; i < 4; i++) {
+      clock.advance(1_000);
+      await api("POST", `/v1/accounts/${id}/batch`, {
+        operations: Array.from({ length: 10 }, (_, j) => ({ op: "credit", credit_id: `c${i}_${j}`, amount: 1 })),
+      });
+    }
+    clock.advance(60_000);
+    await runDurableObjectAlarm(stub(id));
+    expect(await stub(id).archiveStatus()).toMatchObject({ segments: 0 });
+    expect(await rowsIn(id, "events")).toBe(42);
+  });
+});
+
+async function entryOf(id: string, first: number, last: number) {
+  const pad = (n: number) => String(n).padStart(16, "0");
+  const object = await bucket().get(`accounts/${id}/segments/${pad(first)}-${pad(last)}.manifest.json`);
+  expect(object).not.toBeNull();
+  return JSON.parse(await textOf(object as unknown as Body));
+}
+
+async function signatureValid(signed: { checkpoint: object; signature: string }, publicKey: string) {
+  const { canonicalJson } = await import("../../src/domain/canonical");
+  const { base64urlToBytes } = await import("../../src/encoding");
+  const key = await crypto.subtle.importKey("raw", base64urlToBytes(publicKey), { name: "Ed25519" }, false, ["verify"]);
+  const message = new TextEncoder().encode(canonicalJson(signed.checkpoint));
+  return crypto.subtle.verify({ name: "Ed25519" }, key, base64urlToBytes(signed.signature), message);
+}
+
+describe("when segments are sealed", () => {
+  it("seals a quiet account's delivered events once the oldest is SEGMENT_AGE_MS_MAX old", async () => {
+    const clock = useManualClock();
+    const id = await openAccount(1_000);
+    await smallSegments(id, (instance) => {
+      instance.archiver.limits = { ...instance.archiver.limits, eventsMax: 1_000, ageMsMax: 3_600_000 };
+    });
+    await api("POST", `/v1/accounts/${id}/batch`, {
+      operations: Array.from({ length: 18 }, (_, j) => ({ op: "credit", credit_id: `c${j}`, amount: 1 })),
+    });
+    const reference = await snapshotOf(id);
+    await stub(id).nudge();
+    expect((await stub(id).archiveStatus()).segments).toBe(0);
+    clock.advance(3_600_000);
+    await stub(id).nudge();
+    // 20 events delivered: the page 17..32 stays for the projection, the rest is one segment.
+    expect(await stub(id).archiveStatus()).toMatchObject({ segments: 1, archived_through: 16 });
+    expect(await snapshotOf(id)).toEqual(reference);
+  });
+});
+
+describe("the read side rebuilt after sealing", () => {
+  it("reprojects from the sealed segments exactly what was projected from the events table", async () => {
+    const clock = useManualClock();
+    const id = await busyAccount(clock, 8);
+    const before = await d1Rows(id);
+    expect(before.events).toHaveLength(42);
+    await runAlarms(id);
+    expect((await stub(id).archiveStatus()).segments).toBe(3);
+    const rebuilt = await api("POST", `/v1/admin/accounts/${id}/reproject`);
+    expect(rebuilt.body).toMatchObject({ last_seq: 42, projected_seq: 42 });
+    expect(await d1Rows(id)).toEqual(before);
+  });
+});
+
+describe("a hold whose opening is sealed", () => {
+  it("is extended, read and captured after its FundsReserved event went to R2", async () => {
+    const clock = useManualClock();
+    const id = await openAccount(1_000);
+    await smallSegments(id);
+    const hold = { reservation_id: "long", amount: 300, ttl_seconds: 86_400, context: { model: "m" } };
+    expect((await api("POST", `/v1/accounts/${id}/reservations`, hold)).status).toBe(201);
+    for (let i = 0; i < 4; i++) {
+      clock.advance(1_000);
+      await api("POST", `/v1/accounts/${id}/batch`, {
+        operations: Array.from({ length: 10 }, (_, j) => ({ op: "credit", credit_id: `c${i}_${j}`, amount: 1 })),
+      });
+    }
+    await runAlarms(id);
+    expect((await stub(id).archiveStatus()).archived_through).toBeGreaterThanOrEqual(10);
+    const extended = await api("POST", `/v1/accounts/${id}/reservations/long/extend`, { ttl_seconds: 172_800 });
+    expect(extended.status).toBe(200);
+    // The read side gets the extension without the sealed opening (its row is already in D1).
+    const row = await dbOf(id)
+      .prepare("SELECT status, amount, expires_at FROM reservations WHERE account_id = ? AND reservation_id = 'long'")
+      .bind(id)
+      .first();
+    expect(row).toEqual({ status: "open", amount: 300, expires_at: extended.body.reservation.expires_at });
+    expect((await api("GET", `/v1/accounts/${id}/reservations/long`)).body.status).toBe("open");
+    const captured = await api("POST", `/v1/accounts/${id}/reservations/long/capture`, { amount: 100 });
+    expect(captured.body.reservation).toMatchObject({ status: "captured", captured_amount: 100 });
+  });
+});
+
+/** The account's read-side rows, but for the columns that record when and how it was projected. */
+async function d1Rows(id: string) {
+  const db = dbOf(id);
+  const events = await db.prepare("SELECT * FROM ledger_events WHERE account_id = ? ORDER BY seq").bind(id).all();
+  const account = await db.prepare("SELECT * FROM accounts WHERE account_id = ?").bind(id).first();
+  const { projected_at: _a, projection_lag_ms: _l, generation: _g, previous_seq: _p, ...snapshot } = account ?? {};
+  return { events: events.results, snapshot };
+}
+
+describe("a crash at each step of sealing resumes where it stopped", () => {
+  const steps: SealStep[] = ["planned", "put", "checked", "entry", "recorded", "deleted_chunk"];
+  for (const step of steps) {
+    it(`after ${step}`, async () => {
+      const clock = useManualClock();
+      const id = await busyAccount(clock, 6); // 32 events: segments 1-10, 11-20 and 21-30
+      const reference = await snapshotOf(id);
+      let crashed = false;
+      await smallSegments(id, (instance) => {
+        instance.archiver.onStep = (at) => {
+          if (at === step && !crashed) {
+            crashed = true;
+            throw new Error(`crash after ${step}`);
+          }
+        };
+      });
+      await runDurableObjectAlarm(stub(id));
+      expect(crashed).toBe(true);
+      // The crash loses the object's memory; only what reached SQLite and R2 remains.
+      await evictDurableObject(stub(id));
+      await smallSegments(id);
+      clock.advance(ARCHIVE_BACKOFF_MS_MIN);
+      await runAlarms(id);
+      expect(await stub(id).archiveStatus()).toMatchObject({
+        segments: 3,
+        archived_through: 30,
+        sealing: null,
+        failures: 0,
+      });
+      expect(await rowsIn(id, "events")).toBe(2);
+      // One object and one entry per segment: a retried put wrote the same key again.
+      expect(await objectsOf(id)).toHaveLength(6);
+      expect(await snapshotOf(id)).toEqual(reference);
+    });
+  }
+});
+
+describe("an R2 outage", () => {
+  it("deletes nothing, backs off through the alarm, and seals once R2 is back", async () => {
+    const clock = useManualClock();
+    const id = await busyAccount(clock, 4); // 22 events: one segment 1-10
+    const reference = await snapshotOf(id);
+    let calls = 0;
+    const down: ArchiveBucket = {
+      put: () => {
+        calls += 1;
+        return Promise.reject(new Error("R2 unavailable"));
+      },
+      get: () => Promise.reject(new Error("R2 unavailable")),
+    };
+    await smallSegments(id, (instance) => {
+      instance.archiver.bucket = down;
+    });
+    await runDurableObjectAlarm(stub(id));
+    const failed = await stub(id).archiveStatus();
+    expect(failed).toMatchObject({ segments: 0, failures: 1, sealing: { first_seq: 1, last_seq: 10 } });
+    expect(Date.parse(failed.retry_at as string)).toBe(clock.now() + ARCHIVE_BACKOFF_MS_MIN);
+    expect(await rowsIn(id, "events")).toBe(22);
+    const alarm = await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => state.storage.getAlarm());
+    expect(alarm).toBe(clock.now() + ARCHIVE_BACKOFF_MS_MIN);
+    // Before the backoff is over, the alarm does not touch R2; after it, the next failure doubles it.
+    await runDurableObjectAlarm(stub(id));
+    expect(calls).toBe(1);
+    clock.advance(ARCHIVE_BACKOFF_MS_MIN);
+    await runDurableObjectAlarm(stub(id));
+    const again = await stub(id).archiveStatus();
+    expect(again.failures).toBe(2);
+    expect(Date.parse(again.retry_at as string)).toBe(clock.now() + 2 * ARCHIVE_BACKOFF_MS_MIN);
+    // Reads stay whole meanwhile (nothing was sealed), and R2 comes back.
+    expect(await snapshotOf(id)).toEqual(reference);
+    await smallSegments(id, (instance) => {
+      instance.archiver.bucket = env.ARCHIVE as R2Bucket;
+    });
+    clock.advance(2 * ARCHIVE_BACKOFF_MS_MIN);
+    await runAlarms(id);
+    expect(await stub(id).archiveStatus()).toMatchObject({ segments: 1, failures: 0, retry_at: null });
+    expect(await rowsIn(id, "events")).toBe(12);
+    expect(await snapshotOf(id)).toEqual(reference);
+  });
+
+  it("refuses a read-back that differs from what was put, and deletes nothing", async () => {
+    const clock = useManualClock();
+    const id = await busyAccount(clock, 4);
+    const real = env.ARCHIVE as R2Bucket;
+    const lying: ArchiveBucket = {
+      put: (key, value, options) => real.put(key, value, options),
+      get: async (key) => {
+        const object = await real.get(key);
+        if (object === null) return null;
+        const text = (await textOf(object as unknown as Body)).replace('"amount":100', '"amount":900');
+        return { body: new Response(text).body } as R2ObjectBody;
+      },
+    };
+    await smallSegments(id, (instance) => {
+      instance.archiver.bucket = lying;
+    });
+    await runDurableObjectAlarm(stub(id));
+    expect(await stub(id).archiveStatus()).toMatchObject({ segments: 0, failures: 1 });
+    expect(await rowsIn(id, "events")).toBe(22);
+  });
+});
+
+describe("tampering with a sealed segment", () => {
+  const put = (key: string, text: string) => bucket().put(key, text);
+  const segmentKey = (id: string, first: number, last: number) =>
+    `accounts/${id}/segments/${String(first).padStart(16, "0")}-${String(last).padStart(16, "0")}.ndjson`;
+
+  async function sealed(clock: ManualClock) {
+    const id = await busyAccount(clock, 8); // 42 events: segments 1-10, 11-20, 21-30
+    await runAlarms(id);
+    expect(await stub(id).archiveStatus()).toMatchObject({ segments: 3 });
+    return id;
+  }
+
+  const cases: { name: string; seq: number; tamper: (lines: string[]) => string | null }[] = [
+    { name: "an edited amount", seq: 25, tamper: (l) => withLine(l, 4, l[4]?.replace(/"amount":\d+/, '"amount":1')) },
+    { name: "a truncated segment", seq: 26, tamper: (l) => `${l.slice(0, 5).join("\n")}\n` },
+    { name: "reordered lines", seq: 23, tamper: (l) => withLine(withLine(l, 2, l[3]).trimEnd().split("\n"), 3, l[2]) },
+    { name: "a missing segment", seq: 21, tamper: () => null },
+  ];
+  for (const c of cases) {
+    it(`is caught at the right seq: ${c.name}`, async () => {
+      const clock = useManualClock();
+      const id = await sealed(clock);
+      const key = segmentKey(id, 21, 30);
+      const original = await textOf((await bucket().get(key)) as unknown as Body);
+      const tampered = c.tamper(original.trimEnd().split("\n"));
+      if (tampered === null) await bucket().delete(key);
+      else await put(key, tampered);
+      const report = await stub(id).verify();
+      expect(report.ok).toBe(false);
+      expect(report.first_bad_seq).toBe(c.seq);
+      // Restored, the account verifies again (the afterEach check).
+      await put(key, original);
+    });
+  }
+});
+
+function withLine(lines: string[], index: number, line: string | undefined): string {
+  const copy = [...lines];
+  copy[index] = line ?? "";
+  return `${copy.join("\n")}\n`;
+}
+
+describe("idempotent replay of an operation sealed long ago", () => {
+  it("answers the original response, and still refuses a different body", async () => {
+    const clock = useManualClock();
+    const id = await openAccount();
+    await smallSegments(id);
+    const credit = await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "early", amount: 700 });
+    const reserve = await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r_early", amount: 70 });
+    const capture = await api("POST", `/v1/accounts/${id}/reservations/r_early/capture`, { amount: 30 });
+    for (let i = 0; i < 4; i++) {
+      clock.advance(1_000);
+      await api("POST", `/v1/accounts/${id}/batch`, {
+        operations: Array.from({ length: 10 }, (_, j) => ({ op: "credit", credit_id: `c${i}_${j}`, amount: 1 })),
+      });
+    }
+    await runAlarms(id);
+    expect((await stub(id).archiveStatus()).archived_through).toBeGreaterThanOrEqual(10);
+    expect(await rowsIn(id, "events")).toBeLessThan(44 - 10);
+    const now = await api("GET", `/v1/accounts/${id}`);
+    const retried = await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "early", amount: 700 });
+    expect(retried.status).toBe(201);
+    expect(retried.headers.get("idempotent-replayed")).toBe("true");
+    expect(retried.body).toEqual(credit.body);
+    const reserveAgain = await api("POST", `/v1/accounts/${id}/reservations`, {
+      reservation_id: "r_early",
+      amount: 70,
+    });
+    expect([reserve.status, reserveAgain.status, reserveAgain.headers.get("idempotent-replayed")]).toEqual([
+      201,
+      201,
+      "true",
+    ]);
+    const captureAgain = await api("POST", `/v1/accounts/${id}/reservations/r_early/capture`, { amount: 30 });
+    expect(captureAgain.body.charge).toEqual(capture.body.charge);
+    const opened = await api("POST", "/v1/accounts", { account_id: id, currency: "USD", credit_limit: 0 });
+    expect(opened.status).toBe(200);
+    const conflict = await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "early", amount: 701 });
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.code).toBe("idempotency_conflict");
+    // Nothing moved.
+    expect((await api("GET", `/v1/accounts/${id}`)).body.balance).toBe(now.body.balance);
+  });
+
+  it("replays archived operations inside a batch", async () => {
+    const clock = useManualClock();
+    const id = await busyAccount(clock, 4);
+    await runAlarms(id);
+    const batch = await api("POST", `/v1/accounts/${id}/batch`, {
+      operations: [
+        // The same metadata in another member order is the same request.
+        { op: "credit", credit_id: "c0", amount: 100, metadata: { batch: "b", note: "n0" } },
+        { op: "charge", charge_id: "ch0", amount: 9 },
+        { op: "credit", credit_id: "fresh", amount: 5 },
+      ],
+    });
+    expect(batch.body.results.map((r: { status: number; replayed?: boolean }) => [r.status, r.replayed])).toEqual([
+      [201, true],
+      [201, true],
+      [201, undefined],
+    ]);
+  });
+});
