@@ -116,9 +116,10 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
       payload_bytes: {
         reservations: sum(
           sql,
-          "SELECT SUM(length(reservation_id) + length(status) + length(state) + 16) AS n FROM reservations",
+          `SELECT SUM(length(reservation_id) + length(status) + length(on_expiry) + COALESCE(length(state), 0) + 32) AS n
+             FROM reservations`,
         ),
-        charges: sum(sql, "SELECT SUM(length(charge_id) + length(state)) AS n FROM charges"),
+        charges: sum(sql, "SELECT SUM(length(charge_id) + length(kind) + 24) AS n FROM charges"),
         operations: sum(sql, "SELECT SUM(length(key) + 8) AS n FROM operations"),
         events: sum(sql, "SELECT SUM(length(body) + length(hash) + length(type) + length(at) + 24) AS n FROM events"),
       },
