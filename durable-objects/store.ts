@@ -326,7 +326,15 @@ export class AccountStore {
            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`
         : `UPDATE reservations SET status = ?2, expires_at_ms = ?4, ttl_seconds = ?5, on_expiry = ?6, end_seq = ?8, state = ?9
            WHERE reservation_id = ?1 AND amount = ?3 AND reserve_seq = ?7`,
-      ...Object.values(row),
+      row.reservation_id,
+      row.status,
+      row.amount,
+      row.expires_at_ms,
+      row.ttl_seconds,
+      row.on_expiry,
+      row.reserve_seq,
+      row.end_seq,
+      row.state,
     ).rowsWritten;
     assert(written > 0, `reservation ${r.reservation_id} is written`);
     return written;
@@ -529,7 +537,7 @@ export class AccountStore {
 }
 
 /**
- * The row of a reservation, columns in table order: an open one with its whole state, an ended
+ * The row of a reservation: an open one with its whole state, an ended
  * one as its record only (state NULL; `AccountStore.reservation` rebuilds it from its events).
  */
 export function reservationRow(r: ReservationState): ReservationRow {
