@@ -112,13 +112,15 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
         segments: count("segments"),
       },
       table_bytes: tableBytes(sql),
-      // What each key-bearing row stores (its key and state), without SQLite's per-row and page overhead.
+      // What each key-bearing row stores (its key, state and columns; an integer column counted as 8
+      // bytes, its most), without SQLite's per-row and page overhead.
       payload_bytes: {
         reservations: sum(
           sql,
-          "SELECT SUM(length(reservation_id) + length(status) + length(state) + 16) AS n FROM reservations",
+          `SELECT SUM(length(reservation_id) + length(status) + length(on_expiry) + COALESCE(length(state), 0) + 40) AS n
+             FROM reservations`,
         ),
-        charges: sum(sql, "SELECT SUM(length(charge_id) + length(state)) AS n FROM charges"),
+        charges: sum(sql, "SELECT SUM(length(charge_id) + length(kind) + 24) AS n FROM charges"),
         operations: sum(sql, "SELECT SUM(length(key) + 8) AS n FROM operations"),
         events: sum(sql, "SELECT SUM(length(body) + length(hash) + length(type) + length(at) + 24) AS n FROM events"),
       },

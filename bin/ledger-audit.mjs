@@ -28,6 +28,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -50,6 +51,8 @@ class UsageError extends Error {}
 
 /** Bytes read from the export at a time: memory stays flat whatever the file's size. */
 const LINE_CHUNK_BYTES = 1 << 16;
+/** A segment up to this size is read whole (hashed off this thread); a larger one streams. */
+const SEGMENT_READ_BYTES_MAX = 64 * 1024 * 1024;
 
 /** @typedef {import("node:util").ParseArgsOptionsConfig} Options */
 /** @typedef {Record<string, string | boolean | undefined>} Values */
@@ -202,13 +205,24 @@ async function verifyCommand(values, positionals) {
  * @param {(chunk: Buffer) => void} [onChunk]
  * @returns {Promise<Failure | null>}
  */
-async function streamFile(file, consume, onChunk) {
+function streamFile(file, consume, onChunk) {
+  return streamLines(createReadStream(file, { highWaterMark: LINE_CHUNK_BYTES }), consume, onChunk);
+}
+
+/**
+ * The lines of a sequence of chunks, to `consume`, until it returns a failure.
+ * @param {AsyncIterable<any> | Iterable<Uint8Array>} chunks
+ * @param {(line: string, lineNo: number) => Failure | null} consume
+ * @param {(chunk: Buffer) => void} [onChunk]
+ * @returns {Promise<Failure | null>}
+ */
+async function streamLines(chunks, consume, onChunk) {
   let lineNo = 0;
   /** @type {Failure | null} */
   let failure = null;
   let pending = "";
   const decoder = new TextDecoder();
-  for await (const chunk of createReadStream(file, { highWaterMark: LINE_CHUNK_BYTES })) {
+  for await (const chunk of chunks) {
     onChunk?.(/** @type {Buffer} */ (chunk));
     pending += decoder.decode(/** @type {Buffer} */ (chunk), { stream: true });
     let start = 0;
@@ -221,6 +235,11 @@ async function streamFile(file, consume, onChunk) {
   }
   pending += decoder.decode();
   return pending.length > 0 ? consume(pending, ++lineNo) : null;
+}
+
+/** @param {Uint8Array} bytes */
+function* chunksOf(bytes) {
+  for (let at = 0; at < bytes.length; at += LINE_CHUNK_BYTES) yield bytes.subarray(at, at + LINE_CHUNK_BYTES);
 }
 
 /** @typedef {import("../src/audit/verifier.mjs").Failure} Failure */
@@ -307,21 +326,41 @@ async function verifySegment({ entry, file }, verifier, keyCheck) {
     return { seq: entry.first_seq, reason: `${segmentName(entry)}: its object ${basename(file)} is missing` };
   }
   verifier.watch(entry.last_seq);
-  const hash = createHash("sha256");
-  let bytes = 0;
-  const failure = await streamFile(
-    file,
-    (line, lineNo) => checkWithinSegment(entry, verifier) ?? pushLine(verifier, line, lineNo),
-    (chunk) => {
-      hash.update(chunk);
-      bytes += chunk.length;
-    },
-  );
-  if (failure !== null) {
+  const consume = (/** @type {string} */ line, /** @type {number} */ lineNo) =>
+    checkWithinSegment(entry, verifier) ?? pushLine(verifier, line, lineNo);
+  const read = await readSegment(file, consume);
+  if (read.failure !== null) {
+    const failure = read.failure;
     const named = failure.reason.startsWith("segment ") ? failure.reason : `${segmentName(entry)}: ${failure.reason}`;
     return { seq: failure.seq, reason: named };
   }
-  return checkSegmentEnd(entry, verifier, { bytes, sha256: hash.digest("hex") }, keyCheck);
+  return checkSegmentEnd(entry, verifier, { bytes: read.bytes, sha256: read.sha256 }, keyCheck);
+}
+
+/**
+ * A segment's lines to `consume`, and its length and SHA-256, from one read of its bytes. A
+ * segment up to SEGMENT_READ_BYTES_MAX is read whole and its digest computed on the thread pool
+ * (WebCrypto) while this thread parses the same bytes, so the hash costs no time here; a larger
+ * file (no segment the ledger writes is: SEGMENT_BYTES_MAX is 8 MiB) streams, hashed as it goes.
+ * @param {string} file
+ * @param {(line: string, lineNo: number) => Failure | null} consume
+ * @returns {Promise<{ failure: Failure | null, bytes: number, sha256: string }>}
+ */
+async function readSegment(file, consume) {
+  if (statSync(file).size > SEGMENT_READ_BYTES_MAX) {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    const failure = await streamFile(file, consume, (chunk) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
+    return { failure, bytes, sha256: hash.digest("hex") };
+  }
+  const data = await readFile(file);
+  const digest = globalThis.crypto.subtle.digest("SHA-256", data);
+  const failure = await streamLines(chunksOf(data), consume);
+  const sha256 = Buffer.from(await digest).toString("hex");
+  return { failure, bytes: data.length, sha256 };
 }
 
 /**

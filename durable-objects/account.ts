@@ -61,6 +61,12 @@ function projectionDelivery(env: Env): Delivery {
   return queueDelivery(env.PROJECTION_QUEUE, direct);
 }
 
+/**
+ * Sealed events one command may need: an ended reservation's FundsReserved and end events (a
+ * replayed key's prior event is one of them, or the only one).
+ */
+export const SEALED_READS_PER_COMMAND_MAX = 2;
+
 /** A webhook run that failed (D1 or the configuration key) is tried again this much later. */
 export const WEBHOOK_RUN_RETRY_MS = 60_000;
 
@@ -102,8 +108,8 @@ export class AccountDurableObject extends DurableObject<Env> {
       eventsAfter: (seq, limit) => this.store.readEvents(seq, limit),
       history: (seq, limit) => this.history.span(seq, limit),
       event: (seq) => this.store.keptEvent(seq),
-      reserveSeq: (id) => this.store.reservation(id)?.reserve_seq ?? null,
-      holdOpen: (id) => this.store.reservation(id)?.status === "open",
+      reserveSeq: (id) => this.store.reservationStatus(id)?.reserve_seq ?? null,
+      holdOpen: (id) => this.store.reservationStatus(id)?.status === "open",
       wake: () => this.scheduler.ensureAlarm(),
       log: (line) => writeLog(env, "warn", line),
     });
@@ -144,9 +150,10 @@ export class AccountDurableObject extends DurableObject<Env> {
   }
 
   /**
-   * Runs `work`; if it stopped for an event sealed in R2 (the prior event of a key it replays;
-   * it wrote nothing: a batch's transaction rolled back), reads that event from its segment and
-   * runs it again, up to once per command. An event never changes once its key is recorded, so
+   * Runs `work`; if it stopped for an event sealed in R2 (the prior event of a key it replays, or
+   * one of the two events an ended reservation is rebuilt from; it wrote nothing: a batch's
+   * transaction rolled back), reads that event from its segment and runs it again, up to
+   * SEALED_READS_PER_COMMAND_MAX times per command. An event never changes once its key is recorded, so
    * the await cannot make the replay stale, and each run is atomic (no await inside it).
    */
   private async readingSealed<T>(commands: number, work: () => T): Promise<T> {
@@ -155,7 +162,7 @@ export class AccountDurableObject extends DurableObject<Env> {
         try {
           return work();
         } catch (error) {
-          if (!(error instanceof SealedEventNeeded) || reads >= commands) throw error;
+          if (!(error instanceof SealedEventNeeded) || reads >= commands * SEALED_READS_PER_COMMAND_MAX) throw error;
           this.store.sealed.set(error.seq, await this.history.event(error.seq));
         }
       }
@@ -354,7 +361,7 @@ export class AccountDurableObject extends DurableObject<Env> {
   async getReservation(reservationId: string): Promise<ReadResult<ReservationView>> {
     if (this.store.account === null) return NOT_FOUND;
     this.runner.settleDue(clock.now(), [reservationId]);
-    const r = this.store.reservation(reservationId);
+    const r = await this.readingSealed(1, () => this.store.reservation(reservationId));
     if (r !== null) return { ok: true, body: reservationView(r) };
     const detail = "The account has no reservation with this id.";
     return { ok: false, rejection: { code: "reservation_not_found", detail } };

@@ -10,6 +10,51 @@
 import type { LedgerEvent } from "../src/domain/events";
 import { eventKeyString } from "../src/domain/keys";
 
+/**
+ * Keys at a bounded cost (docs/archive.md, "What the object keeps"). An ended reservation keeps
+ * only its key record and the terms its events do not say (columns; state NULL): its state is
+ * rebuilt from its FundsReserved event and the event that ended it (src/domain/state.ts
+ * `endedReservation`), read from the tail or its segment. A charge is its columns; the CHECK
+ * keeps its refunds within what it charged. Both tables are rebuilt once, from their JSON, in the
+ * start-up transaction (bounded by the keys the account holds).
+ */
+export const ENDED_ROWS_AS_RECORDS = `
+  CREATE TABLE reservations_v2 (
+    reservation_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    ttl_seconds INTEGER NOT NULL,
+    on_expiry TEXT NOT NULL,
+    reserve_seq INTEGER NOT NULL,
+    end_seq INTEGER,
+    state TEXT,
+    CHECK ((status = 'open') = (end_seq IS NULL) AND (status = 'open') = (state IS NOT NULL))
+  ) WITHOUT ROWID;
+  INSERT INTO reservations_v2
+    SELECT reservation_id, status, amount, expires_at_ms, json_extract(state, '$.ttl_seconds'),
+      json_extract(state, '$.on_expiry'), json_extract(state, '$.reserve_seq'), json_extract(state, '$.end_seq'),
+      CASE WHEN status = 'open' THEN state END
+    FROM reservations;
+  DROP TABLE reservations;
+  ALTER TABLE reservations_v2 RENAME TO reservations;
+  CREATE INDEX reservations_open_by_expiry ON reservations (expires_at_ms) WHERE status = 'open';
+  CREATE TABLE charges_v2 (
+    charge_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('direct', 'capture')),
+    amount INTEGER NOT NULL,
+    refunded INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    CHECK (refunded >= 0 AND refunded <= amount)
+  ) WITHOUT ROWID;
+  INSERT INTO charges_v2
+    SELECT charge_id, json_extract(state, '$.kind'), json_extract(state, '$.amount'),
+      json_extract(state, '$.refunded'), json_extract(state, '$.seq')
+    FROM charges;
+  DROP TABLE charges;
+  ALTER TABLE charges_v2 RENAME TO charges;
+  `;
+
 export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   `
   CREATE TABLE account (
@@ -122,6 +167,8 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
     created_at_ms INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // Ended reservations as their records, charges as columns (the constant above).
+  ENDED_ROWS_AS_RECORDS,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {

@@ -9,17 +9,21 @@
  *   invariant rolls everything back. It knows no event type: it writes what the fold changed.
  * - Reads of the log.
  */
-import type { Command } from "../src/domain/commands";
+import type { Command, OnExpiry } from "../src/domain/commands";
 import { type LedgerEvent, unreachable } from "../src/domain/events";
 import { encodeKey, eventKey, eventKeyString, keyEntityId, keyLocation, type OperationKey } from "../src/domain/keys";
 import { assert } from "../src/domain/money";
 import {
   type AccountState,
   type ChargeState,
+  type EndedReservation,
+  endedRecord,
+  endedReservation,
   evolve,
   initialState,
   type LedgerState,
   type ReservationState,
+  type ReservationStatus,
 } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { migrate } from "./schema";
@@ -58,6 +62,18 @@ interface AccountRow extends Record<string, SqlStorageValue> {
 }
 
 type Rows<T> = ReadonlyMap<string, T>;
+
+export interface ReservationRow extends Record<string, SqlStorageValue> {
+  reservation_id: string;
+  status: ReservationStatus;
+  amount: number;
+  expires_at_ms: number;
+  ttl_seconds: number;
+  on_expiry: OnExpiry;
+  reserve_seq: number;
+  end_seq: number | null;
+  state: string | null;
+}
 
 export class AccountStore {
   readonly sql: SqlStorage;
@@ -296,25 +312,32 @@ export class AccountStore {
       if (isOpen && (earliestOpenExpiryMs === null || expiresAtMs < earliestOpenExpiryMs)) {
         earliestOpenExpiryMs = expiresAtMs;
       }
-      rows +=
-        old === undefined
-          ? this.sql.exec(
-              "INSERT INTO reservations (reservation_id, status, amount, expires_at_ms, state) VALUES (?, ?, ?, ?, ?)",
-              id,
-              r.status,
-              r.amount,
-              expiresAtMs,
-              JSON.stringify(r),
-            ).rowsWritten
-          : this.sql.exec(
-              "UPDATE reservations SET status = ?, expires_at_ms = ?, state = ? WHERE reservation_id = ?",
-              r.status,
-              expiresAtMs,
-              JSON.stringify(r),
-              id,
-            ).rowsWritten;
+      rows += this.writeReservation(r, old === undefined);
     }
     return { rows, holds, earliestOpenExpiryMs };
+  }
+
+  /** One reservation's row (`reservationRow`), inserted or updated. */
+  private writeReservation(r: ReservationState, insert: boolean): number {
+    const row = reservationRow(r);
+    const written = this.sql.exec(
+      insert
+        ? `INSERT INTO reservations (reservation_id, status, amount, expires_at_ms, ttl_seconds, on_expiry, reserve_seq, end_seq, state)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`
+        : `UPDATE reservations SET status = ?2, expires_at_ms = ?4, ttl_seconds = ?5, on_expiry = ?6, end_seq = ?8, state = ?9
+           WHERE reservation_id = ?1 AND amount = ?3 AND reserve_seq = ?7`,
+      row.reservation_id,
+      row.status,
+      row.amount,
+      row.expires_at_ms,
+      row.ttl_seconds,
+      row.on_expiry,
+      row.reserve_seq,
+      row.end_seq,
+      row.state,
+    ).rowsWritten;
+    assert(written > 0, `reservation ${r.reservation_id} is written`);
+    return written;
   }
 
   private writeCharges(before: Rows<ChargeState>, after: Rows<ChargeState>): number {
@@ -324,9 +347,11 @@ export class AccountStore {
       if (old === charge) continue;
       const sql =
         old === undefined
-          ? "INSERT INTO charges (charge_id, state) VALUES (?1, ?2)"
-          : "UPDATE charges SET state = ?2 WHERE charge_id = ?1";
-      rows += this.sql.exec(sql, id, JSON.stringify(charge)).rowsWritten;
+          ? "INSERT INTO charges (charge_id, kind, amount, refunded, seq) VALUES (?1, ?2, ?3, ?4, ?5)"
+          : "UPDATE charges SET refunded = ?4 WHERE charge_id = ?1 AND kind = ?2 AND amount = ?3 AND seq = ?5";
+      const written = this.sql.exec(sql, id, charge.kind, charge.amount, charge.refunded, charge.seq).rowsWritten;
+      assert(written > 0, `charge ${id} is written`);
+      rows += written;
     }
     return rows;
   }
@@ -345,16 +370,47 @@ export class AccountStore {
 
   // ---------------------------------------------------------------- reads
 
+  /**
+   * Reservation `id`: an open one from its row, an ended one rebuilt from its record and its two
+   * events (from the tail, or sealed: then `SealedEventNeeded`, and the object reads them first).
+   */
   reservation(id: string): ReservationState | null {
     const row = this.sql
-      .exec<{ state: string }>("SELECT state FROM reservations WHERE reservation_id = ?", id)
+      .exec<ReservationRow>(
+        "SELECT reservation_id, status, amount, expires_at_ms, ttl_seconds, on_expiry, reserve_seq, end_seq, state FROM reservations WHERE reservation_id = ?",
+        id,
+      )
       .toArray()[0];
-    return row === undefined ? null : (JSON.parse(row.state) as ReservationState);
+    if (row === undefined) return null;
+    if (row.state !== null) return JSON.parse(row.state) as ReservationState;
+    const { state: _none, ...record } = row;
+    assert(record.status !== "open" && record.end_seq !== null, `reservation ${id}: a row without state has ended`);
+    const ended = record as EndedReservation;
+    return endedReservation(ended, this.readEvent(ended.reserve_seq), this.readEvent(ended.end_seq));
+  }
+
+  /** What the projection asks of a reservation (its columns: never a read of its events). */
+  reservationStatus(id: string): { status: ReservationStatus; reserve_seq: number } | null {
+    return (
+      this.sql
+        .exec<{ status: ReservationStatus; reserve_seq: number }>(
+          "SELECT status, reserve_seq FROM reservations WHERE reservation_id = ?",
+          id,
+        )
+        .toArray()[0] ?? null
+    );
   }
 
   charge(id: string): ChargeState | null {
-    const row = this.sql.exec<{ state: string }>("SELECT state FROM charges WHERE charge_id = ?", id).toArray()[0];
-    return row === undefined ? null : (JSON.parse(row.state) as ChargeState);
+    const row = this.sql
+      .exec<{ kind: string; amount: number; refunded: number; seq: number }>(
+        "SELECT kind, amount, refunded, seq FROM charges WHERE charge_id = ?",
+        id,
+      )
+      .toArray()[0];
+    if (row === undefined) return null;
+    assert(row.kind === "direct" || row.kind === "capture", `charge ${id} has a kind`);
+    return { charge_id: id, kind: row.kind, amount: row.amount, refunded: row.refunded, seq: row.seq };
   }
 
   /** Open reservations due at `nowMs`, earliest first, at most `limit`. */
@@ -478,6 +534,25 @@ export class AccountStore {
     this.holds = { total: holds.total, count: holds.n };
     assert(this.account.reserved === holds.total, "on load: reserved equals the sum of open holds");
   }
+}
+
+/**
+ * The row of a reservation: an open one with its whole state, an ended
+ * one as its record only (state NULL; `AccountStore.reservation` rebuilds it from its events).
+ */
+export function reservationRow(r: ReservationState): ReservationRow {
+  const record = r.status === "open" ? null : endedRecord(r);
+  return {
+    reservation_id: r.reservation_id,
+    status: r.status,
+    amount: r.amount,
+    expires_at_ms: Date.parse(r.expires_at),
+    ttl_seconds: r.ttl_seconds,
+    on_expiry: r.on_expiry,
+    reserve_seq: r.reserve_seq,
+    end_seq: record?.end_seq ?? null,
+    state: record === null ? JSON.stringify(r) : null,
+  };
 }
 
 /** Invariants asserted on every append, inside the transaction (a failure rolls it back). */

@@ -272,7 +272,7 @@ export function reservationOpened(event: Extract<LedgerEvent, { type: "FundsRese
   };
 }
 
-function reservationEnded(
+export function reservationEnded(
   r: ReservationState,
   event: Extract<LedgerEvent, { type: "ReservationCaptured" | "ReservationReleased" | "ReservationExpired" }>,
 ): ReservationState {
@@ -299,6 +299,67 @@ function reservationEnded(
     default:
       return unreachable(event);
   }
+}
+
+/**
+ * What the account object keeps of a reservation once it has ended (its row's columns, no
+ * state): its key record (reserve_seq, end_seq) and what its two events do not say, the terms
+ * an extension may have changed. `endedReservation` rebuilds the whole state from it and the two
+ * events; the fold and the rebuild must agree (asserted on every rebuild, tested on every kind
+ * of end).
+ */
+export interface EndedReservation {
+  reservation_id: string;
+  status: Exclude<ReservationStatus, "open">;
+  amount: Minor;
+  expires_at_ms: number;
+  ttl_seconds: number;
+  on_expiry: OnExpiry;
+  reserve_seq: number;
+  end_seq: number;
+}
+
+export function endedRecord(r: ReservationState): EndedReservation {
+  assert(r.status !== "open" && r.end_seq !== null, `reservation ${r.reservation_id} has ended`);
+  return {
+    reservation_id: r.reservation_id,
+    status: r.status,
+    amount: r.amount,
+    expires_at_ms: Date.parse(r.expires_at),
+    ttl_seconds: r.ttl_seconds,
+    on_expiry: r.on_expiry,
+    reserve_seq: r.reserve_seq,
+    end_seq: r.end_seq,
+  };
+}
+
+/**
+ * The state of an ended reservation from its record, its FundsReserved event and the event that
+ * ended it: exactly what the fold gives (`expires_at` is always an ISO string of whole ms,
+ * rules.ts). Asserts the events are this reservation's, so a wrong row cannot pass for one.
+ */
+export function endedReservation(record: EndedReservation, reserved: LedgerEvent, end: LedgerEvent): ReservationState {
+  const id = record.reservation_id;
+  assert(
+    reserved.type === "FundsReserved" && reserved.reservation_id === id && reserved.seq === record.reserve_seq,
+    `event ${record.reserve_seq} reserved ${id}`,
+  );
+  assert(reserved.amount === record.amount, `reservation ${id}: the row's amount is the reserved amount`);
+  assert(
+    (end.type === "ReservationCaptured" || end.type === "ReservationReleased" || end.type === "ReservationExpired") &&
+      end.reservation_id === id &&
+      end.seq === record.end_seq,
+    `event ${record.end_seq} ended ${id}`,
+  );
+  const opened: ReservationState = {
+    ...reservationOpened(reserved),
+    on_expiry: record.on_expiry,
+    ttl_seconds: record.ttl_seconds,
+    expires_at: new Date(record.expires_at_ms).toISOString(),
+  };
+  const ended = reservationEnded(opened, end);
+  assert(ended.status === record.status, `reservation ${id}: the row's status is the end event's`);
+  return ended;
 }
 
 /** Folds a whole log from the initial state. */

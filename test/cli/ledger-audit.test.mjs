@@ -524,6 +524,21 @@ test("names the segment and the seq of a missing, reordered, truncated or edited
       },
       /FAIL at seq 25: segment 3 \(seqs 21-30\): hash does not chain/,
     ],
+    [
+      // The events intact, the bytes not: only the object's length and digest tell.
+      "bytes added",
+      (out, s) => writeFileSync(join(out, `${s[1]}.ndjson`), `\n${readFileSync(join(out, `${s[1]}.ndjson`), "utf8")}`),
+      /FAIL at seq 11: segment 2 \(seqs 11-20\): its object's length or SHA-256 differ from its manifest/,
+    ],
+    [
+      "digest",
+      (out, s) => {
+        const file = join(out, `${s[2]}.manifest.json`);
+        const entry = JSON.parse(readFileSync(file, "utf8"));
+        writeFileSync(file, JSON.stringify({ ...entry, sha256: "0".repeat(64) }));
+      },
+      /FAIL at seq 21: segment 3 \(seqs 21-30\): its object's length or SHA-256 differ from its manifest/,
+    ],
   ];
   for (const [name, tamper, expected] of cases) {
     const { out, segments } = writeArchive(`archive-${name.replace(" ", "-")}`, events, 10, 40);

@@ -6,6 +6,7 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
+import type { AccountStore } from "../../durable-objects/store";
 import { stamp } from "../../src/domain/decide";
 import { AssertionError } from "../../src/domain/money";
 import { initialState } from "../../src/domain/state";
@@ -13,14 +14,11 @@ import { account, api, expectEveryAccountConsistent, openAccount, stub, useManua
 
 afterEach(expectEveryAccountConsistent);
 
-/** Reads a reservation's row straight from storage, without triggering lazy expiry. */
+/** Reads a reservation straight from the store, without triggering lazy expiry. */
 async function storedReservation(accountId: string, reservationId: string) {
-  return runInDurableObject(stub(accountId), (_instance: AccountDurableObject, state) => {
-    const row = state.storage.sql
-      .exec<{ state: string }>("SELECT state FROM reservations WHERE reservation_id = ?", reservationId)
-      .toArray()[0];
-    return row === undefined ? null : (JSON.parse(row.state) as { status: string; captured_amount: number | null });
-  });
+  return runInDurableObject(stub(accountId), (instance: AccountDurableObject) =>
+    (instance as unknown as { store: AccountStore }).store.reservation(reservationId),
+  );
 }
 
 async function eventCount(accountId: string): Promise<number> {

@@ -76,6 +76,16 @@ async function busyAccount(clock: ManualClock, rounds: number): Promise<string> 
   return id;
 }
 
+/** Four rounds of ten credits, a second apart: enough for sealing to take what came before. */
+async function creditRounds(clock: ManualClock, id: string): Promise<void> {
+  for (let i = 0; i < 4; i++) {
+    clock.advance(1_000);
+    await api("POST", `/v1/accounts/${id}/batch`, {
+      operations: Array.from({ length: 10 }, (_, j) => ({ op: "credit", credit_id: `c${i}_${j}`, amount: 1 })),
+    });
+  }
+}
+
 /** Everything a caller can read of the history: the export, every page, balances at every seq and time. */
 async function snapshotOf(id: string) {
   const exported = await exports(id);
@@ -160,12 +170,7 @@ describe("sealing segments to R2", () => {
     await smallSegments(id, (instance) => {
       instance.projector.deliver = () => Promise.reject(new Error("D1 is down"));
     });
-    for (let i = 0; i < 4; i++) {
-      clock.advance(1_000);
-      await api("POST", `/v1/accounts/${id}/batch`, {
-        operations: Array.from({ length: 10 }, (_, j) => ({ op: "credit", credit_id: `c${i}_${j}`, amount: 1 })),
-      });
-    }
+    await creditRounds(clock, id);
     clock.advance(60_000);
     await runDurableObjectAlarm(stub(id));
     expect(await stub(id).archiveStatus()).toMatchObject({ segments: 0 });
@@ -230,12 +235,7 @@ describe("a hold whose opening is sealed", () => {
     await smallSegments(id);
     const hold = { reservation_id: "long", amount: 300, ttl_seconds: 86_400, context: { model: "m" } };
     expect((await api("POST", `/v1/accounts/${id}/reservations`, hold)).status).toBe(201);
-    for (let i = 0; i < 4; i++) {
-      clock.advance(1_000);
-      await api("POST", `/v1/accounts/${id}/batch`, {
-        operations: Array.from({ length: 10 }, (_, j) => ({ op: "credit", credit_id: `c${i}_${j}`, amount: 1 })),
-      });
-    }
+    await creditRounds(clock, id);
     await runAlarms(id);
     expect((await stub(id).archiveStatus()).archived_through).toBeGreaterThanOrEqual(10);
     const extended = await api("POST", `/v1/accounts/${id}/reservations/long/extend`, { ttl_seconds: 172_800 });
@@ -413,12 +413,7 @@ describe("idempotent replay of an operation sealed long ago", () => {
     const credit = await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "early", amount: 700 });
     const reserve = await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r_early", amount: 70 });
     const capture = await api("POST", `/v1/accounts/${id}/reservations/r_early/capture`, { amount: 30 });
-    for (let i = 0; i < 4; i++) {
-      clock.advance(1_000);
-      await api("POST", `/v1/accounts/${id}/batch`, {
-        operations: Array.from({ length: 10 }, (_, j) => ({ op: "credit", credit_id: `c${i}_${j}`, amount: 1 })),
-      });
-    }
+    await creditRounds(clock, id);
     await runAlarms(id);
     expect((await stub(id).archiveStatus()).archived_through).toBeGreaterThanOrEqual(10);
     expect(await rowsIn(id, "events")).toBeLessThan(44 - 10);
@@ -464,5 +459,112 @@ describe("idempotent replay of an operation sealed long ago", () => {
       [201, true],
       [201, undefined],
     ]);
+  });
+});
+
+/** The reservation rows as stored: which ones keep their state, and the columns of the others. */
+const reservationRows = (id: string) =>
+  runInDurableObject(stub(id), (_i: AccountDurableObject, state) =>
+    state.storage.sql
+      .exec<{ reservation_id: string; status: string; state: string | null; end_seq: number | null }>(
+        "SELECT reservation_id, status, end_seq, state FROM reservations ORDER BY reservation_id",
+      )
+      .toArray()
+      .map((r) => ({ id: r.reservation_id, status: r.status, stateless: r.state === null, ended: r.end_seq !== null })),
+  );
+
+/** Every call whose answer must not change once an entity's events are sealed: replays and refusals. */
+const ENDED_CALLS: [string, string, Record<string, unknown>][] = [
+  ["POST", "/reservations", { reservation_id: "r_cap", amount: 300, ttl_seconds: 600, context: { model: "m" } }],
+  ["POST", "/reservations/r_cap/capture", { amount: 120, usage: { input_tokens: 7 }, metadata: { z: "1", y: "2" } }],
+  ["POST", "/reservations", { reservation_id: "r_rel", amount: 50, metadata: { b: "2", a: "1" } }],
+  ["POST", "/reservations/r_rel/release", {}],
+  ["POST", "/charges", { charge_id: "ch", amount: 40 }],
+  ["POST", "/refunds", { refund_id: "f1", charge_id: "r_cap", amount: 20 }],
+  ["POST", "/refunds", { refund_id: "f2", charge_id: "ch", amount: 15 }],
+  // Refused the same way before and after: a settlement of an ended hold, an extension of one,
+  // a refund past what was charged, a reused id with another body.
+  ["POST", "/reservations/r_rel/capture", { amount: 10 }],
+  ["POST", "/reservations/r_cap/release", {}],
+  ["POST", "/reservations/r_exp/capture", { amount: 10 }],
+  ["POST", "/reservations/r_cap/extend", { ttl_seconds: 900, extension_id: "x2" }],
+  ["POST", "/refunds", { refund_id: "f3", charge_id: "r_cap", amount: 101 }],
+  ["POST", "/refunds", { refund_id: "f4", charge_id: "ch", amount: 26 }],
+  ["POST", "/reservations", { reservation_id: "r_cap", amount: 301 }],
+  ["POST", "/charges", { charge_id: "ch", amount: 41 }],
+];
+
+describe("ended reservations and charges kept as their records", () => {
+  it("answer every replay, read and refusal as before their events were sealed, and refunds stay within the charge", async () => {
+    const clock = useManualClock();
+    const id = await openAccount(1_000);
+    await smallSegments(id);
+    const call = ([method, path, body]: (typeof ENDED_CALLS)[number]) => api(method, `/v1/accounts/${id}${path}`, body);
+    const answers = async () => {
+      const out: unknown[] = [];
+      for (const c of ENDED_CALLS) {
+        const response = await call(c);
+        out.push([response.status, response.body]);
+      }
+      for (const r of ["r_cap", "r_rel", "r_exp"])
+        out.push((await api("GET", `/v1/accounts/${id}/reservations/${r}`)).body);
+      return out;
+    };
+    // The original answers, rendered from the fold's own state (before any row was rebuilt).
+    const originals: unknown[] = [];
+    const accepted = async (c: (typeof ENDED_CALLS)[number]) => {
+      const response = await call(c);
+      expect([response.status < 300, c[1], response.body]).toEqual([true, c[1], response.body]);
+      originals.push([response.status, response.body]);
+    };
+    await accepted(ENDED_CALLS[0] as (typeof ENDED_CALLS)[number]);
+    // r_cap was extended before its capture: its terms are not its FundsReserved event's.
+    clock.advance(1_000);
+    const extend = { ttl_seconds: 7_200, extension_id: "x1", on_expiry: "capture" };
+    expect((await api("POST", `/v1/accounts/${id}/reservations/r_cap/extend`, extend)).status).toBe(200);
+    for (const c of ENDED_CALLS.slice(1, 7)) await accepted(c);
+    const expiring = { reservation_id: "r_exp", amount: 80, ttl_seconds: 60, on_expiry: "capture" };
+    expect((await api("POST", `/v1/accounts/${id}/reservations`, expiring)).status).toBe(201);
+    clock.advance(61_000);
+    await runDurableObjectAlarm(stub(id));
+    const before = await answers();
+    expect(await reservationRows(id)).toEqual([
+      { id: "r_cap", status: "captured", stateless: true, ended: true },
+      { id: "r_exp", status: "expired", stateless: true, ended: true },
+      { id: "r_rel", status: "released", stateless: true, ended: true },
+    ]);
+    await creditRounds(clock, id);
+    await runAlarms(id);
+    expect((await stub(id).archiveStatus()).archived_through).toBeGreaterThanOrEqual(20);
+    const kept = await runInDurableObject(
+      stub(id),
+      (_i: AccountDurableObject, state) =>
+        state.storage.sql.exec<{ first: number }>("SELECT MIN(seq) AS first FROM events").one().first,
+    );
+    expect(kept).toBeGreaterThan(20); // every event of these holds and charges is in R2 only
+    const balance = (await api("GET", `/v1/accounts/${id}`)).body.balance;
+    // Read back from the segments: the same JSON, the same statuses, nothing applied twice; a
+    // replay answers what the original answered (its reservation rebuilt from two sealed events).
+    const after = await answers();
+    expect(after).toEqual(before);
+    expect(after.slice(0, 7)).toEqual(originals);
+    const [, captured] = originals[1] as [number, { reservation: unknown }];
+    expect(after.at(-3)).toEqual(captured.reservation);
+    expect((await api("GET", `/v1/accounts/${id}`)).body.balance).toBe(balance);
+    // What is left of each charge can still be refunded, to the unit and no further.
+    const rest = (refund_id: string, charge_id: string, amount: number) =>
+      api("POST", `/v1/accounts/${id}/refunds`, { refund_id, charge_id, amount });
+    expect((await rest("f5", "r_cap", 100)).status).toBe(201);
+    expect((await rest("f6", "ch", 25)).status).toBe(201);
+    expect((await rest("f7", "r_exp", 80)).status).toBe(201);
+    for (const [charge, n] of [
+      ["r_cap", 8],
+      ["ch", 9],
+      ["r_exp", 10],
+    ] as const) {
+      const over = await rest(`f${n}`, charge, 1);
+      expect([over.status, over.body.code]).toEqual([422, "refund_exceeds_charge"]);
+    }
+    expect((await api("GET", `/v1/accounts/${id}`)).body.balance).toBe(balance + 100 + 25 + 80);
   });
 });

@@ -11,8 +11,9 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Command, Metadata, OnExpiry, UpdateAccount, Usage, UsageContext } from "../../src/domain/commands";
 import { decide, stamp } from "../../src/domain/decide";
+import type { LedgerEvent } from "../../src/domain/events";
 import { AMOUNT_MINOR_MAX, BALANCE_ABS_MINOR_MAX, CREDIT_LIMIT_MINOR_MAX } from "../../src/domain/limits";
-import { evolve, initialState } from "../../src/domain/state";
+import { endedRecord, endedReservation, evolve, initialState } from "../../src/domain/state";
 import { budget } from "../budget";
 import { type ModelOutcome, ReferenceLedger } from "./reference-model";
 
@@ -102,17 +103,33 @@ const byKey = <T>(x: [string, T], y: [string, T]) => (x[0] < y[0] ? -1 : x[0] > 
 class ImplSide {
   state: ImplState = initialState();
   private n = 0;
+  private readonly log = new Map<number, LedgerEvent>();
   apply(command: Command, now: number): Kind {
     const d = decide(command, this.state, now);
     if (d.outcome === "accepted") {
       for (const e of stamp(d.events, this.state.account, now, () => `ev${++this.n}`)) {
         this.state = evolve(this.state, e);
+        this.log.set(e.seq, e);
       }
+      this.expectEndedRebuilt();
       return { outcome: "accepted", events: d.events.length };
     }
     if (d.outcome === "replayed") return { outcome: "replayed" };
     return { outcome: "rejected", code: d.rejection.code };
   }
+  /**
+   * The account object keeps an ended reservation as its record (durable-objects/store.ts): the
+   * record and its two events rebuild exactly the fold's state, to the byte.
+   */
+  private expectEndedRebuilt(): void {
+    for (const r of this.state.reservations.values()) {
+      if (r.status === "open" || r.end_seq === null) continue;
+      const reserved = this.log.get(r.reserve_seq) as LedgerEvent;
+      const end = this.log.get(r.end_seq) as LedgerEvent;
+      expect(JSON.stringify(endedReservation(endedRecord(r), reserved, end))).toBe(JSON.stringify(r));
+    }
+  }
+
   snapshot(): Snapshot {
     const a = this.state.account;
     const holds = [...this.state.reservations].map(([id, r]): [string, Hold] => [
