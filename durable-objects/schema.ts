@@ -9,6 +9,7 @@
  */
 import type { LedgerEvent } from "../src/domain/events";
 import { eventKeyString } from "../src/domain/keys";
+import { WEBHOOK_STATE_MIGRATION } from "./outbox";
 
 export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   `
@@ -122,6 +123,9 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
     created_at_ms INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // Issue 14 fix: when the webhook run is next due and the retry time after a failed run, kept
+  // across eviction (one row; durable-objects/outbox.ts).
+  WEBHOOK_STATE_MIGRATION,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {

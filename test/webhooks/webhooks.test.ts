@@ -5,41 +5,24 @@
  * deliveries are retried on the backoff schedule by the account's alarm, then marked failed,
  * listed, and redelivered on request.
  */
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { captureLogs } from "../../src/observability/log";
 import { encryptSecret, loadConfigKeys } from "../../src/security/secrets";
 import { retryDelayMs, WEBHOOK_ATTEMPTS_MAX } from "../../src/webhooks/backoff";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
-import { fakeReceiver, receiverVerifies } from "./support";
+import {
+  clearEndpoints,
+  createEndpoint,
+  deliveriesOf,
+  fakeReceiver,
+  HOOK_URL,
+  outboxCount,
+  receiverVerifies,
+} from "./support";
 
 afterEach(expectEveryAccountConsistent);
-
-const HOOK_URL = "https://hooks.receiver.example/ledger?token=abc";
-
-async function createEndpoint(body: Record<string, unknown>) {
-  return api("POST", "/v1/admin/webhook-endpoints", body);
-}
-
-async function clearEndpoints(): Promise<void> {
-  await env.DB.prepare("DELETE FROM webhook_endpoints").run();
-  await env.DB.prepare("DELETE FROM webhook_deliveries").run();
-}
-
-async function deliveriesOf(accountId: string) {
-  const rows = await env.DB.prepare("SELECT * FROM webhook_deliveries WHERE account_id = ? ORDER BY created_at, id")
-    .bind(accountId)
-    .all<{ id: string; event_type: string; state: string; attempts: number; next_attempt_at_ms: number | null }>();
-  return rows.results;
-}
-
-async function outboxCount(accountId: string): Promise<number> {
-  return runInDurableObject(
-    stub(accountId),
-    (_instance, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM webhook_outbox").one().n,
-  );
-}
 
 describe("webhook endpoints", () => {
   const REFUSED: readonly (readonly [string, string])[] = [
