@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { captureLogs } from "../../src/observability/log";
 import { encryptSecret, loadConfigKeys } from "../../src/security/secrets";
 import { retryDelayMs, WEBHOOK_ATTEMPTS_MAX } from "../../src/webhooks/backoff";
+import { pruneDeliveries, WEBHOOK_DELIVERIES_RETENTION_DAYS } from "../../src/webhooks/store";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 import {
   clearEndpoints,
@@ -388,5 +389,40 @@ describe("delivery", () => {
     } finally {
       logs.stop();
     }
+  });
+
+  it("prunes delivered records past the retention, keeps failed ones, and logs the failed past their bound", async () => {
+    const clock = useManualClock();
+    await clearEndpoints();
+    const old = new Date(clock.now() - (WEBHOOK_DELIVERIES_RETENTION_DAYS + 1) * 86_400_000).toISOString();
+    const insert = (id: string, state: string) =>
+      env.DB.prepare(
+        `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, account_id, body, state, attempts,
+           created_at, updated_at) VALUES (?, 'whe_x', ?, 'account.low_balance', NULL, '{}', ?, 1, ?, ?)`,
+      )
+        .bind(id, `evt_${id}`, state, old, old)
+        .run();
+    await insert("whd_delivered", "delivered");
+    await insert("whd_failed_1", "failed");
+    await insert("whd_failed_2", "failed");
+    await insert("whd_failed_3", "failed");
+    const remaining = async () =>
+      (await env.DB.prepare("SELECT id FROM webhook_deliveries ORDER BY id").all<{ id: string }>()).results.map(
+        (r) => r.id,
+      );
+    // Past the retention: the delivered one goes, the failed ones stay for an admin.
+    const kept = await pruneDeliveries(env.DB, clock.now());
+    expect(kept).toEqual({ delivered: 1, failed: [] });
+    expect(await remaining()).toEqual(["whd_failed_1", "whd_failed_2", "whd_failed_3"]);
+    // Past the bound (here 2), the oldest failed one is pruned and named for the log.
+    const bounded = await pruneDeliveries(env.DB, clock.now(), 2);
+    expect(bounded.failed.map((f) => f.id)).toEqual(["whd_failed_1"]);
+    expect(bounded.failed[0]).toEqual({
+      id: "whd_failed_1",
+      endpoint_id: "whe_x",
+      event_id: "evt_whd_failed_1",
+      event_type: "account.low_balance",
+    });
+    expect(await remaining()).toEqual(["whd_failed_2", "whd_failed_3"]);
   });
 });
