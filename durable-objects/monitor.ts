@@ -21,7 +21,14 @@ import {
   unmeasuredRules,
 } from "../src/observability/alerts";
 import { writeLog } from "../src/observability/log";
-import { addMinute, emptyMinute, type MetricsFlush, MINUTE_MS, type MinuteCounts } from "../src/observability/metrics";
+import {
+  addMinute,
+  boundProviders,
+  emptyMinute,
+  type MetricsFlush,
+  MINUTE_MS,
+  type MinuteCounts,
+} from "../src/observability/metrics";
 import { type Gauges, type MonitoringView, measurementsOf, monitoringView } from "../src/observability/windows";
 import { alertEvent } from "../src/webhooks/events";
 import { runWebhookOutbox, WEBHOOK_STATE_MIGRATION, WebhookOutbox } from "./outbox";
@@ -80,7 +87,9 @@ export class MonitorDurableObject extends DurableObject<Env> {
         const row = this.sql
           .exec<{ counts: string }>("SELECT counts FROM minutes WHERE minute_ms = ?", minute)
           .toArray()[0];
-        const merged = row === undefined ? counts : addMinute(JSON.parse(row.counts) as MinuteCounts, counts);
+        const merged = boundProviders(
+          row === undefined ? counts : addMinute(JSON.parse(row.counts) as MinuteCounts, counts),
+        );
         this.sql.exec(
           "INSERT INTO minutes (minute_ms, counts) VALUES (?, ?) ON CONFLICT (minute_ms) DO UPDATE SET counts = excluded.counts",
           minute,
