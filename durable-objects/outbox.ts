@@ -97,13 +97,15 @@ export class WebhookOutbox {
 
   /**
    * When the owner's next run is due: an event waiting or a pending attempt, but never before
-   * the retry time of a failed run. Null when nothing is pending.
+   * the retry time of a failed run; and at that retry time in any case (a run that failed did
+   * not learn what is pending). Null when nothing is pending.
    */
   wakeAtMs(): number | null {
     const { next_due_ms: due, retry_at_ms: retryAt } = this.state;
     const wanted =
       this.pendingSince === null ? due : due === null ? this.pendingSince : Math.min(due, this.pendingSince);
-    return wanted === null || retryAt === null ? wanted : Math.max(wanted, retryAt);
+    if (retryAt === null) return wanted;
+    return wanted === null ? retryAt : Math.max(wanted, retryAt);
   }
 
   /** The oldest events waiting, at most `limit`. */

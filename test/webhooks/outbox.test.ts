@@ -140,6 +140,35 @@ describe("the webhook outbox's wake", () => {
   });
 });
 
+describe("a run in which one record fails", () => {
+  it("records every other attempt before it reports the failure, and does not send them again", async () => {
+    const clock = useManualClock();
+    const received = fakeReceiver([200]);
+    const id = await lowBalanceAccount();
+    const broken = await createEndpoint({ url: "https://broken.receiver.example/", events: ["account.low_balance"] });
+    const endpoints = await env.DB.prepare("SELECT id, secret FROM webhook_endpoints").all<{
+      id: string;
+      secret: string;
+    }>();
+    const other = endpoints.results.find((e) => e.id !== broken.body.id);
+    // The broken endpoint's secret is another endpoint's ciphertext: it does not decrypt (bound to the id).
+    await env.DB.prepare("UPDATE webhook_endpoints SET secret = ? WHERE id = ?")
+      .bind(other?.secret, broken.body.id)
+      .run();
+    await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c1", amount: 60 });
+    await runDurableObjectAlarm(stub(id));
+    // The run failed (the broken record threw), yet the good attempt was sent and recorded first.
+    expect(received).toHaveLength(1);
+    const good = (await deliveriesOf(id)).find((d) => d.state === "delivered");
+    expect(good).toMatchObject({ attempts: 1 });
+    expect(await alarmOf(stub(id))).toBe(clock.now() + WEBHOOK_RUN_RETRY_BASE_MS);
+    clock.advance(WEBHOOK_RUN_RETRY_BASE_MS);
+    await runDurableObjectAlarm(stub(id));
+    expect(received).toHaveLength(1);
+    await clearEndpoints();
+  });
+});
+
 describe("counts recorded inside an account's alarm", () => {
   it("reach the monitor at the end of the alarm", async () => {
     const clock = useManualClock(Date.now() + 25 * 86_400_000);
