@@ -11,9 +11,11 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import type { MonitorDurableObject } from "../../durable-objects/monitor";
 import { WEBHOOK_RUN_RETRY_BASE_MS, WEBHOOK_RUN_RETRY_CAP_MS, webhookRunRetryMs } from "../../durable-objects/outbox";
+import { ALARM_RETRIES_MAX } from "../../durable-objects/scheduler";
 import type { Command } from "../../src/domain/commands";
 import { ALERT_THRESHOLDS_DEFAULT } from "../../src/observability/alerts";
 import { monitorOf } from "../../src/observability/evaluate";
+import { captureLogs } from "../../src/observability/log";
 import { METRICS_FLUSH_INTERVAL_MS } from "../../src/observability/metrics";
 import { retryDelayMs } from "../../src/webhooks/backoff";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
@@ -181,5 +183,56 @@ describe("counts recorded inside an account's alarm", () => {
     await setObjectD1(stub(id), false);
     const view = await monitorOf(env).monitoring({ pending_refunds: 0, dead_letters: 0 });
     expect(view.d1_failures["write:webhooks"]).toBe(1);
+  });
+});
+
+describe("the log policy on the failure paths", () => {
+  it("writes no URL and no secret when webhooks, the monitor's alerts and the account's alarm fail", async () => {
+    const clock = useManualClock(Date.now() + 35 * 86_400_000);
+    const logs = captureLogs();
+    try {
+      fakeReceiver([500]);
+      const id = await lowBalanceAccount();
+      const endpoint = await createEndpoint({ url: HOOK_URL, events: ["alert.firing"] });
+      // A webhook run that fails (D1 down during the hand-off).
+      await setObjectD1(stub(id), true);
+      await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c1", amount: 60 });
+      await runDurableObjectAlarm(stub(id));
+      await setObjectD1(stub(id), false);
+      // The monitor's alert run that fails.
+      const monitor = monitorOf(env);
+      await setObjectD1(monitor, true);
+      await runInDurableObject(monitor, async (instance: MonitorDurableObject) => {
+        await instance.evaluate({ pending_refunds: 0, dead_letters: 1 }, { ...ALERT_THRESHOLDS_DEFAULT });
+        await instance.sendAlerts();
+      });
+      await setObjectD1(monitor, false);
+      // An account alarm past its retries.
+      await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
+        const runner = (instance as unknown as { runner: { settleDue: () => void } }).runner;
+        const settleDue = runner.settleDue;
+        runner.settleDue = () => {
+          throw new Error("injected: the alarm's work fails");
+        };
+        try {
+          await instance.alarm({ retryCount: ALARM_RETRIES_MAX, isRetry: true, scheduledTime: clock.now() });
+        } finally {
+          runner.settleDue = settleDue;
+        }
+      });
+      const messages = logs.lines.map((l) => JSON.parse(l.text).msg);
+      for (const logged of ["webhooks_failed", "alert_webhooks_failed", "alarm_failed"]) {
+        expect(messages).toContain(logged);
+      }
+      const text = logs.lines.map((l) => l.text).join("\n");
+      for (const forbidden of ["receiver.example", "token=abc", "whsec_", endpoint.body.secret, "injected outage"]) {
+        expect(text).not.toContain(forbidden);
+      }
+    } finally {
+      logs.stop();
+      await runInDurableObject(monitorOf(env), (instance: MonitorDurableObject) =>
+        instance.evaluate({ pending_refunds: 0, dead_letters: 0 }, { ...ALERT_THRESHOLDS_DEFAULT }),
+      );
+    }
   });
 });
