@@ -14,7 +14,7 @@
  */
 import { clock } from "../src/clock";
 import type { LedgerEvent } from "../src/domain/events";
-import { lowBalanceTransition } from "../src/domain/low-balance";
+import { isBelow, lowBalanceTransition } from "../src/domain/low-balance";
 import type { AccountState } from "../src/domain/state";
 import type { Env } from "../src/env";
 import { loadConfigKeys } from "../src/security/secrets";
@@ -35,7 +35,8 @@ export const WEBHOOK_STATE_MIGRATION = `
     id INTEGER PRIMARY KEY CHECK (id = 1),
     next_due_ms INTEGER,
     retry_at_ms INTEGER,
-    failures INTEGER NOT NULL
+    failures INTEGER NOT NULL,
+    low INTEGER
   );
 `;
 
@@ -44,15 +45,17 @@ export function webhookRunRetryMs(failures: number): number {
   return Math.min(WEBHOOK_RUN_RETRY_BASE_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 30), WEBHOOK_RUN_RETRY_CAP_MS);
 }
 
-interface RunState {
+type RunState = {
   /** The owner's earliest pending delivery attempt in D1, as of the last run (null: none). */
   next_due_ms: number | null;
   /** Set after a failed run: nothing runs before it (null after a run that succeeded). */
   retry_at_ms: number | null;
   failures: number;
-}
+  /** The account is low as last notified (1 or 0); null before its first command since the migration. */
+  low: number | null;
+};
 
-const IDLE: RunState = { next_due_ms: null, retry_at_ms: null, failures: 0 };
+const IDLE: RunState = { next_due_ms: null, retry_at_ms: null, failures: 0, low: null };
 
 export class WebhookOutbox {
   /** The oldest event waiting for its hand-off (memory mirror of the table; null: none). */
@@ -69,18 +72,18 @@ export class WebhookOutbox {
     const row = this.sql.exec<{ at: number | null }>("SELECT MIN(created_at_ms) AS at FROM webhook_outbox").one();
     this.pendingSince = row.at;
     const state = this.sql
-      .exec<{ next_due_ms: number | null; retry_at_ms: number | null; failures: number }>(
-        "SELECT next_due_ms, retry_at_ms, failures FROM webhook_state WHERE id = 1",
-      )
+      .exec<RunState>("SELECT next_due_ms, retry_at_ms, failures, low FROM webhook_state WHERE id = 1")
       .toArray()[0];
     this.state = state === undefined ? IDLE : { ...state };
   }
 
   /** Inside the command's transaction: writes the crossing's event, if it crossed. Returns rows written. */
   record(before: AccountState | null, after: AccountState, last: LedgerEvent, nowMs: number): number {
-    const transition = lowBalanceTransition(before, after);
-    if (transition === null) return 0;
-    return this.add(lowBalanceEvent(transition, after, last), nowMs);
+    // Before the first command since the migration, "low" is read from the state before it.
+    const wasLow = this.state.low === null ? before !== null && isBelow(before) === true : this.state.low === 1;
+    const { transition, low } = lowBalanceTransition(wasLow, after);
+    const rows = this.save({ ...this.state, low: low ? 1 : 0 });
+    return transition === null ? rows : rows + this.add(lowBalanceEvent(transition, after, last), nowMs);
   }
 
   /** Writes one event (inside the caller's transaction); an id already waiting is kept once. */
@@ -125,31 +128,37 @@ export class WebhookOutbox {
 
   /** A run succeeded: the next is due at the owner's next pending attempt; no retry is waiting. */
   ran(nextDueMs: number | null): void {
-    this.save({ next_due_ms: nextDueMs, retry_at_ms: null, failures: 0 });
+    this.save({ ...this.state, next_due_ms: nextDueMs, retry_at_ms: null, failures: 0 });
   }
 
   /** A run failed at `nowMs`: the next waits on the backoff. Answers its time. */
   failed(nowMs: number): number {
     const failures = this.state.failures + 1;
     const retryAt = nowMs + webhookRunRetryMs(failures);
-    this.save({ next_due_ms: this.state.next_due_ms, retry_at_ms: retryAt, failures });
+    this.save({ ...this.state, retry_at_ms: retryAt, failures });
     return retryAt;
   }
 
-  private save(state: RunState): void {
+  /** Writes the state if it changed (inside a command's transaction, for `low`). Returns rows written. */
+  private save(state: RunState): number {
     const s = this.state;
-    if (s.next_due_ms === state.next_due_ms && s.retry_at_ms === state.retry_at_ms && s.failures === state.failures) {
-      return;
-    }
-    this.sql.exec(
-      `INSERT INTO webhook_state (id, next_due_ms, retry_at_ms, failures) VALUES (1, ?, ?, ?)
+    const same =
+      s.next_due_ms === state.next_due_ms &&
+      s.retry_at_ms === state.retry_at_ms &&
+      s.failures === state.failures &&
+      s.low === state.low;
+    if (same) return 0;
+    const written = this.sql.exec(
+      `INSERT INTO webhook_state (id, next_due_ms, retry_at_ms, failures, low) VALUES (1, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET next_due_ms = excluded.next_due_ms, retry_at_ms = excluded.retry_at_ms,
-       failures = excluded.failures`,
+       failures = excluded.failures, low = excluded.low`,
       state.next_due_ms,
       state.retry_at_ms,
       state.failures,
-    );
+      state.low,
+    ).rowsWritten;
     this.state = state;
+    return written;
   }
 }
 

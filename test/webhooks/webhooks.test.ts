@@ -5,7 +5,7 @@
  * deliveries are retried on the backoff schedule by the account's alarm, then marked failed,
  * listed, and redelivered on request.
  */
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { captureLogs } from "../../src/observability/log";
@@ -199,9 +199,12 @@ describe("account.low_balance", () => {
       ),
     ).toBe(false);
 
-    // Back to exactly the threshold: recovered (once); below again: a second low_balance.
+    // Back to exactly the threshold: still low (nothing); above it: recovered (once); below
+    // again: a second low_balance.
     await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "t1", amount: 2 });
+    expect(await outboxCount(id)).toBe(0);
     await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "t2", amount: 2 });
+    expect(await outboxCount(id)).toBe(1);
     await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c4", amount: 10 });
     await runDurableObjectAlarm(stub(id));
     // Attempts run concurrently: order the received events by the seq that crossed.
@@ -213,6 +216,34 @@ describe("account.low_balance", () => {
     ]);
     expect(new Set(received.map((r) => JSON.parse(r.body).id)).size).toBe(3);
     expect((await deliveriesOf(id)).map((d) => d.state)).toEqual(["delivered", "delivered", "delivered"]);
+  });
+
+  it("at exactly the threshold the account stays as it was: recovery needs above, a new crossing below", async () => {
+    useManualClock();
+    await clearEndpoints();
+    const id = await openAccount(100);
+    await api("PATCH", `/v1/accounts/${id}`, { low_balance_threshold: 50 });
+    const outboxTypes = () =>
+      runInDurableObject(stub(id), (_instance, state) =>
+        state.storage.sql
+          .exec<{ body: string }>("SELECT body FROM webhook_outbox ORDER BY created_at_ms, event_id")
+          .toArray()
+          .map((row) => JSON.parse(row.body) as { data: { seq: number }; type: string })
+          .sort((a, b) => a.data.seq - b.data.seq)
+          .map((event) => event.type),
+      );
+    const steps: [string, string, number][] = [
+      ["charges", "c1", 51], // 49: low
+      ["credits", "t1", 1], // 50: exactly, still low
+      ["charges", "c2", 1], // 49: still low, no second low_balance
+      ["credits", "t2", 2], // 51: above, recovered
+      ["charges", "c3", 1], // 50: exactly, still recovered
+    ];
+    for (const [path, key, amount] of steps) {
+      const id_field = path === "charges" ? "charge_id" : "credit_id";
+      expect((await api("POST", `/v1/accounts/${id}/${path}`, { [id_field]: key, amount })).status).toBe(201);
+    }
+    expect(await outboxTypes()).toEqual(["account.low_balance", "account.balance_recovered"]);
   });
 
   it("counts a hold: spendable is balance - reserved + credit_limit", async () => {
