@@ -79,11 +79,12 @@ export class WebhookOutbox {
 
   /** Inside the command's transaction: writes the crossing's event, if it crossed. Returns rows written. */
   record(before: AccountState | null, after: AccountState, last: LedgerEvent, nowMs: number): number {
-    // Before the first command since the migration, "low" is read from the state before it.
+    // Until the first crossing is recorded, "low" is read from the state before the command.
     const wasLow = this.state.low === null ? before !== null && isBelow(before) === true : this.state.low === 1;
     const { transition, low } = lowBalanceTransition(wasLow, after);
-    const rows = this.save({ ...this.state, low: low ? 1 : 0 });
-    return transition === null ? rows : rows + this.add(lowBalanceEvent(transition, after, last), nowMs);
+    if (transition === null) return 0;
+    // A crossing costs two rows: its event, and the flag (so that exactly the threshold stays put).
+    return this.save({ ...this.state, low: low ? 1 : 0 }) + this.add(lowBalanceEvent(transition, after, last), nowMs);
   }
 
   /** Writes one event (inside the caller's transaction); an id already waiting is kept once. */
