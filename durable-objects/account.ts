@@ -67,15 +67,6 @@ function projectionDelivery(env: Env): Delivery {
  */
 export const SEALED_READS_PER_COMMAND_MAX = 2;
 
-/** A webhook run that failed (D1 or the configuration key) is tried again this much later. */
-export const WEBHOOK_RUN_RETRY_MS = 60_000;
-
-function earliest(...times: (number | null)[]): number | null {
-  let min: number | null = null;
-  for (const t of times) if (t !== null && (min === null || t < min)) min = t;
-  return min;
-}
-
 const NOT_FOUND: { ok: false; rejection: Rejection } = {
   ok: false,
   rejection: { code: "account_not_found", detail: "The account does not exist." },
@@ -92,9 +83,8 @@ export class AccountDurableObject extends DurableObject<Env> {
   private readonly history: History;
   /** A flush is scheduled (coalescing window open). */
   private flushScheduled = false;
+  /** Webhook events waiting for D1, and when this account's next webhook run is due (durable). */
   private readonly outbox: WebhookOutbox;
-  /** When this account's pending webhook deliveries want their next attempt (D1 holds them). */
-  private webhookRetryAtMs: number | null = null;
   /** The webhook run in progress: alarm, nudge and redelivery share it instead of sending twice. */
   private webhookRun: Promise<void> | null = null;
 
@@ -131,10 +121,16 @@ export class AccountDurableObject extends DurableObject<Env> {
     );
     this.scheduler = new ExpiryScheduler(this.store, ctx.storage, [
       () => this.projector.wakeAtMs(),
-      () => earliest(this.outbox.wakeAtMs(), this.webhookRetryAtMs),
+      () => this.outbox.wakeAtMs(),
       () => this.archiver.wakeAtMs(clock.now()),
     ]);
-    this.runner = new CommandRunner(this.store, this.scheduler, () => this.scheduleFlush());
+    this.runner = new CommandRunner(
+      this.store,
+      this.scheduler,
+      () => this.scheduleFlush(),
+      // A rolled-back batch may have written an outbox event that is gone with it.
+      () => this.outbox.reload(),
+    );
     this.projector.resume(clock.now());
     void ctx.blockConcurrencyWhile(() => this.scheduler.start());
   }
@@ -180,6 +176,9 @@ export class AccountDurableObject extends DurableObject<Env> {
     this.scheduler.woke();
     try {
       await this.settleAndProject();
+      this.scheduler.rearm();
+      // Counts recorded during the run (D1 failures, projection lag) reach the monitor too.
+      await flushMetricsIfDue(this.env, (work) => this.ctx.waitUntil(work));
     } catch (error) {
       const retries = info?.retryCount ?? 0;
       if (retries < ALARM_RETRIES_MAX) throw error;
@@ -224,7 +223,7 @@ export class AccountDurableObject extends DurableObject<Env> {
    * admin's redelivery), so an alarm for an expiry reads no D1 row for webhooks.
    */
   private runWebhooksIfDue(force: boolean): Promise<void> {
-    const wake = earliest(this.outbox.wakeAtMs(), this.webhookRetryAtMs);
+    const wake = this.outbox.wakeAtMs();
     if (this.store.account === null || (!force && (wake === null || wake > clock.now()))) return Promise.resolve();
     this.webhookRun ??= this.runWebhooks(this.store.account.account_id).finally(() => {
       this.webhookRun = null;
@@ -234,12 +233,12 @@ export class AccountDurableObject extends DurableObject<Env> {
 
   private async runWebhooks(accountId: string): Promise<void> {
     try {
-      this.webhookRetryAtMs = await runWebhookOutbox(this.outbox, this.env, accountId);
+      await runWebhookOutbox(this.outbox, this.env, accountId);
     } catch (error) {
       // Only the error's class: a D1 message or a configuration error may not reach the logs.
+      // The outbox holds the retry time (a capped backoff): the alarm re-arms for it, not for now.
       writeLog(this.env, "warn", { msg: "webhooks_failed", error: (error as Error).name ?? "Error" });
       recordD1Failure(clock.now(), "write:webhooks");
-      this.webhookRetryAtMs = clock.now() + WEBHOOK_RUN_RETRY_MS;
     }
   }
 

@@ -12,26 +12,32 @@
 import { DurableObject } from "cloudflare:workers";
 import { clock } from "../src/clock";
 import type { Env } from "../src/env";
-import { type Alert, type AlertThresholds, checkRules, evaluateAlerts, sortAlerts } from "../src/observability/alerts";
+import {
+  type Alert,
+  type AlertThresholds,
+  checkRules,
+  evaluateAlerts,
+  sortAlerts,
+  unmeasuredRules,
+} from "../src/observability/alerts";
 import { writeLog } from "../src/observability/log";
 import {
   addMinute,
+  boundProviders,
+  emptyMinute,
   type MetricsFlush,
   MINUTE_MS,
   type MinuteCounts,
-  recordD1Failure,
 } from "../src/observability/metrics";
 import { type Gauges, type MonitoringView, measurementsOf, monitoringView } from "../src/observability/windows";
 import { alertEvent } from "../src/webhooks/events";
-import { runWebhookOutbox, WebhookOutbox } from "./outbox";
+import { runWebhookOutbox, WEBHOOK_STATE_MIGRATION, WebhookOutbox } from "./outbox";
 import { migrate } from "./schema";
 
 /** Minutes of counts kept: the longest rule window (15 min) with room to spare. */
 export const MONITOR_MINUTES_KEPT = 60;
 /** Resolved alerts are forgotten this long after they resolved (bounds the alerts table). */
 export const RESOLVED_ALERTS_KEPT_MS = 7 * 86_400_000;
-/** A failed webhook run of the alerts is tried again this much later. */
-export const MONITOR_WEBHOOK_RETRY_MS = 60_000;
 
 const MONITOR_MIGRATIONS: readonly string[] = [
   `
@@ -49,7 +55,15 @@ const MONITOR_MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE TABLE stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
   `,
+  WEBHOOK_STATE_MIGRATION,
 ];
+
+/** A flush of one minute holding one failed D1 operation (the monitor's own failures). */
+function singleFailure(nowMs: number, operation: string): MetricsFlush {
+  const counts = emptyMinute();
+  counts.d1_failures[operation] = 1;
+  return { minutes: [[nowMs - (nowMs % MINUTE_MS), counts]], dropped_minutes: 0 };
+}
 
 export class MonitorDurableObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -73,7 +87,9 @@ export class MonitorDurableObject extends DurableObject<Env> {
         const row = this.sql
           .exec<{ counts: string }>("SELECT counts FROM minutes WHERE minute_ms = ?", minute)
           .toArray()[0];
-        const merged = row === undefined ? counts : addMinute(JSON.parse(row.counts) as MinuteCounts, counts);
+        const merged = boundProviders(
+          row === undefined ? counts : addMinute(JSON.parse(row.counts) as MinuteCounts, counts),
+        );
         this.sql.exec(
           "INSERT INTO minutes (minute_ms, counts) VALUES (?, ?) ON CONFLICT (minute_ms) DO UPDATE SET counts = excluded.counts",
           minute,
@@ -120,8 +136,10 @@ export class MonitorDurableObject extends DurableObject<Env> {
   async evaluate(gauges: Gauges, thresholds: AlertThresholds): Promise<Alert[]> {
     const nowMs = clock.now();
     const view = monitoringView(this.rows(), nowMs, gauges);
-    const checks = checkRules(measurementsOf(view), thresholds);
-    const { alerts, transitions } = evaluateAlerts(await this.alerts(), checks, new Date(nowMs).toISOString());
+    const measured = measurementsOf(view);
+    const checks = checkRules(measured, thresholds);
+    const nowIso = new Date(nowMs).toISOString();
+    const { alerts, transitions } = evaluateAlerts(await this.alerts(), checks, nowIso, unmeasuredRules(measured));
     const forgetBefore = new Date(nowMs - RESOLVED_ALERTS_KEPT_MS).toISOString();
     const kept = alerts.filter((a) => a.state === "firing" || (a.resolved_at ?? "") >= forgetBefore);
     this.ctx.storage.transactionSync(() => {
@@ -155,15 +173,15 @@ export class MonitorDurableObject extends DurableObject<Env> {
   }
 
   private async sendAlertsOnce(): Promise<void> {
-    let next: number | null;
     try {
-      next = await runWebhookOutbox(this.outbox, this.env, null);
+      await runWebhookOutbox(this.outbox, this.env, null);
     } catch (error) {
       writeLog(this.env, "warn", { msg: "alert_webhooks_failed", error: (error as Error).name ?? "Error" });
-      recordD1Failure(clock.now(), "write:webhooks");
-      next = clock.now() + MONITOR_WEBHOOK_RETRY_MS;
+      // Folded here directly: the monitor's own isolate may never flush its module's counts.
+      await this.ingest(singleFailure(clock.now(), "write:webhooks"));
     }
-    if (this.outbox.wakeAtMs() !== null) next = Math.min(next ?? Number.MAX_SAFE_INTEGER, clock.now());
+    // The outbox's wake: an event waiting, the next attempt, never before a failed run's retry time.
+    const next = this.outbox.wakeAtMs();
     if (next !== null) await this.ctx.storage.setAlarm(next);
   }
 

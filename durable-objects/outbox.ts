@@ -6,10 +6,15 @@
  * so the event exists exactly when the crossing does. The alarm then hands each event to the
  * delivery records in D1 (one per matching endpoint, idempotent) and deletes it; delivery and
  * its retries never run on a command's path.
+ *
+ * When the owner's next run is due lives in SQLite (the one-row `webhook_state` table), not only
+ * in memory, so an evicted object wakes for it: the next pending attempt in D1, and after a run
+ * that failed (D1 or the configuration key unavailable) a retry time on a capped backoff. A
+ * failed run never leaves a wake in the past: that would re-arm the alarm for "now" and spin.
  */
 import { clock } from "../src/clock";
 import type { LedgerEvent } from "../src/domain/events";
-import { lowBalanceTransition } from "../src/domain/low-balance";
+import { isBelow, lowBalanceTransition } from "../src/domain/low-balance";
 import type { AccountState } from "../src/domain/state";
 import type { Env } from "../src/env";
 import { loadConfigKeys } from "../src/security/secrets";
@@ -19,22 +24,67 @@ import { enqueueDeliveries } from "../src/webhooks/store";
 
 /** Outbox events handed off per alarm run; the alarm re-arms at once while more remain. */
 export const OUTBOX_HANDOFF_BATCH_MAX = 50;
+/** After a failed webhook run, the next waits this long, doubling per consecutive failure... */
+export const WEBHOOK_RUN_RETRY_BASE_MS = 10_000;
+/** ...up to this cap (D1 down for an hour costs an object a dozen runs, not a hot loop). */
+export const WEBHOOK_RUN_RETRY_CAP_MS = 300_000;
+
+/** The migration that adds the run state (appended to the account's and the monitor's migrations). */
+export const WEBHOOK_STATE_MIGRATION = `
+  CREATE TABLE webhook_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    next_due_ms INTEGER,
+    retry_at_ms INTEGER,
+    failures INTEGER NOT NULL,
+    low INTEGER
+  );
+`;
+
+/** The wait before the next run after `failures` consecutive failed runs (>= 1). */
+export function webhookRunRetryMs(failures: number): number {
+  return Math.min(WEBHOOK_RUN_RETRY_BASE_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 30), WEBHOOK_RUN_RETRY_CAP_MS);
+}
+
+type RunState = {
+  /** The owner's earliest pending delivery attempt in D1, as of the last run (null: none). */
+  next_due_ms: number | null;
+  /** Set after a failed run: nothing runs before it (null after a run that succeeded). */
+  retry_at_ms: number | null;
+  failures: number;
+  /** The account is low as last notified (1 or 0); null before its first command since the migration. */
+  low: number | null;
+};
+
+const IDLE: RunState = { next_due_ms: null, retry_at_ms: null, failures: 0, low: null };
 
 export class WebhookOutbox {
-  /** True when an event was written since the last hand-off (the alarm must come). */
+  /** The oldest event waiting for its hand-off (memory mirror of the table; null: none). */
   private pendingSince: number | null = null;
+  private state: RunState = IDLE;
 
   constructor(private readonly sql: SqlStorage) {
     // Events left by a hand-off that failed, or by an object evicted before its alarm ran.
-    const row = sql.exec<{ at: number | null }>("SELECT MIN(created_at_ms) AS at FROM webhook_outbox").one();
+    this.reload();
+  }
+
+  /** Reads the waiting events' age and the run state from the tables (start, and after a rollback). */
+  reload(): void {
+    const row = this.sql.exec<{ at: number | null }>("SELECT MIN(created_at_ms) AS at FROM webhook_outbox").one();
     this.pendingSince = row.at;
+    const state = this.sql
+      .exec<RunState>("SELECT next_due_ms, retry_at_ms, failures, low FROM webhook_state WHERE id = 1")
+      .toArray()[0];
+    this.state = state === undefined ? IDLE : { ...state };
   }
 
   /** Inside the command's transaction: writes the crossing's event, if it crossed. Returns rows written. */
   record(before: AccountState | null, after: AccountState, last: LedgerEvent, nowMs: number): number {
-    const transition = lowBalanceTransition(before, after);
+    // Until the first crossing is recorded, "low" is read from the state before the command.
+    const wasLow = this.state.low === null ? before !== null && isBelow(before) === true : this.state.low === 1;
+    const { transition, low } = lowBalanceTransition(wasLow, after);
     if (transition === null) return 0;
-    return this.add(lowBalanceEvent(transition, after, last), nowMs);
+    // A crossing costs two rows: its event, and the flag (so that exactly the threshold stays put).
+    return this.save({ ...this.state, low: low ? 1 : 0 }) + this.add(lowBalanceEvent(transition, after, last), nowMs);
   }
 
   /** Writes one event (inside the caller's transaction); an id already waiting is kept once. */
@@ -49,9 +99,17 @@ export class WebhookOutbox {
     return written;
   }
 
-  /** When the alarm should hand events off: at once if any wait, else null. */
+  /**
+   * When the owner's next run is due: an event waiting or a pending attempt, but never before
+   * the retry time of a failed run; and at that retry time in any case (a run that failed did
+   * not learn what is pending). Null when nothing is pending.
+   */
   wakeAtMs(): number | null {
-    return this.pendingSince;
+    const { next_due_ms: due, retry_at_ms: retryAt } = this.state;
+    const wanted =
+      this.pendingSince === null ? due : due === null ? this.pendingSince : Math.min(due, this.pendingSince);
+    if (retryAt === null) return wanted;
+    return wanted === null ? retryAt : Math.max(wanted, retryAt);
   }
 
   /** The oldest events waiting, at most `limit`. */
@@ -62,25 +120,64 @@ export class WebhookOutbox {
       .map((row) => JSON.parse(row.body) as WebhookEvent);
   }
 
-  /** After their delivery records exist in D1: the events leave the outbox. */
+  /** After their delivery records exist in D1: the events leave the outbox (the age is read afresh). */
   handedOff(ids: readonly string[]): void {
     for (const id of ids) this.sql.exec("DELETE FROM webhook_outbox WHERE event_id = ?", id);
     const row = this.sql.exec<{ at: number | null }>("SELECT MIN(created_at_ms) AS at FROM webhook_outbox").one();
     this.pendingSince = row.at;
   }
+
+  /** A run succeeded: the next is due at the owner's next pending attempt; no retry is waiting. */
+  ran(nextDueMs: number | null): void {
+    this.save({ ...this.state, next_due_ms: nextDueMs, retry_at_ms: null, failures: 0 });
+  }
+
+  /** A run failed at `nowMs`: the next waits on the backoff. Answers its time. */
+  failed(nowMs: number): number {
+    const failures = this.state.failures + 1;
+    const retryAt = nowMs + webhookRunRetryMs(failures);
+    this.save({ ...this.state, retry_at_ms: retryAt, failures });
+    return retryAt;
+  }
+
+  /** Writes the state if it changed (inside a command's transaction, for `low`). Returns rows written. */
+  private save(state: RunState): number {
+    const s = this.state;
+    const same =
+      s.next_due_ms === state.next_due_ms &&
+      s.retry_at_ms === state.retry_at_ms &&
+      s.failures === state.failures &&
+      s.low === state.low;
+    if (same) return 0;
+    const written = this.sql.exec(
+      `INSERT INTO webhook_state (id, next_due_ms, retry_at_ms, failures, low) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET next_due_ms = excluded.next_due_ms, retry_at_ms = excluded.retry_at_ms,
+       failures = excluded.failures, low = excluded.low`,
+      state.next_due_ms,
+      state.retry_at_ms,
+      state.failures,
+      state.low,
+    ).rowsWritten;
+    this.state = state;
+    return written;
+  }
 }
 
 /**
  * One webhook run of an owner (an account, or null for the monitor's alerts): hands the outbox's
- * waiting events to their delivery records in D1, then sends the owner's due deliveries.
- * Answers when the owner's next attempt is due (null: nothing pending). Throws on a D1 failure;
- * the caller retries later, and the outbox keeps what was not handed off.
+ * waiting events to their delivery records in D1, then sends the owner's due deliveries, and
+ * records when the next run is due (outbox.wakeAtMs). Throws on a D1 failure after recording
+ * the retry time; the outbox keeps what was not handed off.
  */
-export async function runWebhookOutbox(outbox: WebhookOutbox, env: Env, owner: string | null): Promise<number | null> {
-  const waiting = outbox.waiting();
-  if (waiting.length > 0) {
-    await enqueueDeliveries(env.DB, waiting, clock.now());
+export async function runWebhookOutbox(outbox: WebhookOutbox, env: Env, owner: string | null): Promise<void> {
+  try {
+    const waiting = outbox.waiting();
+    if (waiting.length > 0) await enqueueDeliveries(env.DB, waiting, clock.now());
+    // Also when nothing was waiting: the age in memory is re-read from the table.
     outbox.handedOff(waiting.map((event) => event.id));
+    outbox.ran(await deliverDue(env.DB, await loadConfigKeys(env), owner));
+  } catch (error) {
+    outbox.failed(clock.now());
+    throw error;
   }
-  return deliverDue(env.DB, await loadConfigKeys(env), owner);
 }

@@ -37,6 +37,8 @@ export class CommandRunner {
     private readonly scheduler: ExpiryScheduler,
     /** Called after events are committed (outside a batch) or after a batch commits. */
     private readonly committed: () => void,
+    /** Called after a batch rolled back: other memory that followed its writes is read afresh. */
+    private readonly rolledBack: () => void = () => undefined,
   ) {}
 
   run(command: Command, nowMs: number): ExecuteResult {
@@ -82,6 +84,7 @@ export class CommandRunner {
     } catch (error) {
       this.store.restore(saved.store);
       this.scheduler.restore(saved.scheduler);
+      this.rolledBack();
       if (!(error instanceof AtomicBatchRejected)) throw error;
       committed = false;
     }

@@ -87,16 +87,34 @@ export class ExpiryScheduler {
   }
 
   ensureAlarm(): void {
-    let next = this.nextExpiryMs;
-    for (const wake of this.wakeAtMs) {
-      const at = wake();
-      if (at !== null && (next === null || at < next)) next = at;
-    }
+    const next = this.earliestWake();
     if (next === null) return;
     if (this.alarmAtMs !== null && this.alarmAtMs <= next) return;
     this.alarmAtMs = next;
     // Not awaited: the output gate holds every response until this write is durable.
     void this.storage.setAlarm(next);
+  }
+
+  /**
+   * At the end of an alarm run: the alarm becomes exactly the earliest wake. While the run
+   * worked, a client may have asked for "now" and then moved its wake later (a webhook run that
+   * failed waits for its retry time); `ensureAlarm` never moves an alarm later, so without this
+   * the alarm would fire at once, fail again and spin.
+   */
+  rearm(): void {
+    const next = this.earliestWake();
+    if (next === null || next === this.alarmAtMs) return;
+    this.alarmAtMs = next;
+    void this.storage.setAlarm(next);
+  }
+
+  private earliestWake(): number | null {
+    let next = this.nextExpiryMs;
+    for (const wake of this.wakeAtMs) {
+      const at = wake();
+      if (at !== null && (next === null || at < next)) next = at;
+    }
+    return next;
   }
 
   memory(): { nextExpiryMs: number | null; alarmAtMs: number | null } {

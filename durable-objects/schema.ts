@@ -9,6 +9,7 @@
  */
 import type { LedgerEvent } from "../src/domain/events";
 import { eventKeyString } from "../src/domain/keys";
+import { WEBHOOK_STATE_MIGRATION } from "./outbox";
 
 /**
  * Keys at a bounded cost (docs/archive.md, "What the object keeps"). An ended reservation keeps
@@ -169,6 +170,9 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   `,
   // Ended reservations as their records, charges as columns (the constant above).
   ENDED_ROWS_AS_RECORDS,
+  // Issue 14 fix: when the webhook run is next due and the retry time after a failed run, kept
+  // across eviction (one row; durable-objects/outbox.ts).
+  WEBHOOK_STATE_MIGRATION,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {

@@ -71,9 +71,17 @@ export interface Measurements {
   auth_failures: number;
   /** Over ALERT_ALARM_WINDOW_MINUTES. */
   alarms_exhausted: number;
-  /** Now. */
-  pending_refunds: number;
-  dead_letters: number;
+  /** Now; null when D1 could not be read (the rule is not checked: its alert keeps its state). */
+  pending_refunds: number | null;
+  dead_letters: number | null;
+}
+
+/** The rules whose measurement is missing (a gauge D1 could not answer): not checked this time. */
+export function unmeasuredRules(m: Measurements): AlertRule[] {
+  const rules: AlertRule[] = [];
+  if (m.pending_refunds === null) rules.push("pending_refunds");
+  if (m.dead_letters === null) rules.push("dead_letters");
+  return rules;
 }
 
 export interface Check {
@@ -106,7 +114,7 @@ function rateCheck(
   };
 }
 
-/** Every rule's check against the measurements. */
+/** Every rule's check against the measurements, but for the unmeasured rules (unmeasuredRules). */
 export function checkRules(m: Measurements, t: AlertThresholds): Check[] {
   const worker = { failures: m.errors_5xx, requests: m.requests };
   const checks: Check[] = [
@@ -124,8 +132,9 @@ export function checkRules(m: Measurements, t: AlertThresholds): Check[] {
     threshold: max,
     firing: value > max,
   });
+  if (m.pending_refunds !== null) checks.push(above("pending_refunds", m.pending_refunds, t.ALERT_PENDING_REFUNDS_MAX));
+  if (m.dead_letters !== null) checks.push(above("dead_letters", m.dead_letters, t.ALERT_DEAD_LETTERS_MAX));
   checks.push(
-    above("pending_refunds", m.pending_refunds, t.ALERT_PENDING_REFUNDS_MAX),
     {
       rule: "d1_write_failures",
       subject: null,
@@ -135,7 +144,6 @@ export function checkRules(m: Measurements, t: AlertThresholds): Check[] {
     },
     above("auth_failures", m.auth_failures, t.ALERT_AUTH_FAILURES_MAX),
     above("projection_lag", m.projection_lag_p99_ms ?? 0, t.ALERT_PROJECTION_LAG_P99_MS_MAX),
-    above("dead_letters", m.dead_letters, t.ALERT_DEAD_LETTERS_MAX),
     above("alarm_retries_exhausted", m.alarms_exhausted, t.ALERT_ALARMS_EXHAUSTED_MAX),
   );
   return checks;
@@ -163,13 +171,15 @@ const keyOf = (a: { rule: string; subject: string | null }) => `${a.rule}\u0000$
  * The alerts after this evaluation and what changed. An alert fires once (a transition to
  * firing) and resolves once (a transition to resolved); staying firing or staying quiet is no
  * transition, which is the deduplication. A previous alert whose subject has no check any more
- * (a provider with no calls in the window) counts as not firing. Rules that never fired have
- * no alert.
+ * (a provider with no calls in the window) counts as not firing, unless its rule is in
+ * `unmeasured` (its measurement could not be read): such an alert keeps its state as it was.
+ * Rules that never fired have no alert.
  */
 export function evaluateAlerts(
   previous: readonly Alert[],
   checks: readonly Check[],
   nowIso: string,
+  unmeasured: readonly AlertRule[] = [],
 ): { alerts: Alert[]; transitions: Transition[] } {
   const byKey = new Map(previous.map((a) => [keyOf(a), a]));
   const seen = new Set<string>();
@@ -202,7 +212,7 @@ export function evaluateAlerts(
   }
   for (const [key, before] of byKey) {
     if (seen.has(key)) continue;
-    if (before.state !== "firing") {
+    if (before.state !== "firing" || unmeasured.includes(before.rule)) {
       alerts.push(before);
       continue;
     }

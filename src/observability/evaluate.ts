@@ -8,6 +8,8 @@ import { pruneDeliveries } from "../webhooks/store";
 import { type Alert, alertThresholds } from "./alerts";
 import { MONITOR_NAME } from "./flush";
 import { readGauges } from "./gauges";
+import { writeLog } from "./log";
+import { recordBackgroundFailure } from "./metrics";
 
 /** Pending account deliveries this late are nudged by the cron (their account's alarm was lost). */
 export const WEBHOOK_SWEEP_GRACE_MS = 60_000;
@@ -36,5 +38,11 @@ export async function sweepWebhooks(env: Env, nowMs: number): Promise<{ woken: n
     .all<{ account_id: string }>();
   await Promise.allSettled(late.results.map((row) => env.ACCOUNTS.getByName(row.account_id).wakeWebhooks()));
   await monitorOf(env).sendAlerts();
-  return { woken: late.results.length, pruned: await pruneDeliveries(env.DB, nowMs) };
+  const pruned = await pruneDeliveries(env.DB, nowMs);
+  // Failed deliveries past their bound leave a trace: a log line each (ids only) and a count.
+  for (const failure of pruned.failed) {
+    writeLog(env, "warn", { msg: "webhook_failed_delivery_pruned", ...failure });
+    recordBackgroundFailure(nowMs, "webhook_failed_pruned");
+  }
+  return { woken: late.results.length, pruned: pruned.delivered + pruned.failed.length };
 }

@@ -6,7 +6,9 @@
  *   settles inline and leaves a settle that still fails to the hold's expiry rule, so these holds
  *   are also where its failed refunds wait. README, "Pending refunds".
  * - dead letters: rows of projection_dead_letters (shard 0).
- * A failed read throws (and counts as a D1 failure): rules are never evaluated on a guess.
+ * A gauge whose read fails is null (and counts as a D1 failure, `read:gauges`): the rules that
+ * need it keep their previous state (neither fired nor resolved on a guess), and every other
+ * rule is still evaluated, so the alerts do not go blind exactly when D1 is down.
  */
 import type { Env } from "../env";
 import { shardsOf } from "../projection/shards";
@@ -14,23 +16,35 @@ import { SWEEP_GRACE_MS } from "../sweep";
 import { recordD1Failure } from "./metrics";
 import type { Gauges } from "./windows";
 
+/** The value of `read`, or null (counted as a failed D1 read) when it fails. */
+async function gauge(nowMs: number, read: () => Promise<number>): Promise<number | null> {
+  try {
+    return await read();
+  } catch {
+    recordD1Failure(nowMs, "read:gauges");
+    return null;
+  }
+}
+
 export async function readGauges(env: Env, nowMs: number): Promise<Gauges> {
   const threshold = new Date(nowMs - SWEEP_GRACE_MS).toISOString();
-  try {
-    const [stale, dead] = await Promise.all([
-      Promise.all(
+  const [pending_refunds, dead_letters] = await Promise.all([
+    gauge(nowMs, async () => {
+      const stale = await Promise.all(
         shardsOf(env).map((shard) =>
           shard.db
             .prepare("SELECT COUNT(*) AS n FROM open_holds WHERE status = 'open' AND expires_at < ?")
             .bind(threshold)
             .first<{ n: number }>(),
         ),
-      ),
-      env.DB.prepare("SELECT COUNT(*) AS n FROM projection_dead_letters").first<{ n: number }>(),
-    ]);
-    return { pending_refunds: stale.reduce((sum, row) => sum + (row?.n ?? 0), 0), dead_letters: dead?.n ?? 0 };
-  } catch (error) {
-    recordD1Failure(nowMs, "read:gauges");
-    throw error;
-  }
+      );
+      return stale.reduce((sum, row) => sum + (row?.n ?? 0), 0);
+    }),
+    gauge(
+      nowMs,
+      async () =>
+        (await env.DB.prepare("SELECT COUNT(*) AS n FROM projection_dead_letters").first<{ n: number }>())?.n ?? 0,
+    ),
+  ]);
+  return { pending_refunds, dead_letters };
 }

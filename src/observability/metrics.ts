@@ -166,6 +166,23 @@ export function addMinute(into: MinuteCounts, from: MinuteCounts): MinuteCounts 
   return into;
 }
 
+/**
+ * Bounds a merged minute's providers (the monitor merges isolates, each bounded on its own):
+ * the METRICS_PROVIDERS_MAX with the most calls keep their names (ties by name), the rest fold
+ * into "other".
+ */
+export function boundProviders(counts: MinuteCounts): MinuteCounts {
+  const named = Object.entries(counts.providers).filter(([name]) => name !== "other");
+  if (named.length <= METRICS_PROVIDERS_MAX) return counts;
+  named.sort(([a, x], [b, y]) => y.requests - x.requests || (a < b ? -1 : 1));
+  const providers: Record<string, ProviderCounts> = Object.fromEntries(named.slice(0, METRICS_PROVIDERS_MAX));
+  const other = counts.providers.other ?? emptyProvider();
+  for (const [, folded] of named.slice(METRICS_PROVIDERS_MAX)) addProvider(other, folded);
+  providers.other = other;
+  counts.providers = providers;
+  return counts;
+}
+
 // ---------------------------------------------------------------- this isolate's counts
 
 const pending = new Map<number, MinuteCounts>();

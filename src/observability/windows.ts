@@ -1,7 +1,7 @@
 /**
  * Rolling windows over whole minutes of counts (src/observability/metrics.ts), pure: the monitor
- * keeps one merged row per minute and reads a window as the current minute plus the minutes
- * before it. What GET /v1/admin/monitoring answers, and what the alert rules measure.
+ * keeps one merged row per minute and reads a window of N minutes as the N whole minutes before
+ * the current one plus the current partial minute (windowStartMs). What GET /v1/admin/monitoring answers, and what the alert rules measure.
  */
 import {
   ALERT_ALARM_WINDOW_MINUTES,
@@ -21,9 +21,16 @@ import {
   type RouteCounts,
 } from "./metrics";
 
-/** The start of the oldest minute of a window of `minutes` ending in the current minute. */
+/**
+ * The start of the oldest minute of a window of `minutes`: the `minutes` whole minutes before
+ * the current one, plus the current partial minute. Counts are kept per whole minute, so a
+ * window can only be rounded outwards: it covers every event of the last `minutes` minutes
+ * (and up to one minute more), never fewer. Read at the start of a minute (the cron's time), a
+ * 10-minute window is the 10 minutes just ended; stopping at the current minute's start minus
+ * 9 would make it 9.
+ */
 export function windowStartMs(nowMs: number, minutes: number): number {
-  return nowMs - (nowMs % MINUTE_MS) - (minutes - 1) * MINUTE_MS;
+  return nowMs - (nowMs % MINUTE_MS) - minutes * MINUTE_MS;
 }
 
 /** Merges the minutes of `rows` that fall in the window of `minutes` ending at `nowMs`. */
@@ -56,10 +63,10 @@ function routeView(counts: RouteCounts) {
   };
 }
 
-/** The gauges read from D1 at the time of asking. */
+/** The gauges read from D1 at the time of asking; null when the read failed (src/observability/gauges.ts). */
 export interface Gauges {
-  pending_refunds: number;
-  dead_letters: number;
+  pending_refunds: number | null;
+  dead_letters: number | null;
 }
 
 /** The monitoring view: the rate window per route and overall, and every measurement of the rules. */

@@ -97,6 +97,10 @@ export async function sendAndRecord(db: D1Database, keys: ConfigKeys, row: Deliv
 export async function deliverDue(db: D1Database, keys: ConfigKeys, owner: string | null): Promise<number | null> {
   const due = await dueDeliveries(db, owner, clock.now(), WEBHOOK_SEND_BATCH_MAX);
   // One endpoint's slowness must not hold the others: attempts run concurrently, each bounded.
-  await Promise.all(due.map((row) => sendAndRecord(db, keys, row)));
+  // Every attempt is awaited to its record before a failure is reported: a run that failed
+  // early while others were still in flight would be retried and send those again.
+  const settled = await Promise.allSettled(due.map((row) => sendAndRecord(db, keys, row)));
+  const failed = settled.find((result) => result.status === "rejected");
+  if (failed !== undefined) throw failed.reason;
   return nextDueMs(db, owner);
 }

@@ -11,8 +11,14 @@ import type { WebhookEvent, WebhookEventType } from "./events";
 
 /** Endpoints in all; creating one more is refused (422 webhook_endpoints_limit). */
 export const WEBHOOK_ENDPOINTS_MAX = 100;
-/** Delivered and failed records are kept this long, then pruned by the cron. */
+/** Delivered records are kept this long, then pruned by the cron. */
 export const WEBHOOK_DELIVERIES_RETENTION_DAYS = 30;
+/**
+ * Failed records are kept, whatever their age, until an admin redelivers them (they become
+ * delivered, then age out) or their count passes this bound; past it the oldest are pruned,
+ * and each one pruned is logged and counted by the cron (never silently).
+ */
+export const WEBHOOK_FAILED_KEPT_MAX = 10_000;
 /** Records pruned per cron run (bounded work; the rest next minute). */
 export const WEBHOOK_DELIVERIES_PRUNE_MAX = 1_000;
 
@@ -260,15 +266,42 @@ export async function resetForRedelivery(db: D1Database, id: string, nowMs: numb
     .run();
 }
 
-/** Prunes delivered and failed records past the retention (bounded per run). */
-export async function pruneDeliveries(db: D1Database, nowMs: number): Promise<number> {
+/** A failed record pruned past WEBHOOK_FAILED_KEPT_MAX: what the cron logs of it (no URL, no body). */
+export interface PrunedFailure {
+  id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_type: string;
+}
+
+/**
+ * Prunes delivered records past the retention, and the oldest failed records past
+ * `failedKeptMax` (each bounded per run). Answers how many delivered went, and which failed did.
+ */
+export async function pruneDeliveries(
+  db: D1Database,
+  nowMs: number,
+  failedKeptMax: number = WEBHOOK_FAILED_KEPT_MAX,
+): Promise<{ delivered: number; failed: PrunedFailure[] }> {
   const before = new Date(nowMs - WEBHOOK_DELIVERIES_RETENTION_DAYS * 86_400_000).toISOString();
-  const pruned = await db
+  const delivered = await db
     .prepare(
       `DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries
-         WHERE created_at < ? AND state != 'pending' ORDER BY created_at LIMIT ?)`,
+         WHERE created_at < ? AND state = 'delivered' ORDER BY created_at LIMIT ?)`,
     )
     .bind(before, WEBHOOK_DELIVERIES_PRUNE_MAX)
     .run();
-  return pruned.meta.changes;
+  const count = await db
+    .prepare("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE state = 'failed'")
+    .first<{ n: number }>();
+  const excess = Math.min((count?.n ?? 0) - failedKeptMax, WEBHOOK_DELIVERIES_PRUNE_MAX);
+  if (excess <= 0) return { delivered: delivered.meta.changes, failed: [] };
+  const failed = await db
+    .prepare(
+      `DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries
+         WHERE state = 'failed' ORDER BY created_at, id LIMIT ?) RETURNING id, endpoint_id, event_id, event_type`,
+    )
+    .bind(excess)
+    .all<PrunedFailure>();
+  return { delivered: delivered.meta.changes, failed: failed.results };
 }

@@ -23,7 +23,7 @@ import {
   observe,
   quantile,
 } from "../../src/observability/metrics";
-import { mergeWindow, windowStartMs } from "../../src/observability/windows";
+import { measurementsOf, mergeWindow, monitoringView, windowStartMs } from "../../src/observability/windows";
 
 const QUIET: Measurements = {
   requests: 0,
@@ -184,15 +184,15 @@ describe("alert lifecycle", () => {
 describe("windows and histograms", () => {
   const NOW = Date.UTC(2027, 0, 1, 12, 30, 15);
 
-  it("a window is the current minute and the minutes before it", () => {
-    expect(windowStartMs(NOW, 10)).toBe(Date.UTC(2027, 0, 1, 12, 21));
+  it("a window is the N whole minutes before the current one plus the current partial minute", () => {
+    expect(windowStartMs(NOW, 10)).toBe(Date.UTC(2027, 0, 1, 12, 20));
     const minute = (start: number, authFailures: number): [number, MinuteCounts] => [
       start,
       { ...emptyMinute(), auth_failures: authFailures },
     ];
     const rows = [
-      minute(Date.UTC(2027, 0, 1, 12, 20), 1_000), // 10 minutes back: outside
-      minute(Date.UTC(2027, 0, 1, 12, 21), 60),
+      minute(Date.UTC(2027, 0, 1, 12, 19), 1_000), // 11 minutes back: outside
+      minute(Date.UTC(2027, 0, 1, 12, 20), 60),
       minute(Date.UTC(2027, 0, 1, 12, 30), 41),
       minute(Date.UTC(2027, 0, 1, 12, 31), 1_000), // the future (a skewed isolate): outside
     ];
@@ -200,9 +200,26 @@ describe("windows and histograms", () => {
     // One minute later the oldest minute leaves the window.
     expect(mergeWindow(rows, NOW + MINUTE_MS, 10).auth_failures).toBe(1_041);
     expect(mergeWindow(rows, NOW + 2 * MINUTE_MS, 10).auth_failures).toBe(1_041);
-    expect(mergeWindow(rows, NOW + 9 * MINUTE_MS, 10).auth_failures).toBe(1_041);
-    expect(mergeWindow(rows, NOW + 10 * MINUTE_MS, 10).auth_failures).toBe(1_000);
-    expect(mergeWindow(rows, NOW + 11 * MINUTE_MS, 10).auth_failures).toBe(0);
+    expect(mergeWindow(rows, NOW + 10 * MINUTE_MS, 10).auth_failures).toBe(1_041);
+    expect(mergeWindow(rows, NOW + 11 * MINUTE_MS, 10).auth_failures).toBe(1_000);
+    expect(mergeWindow(rows, NOW + 12 * MINUTE_MS, 10).auth_failures).toBe(0);
+  });
+
+  it("fires on 101 authentication failures spread evenly over the 10 minutes before a minute boundary", () => {
+    const boundary = Date.UTC(2027, 0, 1, 12, 30);
+    // 12:20 to 12:29, one row per minute: 11 in the first, 10 in each other (101 in all).
+    const rows = Array.from({ length: 10 }, (_, i): [number, MinuteCounts] => [
+      boundary - (10 - i) * MINUTE_MS,
+      { ...emptyMinute(), auth_failures: i === 0 ? 11 : 10 },
+    ]);
+    const view = monitoringView(rows, boundary, { pending_refunds: 0, dead_letters: 0 });
+    expect(view.auth_failures_10m).toBe(101);
+    const auth = checkRules(measurementsOf(view), { ...ALERT_THRESHOLDS_DEFAULT }).find(
+      (c) => c.rule === "auth_failures",
+    );
+    expect(auth).toMatchObject({ value: 101, firing: true });
+    // The same failures read the minute after: the oldest minute (11) is past the window.
+    expect(mergeWindow(rows, boundary + MINUTE_MS, 10).auth_failures).toBe(90);
   });
 
   it("reads quantiles to the bucket's upper bound", () => {

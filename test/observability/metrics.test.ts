@@ -4,12 +4,21 @@
  * a refused flush is kept for the next one, and billing failures are the 5xx of money routes.
  * Times are explicit: this file sends no request, so nothing else counts meanwhile.
  */
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { monitorOf } from "../../src/observability/evaluate";
 import {
+  addMinute,
+  boundProviders,
+  emptyMinute,
+  emptyProvider,
   METRICS_FLUSH_INTERVAL_MS,
   METRICS_PENDING_MINUTES_MAX,
   METRICS_PROVIDERS_MAX,
+  type MetricsFlush,
   MINUTE_MS,
+  type MinuteCounts,
   recordProvider,
   recordRequest,
   restoreMetrics,
@@ -79,5 +88,34 @@ describe("metrics flush", () => {
     expect(Object.keys(providers)).toHaveLength(METRICS_PROVIDERS_MAX + 1);
     expect(providers.other).toMatchObject({ requests: 3, failures: 3 });
     expect(providers.p0).toMatchObject({ requests: 3, failures: 1, statuses: { "429": 1, "4xx": 1, ok: 1 } });
+  });
+
+  it("the monitor bounds merged providers too: past METRICS_PROVIDERS_MAX the fewest calls fold into other", async () => {
+    const start = T0 + 400 * MINUTE_MS;
+    // Two isolates, each within its own bound, together past it.
+    const isolate = (from: number, calls: number): MetricsFlush => {
+      const counts = emptyMinute();
+      for (let i = from; i < from + METRICS_PROVIDERS_MAX; i++) {
+        counts.providers[`p${i}`] = { ...emptyProvider(), requests: calls, failures: 1 };
+      }
+      return { minutes: [[start, counts]], dropped_minutes: 0 };
+    };
+    const minuteOf = (flush: MetricsFlush) => flush.minutes[0]?.[1] as MinuteCounts;
+    const merged = boundProviders(addMinute(minuteOf(isolate(0, 5)), minuteOf(isolate(METRICS_PROVIDERS_MAX, 9))));
+    expect(Object.keys(merged.providers)).toHaveLength(METRICS_PROVIDERS_MAX + 1);
+    expect(merged.providers[`p${METRICS_PROVIDERS_MAX}`]).toMatchObject({ requests: 9 });
+    expect(merged.providers.p0).toBeUndefined();
+    expect(merged.providers.other).toMatchObject({
+      requests: 5 * METRICS_PROVIDERS_MAX,
+      failures: METRICS_PROVIDERS_MAX,
+    });
+    // The monitor stores them bounded.
+    const monitor = monitorOf(env);
+    await monitor.ingest(isolate(0, 5));
+    await monitor.ingest(isolate(METRICS_PROVIDERS_MAX, 9));
+    const stored = await runInDurableObject(monitor, (_instance, state) =>
+      state.storage.sql.exec<{ counts: string }>("SELECT counts FROM minutes WHERE minute_ms = ?", start).one(),
+    );
+    expect(Object.keys((JSON.parse(stored.counts) as MinuteCounts).providers)).toHaveLength(METRICS_PROVIDERS_MAX + 1);
   });
 });

@@ -79,8 +79,9 @@ describe("monitoring", () => {
     expect(monitoring.status).toBe(200);
     expect(monitoring.body.auth_failures_10m).toBe(101);
 
-    // Ten minutes after the minute of the failures, the window no longer holds them.
-    clock.advance(9 * 60_000);
+    // Eleven minutes after: the window (the 10 whole minutes before the current one, and the
+    // current one) no longer holds the failures' minute.
+    clock.advance(10 * 60_000);
     const resolved = await api("GET", "/v1/admin/alerts");
     expect(resolved.body.data.find((a: { rule: string }) => a.rule === "auth_failures")).toMatchObject({
       state: "resolved",

@@ -1,7 +1,60 @@
-/** A fake webhook receiver behind the outbound-fetch seam, and an independent signature check. */
+/**
+ * A fake webhook receiver behind the outbound-fetch seam, an independent signature check, a D1
+ * that is down, and the endpoint and delivery helpers the webhook tests share.
+ */
+
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { onTestFinished } from "vitest";
+import type { Env } from "../../src/env";
 import { useWebhookFetch } from "../../src/webhooks/send";
+import { api, stub } from "../helpers";
+
+export const HOOK_URL = "https://hooks.receiver.example/ledger?token=abc";
+
+export async function createEndpoint(body: Record<string, unknown>) {
+  return api("POST", "/v1/admin/webhook-endpoints", body);
+}
+
+export async function clearEndpoints(): Promise<void> {
+  await env.DB.prepare("DELETE FROM webhook_endpoints").run();
+  await env.DB.prepare("DELETE FROM webhook_deliveries").run();
+}
+
+export async function deliveriesOf(accountId: string) {
+  const rows = await env.DB.prepare("SELECT * FROM webhook_deliveries WHERE account_id = ? ORDER BY created_at, id")
+    .bind(accountId)
+    .all<{ id: string; event_type: string; state: string; attempts: number; next_attempt_at_ms: number | null }>();
+  return rows.results;
+}
+
+export async function outboxCount(accountId: string): Promise<number> {
+  return runInDurableObject(
+    stub(accountId),
+    (_instance, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM webhook_outbox").one().n,
+  );
+}
+
+/** A D1 binding that is down: every statement and batch rejects, the way an outage does. */
+export function downD1(): D1Database {
+  const fail = async () => {
+    throw new Error("D1_ERROR: injected outage");
+  };
+  const statement = { bind: () => statement, first: fail, run: fail, all: fail, raw: fail };
+  return { prepare: () => statement, batch: fail, exec: fail, dump: fail } as unknown as D1Database;
+}
+
+/**
+ * Gives a live Durable Object instance an env whose DB is down (`down`) or the real one again.
+ * Only what reads `this.env` at run time sees it (webhooks, metrics); the projection keeps the
+ * shards it was built with.
+ */
+export async function setObjectD1(target: DurableObjectStub, down: boolean): Promise<void> {
+  await runInDurableObject(target, (instance: object) => {
+    (instance as { env: Env }).env = down ? { ...env, DB: downD1() } : env;
+  });
+}
 
 export interface Received {
   url: string;

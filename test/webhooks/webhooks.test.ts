@@ -11,35 +11,19 @@ import { afterEach, describe, expect, it } from "vitest";
 import { captureLogs } from "../../src/observability/log";
 import { encryptSecret, loadConfigKeys } from "../../src/security/secrets";
 import { retryDelayMs, WEBHOOK_ATTEMPTS_MAX } from "../../src/webhooks/backoff";
+import { pruneDeliveries, WEBHOOK_DELIVERIES_RETENTION_DAYS } from "../../src/webhooks/store";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
-import { fakeReceiver, receiverVerifies } from "./support";
+import {
+  clearEndpoints,
+  createEndpoint,
+  deliveriesOf,
+  fakeReceiver,
+  HOOK_URL,
+  outboxCount,
+  receiverVerifies,
+} from "./support";
 
 afterEach(expectEveryAccountConsistent);
-
-const HOOK_URL = "https://hooks.receiver.example/ledger?token=abc";
-
-async function createEndpoint(body: Record<string, unknown>) {
-  return api("POST", "/v1/admin/webhook-endpoints", body);
-}
-
-async function clearEndpoints(): Promise<void> {
-  await env.DB.prepare("DELETE FROM webhook_endpoints").run();
-  await env.DB.prepare("DELETE FROM webhook_deliveries").run();
-}
-
-async function deliveriesOf(accountId: string) {
-  const rows = await env.DB.prepare("SELECT * FROM webhook_deliveries WHERE account_id = ? ORDER BY created_at, id")
-    .bind(accountId)
-    .all<{ id: string; event_type: string; state: string; attempts: number; next_attempt_at_ms: number | null }>();
-  return rows.results;
-}
-
-async function outboxCount(accountId: string): Promise<number> {
-  return runInDurableObject(
-    stub(accountId),
-    (_instance, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM webhook_outbox").one().n,
-  );
-}
 
 describe("webhook endpoints", () => {
   const REFUSED: readonly (readonly [string, string])[] = [
@@ -215,9 +199,12 @@ describe("account.low_balance", () => {
       ),
     ).toBe(false);
 
-    // Back to exactly the threshold: recovered (once); below again: a second low_balance.
+    // Back to exactly the threshold: still low (nothing); above it: recovered (once); below
+    // again: a second low_balance.
     await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "t1", amount: 2 });
+    expect(await outboxCount(id)).toBe(0);
     await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "t2", amount: 2 });
+    expect(await outboxCount(id)).toBe(1);
     await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c4", amount: 10 });
     await runDurableObjectAlarm(stub(id));
     // Attempts run concurrently: order the received events by the seq that crossed.
@@ -229,6 +216,34 @@ describe("account.low_balance", () => {
     ]);
     expect(new Set(received.map((r) => JSON.parse(r.body).id)).size).toBe(3);
     expect((await deliveriesOf(id)).map((d) => d.state)).toEqual(["delivered", "delivered", "delivered"]);
+  });
+
+  it("at exactly the threshold the account stays as it was: recovery needs above, a new crossing below", async () => {
+    useManualClock();
+    await clearEndpoints();
+    const id = await openAccount(100);
+    await api("PATCH", `/v1/accounts/${id}`, { low_balance_threshold: 50 });
+    const outboxTypes = () =>
+      runInDurableObject(stub(id), (_instance, state) =>
+        state.storage.sql
+          .exec<{ body: string }>("SELECT body FROM webhook_outbox ORDER BY created_at_ms, event_id")
+          .toArray()
+          .map((row) => JSON.parse(row.body) as { data: { seq: number }; type: string })
+          .sort((a, b) => a.data.seq - b.data.seq)
+          .map((event) => event.type),
+      );
+    const steps: [string, string, number][] = [
+      ["charges", "c1", 51], // 49: low
+      ["credits", "t1", 1], // 50: exactly, still low
+      ["charges", "c2", 1], // 49: still low, no second low_balance
+      ["credits", "t2", 2], // 51: above, recovered
+      ["charges", "c3", 1], // 50: exactly, still recovered
+    ];
+    for (const [path, key, amount] of steps) {
+      const id_field = path === "charges" ? "charge_id" : "credit_id";
+      expect((await api("POST", `/v1/accounts/${id}/${path}`, { [id_field]: key, amount })).status).toBe(201);
+    }
+    expect(await outboxTypes()).toEqual(["account.low_balance", "account.balance_recovered"]);
   });
 
   it("counts a hold: spendable is balance - reserved + credit_limit", async () => {
@@ -405,5 +420,40 @@ describe("delivery", () => {
     } finally {
       logs.stop();
     }
+  });
+
+  it("prunes delivered records past the retention, keeps failed ones, and logs the failed past their bound", async () => {
+    const clock = useManualClock();
+    await clearEndpoints();
+    const old = new Date(clock.now() - (WEBHOOK_DELIVERIES_RETENTION_DAYS + 1) * 86_400_000).toISOString();
+    const insert = (id: string, state: string) =>
+      env.DB.prepare(
+        `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, account_id, body, state, attempts,
+           created_at, updated_at) VALUES (?, 'whe_x', ?, 'account.low_balance', NULL, '{}', ?, 1, ?, ?)`,
+      )
+        .bind(id, `evt_${id}`, state, old, old)
+        .run();
+    await insert("whd_delivered", "delivered");
+    await insert("whd_failed_1", "failed");
+    await insert("whd_failed_2", "failed");
+    await insert("whd_failed_3", "failed");
+    const remaining = async () =>
+      (await env.DB.prepare("SELECT id FROM webhook_deliveries ORDER BY id").all<{ id: string }>()).results.map(
+        (r) => r.id,
+      );
+    // Past the retention: the delivered one goes, the failed ones stay for an admin.
+    const kept = await pruneDeliveries(env.DB, clock.now());
+    expect(kept).toEqual({ delivered: 1, failed: [] });
+    expect(await remaining()).toEqual(["whd_failed_1", "whd_failed_2", "whd_failed_3"]);
+    // Past the bound (here 2), the oldest failed one is pruned and named for the log.
+    const bounded = await pruneDeliveries(env.DB, clock.now(), 2);
+    expect(bounded.failed.map((f) => f.id)).toEqual(["whd_failed_1"]);
+    expect(bounded.failed[0]).toEqual({
+      id: "whd_failed_1",
+      endpoint_id: "whe_x",
+      event_id: "evt_whd_failed_1",
+      event_type: "account.low_balance",
+    });
+    expect(await remaining()).toEqual(["whd_failed_2", "whd_failed_3"]);
   });
 });

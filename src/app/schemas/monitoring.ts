@@ -43,8 +43,8 @@ export const MonitoringSchema = z
     background_failures: Counts,
     projection_lag_p99_ms: z.number().nullable(),
     alarms_exhausted_15m: z.number().int(),
-    pending_refunds: z.number().int(),
-    dead_letters: z.number().int(),
+    pending_refunds: z.number().int().nullable().openapi({ description: "Null when D1 could not be read." }),
+    dead_letters: z.number().int().nullable().openapi({ description: "Null when D1 could not be read." }),
   })
   .openapi("Monitoring");
 
