@@ -37,6 +37,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import os from "node:os";
 import { join } from "node:path";
 import { buildWorker, freshSecrets, serveLedger } from "../scripts/local-ledger.mjs";
+
+const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
+
 import { archiveScenario } from "./archive.mjs";
 
 const ROOT = new URL("..", import.meta.url).pathname;
