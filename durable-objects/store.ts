@@ -24,6 +24,7 @@ import {
   type LedgerState,
   type ReservationState,
   type ReservationStatus,
+  reservationRecord,
 } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { migrate } from "./schema";
@@ -541,18 +542,8 @@ export class AccountStore {
  * one as its record only (state NULL; `AccountStore.reservation` rebuilds it from its events).
  */
 export function reservationRow(r: ReservationState): ReservationRow {
-  const record = r.status === "open" ? null : endedRecord(r);
-  return {
-    reservation_id: r.reservation_id,
-    status: r.status,
-    amount: r.amount,
-    expires_at_ms: Date.parse(r.expires_at),
-    ttl_seconds: r.ttl_seconds,
-    on_expiry: r.on_expiry,
-    reserve_seq: r.reserve_seq,
-    end_seq: record?.end_seq ?? null,
-    state: record === null ? JSON.stringify(r) : null,
-  };
+  if (r.status !== "open") return { ...endedRecord(r), state: null };
+  return { ...reservationRecord(r), state: JSON.stringify(r) };
 }
 
 /** Invariants asserted on every append, inside the transaction (a failure rolls it back). */

@@ -1,7 +1,8 @@
 /** Shared helpers for tests that run against the Worker and its Durable Objects in workerd. */
-import { listDurableObjectIds } from "cloudflare:test";
+import { listDurableObjectIds, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { expect, onTestFinished } from "vitest";
+import type { AccountDurableObject } from "../durable-objects/account";
 import { ManualClock, useClock } from "../src/clock";
 import { checkResponse } from "./http/conformance";
 
@@ -103,4 +104,26 @@ export function useManualClock(startMs: number = Date.now() + MANUAL_CLOCK_AHEAD
   const restore = useClock(manual);
   onTestFinished(() => restore());
   return manual;
+}
+
+/**
+ * Runs `work` inside account `accountId`'s object while the work of its alarm (settling what is
+ * due) throws, as a failing alarm would; restored afterwards.
+ */
+export async function withFailingAlarmWork(
+  accountId: string,
+  work: (instance: AccountDurableObject) => Promise<void>,
+): Promise<void> {
+  await runInDurableObject(stub(accountId), async (instance: AccountDurableObject) => {
+    const runner = (instance as unknown as { runner: { settleDue: () => void } }).runner;
+    const settleDue = runner.settleDue;
+    runner.settleDue = () => {
+      throw new Error("injected: the alarm's work fails");
+    };
+    try {
+      await work(instance);
+    } finally {
+      runner.settleDue = settleDue;
+    }
+  });
 }

@@ -319,8 +319,8 @@ export interface EndedReservation {
   end_seq: number;
 }
 
-export function endedRecord(r: ReservationState): EndedReservation {
-  assert(r.status !== "open" && r.end_seq !== null, `reservation ${r.reservation_id} has ended`);
+/** A reservation's record (the columns its row keeps), open or ended. */
+export function reservationRecord(r: ReservationState) {
   return {
     reservation_id: r.reservation_id,
     status: r.status,
@@ -331,6 +331,12 @@ export function endedRecord(r: ReservationState): EndedReservation {
     reserve_seq: r.reserve_seq,
     end_seq: r.end_seq,
   };
+}
+
+export function endedRecord(r: ReservationState): EndedReservation {
+  const record = reservationRecord(r);
+  assert(record.status !== "open" && record.end_seq !== null, `reservation ${r.reservation_id} has ended`);
+  return { ...record, status: record.status, end_seq: record.end_seq };
 }
 
 /**

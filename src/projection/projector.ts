@@ -259,9 +259,8 @@ export class Projector {
       const accepted = built[result.accepted - 1];
       if (accepted !== undefined && mode === "flush") {
         // The lag this delivery ended: the age of the oldest event it carried (issue 14's p99 rule).
-        // (Never sealed: the archive takes only what the projection has delivered.)
-        const first = built[0]?.message.from_seq;
-        const at = first === undefined ? undefined : this.source.event(first)?.at;
+        // The message carries that time (`oldest_at`): no read of the event.
+        const at = built[0]?.message.oldest_at;
         if (at !== undefined) recordProjectionLag(clock.now(), clock.now() - Date.parse(at));
       }
       if (accepted !== undefined) {

@@ -21,7 +21,7 @@ import { directDelivery } from "../../src/projection/delivery";
 import { shardsOf } from "../../src/projection/shards";
 import { SWEEP_GRACE_MS } from "../../src/sweep";
 import { retryDelayMs } from "../../src/webhooks/backoff";
-import { api, openAccount, stub, useManualClock } from "../helpers";
+import { api, openAccount, stub, useManualClock, withFailingAlarmWork } from "../helpers";
 import { fakeReceiver } from "../webhooks/support";
 
 async function cron(scheduledTime: number): Promise<void> {
@@ -143,20 +143,11 @@ describe("failures the ledger's own rules watch", () => {
   it("fires alarm_retries_exhausted when an account's alarm runs out of retries", async () => {
     const clock = useManualClock(Date.now() + 10 * 86_400_000);
     const id = await openAccount(100);
-    await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
-      const runner = (instance as unknown as { runner: { settleDue: () => void } }).runner;
-      const settleDue = runner.settleDue;
-      runner.settleDue = () => {
-        throw new Error("injected: the alarm's work fails");
-      };
-      try {
-        await expect(instance.alarm({ retryCount: 0, isRetry: false, scheduledTime: clock.now() })).rejects.toThrow(
-          "injected",
-        );
-        await instance.alarm({ retryCount: ALARM_RETRIES_MAX, isRetry: true, scheduledTime: clock.now() });
-      } finally {
-        runner.settleDue = settleDue;
-      }
+    await withFailingAlarmWork(id, async (instance) => {
+      await expect(instance.alarm({ retryCount: 0, isRetry: false, scheduledTime: clock.now() })).rejects.toThrow(
+        "injected",
+      );
+      await instance.alarm({ retryCount: ALARM_RETRIES_MAX, isRetry: true, scheduledTime: clock.now() });
     });
     const alerts = await api("GET", "/v1/admin/alerts");
     expect(alerts.body.data.find((a: { rule: string }) => a.rule === "alarm_retries_exhausted")).toMatchObject({

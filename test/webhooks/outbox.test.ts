@@ -18,7 +18,7 @@ import { monitorOf } from "../../src/observability/evaluate";
 import { captureLogs } from "../../src/observability/log";
 import { METRICS_FLUSH_INTERVAL_MS } from "../../src/observability/metrics";
 import { retryDelayMs } from "../../src/webhooks/backoff";
-import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
+import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock, withFailingAlarmWork } from "../helpers";
 import {
   clearEndpoints,
   createEndpoint,
@@ -208,18 +208,9 @@ describe("the log policy on the failure paths", () => {
       });
       await setObjectD1(monitor, false);
       // An account alarm past its retries.
-      await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
-        const runner = (instance as unknown as { runner: { settleDue: () => void } }).runner;
-        const settleDue = runner.settleDue;
-        runner.settleDue = () => {
-          throw new Error("injected: the alarm's work fails");
-        };
-        try {
-          await instance.alarm({ retryCount: ALARM_RETRIES_MAX, isRetry: true, scheduledTime: clock.now() });
-        } finally {
-          runner.settleDue = settleDue;
-        }
-      });
+      await withFailingAlarmWork(id, (instance) =>
+        instance.alarm({ retryCount: ALARM_RETRIES_MAX, isRetry: true, scheduledTime: clock.now() }),
+      );
       const messages = logs.lines.map((l) => JSON.parse(l.text).msg);
       for (const logged of ["webhooks_failed", "alert_webhooks_failed", "alarm_failed"]) {
         expect(messages).toContain(logged);
