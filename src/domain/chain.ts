@@ -6,17 +6,16 @@
  * where prev_hash is the previous event's hash as 64 lower-case hex characters (GENESIS_HASH
  * for seq 1), `||` is concatenation of the ASCII hex and the UTF-8 bytes of the canonical JSON
  * (src/domain/canonical.ts), and the result is lower-case hex. SHA-256 is synchronous here
- * (node:crypto's one-shot `hash`, which skips the stream object `createHash` builds per call: a
- * measurable share of a command's CPU), so the chain is computed inside the same synchronous
- * append as the event.
+ * (src/domain/sha256.ts: plain JavaScript, since workerd's node:crypto builds a stream object per
+ * call), so the chain is computed inside the same synchronous append as the event.
  */
-import { hash } from "node:crypto";
 import { canonicalJson } from "./canonical";
+import { sha256HexJs } from "./sha256";
 
 export const GENESIS_HASH = "0".repeat(64);
 
 /** SHA-256 of a string's UTF-8 bytes, as lower-case hex. */
-export const sha256Hex = (text: string): string => hash("sha256", text, "hex");
+export const sha256Hex = sha256HexJs;
 
 export function chainHash(prevHash: string, eventWithoutHash: object): string {
   return sha256Hex(prevHash + canonicalJson(eventWithoutHash));
