@@ -95,12 +95,14 @@ export class AccountDurableObject extends DurableObject<Env> {
     this.history = new History(this.store, index, () => this.archiver.bucket);
     this.projector = new Projector(this.store.sql, projectionDelivery(env), {
       account: () => this.store.account,
-      eventsAfter: (seq, limit) => this.store.readEvents(seq, limit),
-      history: (seq, limit) => this.history.span(seq, limit),
-      event: (seq) => this.store.keptEvent(seq),
+      // What the projection reads is usually what the last commits wrote: kept parsed in memory.
+      eventsAfter: (seq, limit) => this.store.recent.after(seq, limit) ?? this.store.readEvents(seq, limit),
+      history: async (seq, limit) => this.store.recent.after(seq, limit) ?? this.history.span(seq, limit),
+      event: (seq) => this.store.recent.get(seq) ?? this.store.keptEvent(seq),
       reserveSeq: (id) => this.store.reservationStatus(id)?.reserve_seq ?? null,
       holdOpen: (id) => this.store.reservationStatus(id)?.status === "open",
       wake: () => this.scheduler.ensureAlarm(),
+      forget: (seq) => this.store.recent.dropThrough(seq),
       log: (line) => writeLog(env, "warn", line),
     });
     this.store.rider = this.projector.rider;

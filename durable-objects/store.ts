@@ -27,6 +27,7 @@ import {
   reservationRecord,
 } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
+import { RecentEvents } from "./recent-events";
 import { migrate } from "./schema";
 
 /**
@@ -242,6 +243,7 @@ export class AccountStore {
     this.commits += 1;
     this.account = state.account;
     this.holds = holds;
+    this.recent.add(events);
     return { earliestTouchedExpiryMs: earliest };
   }
 
@@ -363,6 +365,7 @@ export class AccountStore {
   }
 
   restore(saved: ReturnType<AccountStore["memory"]>): void {
+    this.recent.dropAfter(saved.account?.last_seq ?? 0);
     this.account = saved.account;
     this.holds = saved.holds;
     this.rowsWritten = saved.rowsWritten;
@@ -448,6 +451,13 @@ export class AccountStore {
    * command stopped with `SealedEventNeeded`; held only for that command or batch.
    */
   readonly sealed = new Map<number, LedgerEvent>();
+
+  /**
+   * The events of the last commits, parsed, until the projection has delivered them
+   * (`RecentEvents`): the projection's next read takes them from memory instead of reading and
+   * parsing rows. Every other reader (verify, export, a replay) reads the table.
+   */
+  readonly recent = new RecentEvents();
 
   /** The event `seq`, from the events table or the sealed events read for this command. */
   readEvent(seq: number): LedgerEvent {

@@ -68,6 +68,11 @@ export interface ProjectionSource {
   holdOpen(reservationId: string): boolean;
   /** Asks the object to (re)arm its alarm: a retry was scheduled. */
   wake(): void;
+  /**
+   * The events through `seq` need no in-memory copy any more (delivered; or, after a failed
+   * delivery, Infinity: a read side that is down must not make the object hold its backlog).
+   */
+  forget(seq: number): void;
   /** Writes a warning line (src/observability/log.ts). */
   log(line: Record<string, unknown>): void;
 }
@@ -269,6 +274,7 @@ export class Projector {
         reset = false;
         // A rebuild follows the cursor down as well as up: D1 now holds exactly these events.
         this.projectedSeq = from;
+        this.source.forget(from);
         this.rollups = rollups;
         this.tail = { first: accepted.message.tail_first_seq, cells: accepted.message.tail };
         this.rebuildPending = false;
@@ -352,6 +358,7 @@ export class Projector {
   }
 
   private failed(error: unknown): void {
+    this.source.forget(Number.POSITIVE_INFINITY);
     recordD1Failure(clock.now(), "write:projection");
     this.failures += 1;
     const backoff = Math.min(PROJECTION_BACKOFF_MS_MIN * 2 ** (this.failures - 1), PROJECTION_BACKOFF_MS_MAX);
