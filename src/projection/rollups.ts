@@ -110,8 +110,17 @@ const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 export const ROLLUP_GRAIN_MS: Record<RollupGrain, number> = { hour: HOUR_MS, day: DAY_MS };
 
-/** The start of the bucket holding time `at` (an RFC 3339 UTC time with milliseconds). */
+/** Whether `at` has exactly the form `toISOString` gives a year 0000-9999: `YYYY-MM-DDTHH:MM:SS.sssZ`. */
+const isIsoUtc = (at: string): boolean =>
+  at.length === 24 && at[4] === "-" && at[10] === "T" && at[13] === ":" && at[19] === "." && at[23] === "Z";
+
+/**
+ * The start of the bucket holding time `at` (an RFC 3339 UTC time with milliseconds). Event
+ * times are always written by `toISOString`, so the bucket is a prefix of the text (no Date per
+ * event and grain); any other form goes through Date.
+ */
 export function bucketOf(at: string, grain: RollupGrain): string {
+  if (isIsoUtc(at)) return grain === "hour" ? `${at.slice(0, 13)}:00:00.000Z` : `${at.slice(0, 10)}T00:00:00.000Z`;
   const ms = Date.parse(at);
   assert(Number.isFinite(ms), `event time ${at}`);
   const size = ROLLUP_GRAIN_MS[grain];
@@ -216,13 +225,19 @@ export function rowKey(key: RollupKey): string {
   return JSON.stringify([key.grain, key.bucket, ...ROLLUP_DIMENSIONS.map((d) => key[d])]);
 }
 
-function addEvent(base: Rollup, event: LedgerEvent, add: EventSums): Rollup {
-  const sums = { ...base.sums };
-  for (const [name, value] of Object.entries(add) as [RollupSum, number][]) {
-    sums[name] += BigInt(value);
-    assert(sums[name] <= ROLLUP_SUM_MAX && sums[name] >= -ROLLUP_SUM_MAX, `rollup ${name} fits 64 bits`);
+/** Adds an event's sums to `row` in place (a row this fold made: never one of its input state). */
+function addEvent(row: Rollup, event: LedgerEvent, add: EventSums): void {
+  const sums = row.sums;
+  for (const name in add) {
+    const value = add[name as RollupSum];
+    if (value === undefined) continue;
+    const sum = sums[name as RollupSum] + BigInt(value);
+    assert(sum <= ROLLUP_SUM_MAX && sum >= -ROLLUP_SUM_MAX, `rollup ${name} fits 64 bits`);
+    sums[name as RollupSum] = sum;
   }
-  return { ...base, seq: event.seq, balance_after: event.balance_after, reserved_after: event.reserved_after, sums };
+  row.seq = event.seq;
+  row.balance_after = event.balance_after;
+  row.reserved_after = event.reserved_after;
 }
 
 export interface Folded {
@@ -240,19 +255,26 @@ export interface Folded {
 export function foldRollups(state: RollupState, events: readonly LedgerEvent[]): Folded {
   const next = new Map(state);
   const touched = new Map<string, Rollup>();
+  // Rows this fold made (copies or new buckets): only these are changed in place, so the input
+  // state stays as it was and each row is copied at most once per fold, not once per event.
+  const own = new Set<Rollup>();
   for (const event of events) {
     const sums = eventSums(event);
     const dimensions = eventDimensions(event);
     for (const grain of ROLLUP_GRAINS) {
       const key: RollupKey = { grain, bucket: bucketOf(event.at, grain), ...dimensions };
-      const current = next.get(stateKey(key));
+      const kept = stateKey(key);
+      const current = next.get(kept);
       assert(current === undefined || current.bucket <= key.bucket, "event times never go backwards");
-      const base =
-        current?.bucket === key.bucket
-          ? current
-          : { ...key, seq: 0, balance_after: 0, reserved_after: 0, sums: zeroSums() };
-      const row = addEvent(base, event, sums);
-      next.set(stateKey(key), row);
+      let row: Rollup;
+      if (current !== undefined && current.bucket === key.bucket) {
+        row = own.has(current) ? current : { ...current, sums: { ...current.sums } };
+      } else {
+        row = { ...key, seq: 0, balance_after: 0, reserved_after: 0, sums: zeroSums() };
+      }
+      own.add(row);
+      addEvent(row, event, sums);
+      next.set(kept, row);
       touched.set(rowKey(key), row);
     }
   }

@@ -51,12 +51,14 @@ export const LEDGER_EVENT_COLUMNS = [
 ] as const;
 export type LedgerEventRow = Record<(typeof LEDGER_EVENT_COLUMNS)[number], Cell>;
 
-const emptyRow = (): LedgerEventRow => Object.fromEntries(LEDGER_EVENT_COLUMNS.map((c) => [c, null])) as LedgerEventRow;
+/** Every column NULL: each row starts as a copy of it. */
+const EMPTY_ROW = Object.freeze(Object.fromEntries(LEDGER_EVENT_COLUMNS.map((c) => [c, null])) as LedgerEventRow);
 
 /** Flattens one event into its `ledger_events` row. */
 export function ledgerEventRow(accountId: string, event: LedgerEvent): LedgerEventRow {
   const effect = eventEffect(event);
-  return Object.assign(emptyRow(), {
+  return {
+    ...EMPTY_ROW,
     account_id: accountId,
     seq: event.seq,
     event_id: event.event_id,
@@ -67,7 +69,7 @@ export function ledgerEventRow(accountId: string, event: LedgerEvent): LedgerEve
     balance_after: event.balance_after,
     reserved_after: event.reserved_after,
     ...eventColumns(event),
-  });
+  };
 }
 
 type Columns = Partial<LedgerEventRow>;

@@ -25,6 +25,7 @@ import { directDelivery } from "../../src/projection/delivery";
 import type { ProjectionMessage } from "../../src/projection/message";
 import type { Delivery } from "../../src/projection/projector";
 import {
+  bucketOf,
   decodeRollupState,
   encodeRollupState,
   foldRollups,
@@ -184,6 +185,24 @@ describe("rollups, pure", () => {
       }),
       { numRuns: PROPERTY.numRuns },
     );
+  });
+
+  it("put a time in the bucket its Date says, from the text's prefix or, in any other form, through Date", () => {
+    const viaDate = (at: string, size: number) => new Date(Math.floor(Date.parse(at) / size) * size).toISOString();
+    const times = fc.sample(
+      fc.date({ min: new Date("1970-01-01"), max: new Date("9999-12-31"), noInvalidDate: true }),
+      {
+        numRuns: 500,
+        seed: 7,
+      },
+    );
+    for (const at of [...times.map((t) => t.toISOString()), "2026-11-29T23:59:59.999Z", "2026-11-30T00:00:00.000Z"]) {
+      expect(bucketOf(at, "hour"), at).toBe(viaDate(at, 3_600_000));
+      expect(bucketOf(at, "day"), at).toBe(viaDate(at, 86_400_000));
+    }
+    // Not the toISOString form: no prefix is taken.
+    expect(bucketOf("2026-11-29T23:30:00+02:00", "day")).toBe("2026-11-29T00:00:00.000Z");
+    expect(bucketOf("2026-11-29T23:30:00Z", "hour")).toBe("2026-11-29T23:00:00.000Z");
   });
 
   it("count events without a usage context under no dimension", () => {
