@@ -9,6 +9,7 @@
  *   node bench/profile.mjs [reserve_capture|durable_write] [seconds]
  */
 import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 
 process.env.BENCH_ADMIN_KEY ??= `bench_${randomBytes(32).toString("base64url")}`;
 process.env.BENCH_INSPECTOR_PORT ??= "9329";
@@ -108,6 +109,9 @@ try {
   const stopped = /** @type {any} */ (await session.send("Profiler.stop"));
   session.close();
   const summary = summarise(stopped.result.profile);
+  // The raw profile, for a diff of two scenarios per request (PROFILE_OUT=file.json).
+  if (process.env.PROFILE_OUT)
+    writeFileSync(process.env.PROFILE_OUT, JSON.stringify({ requests: row.requests, profile: stopped.result.profile }));
   console.log(`${kind}: ${row.requests_per_second} requests/s under the profiler; ${summary.total_ms} ms sampled`);
   console.log("\nself time by file:");
   for (const line of summary.files) console.log(line);
