@@ -376,10 +376,13 @@ async function readPositions(db: D1Database, accountIds: string[]): Promise<Map<
   return new Map(rows.results.map((r) => [r.account_id, { generation: r.generation, last_seq: r.last_seq }]));
 }
 
-// The entries (?1) and the guard, as every statement sees them. Evaluated against the accounts
-// row as it was before the batch: the row moves only in the batch's last statement.
+// The entries' positions (?1: `[{a, g, f, t, r}]`, a few bytes per account) and the guard, as
+// every statement sees them. Evaluated against the accounts row as it was before the batch: the
+// row moves only in the batch's last statement. Each statement reads its own rows from ?2 (an
+// array of arrays, account id first), so D1 parses each part of the batch once, instead of every
+// statement parsing every account's whole entry (pages, tail, rollups) again.
 const ENTRIES = `m AS (
-  SELECT j.value AS v, j.value ->> '$.a' AS a, j.value ->> '$.g' AS g, j.value ->> '$.f' AS f,
+  SELECT j.value ->> '$.a' AS a, j.value ->> '$.g' AS g, j.value ->> '$.f' AS f,
          j.value ->> '$.t' AS t, j.value ->> '$.r' AS r
   FROM json_each(?1) j
 )`;
@@ -388,9 +391,13 @@ const GUARD = `CASE
     WHEN m.g > s.generation THEN m.r = 1
     WHEN m.g = s.generation THEN m.t > s.last_seq AND m.f <= s.last_seq + 1
     ELSE 0 END`;
-const OK = `WITH ${ENTRIES}, ok AS (SELECT m.* FROM m LEFT JOIN accounts s ON s.account_id = m.a WHERE ${GUARD})`;
+const OK = `WITH ${ENTRIES}, ok AS (SELECT m.a, m.g FROM m LEFT JOIN accounts s ON s.account_id = m.a WHERE ${GUARD})`;
 const RESETS = `WITH ${ENTRIES} SELECT m.a FROM m LEFT JOIN accounts s ON s.account_id = m.a
   WHERE m.r = 1 AND (s.account_id IS NULL OR m.g > s.generation)`;
+/** Rows of ?2 (alias `d`) whose account passes the guard. */
+const ROWS = "FROM json_each(?2) d WHERE (d.value ->> '$[0]') IN (SELECT a FROM ok)";
+/** Cell `i` of a row of ?2: `->>` for a value, `->` for JSON kept as JSON text. */
+const cell = (i: number, json = false) => `d.value ${json ? "->" : "->>"} '$[${i}]'`;
 
 const HOLD_COLUMNS = [
   "account_id",
@@ -426,87 +433,127 @@ const ACCOUNT_COLUMNS = [
   "updated_at",
 ] as const;
 const ROLLUP_KEY_COLUMNS = ["account_id", "grain", "bucket", ...ROLLUP_DIMENSIONS];
+/** The accounts row's cells in ?2, after ACCOUNT_COLUMNS: generation, tail_first_seq, tail, open_rollups, open_day, lag. */
+const A = ACCOUNT_COLUMNS.length;
 
-const SQL = {
-  resets: ["event_pages", "open_holds", "rollup_rows", "accounts"].map(
-    (table) => `DELETE FROM ${table} WHERE account_id IN (${RESETS})`,
-  ),
-  pages: `INSERT OR IGNORE INTO event_pages (account_id, first_seq, last_seq, first_at, last_at, events)
-    ${OK} SELECT ok.a, p.value ->> '$.first_seq', p.value ->> '$.last_seq', p.value ->> '$.first_at',
-      p.value ->> '$.last_at', p.value -> '$.events'
-    FROM ok, json_each(ok.v, '$.pages') p`,
+/** Each statement, and the rows of ?2 it reads (account id first), built from the batch's entries. */
+interface Part {
+  sql: string;
+  rows(entries: readonly Entry[]): unknown[][];
+}
+
+const PART = {
+  pages: {
+    sql: `INSERT OR IGNORE INTO event_pages (account_id, first_seq, last_seq, first_at, last_at, events)
+      ${OK} SELECT ${[0, 1, 2, 3, 4].map((i) => cell(i)).join(", ")}, ${cell(5, true)} ${ROWS}`,
+    rows: (entries) =>
+      entries.flatMap((e) => e.pages.map((p) => [e.a, p.first_seq, p.last_seq, p.first_at, p.last_at, p.events])),
+  },
   // Closed buckets are final; `seq` still guards them (a rebuild writes the same values).
-  rollups: `INSERT INTO rollup_rows (${ROLLUP_COLUMNS.join(", ")})
-    ${OK} SELECT ok.a, ${ROLLUP_COLUMNS.slice(1)
-      .map((_, i) => (i < 6 ? `r.value ->> '$[${i}]'` : `CAST(r.value ->> '$[${i}]' AS INTEGER)`))
-      .join(", ")}
-    FROM ok, json_each(ok.v, '$.rc') r WHERE true
-    ON CONFLICT (${ROLLUP_KEY_COLUMNS.join(", ")}) DO UPDATE SET ${ROLLUP_COLUMNS.slice(ROLLUP_KEY_COLUMNS.length)
-      .map((c) => `${c} = excluded.${c}`)
-      .join(", ")} WHERE excluded.seq > rollup_rows.seq`,
-  closeHolds: `DELETE FROM open_holds WHERE (account_id, reservation_id) IN (
-    ${OK} SELECT ok.a, h.value ->> '$.reservation_id' FROM ok, json_each(ok.v, '$.holds') h
-    WHERE h.value ->> '$.op' = 'close')`,
-  openHolds: `INSERT INTO open_holds (${HOLD_COLUMNS.join(", ")})
-    ${OK} SELECT ${HOLD_COLUMNS.map((c) => `h.value ->> '$.row.${c}'`).join(", ")}
-    FROM ok, json_each(ok.v, '$.holds') h WHERE h.value ->> '$.op' = 'open'
-    ON CONFLICT (account_id, reservation_id) DO UPDATE SET ${HOLD_COLUMNS.slice(2)
-      .map((c) => `${c} = excluded.${c}`)
-      .join(", ")}`,
-  extendHolds: `UPDATE open_holds SET expires_at = x.expires_at, ttl_seconds = x.ttl_seconds,
-      on_expiry = x.on_expiry, updated_seq = x.seq
-    FROM (${OK} SELECT ok.a AS account_id, h.value ->> '$.reservation_id' AS reservation_id,
-      h.value ->> '$.expires_at' AS expires_at, h.value ->> '$.ttl_seconds' AS ttl_seconds,
-      h.value ->> '$.on_expiry' AS on_expiry, h.value ->> '$.seq' AS seq
-      FROM ok, json_each(ok.v, '$.holds') h WHERE h.value ->> '$.op' = 'extend') x
-    WHERE open_holds.account_id = x.account_id AND open_holds.reservation_id = x.reservation_id`,
+  rollups: {
+    sql: `INSERT INTO rollup_rows (${ROLLUP_COLUMNS.join(", ")})
+      ${OK} SELECT ${ROLLUP_COLUMNS.map((_, i) => (i < 7 ? cell(i) : `CAST(${cell(i)} AS INTEGER)`)).join(", ")} ${ROWS}
+      ON CONFLICT (${ROLLUP_KEY_COLUMNS.join(", ")}) DO UPDATE SET ${ROLLUP_COLUMNS.slice(ROLLUP_KEY_COLUMNS.length)
+        .map((c) => `${c} = excluded.${c}`)
+        .join(", ")} WHERE excluded.seq > rollup_rows.seq`,
+    rows: (entries) => entries.flatMap((e) => e.rc.map((row) => [e.a, ...row])),
+  },
+  closeHolds: {
+    sql: `DELETE FROM open_holds WHERE (account_id, reservation_id) IN (${OK} SELECT ${cell(0)}, ${cell(1)} ${ROWS})`,
+    rows: (entries) =>
+      entries.flatMap((e) => e.holds.flatMap((h) => (h.op === "close" ? [[e.a, h.reservation_id]] : []))),
+  },
+  openHolds: {
+    sql: `INSERT INTO open_holds (${HOLD_COLUMNS.join(", ")})
+      ${OK} SELECT ${HOLD_COLUMNS.map((_, i) => cell(i)).join(", ")} ${ROWS}
+      ON CONFLICT (account_id, reservation_id) DO UPDATE SET ${HOLD_COLUMNS.slice(2)
+        .map((c) => `${c} = excluded.${c}`)
+        .join(", ")}`,
+    rows: (entries) =>
+      entries.flatMap((e) =>
+        e.holds.flatMap((h) => (h.op === "open" ? [[e.a, ...HOLD_COLUMNS.slice(1).map((c) => h.row[c])]] : [])),
+      ),
+  },
+  extendHolds: {
+    sql: `UPDATE open_holds SET expires_at = x.expires_at, ttl_seconds = x.ttl_seconds,
+        on_expiry = x.on_expiry, updated_seq = x.seq
+      FROM (${OK} SELECT ${cell(0)} AS account_id, ${cell(1)} AS reservation_id, ${cell(2)} AS expires_at,
+        ${cell(3)} AS ttl_seconds, ${cell(4)} AS on_expiry, ${cell(5)} AS seq ${ROWS}) x
+      WHERE open_holds.account_id = x.account_id AND open_holds.reservation_id = x.reservation_id`,
+    rows: (entries) =>
+      entries.flatMap((e) =>
+        e.holds.flatMap((h) =>
+          h.op === "extend" ? [[e.a, h.reservation_id, h.expires_at, h.ttl_seconds, h.on_expiry, h.seq]] : [],
+        ),
+      ),
+  },
   // The open buckets' day moves when a day bucket closes (or the row is new): a separate, rare
   // write, so that the accounts upsert never touches the open_day index.
-  openDay: `UPDATE accounts SET open_day = x.day
-    FROM (${OK} SELECT ok.a AS account_id, ok.v ->> '$.acct.open_day' AS day FROM ok WHERE ok.v ->> '$.day' = 1) x
-    WHERE accounts.account_id = x.account_id AND accounts.open_day != x.day`,
-  accounts: `INSERT INTO accounts (${ACCOUNT_COLUMNS.join(", ")}, generation, tail_first_seq, tail, open_rollups,
-      open_day, projected_at, projection_lag_ms)
-    ${OK} SELECT ${ACCOUNT_COLUMNS.map((c) => `ok.v ->> '$.acct.${c}'`).join(", ")}, ok.g, ok.v ->> '$.tf',
-      ok.v ->> '$.tail', ok.v ->> '$.ro', ok.v ->> '$.acct.open_day', ?2, ok.v ->> '$.lag'
-    FROM ok WHERE true
-    ON CONFLICT (account_id) DO UPDATE SET previous_seq = accounts.last_seq, ${[
-      ...ACCOUNT_COLUMNS.slice(1),
-      "generation",
-      "tail_first_seq",
-      "tail",
-      "open_rollups",
-      "projected_at",
-      "projection_lag_ms",
-    ]
-      .map((c) => `${c} = excluded.${c}`)
-      .join(", ")}
-    RETURNING account_id, previous_seq`,
-};
+  openDay: {
+    sql: `UPDATE accounts SET open_day = x.day
+      FROM (${OK} SELECT ${cell(0)} AS account_id, ${cell(1)} AS day ${ROWS}) x
+      WHERE accounts.account_id = x.account_id AND accounts.open_day != x.day`,
+    rows: (entries) => entries.flatMap((e) => (e.day === 1 ? [[e.a, e.acct.open_day]] : [])),
+  },
+  accounts: {
+    sql: `INSERT INTO accounts (${ACCOUNT_COLUMNS.join(", ")}, generation, tail_first_seq, tail, open_rollups,
+        open_day, projected_at, projection_lag_ms)
+      ${OK} SELECT ${ACCOUNT_COLUMNS.map((_, i) => cell(i)).join(", ")}, ${cell(A)}, ${cell(A + 1)},
+        ${cell(A + 2, true)}, ${cell(A + 3, true)}, ${cell(A + 4)}, ?3, ${cell(A + 5)} ${ROWS}
+      ON CONFLICT (account_id) DO UPDATE SET previous_seq = accounts.last_seq, ${[
+        ...ACCOUNT_COLUMNS.slice(1),
+        "generation",
+        "tail_first_seq",
+        "tail",
+        "open_rollups",
+        "projected_at",
+        "projection_lag_ms",
+      ]
+        .map((c) => `${c} = excluded.${c}`)
+        .join(", ")}
+      RETURNING account_id, previous_seq`,
+    rows: (entries) =>
+      entries.map((e) => [...ACCOUNT_COLUMNS.map((c) => e.acct[c]), e.g, e.tf, e.tail, e.ro, e.acct.open_day, e.lag]),
+  },
+} satisfies Record<string, Part>;
+
+/** In batch order; the accounts upsert, which moves the positions the guard reads, comes last. */
+const PARTS: readonly Part[] = [
+  PART.pages,
+  PART.rollups,
+  PART.closeHolds,
+  PART.openHolds,
+  PART.extendHolds,
+  PART.openDay,
+  PART.accounts,
+];
 
 /**
  * One transaction: applies the entries that continue the read side. Returns the accounts applied,
  * each with the seq the read side was at before (0 for a new row).
  */
 async function writeBatch(db: D1Database, entries: Entry[], now: number): Promise<Map<string, number>> {
-  const param = JSON.stringify(entries.map(({ members: _members, ...entry }) => entry));
-  const has = (op: HoldChange["op"]) => entries.some((e) => e.holds.some((h) => h.op === op));
-  const sql = [
-    ...(entries.some((e) => e.r === 1) ? SQL.resets : []),
-    ...(entries.some((e) => e.pages.length > 0) ? [SQL.pages] : []),
-    ...(entries.some((e) => e.rc.length > 0) ? [SQL.rollups] : []),
-    ...(has("close") ? [SQL.closeHolds] : []),
-    ...(has("open") ? [SQL.openHolds] : []),
-    ...(has("extend") ? [SQL.extendHolds] : []),
-    ...(entries.some((e) => e.day === 1) ? [SQL.openDay] : []),
-    SQL.accounts,
-  ];
+  const positions = JSON.stringify(entries.map(({ a, g, f, t, r }) => ({ a, g, f, t, r })));
   const at = new Date(now).toISOString();
-  const results = await db.batch(
-    sql.map((text) => (text.includes("?2") ? db.prepare(text).bind(param, at) : db.prepare(text).bind(param))),
-  );
+  const statements: D1PreparedStatement[] = [];
+  if (entries.some((e) => e.r === 1)) {
+    for (const table of ["event_pages", "open_holds", "rollup_rows", "accounts"]) {
+      statements.push(db.prepare(`DELETE FROM ${table} WHERE account_id IN (${RESETS})`).bind(positions));
+    }
+  }
+  for (const part of PARTS) {
+    const rows = part.rows(entries);
+    if (rows.length === 0) continue;
+    const data = JSON.stringify(rows);
+    statements.push(
+      part === PART.accounts
+        ? db.prepare(part.sql).bind(positions, data, at)
+        : db.prepare(part.sql).bind(positions, data),
+    );
+  }
+  const results = await db.batch(statements);
   applyStats.batches += 1;
-  applyStats.statements += sql.length;
+  applyStats.statements += statements.length;
   for (const result of results) applyStats.rowsWritten += result.meta?.rows_written ?? 0;
   const applied = (results.at(-1)?.results ?? []) as { account_id: string; previous_seq: number }[];
   return new Map(applied.map((r) => [r.account_id, r.previous_seq]));
