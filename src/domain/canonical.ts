@@ -11,10 +11,22 @@ export function canonicalJson(value: unknown): string {
     // undefined (an absent optional member) never reaches here: objects skip it below.
     return JSON.stringify(value);
   }
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? "null" : canonicalJson(v))).join(",")}]`;
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      out += (i === 0 ? "" : ",") + (item === undefined ? "null" : canonicalJson(item));
+    }
+    return `${out}]`;
+  }
   const record = value as Record<string, unknown>;
-  const names = Object.keys(record)
-    .filter((name) => record[name] !== undefined)
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${names.map((name) => `${JSON.stringify(name)}:${canonicalJson(record[name])}`).join(",")}}`;
+  // sort() without a comparator orders strings by their UTF-16 code units, as JCS requires.
+  const names = Object.keys(record).sort();
+  let out = "{";
+  for (const name of names) {
+    const member = record[name];
+    if (member === undefined) continue;
+    out += `${out.length === 1 ? "" : ","}${JSON.stringify(name)}:${canonicalJson(member)}`;
+  }
+  return `${out}}`;
 }
