@@ -4,6 +4,7 @@
  * - `store.ts`: the SQLite snapshot, the slice a command reads, the append in one transaction;
  * - `runner.ts`: settle what is due, decide, stamp, append, render (the command table drives it);
  * - `scheduler.ts`: the expiry bound and the one alarm that serves expiries and projection;
+ * - `recent-events.ts`: the last commits' events, kept parsed until the projection delivers them;
  * - `src/projection/projector.ts`: D1 projection behind a durable cursor, after the response;
  * - `outbox.ts`: low-balance webhook events, written by the crossing command, sent by the alarm;
  * - `archive.ts`: sealing the log into segments archived to R2, through the alarm;
