@@ -6,7 +6,10 @@
  * A tool for deciding whether a change to the command path helps, faster than a full
  * `npm run bench` and less at the mercy of drift; the bench's table stays the record.
  *
- *   node bench/pair.mjs [rounds=6] [seconds=4]
+ *   node bench/pair.mjs [rounds=6] [seconds=4] [accounts=1]
+ *
+ * With more accounts (e.g. 1000) the rounds compare `durable_write_1000_accounts` and the
+ * reserve+capture spread over the same accounts.
  */
 import { randomBytes } from "node:crypto";
 
@@ -15,13 +18,16 @@ const { build, call, load, openAccounts, serve } = await import("./run.mjs");
 
 const rounds = Number(process.argv[2] ?? 6);
 const seconds = Number(process.argv[3] ?? 4);
+const accountCount = Number(process.argv[4] ?? 1);
 
 build();
 const { mf, url } = await serve("pair");
 try {
-  const [account] = await openAccounts(url, `pair_${Date.now()}`, 1, 1e12);
-  await call(url, "POST", `/v1/bench/durable-write/${account}`);
-  const common = { url, key: process.env.BENCH_ADMIN_KEY, connections: 64, duration: seconds, accounts: [account] };
+  const accounts = await openAccounts(url, `pair_${Date.now()}`, accountCount, 1e12);
+  for (let i = 0; i < accounts.length; i += 50) {
+    await Promise.all(accounts.slice(i, i + 50).map((a) => call(url, "POST", `/v1/bench/durable-write/${a}`)));
+  }
+  const common = { url, key: process.env.BENCH_ADMIN_KEY, connections: 64, duration: seconds, accounts };
   const sum = { ceiling: { requests: 0, cpu: 0 }, ledger: { requests: 0, cpu: 0 } };
   const ratios = [];
   for (let round = 1; round <= rounds; round++) {
