@@ -264,6 +264,8 @@ async function ledgerScenario(base, accounts, scenario, measure = () => load(sce
 
 /** Rounds in which a throughput target's ledger scenario alternates with its ceiling (BENCH_ROUNDS). */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
+/** Unmeasured load on each side before the rounds. */
+const WARMUP_SECONDS = 1;
 
 /** Rows of several rounds of one scenario as one row: sums, the median p50, the worst p99. */
 function mergeRounds(rounds) {
@@ -295,6 +297,10 @@ function mergeRounds(rounds) {
  */
 async function alternating(ceilingScenario, ledgerScenarioRow) {
   const duration = Math.max(2, Math.round(DURATION_SECONDS / 2));
+  // Both sides warm, unmeasured, for WARMUP_SECONDS first: otherwise the ledger's first round
+  // carries the compilation of its own code paths, which the ceiling's warm-up already paid.
+  await load({ ...ceilingScenario, duration: WARMUP_SECONDS });
+  await load({ ...ledgerScenarioRow, duration: WARMUP_SECONDS });
   const ceilings = [];
   const ledgers = [];
   for (let round = 0; round < ROUNDS; round++) {
