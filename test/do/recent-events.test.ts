@@ -10,7 +10,7 @@ import { RECENT_EVENTS_MAX, RecentEvents } from "../../durable-objects/recent-ev
 import type { AccountStore } from "../../durable-objects/store";
 import type { LedgerEvent } from "../../src/domain/events";
 import { directDelivery } from "../../src/projection/delivery";
-import { shardsOf } from "../../src/projection/shards";
+import { shardFor, shardsOf } from "../../src/projection/shards";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
@@ -85,7 +85,9 @@ describe("the account object's recent events", () => {
     open();
     const status = await stub(id).nudge();
     expect(status.projected_seq).toBe(status.last_seq);
-    const row = await env.DB.prepare("SELECT balance, last_seq FROM accounts WHERE account_id = ?").bind(id).first();
+    // The account's own read-side database (the tests run with two shards).
+    const home = shardFor(shardsOf(env), id).db;
+    const row = await home.prepare("SELECT balance, last_seq FROM accounts WHERE account_id = ?").bind(id).first();
     expect(row).toEqual({ balance: 1_007, last_seq: status.last_seq });
   });
 
