@@ -649,4 +649,4 @@ function report(rows, memory, verifier, d1, longHistory = null) {
 
 if (process.argv[1] === new URL(import.meta.url).pathname) await main();
 
-export { build, call, load, openAccounts, serve };
+export { alternating, build, call, load, openAccounts, serve };

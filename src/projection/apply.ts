@@ -433,14 +433,17 @@ const ACCOUNT_COLUMNS = [
   "updated_at",
 ] as const;
 const ROLLUP_KEY_COLUMNS = ["account_id", "grain", "bucket", ...ROLLUP_DIMENSIONS];
-/** The accounts row's cells in ?2, after ACCOUNT_COLUMNS: generation, tail_first_seq, tail, open_rollups, open_day, lag. */
+/** The accounts row's cells in ?2, after ACCOUNT_COLUMNS: generation, tail_first_seq, tail, open_rollups, open_day, lag, projected_at. */
 const A = ACCOUNT_COLUMNS.length;
 
-/** Each statement, and the rows of ?2 it reads (account id first), built from the batch's entries. */
+/** Each statement, and the rows of ?2 it reads (account id first), built from the batch's entries at `at`. */
 interface Part {
   sql: string;
-  rows(entries: readonly Entry[]): unknown[][];
+  rows(entries: readonly Entry[], at: string): unknown[][];
 }
+
+/** The tables holding an account's read side: a rebuild's reset empties them. */
+const ACCOUNT_TABLES = ["event_pages", "open_holds", "rollup_rows", "accounts"] as const;
 
 const PART = {
   pages: {
@@ -499,7 +502,7 @@ const PART = {
     sql: `INSERT INTO accounts (${ACCOUNT_COLUMNS.join(", ")}, generation, tail_first_seq, tail, open_rollups,
         open_day, projected_at, projection_lag_ms)
       ${OK} SELECT ${ACCOUNT_COLUMNS.map((_, i) => cell(i)).join(", ")}, ${cell(A)}, ${cell(A + 1)},
-        ${cell(A + 2, true)}, ${cell(A + 3, true)}, ${cell(A + 4)}, ?3, ${cell(A + 5)} ${ROWS}
+        ${cell(A + 2, true)}, ${cell(A + 3, true)}, ${cell(A + 4)}, ${cell(A + 6)}, ${cell(A + 5)} ${ROWS}
       ON CONFLICT (account_id) DO UPDATE SET previous_seq = accounts.last_seq, ${[
         ...ACCOUNT_COLUMNS.slice(1),
         "generation",
@@ -512,8 +515,17 @@ const PART = {
         .map((c) => `${c} = excluded.${c}`)
         .join(", ")}
       RETURNING account_id, previous_seq`,
-    rows: (entries) =>
-      entries.map((e) => [...ACCOUNT_COLUMNS.map((c) => e.acct[c]), e.g, e.tf, e.tail, e.ro, e.acct.open_day, e.lag]),
+    rows: (entries, at) =>
+      entries.map((e) => [
+        ...ACCOUNT_COLUMNS.map((c) => e.acct[c]),
+        e.g,
+        e.tf,
+        e.tail,
+        e.ro,
+        e.acct.open_day,
+        e.lag,
+        at,
+      ]),
   },
 } satisfies Record<string, Part>;
 
@@ -537,19 +549,13 @@ async function writeBatch(db: D1Database, entries: Entry[], now: number): Promis
   const at = new Date(now).toISOString();
   const statements: D1PreparedStatement[] = [];
   if (entries.some((e) => e.r === 1)) {
-    for (const table of ["event_pages", "open_holds", "rollup_rows", "accounts"]) {
+    for (const table of ACCOUNT_TABLES) {
       statements.push(db.prepare(`DELETE FROM ${table} WHERE account_id IN (${RESETS})`).bind(positions));
     }
   }
   for (const part of PARTS) {
-    const rows = part.rows(entries);
-    if (rows.length === 0) continue;
-    const data = JSON.stringify(rows);
-    statements.push(
-      part === PART.accounts
-        ? db.prepare(part.sql).bind(positions, data, at)
-        : db.prepare(part.sql).bind(positions, data),
-    );
+    const rows = part.rows(entries, at);
+    if (rows.length > 0) statements.push(db.prepare(part.sql).bind(positions, JSON.stringify(rows)));
   }
   const results = await db.batch(statements);
   applyStats.batches += 1;
@@ -567,7 +573,7 @@ async function deleteElsewhere(shards: readonly Shard[], home: Shard, accountIds
       .filter((s) => s !== home)
       .map((s) =>
         s.db.batch(
-          ["event_pages", "open_holds", "rollup_rows", "accounts"].map((table) =>
+          ACCOUNT_TABLES.map((table) =>
             s.db.prepare(`DELETE FROM ${table} WHERE account_id IN (SELECT value FROM json_each(?1))`).bind(param),
           ),
         ),
