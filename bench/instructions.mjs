@@ -45,7 +45,20 @@ const N = Number(process.argv[2] ?? 200);
 const kinds = (process.argv[3] ?? "plain,noop,durable_write,replay,reserve_capture").split(",");
 const CONCURRENCY = 8;
 
-const callgrind = (/** @type {string} */ flag) => execFileSync("callgrind_control", [flag], { stdio: "ignore" });
+/** The pid of this run's workerd under callgrind (its command line names this run's output directory). */
+function workerdPid() {
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`--callgrind-out-file=${OUT}/`)) return pid;
+    } catch {
+      // The process went away while we looked.
+    }
+  }
+  throw new Error("no workerd under callgrind");
+}
+/** Zeroes (-z) or dumps (-d) this run's counters only: another run on the machine is left alone. */
+const callgrind = (/** @type {string} */ flag) =>
+  execFileSync("callgrind_control", [flag, workerdPid()], { stdio: "ignore" });
 /** The instructions of the newest dump. */
 function lastDump() {
   const newest = readdirSync(OUT)
