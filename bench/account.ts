@@ -47,6 +47,10 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
 
   /** One durable SQLite write (an upsert of one row), nothing else: the durable-write ceiling. */
   async benchWrite(): Promise<number> {
+    return this.benchWriteSync();
+  }
+
+  private benchWriteSync(): number {
     const sql = this.ctx.storage.sql;
     if (!this.benchTable) {
       sql.exec("CREATE TABLE IF NOT EXISTS bench_writes (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)");
@@ -58,6 +62,14 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
       )
       .one();
     return row.n;
+  }
+
+  /**
+   * The same write inside `transactionSync`, as every ledger command writes (a throw rolls it
+   * back): what the transaction itself costs, for bench/instructions.mjs.
+   */
+  async benchWriteInTransaction(): Promise<number> {
+    return this.ctx.storage.transactionSync(() => this.benchWriteSync());
   }
 
   /**

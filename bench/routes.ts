@@ -32,6 +32,21 @@ export function registerBenchRoutes(app: OpenAPIHono<AppEnv>): void {
     const namespace = c.env.ACCOUNTS as unknown as DurableObjectNamespace<AccountDurableObject>;
     return c.json({ n: await namespace.getByName(c.req.param("account_id")).benchWrite() });
   });
+  // A full garbage collection of this isolate (the Worker and its objects), when workerd runs with
+  // V8's --expose-gc (bench/instructions.mjs): a count then holds the collection of the garbage its
+  // own requests made, wherever the collector would have run.
+  app.post("/v1/bench/gc", (c) => {
+    c.get("log").route = "POST /v1/bench/gc";
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    return c.json({ collected: gc !== undefined });
+  });
+  // The same write inside a transaction (bench/instructions.mjs: what transactionSync costs).
+  app.post("/v1/bench/durable-write-in-transaction/:account_id", async (c) => {
+    c.get("log").route = "POST /v1/bench/durable-write-in-transaction/{account_id}";
+    const namespace = c.env.ACCOUNTS as unknown as DurableObjectNamespace<AccountDurableObject>;
+    return c.json({ n: await namespace.getByName(c.req.param("account_id")).benchWriteInTransaction() });
+  });
   // A long history built inside the object (bench/account.ts benchFill), and what it costs.
   app.post("/v1/bench/fill/:account_id", async (c) => {
     c.get("log").route = "POST /v1/bench/fill/{account_id}";
