@@ -16,7 +16,7 @@ import type { AccountDurableObject } from "../../durable-objects/account";
 import { verifyAccount } from "../../durable-objects/verify";
 import { AuditKeyUnavailable, auditKey } from "../../src/audit/signing";
 import { base64UrlDecode, ChainVerifier, canonicalize, checkCheckpoint } from "../../src/audit/verifier.mjs";
-import { canonicalJson } from "../../src/domain/canonical";
+import { canonicalJson, canonicalJsonByParts } from "../../src/domain/canonical";
 import type { LedgerEvent } from "../../src/domain/events";
 import { fold } from "../../src/domain/state";
 import { budget } from "../budget";
@@ -113,6 +113,24 @@ describe("canonical JSON", () => {
     expect(canonicalJson({ b: 1, a: { d: [2, { f: 1, e: "é\n" }], c: null } })).toBe(
       '{"a":{"c":null,"d":[2,{"e":"é\\n","f":1}]},"b":1}',
     );
+  });
+
+  // The engine puts array-index-like names first in numeric order, and a plain object cannot hold
+  // `__proto__` as a member: values with such names, at any depth, take the member-by-member path.
+  it("orders names the engine would reorder by their code units", { timeout: CANONICAL.timeout }, () => {
+    const name = fc.oneof(fc.constantFrom("0", "1", "9", "10", "01", "4294967295", "__proto__", "!", "a"), fc.string());
+    const record = fc.dictionary(name, fc.jsonValue({ maxDepth: 2 }));
+    fc.assert(
+      fc.property(record, fc.array(record, { maxLength: 3 }), (top, nested) => {
+        const value = { ...top, nested };
+        expect(canonicalJson(value)).toBe(canonicalize(value));
+        expect(canonicalJson(value)).toBe(canonicalJsonByParts(value));
+      }),
+      { numRuns: CANONICAL.numRuns },
+    );
+    const tricky = JSON.parse('{"10":1,"9":2,"!":3,"__proto__":{"0":4,"b":5}}') as unknown;
+    expect(canonicalJson(tricky)).toBe('{"!":3,"10":1,"9":2,"__proto__":{"0":4,"b":5}}');
+    expect(() => canonicalJson({ a: Number.NaN })).toThrow(/non-finite/);
   });
 });
 
