@@ -42,8 +42,19 @@ function benchCommand(n: number, mix: BenchMix): Command {
   }
 }
 
+/**
+ * Account objects constructed in this isolate since it started: each one after the first for an
+ * account is a reconstruction after the runtime evicted an idle object (GET /v1/bench/constructions).
+ */
+export const constructions = { count: 0 };
+
 export class AccountDurableObject extends LedgerAccountDurableObject {
   private benchTable = false;
+
+  constructor(ctx: DurableObjectState, env: ConstructorParameters<typeof LedgerAccountDurableObject>[1]) {
+    super(ctx, env);
+    constructions.count += 1;
+  }
 
   /** One durable SQLite write (an upsert of one row), nothing else: the durable-write ceiling. */
   async benchWrite(): Promise<number> {

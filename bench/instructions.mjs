@@ -19,7 +19,8 @@
  * Kinds beside the ceilings: `durable_write_in_transaction` (the ceiling's write inside
  * `transactionSync`, as a command writes), `invalid_body` (a reserve body the contract refuses: the
  * route's body read and validation, no call into the object), `get_account` (a read through the
- * object), `replay` (an idempotent replay: the whole command path, nothing written).
+ * object), `replay` (an idempotent replay: the whole command path, nothing written);
+ * `durable_write_many` and `reserve_capture_many` go round-robin over BENCH_ACCOUNTS accounts (100).
  *
  *   node bench/instructions.mjs [requests=200] [kinds=plain,noop,durable_write,replay,reserve_capture]
  *
@@ -48,6 +49,10 @@ chmodSync(wrapper, 0o755);
 process.env.MINIFLARE_WORKERD_PATH = wrapper;
 // POST /v1/bench/gc collects before the counters are zeroed and before they are dumped.
 process.env.MINIFLARE_WORKERD_V8_FLAGS = "--expose-gc";
+// About 50 times slower, an account of the `_many` kinds is idle long enough between its requests
+// for the runtime to evict and rebuild its object each time, which `npm run bench` never sees
+// (its rows count the objects constructed: none at 1,000 accounts).
+process.env.BENCH_PREVENT_EVICTION = "1";
 process.env.BENCH_COALESCE_MS ??= "2500";
 process.env.BENCH_ADMIN_KEY ??= `bench_${randomBytes(32).toString("base64url")}`;
 const { build, call, openAccounts, serve } = await import("./run.mjs");
@@ -55,6 +60,8 @@ const { build, call, openAccounts, serve } = await import("./run.mjs");
 const N = Number(process.argv[2] ?? 200);
 const kinds = (process.argv[3] ?? "plain,noop,durable_write,replay,reserve_capture").split(",");
 const CONCURRENCY = 8;
+/** Accounts of the `_many` kinds (BENCH_ACCOUNTS; the bench's many-accounts scenarios use 1,000). */
+const MANY_ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 100);
 
 /** The pid of this run's workerd under callgrind (its command line names this run's output directory). */
 function workerdPid() {
@@ -85,9 +92,18 @@ build();
 const { mf, url } = await serve("callgrind");
 try {
   const [account] = await openAccounts(url, `cg_${Date.now()}`, 1, 1e12);
+  // The many-accounts kinds go round-robin over these, as the 1,000-account scenario does.
+  const many = await openAccounts(url, `cgm_${Date.now()}`, MANY_ACCOUNTS, 1e12);
+  let turn = 0;
+  const next = () => /** @type {string} */ (many[turn++ % many.length]);
   await call(url, "POST", `/v1/bench/durable-write/${account}`);
   await call(url, "POST", `/v1/accounts/${account}/reservations`, { reservation_id: "replayed", amount: 10 });
   let serial = 0;
+  const reserveCapture = async (/** @type {string} */ id) => {
+    const rid = `r_${process.pid}_${++serial}`;
+    await call(url, "POST", `/v1/accounts/${id}/reservations`, { reservation_id: rid, amount: 10 });
+    await call(url, "POST", `/v1/accounts/${id}/reservations/${rid}/capture`, { amount: 7 });
+  };
   /** @type {Record<string, () => Promise<unknown>>} */
   const request = {
     plain: () => call(url, "GET", "/v1/bench/plain"),
@@ -101,11 +117,9 @@ try {
     // An idempotent replay: the ledger's whole path, nothing written.
     replay: () => call(url, "POST", `/v1/accounts/${account}/reservations`, { reservation_id: "replayed", amount: 10 }),
     // Two requests: a reserve, then its capture.
-    reserve_capture: async () => {
-      const id = `r_${process.pid}_${++serial}`;
-      await call(url, "POST", `/v1/accounts/${account}/reservations`, { reservation_id: id, amount: 10 });
-      await call(url, "POST", `/v1/accounts/${account}/reservations/${id}/capture`, { amount: 7 });
-    },
+    reserve_capture: () => reserveCapture(account),
+    durable_write_many: () => call(url, "POST", `/v1/bench/durable-write/${next()}`),
+    reserve_capture_many: () => reserveCapture(next()),
   };
   const run = async (/** @type {string} */ kind, /** @type {number} */ calls) => {
     let next = 0;
@@ -126,7 +140,7 @@ try {
     if (Number(process.env.BENCH_COALESCE_MS) > 60_000) return;
     for (;;) {
       const p = /** @type {{ events_pending: number }} */ (
-        await call(url, "POST", "/v1/bench/positions", { account_ids: [account] })
+        await call(url, "POST", "/v1/bench/positions", { account_ids: [account, ...many] })
       );
       if (p.events_pending === 0) return;
       await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -143,8 +157,9 @@ try {
   };
   for (const kind of kinds) {
     if (request[kind] === undefined) throw new Error(`unknown kind ${kind}`);
-    const calls = kind === "reserve_capture" ? N / 2 : N;
-    await run(kind, 20);
+    const calls = kind.startsWith("reserve_capture") ? N / 2 : N;
+    // Warm: every account of a `_many` kind once (its table, its compiled paths), others 20 times.
+    await run(kind, kind.endsWith("_many") ? MANY_ACCOUNTS : 20);
     await drained();
     await collect();
     callgrind("-z");
@@ -161,10 +176,13 @@ try {
     perRequest[kind] = Math.round((window - lastDump()) / N);
     console.log(`${kind.padEnd(16)} ${perRequest[kind].toLocaleString("en")} instructions/request`);
   }
-  const ceiling = perRequest.durable_write;
-  const ledger = perRequest.reserve_capture;
-  if (ceiling !== undefined && ledger !== undefined) {
-    console.log(`reserve+capture: ${(ceiling / ledger).toFixed(2)}x durable_write_one_account in instructions`);
+  for (const [ledger, ceiling, name] of [
+    ["reserve_capture", "durable_write", "durable_write_one_account"],
+    ["reserve_capture_many", "durable_write_many", `durable_write on ${MANY_ACCOUNTS} accounts`],
+  ]) {
+    const l = perRequest[/** @type {string} */ (ledger)];
+    const c = perRequest[/** @type {string} */ (ceiling)];
+    if (l !== undefined && c !== undefined) console.log(`${ledger}: ${(c / l).toFixed(2)}x ${name} in instructions`);
   }
 } finally {
   await mf.dispose();

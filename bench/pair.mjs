@@ -34,7 +34,8 @@ try {
     const c = ceiling.rounds[i];
     console.log(
       `round ${i + 1}: ceiling ${c.requests_per_second} req/s ${c.workerd_cpu_us_per_request} µs/req; ` +
-        `reserve+capture ${l.requests_per_second} req/s ${l.workerd_cpu_us_per_request} µs/req; x ${ledger.round_ratios[i]}`,
+        `reserve+capture ${l.requests_per_second} req/s ${l.workerd_cpu_us_per_request} µs/req; x ${ledger.round_ratios[i]}; ` +
+        `objects constructed: ${c.do_constructions} / ${l.do_constructions}`,
     );
   });
   const sorted = [...ledger.round_ratios].sort((a, b) => a - b);

@@ -7,6 +7,8 @@
  * the profiler itself slows the isolate down.
  *
  *   node bench/profile.mjs [reserve_capture|durable_write] [seconds]
+ *
+ * PROFILE_ACCOUNTS=N spreads the load over N accounts (the many-accounts scenario's shape).
  */
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
@@ -92,8 +94,9 @@ function summarise(profile) {
 build();
 const { mf, url } = await serve("profile");
 try {
-  const [account] = await openAccounts(url, `prof_${Date.now()}`, 1, 1e12);
-  await call(url, "POST", `/v1/bench/durable-write/${account}`);
+  // PROFILE_ACCOUNTS: the load goes round-robin over that many accounts (1: the hot account).
+  const accounts = await openAccounts(url, `prof_${Date.now()}`, Number(process.env.PROFILE_ACCOUNTS ?? 1), 1e12);
+  for (const account of accounts) await call(url, "POST", `/v1/bench/durable-write/${account}`);
   const session = await inspect(Number(process.env.BENCH_INSPECTOR_PORT));
   await session.send("Profiler.enable");
   await session.send("Profiler.setSamplingInterval", { interval: 200 });
@@ -106,7 +109,7 @@ try {
     connections: Number(process.env.PROFILE_CONNECTIONS ?? 64),
     duration: seconds,
     kind,
-    accounts: [account],
+    accounts,
   });
   const stopped = /** @type {any} */ (await session.send("Profiler.stop"));
   session.close();

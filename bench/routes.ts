@@ -9,7 +9,7 @@ import { accountClient } from "../src/app/account-client";
 import type { AppEnv } from "../src/http/context";
 import { applyStats } from "../src/projection/apply";
 import { shardsOf } from "../src/projection/shards";
-import type { AccountDurableObject } from "./account";
+import { type AccountDurableObject, constructions } from "./account";
 
 /** Accounts one positions request may ask about. */
 const POSITIONS_ACCOUNTS_MAX = 250;
@@ -31,6 +31,11 @@ export function registerBenchRoutes(app: OpenAPIHono<AppEnv>): void {
     c.get("log").route = "POST /v1/bench/durable-write/{account_id}";
     const namespace = c.env.ACCOUNTS as unknown as DurableObjectNamespace<AccountDurableObject>;
     return c.json({ n: await namespace.getByName(c.req.param("account_id")).benchWrite() });
+  });
+  // Account objects constructed in this isolate so far (bench/account.ts `constructions`).
+  app.get("/v1/bench/constructions", (c) => {
+    c.get("log").route = "GET /v1/bench/constructions";
+    return c.json({ constructions: constructions.count });
   });
   // A full garbage collection of this isolate (the Worker and its objects), when workerd runs with
   // V8's --expose-gc (bench/instructions.mjs): a count then holds the collection of the garbage its

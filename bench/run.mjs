@@ -75,6 +75,8 @@ async function serve(state = "state") {
     // bench/profile.mjs attaches a CPU profiler to the Worker (and its objects) through it.
     inspectorPort:
       process.env.BENCH_INSPECTOR_PORT === undefined ? undefined : Number(process.env.BENCH_INSPECTOR_PORT),
+    // bench/instructions.mjs: no eviction of idle objects (its requests come 50 times slower).
+    preventEviction: process.env.BENCH_PREVENT_EVICTION === "1",
     // The benchmark drives the bootstrap key far past any production limit.
     ratelimits: {
       RATE_LIMITER: { namespace_id: "1001", simple: { limit: 100_000_000, period: 60 } },
@@ -149,8 +151,23 @@ async function call(base, method, path, body) {
   return text.length > 0 && text.startsWith("{") ? JSON.parse(text) : text;
 }
 
-/** Runs one autocannon scenario in a separate process. @param {Record<string, unknown>} scenario */
-function load(scenario) {
+/**
+ * Runs one autocannon scenario in a separate process; the row also counts the account objects
+ * the runtime constructed meanwhile (`do_constructions`: reconstructions of evicted idle objects,
+ * whose start-up each such request pays). @param {Record<string, unknown>} scenario
+ */
+async function load(scenario) {
+  const built = async () =>
+    /** @type {{ constructions: number }} */ (await call(String(scenario.url), "GET", "/v1/bench/constructions"))
+      .constructions;
+  const before = await built();
+  const row = await loadOnly(scenario);
+  row.do_constructions = (await built()) - before;
+  return row;
+}
+
+/** @param {Record<string, unknown>} scenario @returns {Promise<Record<string, any>>} */
+function loadOnly(scenario) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, "bench/load.mjs"), JSON.stringify(scenario)], {
       stdio: ["ignore", "pipe", "inherit"],
@@ -281,9 +298,11 @@ function mergeRounds(rounds) {
     latency_p99_ms: Math.max(...rounds.map((r) => r.latency_p99_ms)),
     errors: rounds.reduce((sum, r) => sum + r.errors, 0),
     workerd_cpu_us_per_request: requests > 0 ? Math.round(cpu / requests) : null,
+    do_constructions: rounds.reduce((sum, r) => sum + (r.do_constructions ?? 0), 0),
     rounds: rounds.map((r) => ({
       requests_per_second: r.requests_per_second,
       workerd_cpu_us_per_request: r.workerd_cpu_us_per_request,
+      do_constructions: r.do_constructions,
     })),
   };
 }

@@ -41,9 +41,10 @@ export function freshSecrets(adminKey = `oel_admin_${randomBytes(32).toString("b
 /**
  * Starts the bundle in `dist` in workerd; returns the Miniflare instance and its direct URL.
  * @param {{ dist: string, persist: string, bindings: Record<string, string>,
- *   ratelimits?: Record<string, unknown>, port?: number, inspectorPort?: number }} options
+ *   ratelimits?: Record<string, unknown>, port?: number, inspectorPort?: number,
+ *   preventEviction?: boolean }} options
  */
-export async function serveLedger({ dist, persist, bindings, ratelimits, port = 0, inspectorPort }) {
+export async function serveLedger({ dist, persist, bindings, ratelimits, port = 0, inspectorPort, preventEviction }) {
   const requireFromWrangler = createRequire(createRequire(import.meta.url).resolve("wrangler"));
   const { Miniflare, convertV4MiniflareOptions } = requireFromWrangler("miniflare");
   const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
@@ -60,6 +61,18 @@ export async function serveLedger({ dist, persist, bindings, ratelimits, port = 
       modulesRoot: dist,
       scriptPath: join(dist, "worker.js"),
       bindings: { ...(workerOptions.bindings ?? {}), ...bindings },
+      // Objects stay in memory when idle (bench/instructions.mjs: under valgrind requests come
+      // so slowly that the runtime would evict and rebuild the objects between them).
+      ...(preventEviction === true
+        ? {
+            durableObjects: Object.fromEntries(
+              Object.entries(workerOptions.durableObjects ?? {}).map(([name, o]) => [
+                name,
+                { ...o, unsafePreventEviction: true },
+              ]),
+            ),
+          }
+        : {}),
       resourcePersistencePath: persist,
       // One log line per request is the log policy; the callers do not print them.
       handleStructuredLogs: () => undefined,
