@@ -10,11 +10,11 @@
  * workerd runs under callgrind (MINIFLARE_WORKERD_PATH points at a wrapper), about 50 times
  * slower, so the projection's coalescing window is stretched to match (BENCH_COALESCE_MS, 2500 ms
  * unless set; past 60000 the projection is held off). Each kind is warmed and its projection
- * drained, the counters are zeroed, N requests run at 8 at a time, the projection is drained again
- * (the queue and D1 done) and the total is dumped (callgrind_control): all the work the N requests
- * caused, and the few requests that poll for the drain. Repeated runs of one tree still differ by up
- * to 5% (the collector's and the compiler's timing, and how events fall into flushes): compare
- * several runs, or a difference larger than that.
+ * drained, a full garbage collection runs, the counters are zeroed, N requests run at 8 at a time,
+ * the projection is drained again (the queue and D1 done), a full collection runs and the total is
+ * dumped (callgrind_control). The forced collection and the drain's polls, each counted alone right
+ * after, are taken out: what is left is all the work the N requests caused, collecting their
+ * garbage included. Two runs of one tree agree within about 1%.
  *
  * Kinds beside the ceilings: `durable_write_in_transaction` (the ceiling's write inside
  * `transactionSync`, as a command writes), `invalid_body` (a reserve body the contract refuses: the
@@ -55,7 +55,7 @@ process.env.MINIFLARE_WORKERD_V8_FLAGS = "--expose-gc";
 process.env.BENCH_PREVENT_EVICTION = "1";
 process.env.BENCH_COALESCE_MS ??= "2500";
 process.env.BENCH_ADMIN_KEY ??= `bench_${randomBytes(32).toString("base64url")}`;
-const { build, call, openAccounts, serve } = await import("./run.mjs");
+const { build, call, drain, openAccounts, serve, workerdPids } = await import("./run.mjs");
 
 const N = Number(process.argv[2] ?? 200);
 const kinds = (process.argv[3] ?? "plain,noop,durable_write,replay,reserve_capture").split(",");
@@ -63,20 +63,12 @@ const CONCURRENCY = 8;
 /** Accounts of the `_many` kinds (BENCH_ACCOUNTS; the bench's many-accounts scenarios use 1,000). */
 const MANY_ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 100);
 
-/** The pid of this run's workerd under callgrind (its command line names this run's output directory). */
-function workerdPid() {
-  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`--callgrind-out-file=${OUT}/`)) return pid;
-    } catch {
-      // The process went away while we looked.
-    }
-  }
-  throw new Error("no workerd under callgrind");
-}
 /** Zeroes (-z) or dumps (-d) this run's counters only: another run on the machine is left alone. */
-const callgrind = (/** @type {string} */ flag) =>
-  execFileSync("callgrind_control", [flag, workerdPid()], { stdio: "ignore" });
+const callgrind = (/** @type {string} */ flag) => {
+  const [pid] = workerdPids();
+  if (pid === undefined) throw new Error("no workerd under callgrind");
+  execFileSync("callgrind_control", [flag, pid], { stdio: "ignore" });
+};
 /** The instructions of the newest dump. */
 function lastDump() {
   const newest = readdirSync(OUT)
@@ -132,19 +124,17 @@ try {
   /** @type {Record<string, number>} */
   const perRequest = {};
   /**
-   * Waits until the read side holds every event of the account (the queue and D1 done), so that
-   * a count holds all the work its requests caused and none of the warm-up's.
+   * Waits until the read side holds every event of the kind's accounts (the queue and D1 done),
+   * so that a count holds all the work its requests caused and none of the warm-up's. Returns the
+   * polls it made: each is a request that asks every account object for its position, and its
+   * cost (`pollCost`) is taken out of the count.
    */
-  const drained = async () => {
+  const drained = async (/** @type {string[]} */ accounts) => {
     // A window past a minute holds the projection off (what the command costs without it).
-    if (Number(process.env.BENCH_COALESCE_MS) > 60_000) return;
-    for (;;) {
-      const p = /** @type {{ events_pending: number }} */ (
-        await call(url, "POST", "/v1/bench/positions", { account_ids: [account, ...many] })
-      );
-      if (p.events_pending === 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-    }
+    if (Number(process.env.BENCH_COALESCE_MS) > 60_000) return 0;
+    const result = await drain(url, accounts, 2000);
+    if (!result.drained) throw new Error(`the projection did not drain: ${JSON.stringify(result)}`);
+    return result.polls;
   };
   /**
    * A full collection before a count's window opens and before it closes: without it a count held
@@ -158,22 +148,29 @@ try {
   for (const kind of kinds) {
     if (request[kind] === undefined) throw new Error(`unknown kind ${kind}`);
     const calls = kind.startsWith("reserve_capture") ? N / 2 : N;
+    const accounts = kind.endsWith("_many") ? many : [account];
     // Warm: every account of a `_many` kind once (its table, its compiled paths), others 20 times.
     await run(kind, kind.endsWith("_many") ? MANY_ACCOUNTS : 20);
-    await drained();
+    await drained(accounts);
     await collect();
     callgrind("-z");
     await run(kind, calls);
-    await drained();
+    const polls = await drained(accounts);
     await collect();
     callgrind("-d");
     const window = lastDump();
-    // The forced collection alone, on about the same heap: it marks what is live whatever the
-    // requests did, so it is taken out; what the requests' garbage cost to collect stays in.
+    // Counted alone on about the same heap and taken out: the forced collection (it marks what
+    // is live whatever the requests did; what their garbage cost to collect stays in), and the
+    // drain's polls.
     callgrind("-z");
     await collect();
     callgrind("-d");
-    perRequest[kind] = Math.round((window - lastDump()) / N);
+    const collection = lastDump();
+    callgrind("-z");
+    await drained(accounts);
+    callgrind("-d");
+    const pollCost = lastDump();
+    perRequest[kind] = Math.round((window - collection - polls * pollCost) / N);
     console.log(`${kind.padEnd(16)} ${perRequest[kind].toLocaleString("en")} instructions/request`);
   }
   for (const [ledger, ceiling, name] of [

@@ -16,15 +16,13 @@ const accountCount = Number(process.argv[4] ?? 1);
 process.env.BENCH_ROUNDS = String(rounds);
 process.env.BENCH_SECONDS = String(seconds * 2);
 process.env.BENCH_ADMIN_KEY ??= `bench_${randomBytes(32).toString("base64url")}`;
-const { alternating, build, call, openAccounts, serve } = await import("./run.mjs");
+const { alternating, build, openAccounts, serve, warmCeiling } = await import("./run.mjs");
 
 build();
 const { mf, url } = await serve("pair");
 try {
   const accounts = await openAccounts(url, `pair_${Date.now()}`, accountCount, 1e12);
-  for (let i = 0; i < accounts.length; i += 50) {
-    await Promise.all(accounts.slice(i, i + 50).map((a) => call(url, "POST", `/v1/bench/durable-write/${a}`)));
-  }
+  await warmCeiling(url, accounts);
   const common = { url, key: process.env.BENCH_ADMIN_KEY, connections: 64, accounts };
   const { ceiling, ledger } = await alternating(
     { ...common, kind: "durable_write" },

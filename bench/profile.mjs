@@ -15,7 +15,7 @@ import { writeFileSync } from "node:fs";
 
 process.env.BENCH_ADMIN_KEY ??= `bench_${randomBytes(32).toString("base64url")}`;
 process.env.BENCH_INSPECTOR_PORT ??= "9329";
-const { build, call, load, openAccounts, serve } = await import("./run.mjs");
+const { build, load, openAccounts, serve, warmCeiling } = await import("./run.mjs");
 
 const kind = process.argv[2] ?? "reserve_capture";
 const seconds = Number(process.argv[3] ?? 8);
@@ -96,7 +96,7 @@ const { mf, url } = await serve("profile");
 try {
   // PROFILE_ACCOUNTS: the load goes round-robin over that many accounts (1: the hot account).
   const accounts = await openAccounts(url, `prof_${Date.now()}`, Number(process.env.PROFILE_ACCOUNTS ?? 1), 1e12);
-  for (const account of accounts) await call(url, "POST", `/v1/bench/durable-write/${account}`);
+  await warmCeiling(url, accounts);
   const session = await inspect(Number(process.env.BENCH_INSPECTOR_PORT));
   await session.send("Profiler.enable");
   await session.send("Profiler.setSamplingInterval", { interval: 200 });

@@ -206,13 +206,13 @@ async function counters(base, accounts) {
 /**
  * Waits until every account's D1 row has caught up with its object's head (the queue drained
  * and the consumer applied it), polling, at most BENCH_DRAIN_SECONDS. Returns how long it took
- * and, if it did not drain, what was still pending.
- * @param {string} base @param {string[]} accounts
+ * and how many polls, and, if it did not drain, what was still pending.
+ * @param {string} base @param {string[]} accounts @param {number} [pollMs]
  */
-async function drain(base, accounts) {
+async function drain(base, accounts, pollMs = 250) {
   const started = Date.now();
   let last = null;
-  while (true) {
+  for (let polls = 1; ; polls++) {
     const parts = [];
     for (let i = 0; i < accounts.length; i += 250) {
       parts.push(call(base, "POST", "/v1/bench/positions", { account_ids: accounts.slice(i, i + 250) }));
@@ -228,12 +228,12 @@ async function drain(base, accounts) {
       { objects_behind: 0, d1_behind: 0, events_pending: 0, failures: 0 },
     );
     const seconds = (Date.now() - started) / 1000;
-    if (last.d1_behind === 0 && last.objects_behind === 0) return { drained: true, seconds, ...last };
+    if (last.d1_behind === 0 && last.objects_behind === 0) return { drained: true, seconds, polls, ...last };
     if (seconds > DRAIN_SECONDS) {
       console.error(`not drained after ${DRAIN_SECONDS} s: ${JSON.stringify(last)}`);
-      return { drained: false, seconds, ...last };
+      return { drained: false, seconds, polls, ...last };
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 }
 
@@ -333,6 +333,17 @@ async function alternating(ceilingScenario, ledgerScenarioRow) {
   return { ceiling: mergeRounds(ceilings), ledger };
 }
 
+/**
+ * One durable write into each account's object, 50 at a time: the ceiling's objects are then warm
+ * before they are measured (their bench table made, one write done), as the ledger's are.
+ * @param {string} base @param {string[]} accounts
+ */
+async function warmCeiling(base, accounts) {
+  for (let i = 0; i < accounts.length; i += 50) {
+    await Promise.all(accounts.slice(i, i + 50).map((a) => call(base, "POST", `/v1/bench/durable-write/${a}`)));
+  }
+}
+
 async function openAccounts(base, prefix, count, balance) {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}_${i}`);
   for (let i = 0; i < ids.length; i += 50) {
@@ -379,10 +390,7 @@ async function main() {
     rows.noop_durable_object = await load({ ...common, kind: "noop", accounts: [hot] });
     // The ceiling's objects, like the ledger's, are warm before they are measured: each has its
     // bench table and has written once (the ledger's accounts were opened and credited above).
-    const warm = [hot, ...many];
-    for (let i = 0; i < warm.length; i += 50) {
-      await Promise.all(warm.slice(i, i + 50).map((a) => call(url, "POST", `/v1/bench/durable-write/${a}`)));
-    }
+    await warmCeiling(url, [hot, ...many]);
     // Each throughput target's ceiling is measured in rounds alternating with its ledger scenario
     // (`alternating`); the keys are set here to keep the table's order.
     rows.durable_write_one_account = null;
@@ -668,4 +676,4 @@ function report(rows, memory, verifier, d1, longHistory = null) {
 
 if (process.argv[1] === new URL(import.meta.url).pathname) await main();
 
-export { alternating, build, call, load, openAccounts, serve };
+export { alternating, build, call, drain, load, openAccounts, serve, warmCeiling, workerdPids };
