@@ -391,13 +391,18 @@ const GUARD = `CASE
     WHEN m.g > s.generation THEN m.r = 1
     WHEN m.g = s.generation THEN m.t > s.last_seq AND m.f <= s.last_seq + 1
     ELSE 0 END`;
-const OK = `WITH ${ENTRIES}, ok AS (SELECT m.a, m.g FROM m LEFT JOIN accounts s ON s.account_id = m.a WHERE ${GUARD})`;
+// Each row of ?2 is read out of the parameter once, as JSONB (`d`, materialized), and its cells are
+// looked up in that. A cell read as `json_each(...).value ->> '$[i]'` costs SQLite a rewrite of the
+// whole row as JSON text per reference (the row: up to 18 cells, a tail of 16 events among them):
+// measured under callgrind, that was 6% of all the work of a reserve+capture on 100 accounts.
+const OK = `WITH ${ENTRIES}, ok AS (SELECT m.a, m.g FROM m LEFT JOIN accounts s ON s.account_id = m.a WHERE ${GUARD}),
+  d AS MATERIALIZED (SELECT jsonb(value) AS v FROM json_each(?2))`;
 const RESETS = `WITH ${ENTRIES} SELECT m.a FROM m LEFT JOIN accounts s ON s.account_id = m.a
   WHERE m.r = 1 AND (s.account_id IS NULL OR m.g > s.generation)`;
 /** Rows of ?2 (alias `d`) whose account passes the guard. */
-const ROWS = "FROM json_each(?2) d WHERE (d.value ->> '$[0]') IN (SELECT a FROM ok)";
+const ROWS = "FROM d WHERE (d.v ->> '$[0]') IN (SELECT a FROM ok)";
 /** Cell `i` of a row of ?2: `->>` for a value, `->` for JSON kept as JSON text. */
-const cell = (i: number, json = false) => `d.value ${json ? "->" : "->>"} '$[${i}]'`;
+const cell = (i: number, json = false) => `d.v ${json ? "->" : "->>"} '$[${i}]'`;
 
 const HOLD_COLUMNS = [
   "account_id",
