@@ -1,7 +1,6 @@
 /** Bindings and secrets of the ledger Worker (see wrangler.toml and docs/operations.md, "Configuration"). */
 import type { AccountDurableObject } from "../durable-objects/account";
 import type { MonitorDurableObject } from "../durable-objects/monitor";
-import type { ProjectionMessage } from "./projection/message";
 
 export interface Env {
   /** One Durable Object per account, addressed by `getByName(account_id)`. */
@@ -11,8 +10,11 @@ export interface Env {
    * More shards are bound as DB_1, DB_2, ... (src/projection/shards.ts).
    */
   DB: D1Database;
-  /** The projection queue's producer (wrangler.toml [[queues.producers]]). */
-  PROJECTION_QUEUE?: Queue<ProjectionMessage>;
+  /**
+   * The projection queue's producer (wrangler.toml [[queues.producers]]): each body is a
+   * ProjectionMessage as JSON text (src/projection/delivery.ts).
+   */
+  PROJECTION_QUEUE?: Queue<string>;
   /** "direct": account objects write their projection to D1 themselves instead of the queue. */
   PROJECTION_DELIVERY?: string;
   /**

@@ -84,6 +84,20 @@ interface Entry {
   members: number[];
 }
 
+/**
+ * A queued body as a message: the JSON text the objects send (./delivery.ts), parsed; an object
+ * (a body queued as "json" before the text format, or a dead letter stored then) as it is. Text
+ * that is not JSON stays text, which `isProjectionMessage` refuses.
+ */
+export function projectionBody(body: unknown): unknown {
+  if (typeof body !== "string") return body;
+  try {
+    return JSON.parse(body) as unknown;
+  } catch {
+    return body;
+  }
+}
+
 /** Checks the shape a consumer relies on; anything else is dead-lettered, never retried. */
 export function isProjectionMessage(body: unknown): body is ProjectionMessage {
   const m = body as Partial<ProjectionMessage> | null;

@@ -8,7 +8,7 @@
  */
 import { clock } from "../clock";
 import type { Env } from "../env";
-import { ApplyError, applyMessages, isProjectionMessage, type Outcome } from "./apply";
+import { ApplyError, applyMessages, isProjectionMessage, type Outcome, projectionBody } from "./apply";
 import { shardsOf } from "./shards";
 
 /** Dead letters one replay applies (one consumer batch's worth). */
@@ -34,7 +34,8 @@ export async function storeDeadLetters(
 ): Promise<void> {
   const at = new Date(clock.now()).toISOString();
   const rows = messages.map((m) => {
-    const body = isProjectionMessage(m.body) ? m.body : null;
+    const parsed = projectionBody(m.body);
+    const body = isProjectionMessage(parsed) ? parsed : null;
     return [
       m.id,
       body?.account_id ?? "",
@@ -43,7 +44,8 @@ export async function storeDeadLetters(
       body?.generation ?? 0,
       m.attempts,
       at,
-      JSON.stringify(m.body),
+      // Stored as JSON text either way: the text a body came as, or an object written out.
+      typeof m.body === "string" ? m.body : JSON.stringify(m.body),
     ];
   });
   // Bodies may be 120 KB each: several statements, each binding at most DEAD_LETTERS_PARAM_BYTES_MAX.
@@ -123,7 +125,7 @@ export async function replayDeadLetters(env: Env, ids?: readonly string[]): Prom
   try {
     outcomes = await applyMessages(
       shardsOf(env),
-      rows.map((r) => JSON.parse(r.body) as unknown),
+      rows.map((r) => projectionBody(r.body)),
     );
   } catch (error) {
     if (!(error instanceof ApplyError)) throw error;

@@ -1,14 +1,16 @@
 /**
  * How an account object delivers its projection messages (./projector.ts `Delivery`):
  * - `queueDelivery`: to the projection queue, whose consumer applies many accounts' messages
- *   in bulk (./consumer.ts). The platform's limits are named below; a message over the
- *   per-message limit is applied directly instead, once the queue has delivered what came
- *   before it (contiguity: ./apply.ts).
+ *   in bulk (./consumer.ts). Each message goes as its JSON text (content type "text"): the
+ *   object writes that text once, to size it, and the queue carries it as it is, where a "json"
+ *   body would be written out again by the runtime (and, locally, parsed and re-written by the
+ *   queue's emulator). The platform's limits are named below; a message over the per-message
+ *   limit is applied directly instead, once the queue has delivered what came before it
+ *   (contiguity: ./apply.ts).
  * - `directDelivery`: straight to the read side through the consumer's code, for an object
  *   without a queue binding (PROJECTION_DELIVERY = "direct", the test suite's default).
  */
 import { applyMessages } from "./apply";
-import type { ProjectionMessage } from "./message";
 import type { Delivery } from "./projector";
 import type { Shard } from "./shards";
 
@@ -34,21 +36,22 @@ function isFinal(outcome: string | undefined): boolean {
   return outcome === "applied" || outcome === "duplicate" || outcome === "superseded";
 }
 
-export function queueDelivery(queue: Queue<ProjectionMessage>, direct: Delivery): Delivery {
+export function queueDelivery(queue: Queue<string>, direct: Delivery): Delivery {
   return async (messages) => {
     let accepted = 0;
-    let batch: ProjectionMessage[] = [];
+    let batch: string[] = [];
     let bytes = 0;
     const send = async () => {
       if (batch.length === 0) return;
-      await queue.sendBatch(batch.map((body) => ({ body, contentType: "json" as const })));
+      await queue.sendBatch(batch.map((body) => ({ body, contentType: "text" as const })));
       accepted += batch.length;
       batch = [];
       bytes = 0;
     };
     try {
       for (const message of messages) {
-        const size = encoder.encode(JSON.stringify(message)).length;
+        const text = JSON.stringify(message);
+        const size = encoder.encode(text).length;
         if (size > QUEUE_MESSAGE_BYTES_MAX) {
           await send();
           // Too large for the queue: applied here, after the queue applied the ones before it
@@ -59,7 +62,7 @@ export function queueDelivery(queue: Queue<ProjectionMessage>, direct: Delivery)
           continue;
         }
         if (batch.length === QUEUE_SEND_MESSAGES_MAX || bytes + size > QUEUE_SEND_BYTES_MAX) await send();
-        batch.push(message);
+        batch.push(text);
         bytes += size;
       }
       await send();

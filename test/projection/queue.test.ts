@@ -29,12 +29,14 @@ class RecordingQueue {
   async send(): Promise<void> {
     throw new Error("the projection sends batches");
   }
-  async sendBatch(messages: Iterable<MessageSendRequest<ProjectionMessage>>): Promise<void> {
+  async sendBatch(messages: Iterable<MessageSendRequest<string>>): Promise<void> {
     if (this.down) throw new Error("queue unavailable");
     this.batches += 1;
     for (const m of messages) {
-      // What the platform would store: the body as JSON.
-      this.sent.push(JSON.parse(JSON.stringify(m.body)) as ProjectionMessage);
+      // What the platform carries: the message's JSON text, as text.
+      expect(m.contentType).toBe("text");
+      expect(typeof m.body).toBe("string");
+      this.sent.push(JSON.parse(m.body) as ProjectionMessage);
     }
   }
   take(): ProjectionMessage[] {
@@ -47,19 +49,23 @@ class RecordingQueue {
 /** Makes the account's object deliver to `queue` (lives until the object is evicted). */
 async function produceTo(accountId: string, queue: RecordingQueue): Promise<void> {
   await runInDurableObject(stub(accountId), (instance: AccountDurableObject) => {
-    instance.projector.deliver = queueDelivery(
-      queue as unknown as Queue<ProjectionMessage>,
-      directDelivery(shardsOf(env)),
-    );
+    instance.projector.deliver = queueDelivery(queue as unknown as Queue<string>, directDelivery(shardsOf(env)));
   });
 }
 
 let ids = 0;
 /**
- * Runs the Worker's queue handler on `bodies` as one batch; returns what it acked and retried
- * (with the delay asked: the test runtime's own batch does not record delays).
+ * Runs the Worker's queue handler on `bodies` as one batch, each as the JSON text the objects
+ * send (`asText: false`: as objects, the format queued before it); returns what it acked and
+ * retried (with the delay asked: the test runtime's own batch does not record delays).
  */
-async function consume(bodies: unknown[], queue = PROJECTION_QUEUE, attempts = 1, environment: object = env) {
+async function consume(
+  bodies: unknown[],
+  queue = PROJECTION_QUEUE,
+  attempts = 1,
+  environment: object = env,
+  asText = true,
+) {
   const acked: string[] = [];
   const retried = new Map<string, number | undefined>();
   const messages = bodies.map((body) => {
@@ -68,7 +74,7 @@ async function consume(bodies: unknown[], queue = PROJECTION_QUEUE, attempts = 1
       id,
       timestamp: new Date(),
       attempts,
-      body,
+      body: asText ? JSON.stringify(body) : body,
       ack: () => acked.push(id),
       retry: (options?: { delaySeconds?: number }) => retried.set(id, options?.delaySeconds),
     };
@@ -179,6 +185,19 @@ describe("the consumer", () => {
     await expectD1EqualsLog(b);
   });
 
+  it("applies bodies queued as objects, the format before JSON text, and their text redelivered once", async () => {
+    useManualClock();
+    const queue = new RecordingQueue();
+    const id = await queuedAccount(queue, 4);
+    const sent = queue.take();
+    const before = await consume(sent.slice(0, 3), PROJECTION_QUEUE, 1, env, false);
+    expect(before.acked).toEqual(before.ids);
+    const after = await consume(sent);
+    expect(after.acked).toEqual(after.ids);
+    expect(await eventCount(id)).toBe(5);
+    await expectD1EqualsLog(id);
+  });
+
   it("retries a message whose predecessor is late, with backoff, and applies it after", async () => {
     useManualClock();
     const queue = new RecordingQueue();
@@ -249,8 +268,15 @@ describe("the consumer", () => {
     useManualClock();
     const out = await consume([{ v: 99, nonsense: true }]);
     expect(out.acked).toEqual(out.ids);
+    // Text that is not JSON at all: kept as it came, and a replay leaves it where it is.
+    const garbled = await consume(['{"v":1,"account_id":'], PROJECTION_QUEUE, 1, env, false);
+    expect(garbled.acked).toEqual(garbled.ids);
     const listed = await api("GET", "/v1/admin/projection/dead-letters?limit=100");
-    expect(listed.body.data.some((d: { id: string }) => d.id === out.ids[0])).toBe(true);
+    const listedIds = listed.body.data.map((d: { id: string }) => d.id);
+    expect(listedIds).toEqual(expect.arrayContaining([out.ids[0], garbled.ids[0]]));
+    const replay = await api("POST", "/v1/admin/projection/dead-letters/replay", { ids: garbled.ids });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toMatchObject({ replayed: 1, outcomes: { invalid: 1 } });
 
     const queue = new RecordingQueue();
     const id = await queuedAccount(queue, 2);
