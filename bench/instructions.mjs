@@ -24,6 +24,13 @@
  *
  *   node bench/instructions.mjs [requests=200] [kinds=plain,noop,durable_write,replay,reserve_capture]
  *
+ * The dumps stay in bench/.work/callgrind/ until the next run: out.<pid>.<n>, three per kind in turn
+ * (its window, the lone collection, the lone poll: the first kind's window is .1, the second's .4).
+ * workerd keeps its symbols, so `callgrind_annotate --auto=no --threshold=100 <dump>` says where a
+ * window's instructions went in the runtime's C++ (SQLite, V8's JSON, the allocator, KJ); comparing a
+ * ledger kind's window with its ceiling's is how the consumer's JSON rewrites were found
+ * (docs/benchmarks.md, fourth pass).
+ *
  * Needs valgrind (Debian's package, on these machines).
  */
 import { execFileSync } from "node:child_process";
