@@ -121,13 +121,15 @@ export function isProjectionMessage(body: unknown): body is ProjectionMessage {
 }
 
 /**
- * Applies messages to their shards. Returns each message's outcome, by index; a shard whose
- * D1 batch fails rejects (the consumer retries those messages; nothing of that batch was written).
+ * Applies messages to their shards: each as its JSON text (a queued body, a dead letter) or as an
+ * object (`projectionBody`). Returns each message's outcome, by index; a shard whose D1 batch
+ * fails rejects (the consumer retries those messages; nothing of that batch was written).
  */
-export async function applyMessages(shards: readonly Shard[], messages: readonly unknown[]): Promise<Outcome[]> {
-  const outcomes: Outcome[] = messages.map(() => "invalid");
+export async function applyMessages(shards: readonly Shard[], bodies: readonly unknown[]): Promise<Outcome[]> {
+  const outcomes: Outcome[] = bodies.map(() => "invalid");
   const byShard = new Map<Shard, { message: ProjectionMessage; index: number }[]>();
-  messages.forEach((message, index) => {
+  bodies.forEach((body, index) => {
+    const message = projectionBody(body);
     if (!isProjectionMessage(message)) return;
     const shard = shardFor(shards, message.account_id);
     const list = byShard.get(shard) ?? [];

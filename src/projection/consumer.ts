@@ -12,7 +12,7 @@ import { clock } from "../clock";
 import type { Env } from "../env";
 import { writeLog } from "../observability/log";
 import { recordD1Failure } from "../observability/metrics";
-import { ApplyError, applyMessages, type Outcome, projectionBody } from "./apply";
+import { ApplyError, applyMessages, type Outcome } from "./apply";
 import { storeDeadLetters } from "./dead-letters";
 import { shardsOf } from "./shards";
 
@@ -65,7 +65,7 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: Env): Prom
   try {
     outcomes = await applyMessages(
       shardsOf(env),
-      batch.messages.map((m) => projectionBody(m.body)),
+      batch.messages.map((m) => m.body),
     );
   } catch (error) {
     if (!(error instanceof ApplyError)) throw error;

@@ -125,7 +125,7 @@ export async function replayDeadLetters(env: Env, ids?: readonly string[]): Prom
   try {
     outcomes = await applyMessages(
       shardsOf(env),
-      rows.map((r) => projectionBody(r.body)),
+      rows.map((r) => r.body),
     );
   } catch (error) {
     if (!(error instanceof ApplyError)) throw error;
