@@ -3,7 +3,9 @@
  * One throughput target of `npm run bench` alone: the hot account (or `accounts` accounts)
  * against its durable-write ceiling, in the bench's own alternating rounds (bench/run.mjs
  * `alternating`), printing each round. A tool for deciding whether a change to the command path
- * helps, faster than a full run; the bench's table stays the record.
+ * helps, faster than a full run; the bench's table stays the record. Each round prints its failed
+ * requests, and the summary says when any failed: an experiment whose requests fail (an error
+ * answers fast) would otherwise look like a gain.
  *
  *   node bench/pair.mjs [rounds=6] [seconds=4] [accounts=1]
  */
@@ -33,9 +35,12 @@ try {
     console.log(
       `round ${i + 1}: ceiling ${c.requests_per_second} req/s ${c.workerd_cpu_us_per_request} µs/req; ` +
         `reserve+capture ${l.requests_per_second} req/s ${l.workerd_cpu_us_per_request} µs/req; x ${ledger.round_ratios[i]}; ` +
-        `objects constructed: ${c.do_constructions} / ${l.do_constructions}`,
+        `objects constructed: ${c.do_constructions} / ${l.do_constructions}; failed requests: ${c.errors} / ${l.errors}`,
     );
   });
+  // A failed request is answered sooner than a served one: rounds with failures rank nothing.
+  const failed = ceiling.errors + ledger.errors;
+  if (failed > 0) console.log(`NOT COMPARABLE: ${failed} requests failed (errors, timeouts or non-2xx answers)`);
   const sorted = [...ledger.round_ratios].sort((a, b) => a - b);
   console.log(
     `all rounds: ceiling ${ceiling.workerd_cpu_us_per_request} µs/req, reserve+capture ${ledger.workerd_cpu_us_per_request} µs/req; ` +

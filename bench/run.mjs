@@ -303,6 +303,7 @@ function mergeRounds(rounds) {
       requests_per_second: r.requests_per_second,
       workerd_cpu_us_per_request: r.workerd_cpu_us_per_request,
       do_constructions: r.do_constructions,
+      errors: r.errors,
     })),
   };
 }
