@@ -116,9 +116,10 @@ export class LedgerService extends WorkerEntrypoint<Env> {
     const validateInput = (errors: FieldError[]) => {
       body = validate(OPERATIONS[name].input, input, "input", errors);
     };
-    return this.call(name, target, validateInput, (t, log) => runOperation(this.env, name, t, body, log)) as Promise<
-      LedgerResult<T>
-    >;
+    const keep = (work: Promise<unknown>) => this.ctx.waitUntil(work);
+    return this.call(name, target, validateInput, (t, log) =>
+      runOperation(this.env, name, t, body, log, keep),
+    ) as Promise<LedgerResult<T>>;
   }
 
   /** Validates the ids, runs, and writes the same one allowlisted log line per call as HTTP does. */

@@ -15,6 +15,7 @@ import type { Env } from "../env";
 import type { LogFields } from "../observability/request-log";
 import { PriceCache } from "../pricing/cache";
 import { accountClient } from "./account-client";
+import { commandGroups, groupable, type Keep } from "./command-groups";
 import { type Outcome, outcomeOf, rejectedOutcome } from "./outcome";
 import { AccountResponse, OpenAccountBody, UpdateAccountBody } from "./schemas/accounts";
 import {
@@ -245,7 +246,9 @@ export async function buildCommand(
 
 /**
  * Runs one validated operation against its account and fills `log` with what it may log.
- * The one execution path of HTTP and the service binding.
+ * The one execution path of HTTP and the service binding. A keyed command shares its call to
+ * the object with the account's other commands in this isolate while one is in flight
+ * (./command-groups.ts); `keep` is the request's `waitUntil`, under which a line's calls run.
  */
 export async function runOperation(
   env: Env,
@@ -253,10 +256,15 @@ export async function runOperation(
   target: Target,
   input: unknown,
   log: LogFields,
+  keep: Keep,
 ): Promise<Outcome> {
   const built = await buildCommand(name, input, target, new PriceCache(env.DB));
   if (!("type" in built)) return built;
-  const outcome = outcomeOf(await accountClient(env, target.account_id).execute(built), statusOf(name));
+  const account = accountClient(env, target.account_id);
+  const result = groupable(built)
+    ? await commandGroups.execute(target.account_id, account, built, keep)
+    : await account.execute(built);
+  const outcome = outcomeOf(result, statusOf(name));
   Object.assign(log, (OPERATIONS[name] as unknown as AnyContract).log(built, outcome.ok ? outcome.value : null));
   return outcome;
 }

@@ -1,0 +1,213 @@
+/**
+ * Group commit: the commands that reach one isolate for one account while a call to that account
+ * is in flight go to its object together, as one call (TigerBeetle batches every request).
+ *
+ * An account's object decides its commands one at a time whatever happens, so a busy account is
+ * as fast as one command's turn inside its object, and much of that turn is not the decision: it
+ * is the call itself (its arguments and answer cloned across, the dispatch) and the transaction.
+ * Each busy account has a line in the isolate:
+ * - a command for an account with no line goes at once, alone: its request becomes the line's
+ *   driver, so a quiet account waits for nothing;
+ * - a command that finds a driver takes a seat; after the driver's own call, the driver sends the
+ *   waiting seats in groups of up to COMMAND_GROUP_SIZE_MAX, in arrival order (`executeBatch`, not
+ *   atomic: one call, one transaction), until none is left or it has sent COMMAND_GROUP_DRIVES_MAX
+ *   groups; then the line has no driver, and the next request to arrive, or the first waiting one
+ *   to look, drives it.
+ *
+ * In a group each command is decided alone against the state the one before it left, exactly as
+ * if it had arrived alone in that order: its own answer, its own rejection, its own replay (two
+ * requests with one key in one group: the second replays the first). Only commands with an
+ * idempotency key join a line (`groupable`): if a group's call fails, each of its commands is sent
+ * again alone, so a command the object cannot run fails alone, and one the failed call did commit
+ * answers as a replay of itself instead of applying twice.
+ *
+ * The platform keeps requests apart: a request may not use another's I/O, nor wait on a promise
+ * another request settles (workerd cancels it as hung). So the driver makes every call from its own
+ * context, under its `waitUntil` (`keep`), and writes each answer into its seat as plain data; a
+ * waiting request looks at its seat every COMMAND_GROUP_POLL_MS on a timer of its own. The driver's
+ * turn is bounded so its `waitUntil` stays short. Should the driver vanish mid-turn (its
+ * `waitUntil` cut off, say after a call hung), a waiting request whose command is still seated
+ * takes the line over once the driver has not moved for COMMAND_GROUP_DRIVER_STALE_MS; each
+ * command still goes at most once, since a seat leaves the line in one step. A line is forgotten
+ * when it has no driver and no seat: the map holds only the accounts busy right now.
+ */
+import type { BatchResult, ExecuteResult } from "../../durable-objects/account";
+import { clock } from "../clock";
+import type { Command } from "../domain/commands";
+import { assert } from "../domain/money";
+import { specOf } from "../domain/table";
+
+/** Commands in one group's call (the object's batch limit, BATCH_OPERATIONS_MAX, is higher). */
+export const COMMAND_GROUP_SIZE_MAX = 100;
+/** Groups one driver sends before it leaves the line to the next request. */
+export const COMMAND_GROUP_DRIVES_MAX = 16;
+/** How often a waiting request looks at its seat, in milliseconds. */
+export const COMMAND_GROUP_POLL_MS = 1;
+/**
+ * A driver that has neither started nor finished a call for this long is taken to be gone (past
+ * the platform's 30 s for `waitUntil` after a response), and a waiting request drives instead.
+ */
+export const COMMAND_GROUP_DRIVER_STALE_MS = 35_000;
+
+/** What a line calls: the account object's stub (or a test's fake). */
+export interface GroupTarget {
+  execute(command: Command): Promise<ExecuteResult>;
+  executeBatch(commands: Command[], atomic: boolean): Promise<BatchResult>;
+}
+
+/** Keeps work running after the response of the request that started it (`ctx.waitUntil`). */
+export type Keep = (work: Promise<unknown>) => void;
+
+type Answer = { ok: true; result: ExecuteResult } | { ok: false; error: unknown };
+
+interface Seat {
+  readonly command: Command;
+  answer: Answer | null;
+}
+
+class Line {
+  /** The driving request's token, or null: only the driver that holds it may clear it. */
+  driver: object | null = null;
+  /** When the driver last started or finished a call (the clock seam). */
+  movedAtMs = 0;
+  readonly seats: Seat[] = [];
+}
+
+export interface GroupLimits {
+  sizeMax: number;
+  drivesMax: number;
+  /** Resolves after about `ms` on the caller's own timer (a seam for tests). */
+  wait(ms: number): Promise<unknown>;
+}
+
+const DEFAULT_LIMITS: GroupLimits = {
+  sizeMax: COMMAND_GROUP_SIZE_MAX,
+  drivesMax: COMMAND_GROUP_DRIVES_MAX,
+  wait: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+/** Whether a command may join a line: batchable, and keyed (so that sending it again is safe). */
+export function groupable(command: Command): boolean {
+  const spec = specOf(command);
+  return spec.batchable && spec.key(command) !== null;
+}
+
+export class CommandGroups {
+  private readonly lines = new Map<string, Line>();
+  /** Calls made, groups among them, and commands sent again alone after a failed group. */
+  readonly counts = { calls: 0, groups: 0, grouped: 0, resent: 0 };
+  private readonly limits: GroupLimits;
+
+  constructor(limits: Partial<GroupLimits> = {}) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    const { sizeMax, drivesMax } = this.limits;
+    assert(Number.isSafeInteger(sizeMax) && sizeMax >= 1, "commands per group");
+    assert(Number.isSafeInteger(drivesMax) && drivesMax >= 1, "groups per driver");
+  }
+
+  /** Accounts with a line (none once every call has ended and every answer was taken). */
+  get busyAccounts(): number {
+    return this.lines.size;
+  }
+
+  /** Runs `command` on `accountId`'s object, alone or in a group; its own answer either way. */
+  async execute(accountId: string, target: GroupTarget, command: Command, keep: Keep): Promise<ExecuteResult> {
+    assert(groupable(command), `${command.type} without a key does not join a line`);
+    let line = this.lines.get(accountId);
+    if (line === undefined) {
+      line = new Line();
+      this.lines.set(accountId, line);
+    }
+    if (line.driver === null) return this.drive(accountId, line, target, command, keep);
+    const seat: Seat = { command, answer: null };
+    line.seats.push(seat);
+    for (;;) {
+      await this.limits.wait(COMMAND_GROUP_POLL_MS);
+      if (seat.answer !== null) return answerOf(seat.answer);
+      const gone = line.driver === null || clock.now() - line.movedAtMs > COMMAND_GROUP_DRIVER_STALE_MS;
+      const at = gone ? line.seats.indexOf(seat) : -1;
+      if (at >= 0) {
+        // The driver left (or vanished) with this command still seated: this request drives.
+        line.seats.splice(at, 1);
+        return this.drive(accountId, line, target, command, keep);
+      }
+    }
+  }
+
+  /** Sends `command` alone from this request, then the waiting seats, under its `waitUntil`. */
+  private drive(accountId: string, line: Line, target: GroupTarget, command: Command, keep: Keep) {
+    const token = {};
+    line.driver = token;
+    line.movedAtMs = clock.now();
+    this.counts.calls += 1;
+    const own = target.execute(command);
+    keep(this.drain(accountId, line, token, target, own));
+    return own;
+  }
+
+  private async drain(accountId: string, line: Line, token: object, target: GroupTarget, own: Promise<unknown>) {
+    try {
+      await own.catch(() => undefined); // its failure is its own caller's
+      for (let drives = 0; drives < this.limits.drivesMax; drives++) {
+        // A driver taken for gone that comes back leaves the line to the one that took it over.
+        if (line.driver !== token || line.seats.length === 0) break;
+        line.movedAtMs = clock.now();
+        await this.send(target, line.seats.splice(0, this.limits.sizeMax));
+      }
+    } finally {
+      if (line.driver === token) {
+        line.driver = null;
+        line.movedAtMs = clock.now();
+        if (line.seats.length === 0) this.lines.delete(accountId);
+      }
+    }
+  }
+
+  /** One call for the seats; every seat gets an answer, whatever happens. */
+  private async send(target: GroupTarget, seats: readonly Seat[]): Promise<void> {
+    this.counts.calls += 1;
+    try {
+      if (seats.length === 1) {
+        await this.alone(target, seats[0] as Seat);
+        return;
+      }
+      this.counts.groups += 1;
+      this.counts.grouped += seats.length;
+      let batch: BatchResult;
+      try {
+        batch = await target.executeBatch(
+          seats.map((s) => s.command),
+          false,
+        );
+      } catch {
+        // Nothing says which command failed, nor whether the call committed before it failed:
+        // each goes again alone (a committed one answers as its own replay).
+        this.counts.resent += seats.length;
+        await Promise.all(seats.map((s) => this.alone(target, s)));
+        return;
+      }
+      assert(batch.committed && batch.results.length === seats.length, "a group answers every command");
+      seats.forEach((s, i) => {
+        s.answer = { ok: true, result: batch.results[i] as ExecuteResult };
+      });
+    } catch (error) {
+      for (const s of seats) s.answer ??= { ok: false, error };
+    }
+  }
+
+  private async alone(target: GroupTarget, seat: Seat): Promise<void> {
+    try {
+      seat.answer = { ok: true, result: await target.execute(seat.command) };
+    } catch (error) {
+      seat.answer = { ok: false, error };
+    }
+  }
+}
+
+function answerOf(answer: Answer): ExecuteResult {
+  if (!answer.ok) throw answer.error;
+  return answer.result;
+}
+
+/** This isolate's lines: every request of the isolate that runs a keyed command shares them. */
+export const commandGroups = new CommandGroups();
