@@ -28,7 +28,9 @@
  * turn is bounded so its `waitUntil` stays short. Should the driver vanish mid-turn (its
  * `waitUntil` cut off, say after a call hung), a waiting request whose command is still seated
  * takes the line over once the driver has not moved for COMMAND_GROUP_DRIVER_STALE_MS; each
- * command still goes at most once, since a seat leaves the line in one step. A line is forgotten
+ * command still goes at most once, since a seat leaves the line in one step. A command whose call
+ * went with the driver fails after COMMAND_GROUP_ANSWER_WAIT_MS_MAX (`GroupCallLost`), so its
+ * caller can send it again with its key instead of waiting forever. A line is forgotten
  * when it has no driver and no seat: the map holds only the accounts busy right now.
  */
 import type { BatchResult, ExecuteResult } from "../../durable-objects/account";
@@ -48,6 +50,16 @@ export const COMMAND_GROUP_POLL_MS = 1;
  * the platform's 30 s for `waitUntil` after a response), and a waiting request drives instead.
  */
 export const COMMAND_GROUP_DRIVER_STALE_MS = 35_000;
+/**
+ * A command sent in a group whose call has not answered for this long (its driver gone with the
+ * call) fails to its caller, who may send it again with its key, rather than waiting forever.
+ */
+export const COMMAND_GROUP_ANSWER_WAIT_MS_MAX = 60_000;
+
+/** A grouped command's call never answered (COMMAND_GROUP_ANSWER_WAIT_MS_MAX). */
+export class GroupCallLost extends Error {
+  override name = "GroupCallLost";
+}
 
 /** What a line calls: the account object's stub (or a test's fake). */
 export interface GroupTarget {
@@ -63,6 +75,8 @@ type Answer = { ok: true; result: ExecuteResult } | { ok: false; error: unknown 
 interface Seat {
   readonly command: Command;
   answer: Answer | null;
+  /** When a driver took it into a call (the clock seam), or null while it waits in the line. */
+  sentAtMs: number | null;
 }
 
 class Line {
@@ -119,11 +133,14 @@ export class CommandGroups {
       this.lines.set(accountId, line);
     }
     if (line.driver === null) return this.drive(accountId, line, target, command, keep);
-    const seat: Seat = { command, answer: null };
+    const seat: Seat = { command, answer: null, sentAtMs: null };
     line.seats.push(seat);
     for (;;) {
       await this.limits.wait(COMMAND_GROUP_POLL_MS);
       if (seat.answer !== null) return answerOf(seat.answer);
+      if (seat.sentAtMs !== null && clock.now() - seat.sentAtMs > COMMAND_GROUP_ANSWER_WAIT_MS_MAX) {
+        throw new GroupCallLost(`the call carrying ${command.type} did not answer`);
+      }
       const gone = line.driver === null || clock.now() - line.movedAtMs > COMMAND_GROUP_DRIVER_STALE_MS;
       const at = gone ? line.seats.indexOf(seat) : -1;
       if (at >= 0) {
@@ -152,7 +169,9 @@ export class CommandGroups {
         // A driver taken for gone that comes back leaves the line to the one that took it over.
         if (line.driver !== token || line.seats.length === 0) break;
         line.movedAtMs = clock.now();
-        await this.send(target, line.seats.splice(0, this.limits.sizeMax));
+        const seats = line.seats.splice(0, this.limits.sizeMax);
+        for (const seat of seats) seat.sentAtMs = line.movedAtMs;
+        await this.send(target, seats);
       }
     } finally {
       if (line.driver === token) {

@@ -7,10 +7,12 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { BatchResult, ExecuteResult } from "../../durable-objects/account";
 import {
+  COMMAND_GROUP_ANSWER_WAIT_MS_MAX,
   COMMAND_GROUP_DRIVER_STALE_MS,
   COMMAND_GROUP_SIZE_MAX,
   CommandGroups,
   commandGroups,
+  GroupCallLost,
   type GroupTarget,
 } from "../../src/app/command-groups";
 import type { Command } from "../../src/domain/commands";
@@ -183,6 +185,29 @@ describe("an account's line", () => {
     await settled();
     expect(object.calls).toHaveLength(2);
     expect(groups.busyAccounts).toBe(0);
+  });
+
+  it("fails a grouped command whose call never answers, after the answer wait, instead of waiting forever", async () => {
+    const manual = useManualClock();
+    const groups = new CommandGroups();
+    const object = fakeObject();
+    const { keep } = keepAll();
+    void groups.execute("a", object.target, reserve("r0"), keep).catch(() => undefined);
+    await until(() => object.calls.length === 1);
+    const lost = groups.execute("a", object.target, reserve("r1"), keep);
+    const outcome = lost.then(
+      () => "answered",
+      (error: unknown) => error,
+    );
+    await object.release(); // r0 answers; the driver sends r1 in a call that never answers
+    await until(() => object.calls.length === 2);
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setTimeout(resolve, 0));
+    manual.advance(COMMAND_GROUP_ANSWER_WAIT_MS_MAX + 1);
+    expect(await outcome).toBeInstanceOf(GroupCallLost);
+    expect(object.calls).toEqual([
+      { kind: "alone", ids: ["r0"] },
+      { kind: "alone", ids: ["r1"] },
+    ]);
   });
 
   it("never makes one account wait for another's call", async () => {
