@@ -46,7 +46,7 @@ export const COMMAND_GROUP_DRIVES_MAX = 16;
 /** How often a waiting request looks at its seat, in milliseconds. */
 export const COMMAND_GROUP_POLL_MS = 1;
 /**
- * A driver that has neither started nor finished a call for this long is taken to be gone (past
+ * A driver that has not started a call for this long is taken to be gone (past
  * the platform's 30 s for `waitUntil` after a response), and a waiting request drives instead.
  */
 export const COMMAND_GROUP_DRIVER_STALE_MS = 35_000;
@@ -82,7 +82,7 @@ interface Seat {
 class Line {
   /** The driving request's token, or null: only the driver that holds it may clear it. */
   driver: object | null = null;
-  /** When the driver last started or finished a call (the clock seam). */
+  /** When the driver last started a call (the clock seam). */
   movedAtMs = 0;
   readonly seats: Seat[] = [];
 }
@@ -90,15 +90,12 @@ class Line {
 export interface GroupLimits {
   sizeMax: number;
   drivesMax: number;
-  /** Resolves after about `ms` on the caller's own timer (a seam for tests). */
-  wait(ms: number): Promise<unknown>;
 }
 
-const DEFAULT_LIMITS: GroupLimits = {
-  sizeMax: COMMAND_GROUP_SIZE_MAX,
-  drivesMax: COMMAND_GROUP_DRIVES_MAX,
-  wait: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-};
+const DEFAULT_LIMITS: GroupLimits = { sizeMax: COMMAND_GROUP_SIZE_MAX, drivesMax: COMMAND_GROUP_DRIVES_MAX };
+
+/** A turn on the waiting request's own timer: its own I/O, so the runtime never takes it for hung. */
+const poll = () => new Promise((resolve) => setTimeout(resolve, COMMAND_GROUP_POLL_MS));
 
 /** Whether a command may join a line: batchable, and keyed (so that sending it again is safe). */
 export function groupable(command: Command): boolean {
@@ -136,7 +133,7 @@ export class CommandGroups {
     const seat: Seat = { command, answer: null, sentAtMs: null };
     line.seats.push(seat);
     for (;;) {
-      await this.limits.wait(COMMAND_GROUP_POLL_MS);
+      await poll();
       if (seat.answer !== null) return answerOf(seat.answer);
       if (seat.sentAtMs !== null && clock.now() - seat.sentAtMs > COMMAND_GROUP_ANSWER_WAIT_MS_MAX) {
         throw new GroupCallLost(`the call carrying ${command.type} did not answer`);
@@ -176,7 +173,6 @@ export class CommandGroups {
     } finally {
       if (line.driver === token) {
         line.driver = null;
-        line.movedAtMs = clock.now();
         if (line.seats.length === 0) this.lines.delete(accountId);
       }
     }
