@@ -21,23 +21,28 @@ import { dbOf, drain, expectD1EqualsLog } from "./support";
 
 afterEach(expectEveryAccountConsistent);
 
-/** A queue that records what it accepted, and can refuse. */
+/** A queue that records what it accepted (and by which call), and can refuse. */
 class RecordingQueue {
   sent: ProjectionMessage[] = [];
-  batches = 0;
+  /** Messages per call, in order: `send` for a lone message, `sendBatch` for more. */
+  calls: { call: "send" | "sendBatch"; messages: number }[] = [];
   down = false;
-  async send(): Promise<void> {
-    throw new Error("the projection sends batches");
+  async send(body: string, options?: QueueSendOptions): Promise<void> {
+    if (this.down) throw new Error("queue unavailable");
+    this.calls.push({ call: "send", messages: 1 });
+    this.record(body, options?.contentType);
   }
   async sendBatch(messages: Iterable<MessageSendRequest<string>>): Promise<void> {
     if (this.down) throw new Error("queue unavailable");
-    this.batches += 1;
-    for (const m of messages) {
-      // What the platform carries: the message's JSON text, as text.
-      expect(m.contentType).toBe("text");
-      expect(typeof m.body).toBe("string");
-      this.sent.push(JSON.parse(m.body) as ProjectionMessage);
-    }
+    const all = [...messages];
+    this.calls.push({ call: "sendBatch", messages: all.length });
+    for (const m of all) this.record(m.body, m.contentType);
+  }
+  private record(body: string, contentType: string | undefined): void {
+    // What the platform carries: the message's JSON text, as text.
+    expect(contentType).toBe("text");
+    expect(typeof body).toBe("string");
+    this.sent.push(JSON.parse(body) as ProjectionMessage);
   }
   take(): ProjectionMessage[] {
     const out = this.sent;
@@ -122,6 +127,8 @@ describe("the producer", () => {
       [3, 3],
       [4, 4],
     ]);
+    // Each flush had one message, and a lone message goes by `send`.
+    expect(queue.calls).toEqual(sent.map(() => ({ call: "send", messages: 1 })));
     queue.down = true;
     expect((await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "late", amount: 1 })).status).toBe(201);
     await stub(id).nudge();
@@ -162,6 +169,10 @@ describe("the producer", () => {
       expect(m.tail.length + m.pages.reduce((n, p) => n + p.events.length, 0)).toBeLessThanOrEqual(16);
     }
     expect(sent.at(-1)?.to_seq).toBe(81);
+    // Several messages in one flush go as one `sendBatch`; only a lone one goes by `send`.
+    expect(queue.calls.some((c) => c.call === "sendBatch" && c.messages > 1)).toBe(true);
+    for (const c of queue.calls) expect(c.call === "send").toBe(c.messages === 1);
+    expect(queue.calls.reduce((n, c) => n + c.messages, 0)).toBe(sent.length);
     await consume(sent);
     await expectD1EqualsLog(id);
   });
