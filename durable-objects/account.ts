@@ -101,7 +101,6 @@ export class AccountDurableObject extends DurableObject<Env> {
       history: async (seq, limit) => this.store.recent.after(seq, limit) ?? this.history.span(seq, limit),
       event: (seq) => this.store.recent.get(seq) ?? this.store.keptEvent(seq),
       reserveSeq: (id) => this.store.reservationStatus(id)?.reserve_seq ?? null,
-      holdOpen: (id) => this.store.reservationStatus(id)?.status === "open",
       wake: () => this.scheduler.ensureAlarm(),
       forget: (seq) => this.store.recent.dropThrough(seq),
       log: (line) => writeLog(env, "warn", line),

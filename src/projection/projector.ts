@@ -64,8 +64,6 @@ export interface ProjectionSource {
   event(seq: number): LedgerEvent | null;
   /** Seq of a reservation's FundsReserved event, or null. */
   reserveSeq(reservationId: string): number | null;
-  /** Whether a reservation is open now. */
-  holdOpen(reservationId: string): boolean;
   /** Asks the object to (re)arm its alarm: a retry was scheduled. */
   wake(): void;
   /**
@@ -86,6 +84,16 @@ export interface ProjectionStatus {
   retry_at: string | null;
   /** Rebuilds so far: the read side drops messages of older generations. */
   generation: number;
+}
+
+/** Whether `event` ends reservation `reservationId` (a capture, a release or an expiry closes it). */
+function closesHold(event: LedgerEvent, reservationId: string): boolean {
+  return (
+    (event.type === "ReservationCaptured" ||
+      event.type === "ReservationReleased" ||
+      event.type === "ReservationExpired") &&
+    event.reservation_id === reservationId
+  );
 }
 
 export class Projector {
@@ -199,12 +207,19 @@ export class Projector {
 
   /**
    * Whether a flush should wait for a hold's settlement (PROJECTION_HOLD_WAIT_MS_DEFAULT): few
-   * events pending, one of which opens a hold that is still open.
+   * events pending, one of which opens a hold that is still open. The pending events are all
+   * here, so a hold opened among them is open unless a later one of them closes it: decided from
+   * the events in memory, with no read of the reservation's row (a SQLite read in a turn of its
+   * own, once per message where accounts are many and quiet).
    */
   holdWorthWaiting(): boolean {
     const pending = this.source.eventsAfter(this.projectedSeq, PROJECTION_HOLD_WAIT_EVENTS_MAX + 1);
     if (pending.length === 0 || pending.length > PROJECTION_HOLD_WAIT_EVENTS_MAX) return false;
-    return pending.some((e) => e.type === "FundsReserved" && this.source.holdOpen(e.reservation_id));
+    return pending.some(
+      (opened, i) =>
+        opened.type === "FundsReserved" &&
+        !pending.some((later, j) => j > i && closesHold(later, opened.reservation_id)),
+    );
   }
 
   /** Starts a flush, or joins the one running. Never rejects: failures become retries. */

@@ -300,6 +300,9 @@ describe("waiting for a hold's settlement", () => {
     await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r3", amount: 10 });
     await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c", amount: 1 });
     expect(await waiting()).toBe(true);
+    // Released, the hold is closed by a pending event too: nothing left to wait for.
+    await api("POST", `/v1/accounts/${id}/reservations/r3/release`, {});
+    expect(await waiting()).toBe(false);
     await setSink(id, (real) => real);
     await drain(id);
     await expectD1EqualsLog(id);
