@@ -19,7 +19,16 @@
  */
 import type { FundsReserved, LedgerEvent, ReservationExtended } from "../domain/events";
 import type { AccountState } from "../domain/state";
-import { bucketOf, foldRollups, ROLLUP_SUM_MAX, ROLLUP_SUMS, type Rollup, type RollupState, rowKey } from "./rollups";
+import {
+  bucketOf,
+  foldRollups,
+  ROLLUP_SUM_MAX,
+  ROLLUP_SUMS,
+  type Rollup,
+  type RollupState,
+  rowKey,
+  stateKey,
+} from "./rollups";
 import { type Cell, LEDGER_EVENT_COLUMNS, ledgerEventRow } from "./rows";
 
 /** Events per sealed page of the raw-event window (one D1 row per page). */
@@ -154,10 +163,10 @@ export function buildMessage(input: MessageInput): { message: ProjectionMessage;
   const pageEvents = [...input.pageBefore, ...events.map((e) => eventCells(id, e))];
   const sealed = last.seq === pageEnd(last.seq);
   const folded = foldRollups(input.rollups, events);
-  const open = new Set([...folded.state.values()].map(rowKey));
+  // A row is closed when the state's row of its grain and dimensions is of a later bucket.
   const closed = new Map<string, Rollup>();
   for (const row of [...input.rollups.values(), ...folded.touched]) {
-    if (!open.has(rowKey(row))) closed.set(rowKey(row), row);
+    if (folded.state.get(stateKey(row))?.bucket !== row.bucket) closed.set(rowKey(row), row);
   }
   const message: ProjectionMessage = {
     v: PROJECTION_MESSAGE_VERSION,
