@@ -8,9 +8,8 @@
  *   limit is applied directly instead, once the queue has delivered what came before it
  *   (contiguity: ./apply.ts). A lone message goes by `send`, more by `sendBatch`: one call
  *   either way on the platform, but locally `sendBatch` is a JSON document of base64 bodies that
- *   the queue's emulator parses and validates, where `send` hands it the text as it is (75k
- *   fewer instructions per request across 100 accounts, where almost every flush is one
- *   message: docs/benchmarks.md, sixth pass).
+ *   the queue's emulator parses and validates, where `send` hands it the text as it is. Across
+ *   many accounts almost every flush is one message (docs/benchmarks.md, sixth pass).
  * - `directDelivery`: straight to the read side through the consumer's code, for an object
  *   without a queue binding (PROJECTION_DELIVERY = "direct", the test suite's default).
  */
