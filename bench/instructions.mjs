@@ -14,7 +14,10 @@
  * the projection is drained again (the queue and D1 done), a full collection runs and the total is
  * dumped (callgrind_control). The forced collection and the drain's polls, each counted alone right
  * after, are taken out: what is left is all the work the N requests caused, collecting their
- * garbage included. Two runs of one tree agree within about 1%.
+ * garbage included. Two runs of one tree agreed within about 1% in the fourth pass, but ranged over
+ * 3% in the sixth (6.47M to 6.67M per request for reserve_capture_many): compare counts made one
+ * after the other, repeat a count before believing a change smaller than that, and prefer splits
+ * (one part stubbed out at a time) whose parts are larger than it (docs/benchmarks.md, sixth pass).
  *
  * Kinds beside the ceilings: `durable_write_in_transaction` (the ceiling's write inside
  * `transactionSync`, as a command writes), `invalid_body` (a reserve body the contract refuses: the
