@@ -3,7 +3,7 @@
  * Instructions per request, counted by valgrind's callgrind in the whole workerd process (the
  * Worker, its objects, the queue and D1 as Miniflare runs them): the ledger's requests beside its
  * ceilings. Unlike time, an instruction count does not move with whatever else the machine runs,
- * so it can tell a 2% change from noise where `npm run bench` and bench/pair.mjs cannot (their
+ * so it can tell a 5% change from noise where `npm run bench` and bench/pair.mjs cannot (their
  * ratios wander by 20% between rounds on a shared 2-core machine). It is a guide, not the
  * record: instructions are not time (cache misses and the kernel's share are not counted).
  *
