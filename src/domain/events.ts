@@ -152,6 +152,15 @@ export type LedgerEvent =
   | ChargeRefunded
   | BalanceAdjusted;
 
+/** The events that end a reservation: a capture, a release, an expiry. Each hold ends once. */
+export type ReservationEnd = ReservationCaptured | ReservationReleased | ReservationExpired;
+
+export function endsReservation(event: LedgerEvent): event is ReservationEnd {
+  return (
+    event.type === "ReservationCaptured" || event.type === "ReservationReleased" || event.type === "ReservationExpired"
+  );
+}
+
 export type LedgerEventType = LedgerEvent["type"];
 
 export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [

@@ -10,7 +10,7 @@
 
 import { expectedHash, GENESIS_HASH, stampedFrom } from "./chain";
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
-import { eventEffect, type LedgerEvent, unreachable } from "./events";
+import { endsReservation, eventEffect, type LedgerEvent, type ReservationEnd, unreachable } from "./events";
 import { eventKeyString } from "./keys";
 import { assert, type Minor } from "./money";
 import type { PinnedPricing } from "./pricing";
@@ -189,10 +189,7 @@ function evolveExtension(state: LedgerState, event: Extract<LedgerEvent, { type:
 }
 
 /** A reservation ends once; a capture (by call or by expiry) also opens its charge. */
-function evolveReservationEnd(
-  state: LedgerState,
-  event: Extract<LedgerEvent, { type: "ReservationCaptured" | "ReservationReleased" | "ReservationExpired" }>,
-): void {
+function evolveReservationEnd(state: LedgerState, event: ReservationEnd): void {
   const r = openReservation(state, event.reservation_id);
   assert(r.amount === event.reserved_amount, `seq ${event.seq}: reserved_amount differs from the hold`);
   const ended = reservationEnded(r, event);
@@ -272,10 +269,7 @@ export function reservationOpened(event: Extract<LedgerEvent, { type: "FundsRese
   };
 }
 
-export function reservationEnded(
-  r: ReservationState,
-  event: Extract<LedgerEvent, { type: "ReservationCaptured" | "ReservationReleased" | "ReservationExpired" }>,
-): ReservationState {
+export function reservationEnded(r: ReservationState, event: ReservationEnd): ReservationState {
   const base = { ...r, settled_at: event.at, end_seq: event.seq };
   switch (event.type) {
     case "ReservationCaptured":
@@ -352,9 +346,7 @@ export function endedReservation(record: EndedReservation, reserved: LedgerEvent
   );
   assert(reserved.amount === record.amount, `reservation ${id}: the row's amount is the reserved amount`);
   assert(
-    (end.type === "ReservationCaptured" || end.type === "ReservationReleased" || end.type === "ReservationExpired") &&
-      end.reservation_id === id &&
-      end.seq === record.end_seq,
+    endsReservation(end) && end.reservation_id === id && end.seq === record.end_seq,
     `event ${record.end_seq} ended ${id}`,
   );
   const opened: ReservationState = {

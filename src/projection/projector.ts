@@ -19,7 +19,7 @@
  */
 
 import { clock } from "../clock";
-import type { FundsReserved, LedgerEvent } from "../domain/events";
+import { endsReservation, type FundsReserved, type LedgerEvent } from "../domain/events";
 import type { AccountState } from "../domain/state";
 import { recordD1Failure, recordProjectionLag } from "../observability/metrics";
 import { buildMessage, type EventCells, eventCells, type ProjectionMessage, pageStart } from "./message";
@@ -84,16 +84,6 @@ export interface ProjectionStatus {
   retry_at: string | null;
   /** Rebuilds so far: the read side drops messages of older generations. */
   generation: number;
-}
-
-/** Whether `event` ends reservation `reservationId` (a capture, a release or an expiry closes it). */
-function closesHold(event: LedgerEvent, reservationId: string): boolean {
-  return (
-    (event.type === "ReservationCaptured" ||
-      event.type === "ReservationReleased" ||
-      event.type === "ReservationExpired") &&
-    event.reservation_id === reservationId
-  );
 }
 
 export class Projector {
@@ -218,7 +208,7 @@ export class Projector {
     return pending.some(
       (opened, i) =>
         opened.type === "FundsReserved" &&
-        !pending.some((later, j) => j > i && closesHold(later, opened.reservation_id)),
+        !pending.some((later, j) => j > i && endsReservation(later) && later.reservation_id === opened.reservation_id),
     );
   }
 
