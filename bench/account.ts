@@ -10,6 +10,7 @@ import { AccountDurableObject as LedgerAccountDurableObject } from "../durable-o
 import { clock } from "../src/clock";
 import type { Command } from "../src/domain/commands";
 import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
+import { queueDelivery } from "../src/projection/delivery";
 
 export type BenchMix = "gateway" | "credits";
 
@@ -54,6 +55,13 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
   constructor(ctx: DurableObjectState, env: ConstructorParameters<typeof LedgerAccountDurableObject>[1]) {
     super(ctx, env);
     constructions.count += 1;
+    // BENCH_PROJECTION_SINK (bench/run.mjs): the object's side of the projection alone. Messages
+    // are built and written out as for the queue, whose send resolves at once (on the platform
+    // the queue's work is I/O done elsewhere); the cursor moves as when a queue accepts them.
+    if ((env as { BENCH_PROJECTION_SINK?: string }).BENCH_PROJECTION_SINK === "1") {
+      const sink = { send: async () => undefined, sendBatch: async () => undefined } as unknown as Queue<string>;
+      this.projector.deliver = queueDelivery(sink, async () => ({ accepted: 0 }));
+    }
   }
 
   /** One durable SQLite write (an upsert of one row), nothing else: the durable-write ceiling. */

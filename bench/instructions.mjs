@@ -24,6 +24,8 @@
  * route's body read and validation, no call into the object), `get_account` (a read through the
  * object), `replay` (an idempotent replay: the whole command path, nothing written);
  * `durable_write_many` and `reserve_capture_many` go round-robin over BENCH_ACCOUNTS accounts (100).
+ * With BENCH_PROJECTION_SINK=1 the objects' messages go to a sink that accepts them (bench/run.mjs):
+ * the drain then waits for the objects' cursors only, and a count holds the object's side alone.
  *
  *   node bench/instructions.mjs [requests=200] [kinds=plain,noop,durable_write,replay,reserve_capture]
  *
