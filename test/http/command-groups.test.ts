@@ -13,6 +13,7 @@ import {
   CommandGroups,
   commandGroups,
   GroupCallLost,
+  type GroupLimits,
   type GroupTarget,
 } from "../../src/app/command-groups";
 import type { Command } from "../../src/domain/commands";
@@ -69,11 +70,14 @@ const keepAll = () => {
   return { keep: (work: Promise<unknown>) => kept.push(work), settled: () => Promise.all(kept) };
 };
 
+/** Fresh lines, a fake object, and a `keep` that holds every driver's work until `settled`. */
+function setup(limits: Partial<GroupLimits> = {}, fail: Parameters<typeof fakeObject>[0] = {}) {
+  return { groups: new CommandGroups(limits), object: fakeObject(fail), ...keepAll() };
+}
+
 describe("an account's line", () => {
   it("sends a lone command at once, alone, and forgets the line after it", async () => {
-    const groups = new CommandGroups();
-    const object = fakeObject();
-    const { keep, settled } = keepAll();
+    const { groups, object, keep, settled } = setup();
     const done = groups.execute("a", object.target, reserve("r1"), keep);
     await object.release();
     expect(await done).toEqual(answer(reserve("r1")));
@@ -83,9 +87,7 @@ describe("an account's line", () => {
   });
 
   it("sends the commands that arrive during a call as one group, in arrival order, each with its own answer", async () => {
-    const groups = new CommandGroups();
-    const object = fakeObject();
-    const { keep, settled } = keepAll();
+    const { groups, object, keep, settled } = setup();
     const first = groups.execute("a", object.target, reserve("r0"), keep);
     await until(() => object.calls.length === 1);
     const rest = ["r1", "r2", "r3", "r4", "r5"].map((id) => groups.execute("a", object.target, reserve(id), keep));
@@ -103,9 +105,7 @@ describe("an account's line", () => {
   });
 
   it("sends at most sizeMax commands per group", async () => {
-    const groups = new CommandGroups({ sizeMax: 2 });
-    const object = fakeObject();
-    const { keep, settled } = keepAll();
+    const { groups, object, keep, settled } = setup({ sizeMax: 2 });
     const all = [groups.execute("a", object.target, reserve("r0"), keep)];
     await until(() => object.calls.length === 1);
     for (const id of ["r1", "r2", "r3", "r4", "r5"]) all.push(groups.execute("a", object.target, reserve(id), keep));
@@ -124,9 +124,7 @@ describe("an account's line", () => {
   });
 
   it("leaves the line after drivesMax groups; a waiting request takes it over and nothing runs twice or is lost", async () => {
-    const groups = new CommandGroups({ sizeMax: 1, drivesMax: 1 });
-    const object = fakeObject();
-    const { keep, settled } = keepAll();
+    const { groups, object, keep, settled } = setup({ sizeMax: 1, drivesMax: 1 });
     const ids = ["r0", "r1", "r2", "r3", "r4"];
     const all = [groups.execute("a", object.target, reserve("r0"), keep)];
     await until(() => object.calls.length === 1);
@@ -140,9 +138,7 @@ describe("an account's line", () => {
   });
 
   it("sends each command of a failed group again alone: the one the object cannot run fails alone", async () => {
-    const groups = new CommandGroups();
-    const object = fakeObject({ batch: true, ids: ["r2"] });
-    const { keep, settled } = keepAll();
+    const { groups, object, keep, settled } = setup({}, { batch: true, ids: ["r2"] });
     const first = groups.execute("a", object.target, reserve("r0"), keep);
     await until(() => object.calls.length === 1);
     const rest = ["r1", "r2", "r3"].map((id) =>
@@ -167,9 +163,7 @@ describe("an account's line", () => {
 
   it("lets a waiting request drive once the driver has not moved for the stale limit, and the old driver then stands aside", async () => {
     const manual = useManualClock();
-    const groups = new CommandGroups();
-    const object = fakeObject();
-    const { keep, settled } = keepAll();
+    const { groups, object, keep, settled } = setup();
     const first = groups.execute("a", object.target, reserve("r0"), keep); // its call hangs
     await until(() => object.calls.length === 1);
     const second = groups.execute("a", object.target, reserve("r1"), keep);
@@ -189,9 +183,7 @@ describe("an account's line", () => {
 
   it("fails a grouped command whose call never answers, after the answer wait, instead of waiting forever", async () => {
     const manual = useManualClock();
-    const groups = new CommandGroups();
-    const object = fakeObject();
-    const { keep } = keepAll();
+    const { groups, object, keep } = setup();
     void groups.execute("a", object.target, reserve("r0"), keep).catch(() => undefined);
     await until(() => object.calls.length === 1);
     const lost = groups.execute("a", object.target, reserve("r1"), keep);
@@ -211,9 +203,7 @@ describe("an account's line", () => {
   });
 
   it("never makes one account wait for another's call", async () => {
-    const groups = new CommandGroups();
-    const object = fakeObject();
-    const { keep, settled } = keepAll();
+    const { groups, object, keep, settled } = setup();
     const a = groups.execute("a", object.target, reserve("a0"), keep);
     await until(() => object.calls.length === 1);
     const b = groups.execute("b", object.target, reserve("b0"), keep);
