@@ -10,7 +10,8 @@ import { AccountDurableObject as LedgerAccountDurableObject } from "../durable-o
 import { clock } from "../src/clock";
 import type { Command } from "../src/domain/commands";
 import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
-import { queueDelivery } from "../src/projection/delivery";
+import { applyStats } from "../src/projection/consumer/apply";
+import { queueDelivery } from "../src/projection/producer/delivery";
 
 export type BenchMix = "gateway" | "credits";
 
@@ -62,6 +63,26 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
       const sink = { send: async () => undefined, sendBatch: async () => undefined } as unknown as Queue<string>;
       this.projector.deliver = queueDelivery(sink, async () => ({ accepted: 0 }));
     }
+  }
+
+  /** Does nothing: the benchmark's ceiling for a call into a Durable Object. */
+  async ping(): Promise<number> {
+    return this.store.account?.last_seq ?? 0;
+  }
+
+  /** Cost counters: commits and the SQLite rows they wrote, and this isolate's direct D1 writes. */
+  async stats() {
+    return {
+      commits: this.store.commits,
+      rows_written: this.store.rowsWritten,
+      projection_rows_written: this.projector.rowsWritten,
+      events_projected: this.projector.eventsProjected,
+      messages_delivered: this.projector.messagesDelivered,
+      // Writes this isolate applied to D1 directly (PROJECTION_DELIVERY = "direct").
+      d1_rows_written: applyStats.rowsWritten,
+      d1_statements: applyStats.statements,
+      d1_events_applied: applyStats.eventsApplied,
+    };
   }
 
   /** One durable SQLite write (an upsert of one row), nothing else: the durable-write ceiling. */
@@ -120,7 +141,7 @@ export class AccountDurableObject extends LedgerAccountDurableObject {
    */
   private async benchSeal(): Promise<void> {
     for (let run = 0; run < 10_000; run++) {
-      await this.nudge();
+      await this.catchUp();
       if (!this.projector.behind() && this.archiver.wakeAtMs(clock.now()) === null) return;
     }
   }

@@ -7,8 +7,8 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { accountClient } from "../src/app/account-client";
 import type { AppEnv } from "../src/http/context";
-import { applyStats } from "../src/projection/apply";
-import { shardsOf } from "../src/projection/shards";
+import { applyStats } from "../src/projection/consumer/apply";
+import { shardsOf } from "../src/read-side/shards";
 import { type AccountDurableObject, constructions } from "./account";
 
 /** Accounts one positions request may ask about. */
@@ -17,6 +17,11 @@ const POSITIONS_ACCOUNTS_MAX = 250;
 const percentile = (sorted: number[], p: number): number | null =>
   sorted.length === 0 ? null : (sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? null);
 
+/** The bench's own account object (bench/account.ts): the ledger's calls and the bench hooks. */
+function benchAccount(env: AppEnv["Bindings"], accountId: string) {
+  return (env.ACCOUNTS as unknown as DurableObjectNamespace<AccountDurableObject>).getByName(accountId);
+}
+
 export function registerBenchRoutes(app: OpenAPIHono<AppEnv>): void {
   app.get("/v1/bench/plain", (c) => {
     c.get("log").route = "GET /v1/bench/plain";
@@ -24,7 +29,7 @@ export function registerBenchRoutes(app: OpenAPIHono<AppEnv>): void {
   });
   app.get("/v1/bench/noop/:account_id", async (c) => {
     c.get("log").route = "GET /v1/bench/noop/{account_id}";
-    return c.json({ seq: await accountClient(c.env, c.req.param("account_id")).ping() });
+    return c.json({ seq: await benchAccount(c.env, c.req.param("account_id")).ping() });
   });
   // The durable-write ceiling: one SQLite row written and committed in the account's object.
   app.post("/v1/bench/durable-write/:account_id", async (c) => {
@@ -68,11 +73,11 @@ export function registerBenchRoutes(app: OpenAPIHono<AppEnv>): void {
   });
   app.get("/v1/bench/stats/:account_id", async (c) => {
     c.get("log").route = "GET /v1/bench/stats/{account_id}";
-    const stub = accountClient(c.env, c.req.param("account_id"));
+    const stub = benchAccount(c.env, c.req.param("account_id"));
     const [stats, projection] = await Promise.all([stub.stats(), stub.projectionStatus()]);
     return c.json({ ...stats, projection });
   });
-  // The projection consumer's counters in this isolate (src/projection/apply.ts `applyStats`).
+  // The projection consumer's counters in this isolate (src/projection/consumer/apply.ts `applyStats`).
   app.get("/v1/bench/apply-stats", (c) => {
     c.get("log").route = "GET /v1/bench/apply-stats";
     const lags = [...applyStats.lags].sort((a, b) => a - b);

@@ -2,7 +2,7 @@
  * Sealing an account's log into segments archived to R2 (docs/archive.md), so that the
  * object's SQLite keeps a bounded tail while the whole history stays provable.
  *
- * A state machine driven by the alarm (and the sweep's nudge), never by a command. Each step is
+ * A state machine driven by the alarm (and the sweep's catch-up), never by a command. Each step is
  * idempotent and its progress is durable, so a crash between any two steps resumes correctly:
  * 1. plan: choose the next segment's seq range and record it (`archive_plan`), so a retry
  *    seals exactly the same range (the object's key names it);
@@ -24,9 +24,9 @@ import { createHash } from "node:crypto";
 import { exportLine } from "../src/audit/export-line";
 import { type AuditKey, signCheckpoint } from "../src/audit/signing";
 import { clock } from "../src/clock";
+import type { ArchiveLimits } from "../src/config";
 import { GENESIS_HASH } from "../src/domain/chain";
 import type { LedgerEvent } from "../src/domain/events";
-import { SEGMENT_AGE_MS_MAX, SEGMENT_BYTES_MAX, SEGMENT_EVENTS_MAX } from "../src/domain/limits";
 import { assert } from "../src/domain/money";
 import type { AccountState } from "../src/domain/state";
 import {
@@ -39,34 +39,13 @@ import {
   segmentKeys,
 } from "./segments";
 
-/** Events deleted from the events table per transaction once their segment is archived. */
-export const ARCHIVE_DELETE_CHUNK_ROWS = 1_000;
 /** Segments sealed (or deleted) per alarm run; the alarm re-arms at once for the rest. */
 export const ARCHIVE_SEGMENTS_PER_RUN = 4;
 /** Backoff of a failed sealing: doubles from the minimum up to the maximum. */
 export const ARCHIVE_BACKOFF_MS_MIN = 2_000;
 export const ARCHIVE_BACKOFF_MS_MAX = 3_600_000;
 
-export interface ArchiveLimits {
-  eventsMax: number;
-  ageMsMax: number;
-  bytesMax: number;
-  deleteChunkRows: number;
-}
-
-/** The limits, each overridable by a wrangler var of the same name (src/env.ts). */
-export function archiveLimits(env: Record<string, unknown>): ArchiveLimits {
-  const read = (name: string, fallback: number) => {
-    const value = Number(env[name] ?? fallback);
-    return Number.isSafeInteger(value) && value >= 1 ? value : fallback;
-  };
-  return {
-    eventsMax: read("SEGMENT_EVENTS_MAX", SEGMENT_EVENTS_MAX),
-    ageMsMax: read("SEGMENT_AGE_MS_MAX", SEGMENT_AGE_MS_MAX),
-    bytesMax: read("SEGMENT_BYTES_MAX", SEGMENT_BYTES_MAX),
-    deleteChunkRows: read("ARCHIVE_DELETE_CHUNK_ROWS", ARCHIVE_DELETE_CHUNK_ROWS),
-  };
-}
+export type { ArchiveLimits };
 
 /** The steps of sealing, in order; `onStep` is called after each (a crash-injection seam). */
 export type SealStep = "planned" | "put" | "checked" | "entry" | "recorded" | "deleted_chunk" | "deleted";
@@ -154,7 +133,7 @@ export class Archiver {
     };
   }
 
-  /** A run is about to start (the alarm or a nudge): the alarm is re-armed by the run itself. */
+  /** A run is about to start (the alarm or a catch-up): the alarm is re-armed by the run itself. */
   willRun(): void {
     this.runDue = true;
   }

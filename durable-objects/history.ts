@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import type { LedgerEvent } from "../src/domain/events";
 import { EVENTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
 import { assert } from "../src/domain/money";
+import type { ProjectionSource } from "../src/projection/producer/projector";
 import {
   type ArchiveBucket,
   ArchiveUnavailable,
@@ -20,7 +21,7 @@ import {
   segmentLines,
   streamLines,
 } from "./segments";
-import type { AccountStore } from "./store";
+import { type AccountStore, SealedEventNeeded } from "./store";
 
 export interface Balances {
   at: string;
@@ -174,4 +175,60 @@ export class History {
       yield { failure: { seq: segment.first_seq, reason: `${name}: length or SHA-256 differ from its manifest` } };
     }
   }
+}
+
+/**
+ * Sealed events one command may need: an ended reservation's FundsReserved and end events (a
+ * replayed key's prior event is one of them, or the only one).
+ */
+export const SEALED_READS_PER_COMMAND_MAX = 2;
+
+/**
+ * Runs `work`; if it stopped for an event sealed in R2 (the prior event of a key it replays, or
+ * one of the two events an ended reservation is rebuilt from; it wrote nothing: a batch's
+ * transaction rolled back), reads that event from its segment and runs it again, up to
+ * SEALED_READS_PER_COMMAND_MAX times per command. An event never changes once its key is recorded, so
+ * the await cannot make the replay stale, and each run is atomic (no await inside it).
+ */
+export async function readingSealed<T>(
+  store: AccountStore,
+  history: History,
+  commands: number,
+  work: () => T,
+): Promise<T> {
+  try {
+    for (let reads = 0; ; reads++) {
+      try {
+        return work();
+      } catch (error) {
+        if (!(error instanceof SealedEventNeeded) || reads >= commands * SEALED_READS_PER_COMMAND_MAX) throw error;
+        store.sealed.set(error.seq, await history.event(error.seq));
+      }
+    }
+  } finally {
+    store.sealed.clear();
+  }
+}
+
+/**
+ * What the projection reads (src/projection/producer/projector.ts): usually what the last commits
+ * wrote, kept parsed in memory (`store.recent`), else the events table or the whole history.
+ */
+export function projectionSource(
+  store: AccountStore,
+  history: History,
+  wake: () => void,
+  log: (line: Record<string, unknown>) => void,
+): ProjectionSource {
+  const recent = store.recent;
+  return {
+    account: () => store.account,
+    eventsAfter: (seq, limit) => recent.after(seq, limit) ?? store.readEvents(seq, limit),
+    history: async (seq, limit) => recent.after(seq, limit) ?? history.span(seq, limit),
+    event: (seq) => recent.get(seq) ?? store.keptEvent(seq),
+    reserveSeq: (id) => store.reservationStatus(id)?.reserve_seq ?? null,
+    wake,
+    forget: (seq) => recent.dropThrough(seq),
+    log,
+  };
 }

@@ -17,6 +17,9 @@ import type { LedgerEvent } from "../src/domain/events";
 import { isBelow, lowBalanceTransition } from "../src/domain/low-balance";
 import type { AccountState } from "../src/domain/state";
 import type { Env } from "../src/env";
+import { writeLog } from "../src/observability/log";
+import { recordD1Failure } from "../src/observability/metrics";
+import { controlDb } from "../src/read-side/shards";
 import { loadConfigKeys } from "../src/security/secrets";
 import { lowBalanceEvent, type WebhookEvent } from "../src/webhooks/events";
 import { deliverDue } from "../src/webhooks/send";
@@ -172,12 +175,50 @@ export class WebhookOutbox {
 export async function runWebhookOutbox(outbox: WebhookOutbox, env: Env, owner: string | null): Promise<void> {
   try {
     const waiting = outbox.waiting();
-    if (waiting.length > 0) await enqueueDeliveries(env.DB, waiting, clock.now());
+    if (waiting.length > 0) await enqueueDeliveries(controlDb(env), waiting, clock.now());
     // Also when nothing was waiting: the age in memory is re-read from the table.
     outbox.handedOff(waiting.map((event) => event.id));
-    outbox.ran(await deliverDue(env.DB, await loadConfigKeys(env), owner));
+    outbox.ran(await deliverDue(controlDb(env), await loadConfigKeys(env), owner));
   } catch (error) {
     outbox.failed(clock.now());
     throw error;
+  }
+}
+
+/**
+ * An account's webhook runs: the alarm, a catch-up and an admin's redelivery share the run in
+ * progress instead of sending twice. A run happens only when something is due (or `force`, for a
+ * redelivery), so an alarm for an expiry reads no D1 row for webhooks.
+ */
+export class WebhookRunner {
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly outbox: WebhookOutbox,
+    /** The object's environment as it is now (tests swap it for one whose D1 is down). */
+    private readonly env: () => Env,
+    /** The account's id, or null before it is opened. */
+    private readonly owner: () => string | null,
+  ) {}
+
+  runIfDue(force: boolean): Promise<void> {
+    const wake = this.outbox.wakeAtMs();
+    const owner = this.owner();
+    if (owner === null || (!force && (wake === null || wake > clock.now()))) return Promise.resolve();
+    this.running ??= this.run(owner).finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async run(owner: string): Promise<void> {
+    try {
+      await runWebhookOutbox(this.outbox, this.env(), owner);
+    } catch (error) {
+      // Only the error's class: a D1 message or a configuration error may not reach the logs.
+      // The outbox holds the retry time (a capped backoff): the alarm re-arms for it, not for now.
+      writeLog(this.env(), "warn", { msg: "webhooks_failed", error: (error as Error).name ?? "Error" });
+      recordD1Failure(clock.now(), "write:webhooks");
+    }
   }
 }

@@ -1,16 +1,16 @@
 /**
- * Runs commands against the account's store: settle what is due, load the slice, decide,
+ * Runs commands against the account's store: expire what is due, load the slice, decide,
  * stamp, append, render. Every step is synchronous, so the runtime's input gate makes a
  * command atomic with respect to every other request to this account. It reads the command
  * table for everything command-specific and names no event type.
  */
 
+import type { BatchResult, ExecuteResult } from "../src/contract";
 import type { Command } from "../src/domain/commands";
 import { decide, stamp } from "../src/domain/decide";
 import type { LedgerEvent } from "../src/domain/events";
 import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
 import { assert } from "../src/domain/money";
-import type { Rejection } from "../src/domain/rejections";
 import type { LedgerState } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { accountView, operationResult } from "../src/domain/views";
@@ -18,14 +18,7 @@ import { monotonicUlids } from "../src/ids";
 import type { ExpiryScheduler } from "./scheduler";
 import type { AccountStore } from "./store";
 
-export type ExecuteResult = { ok: true; replayed: boolean; body: unknown } | { ok: false; rejection: Rejection };
-
-export interface BatchResult {
-  /** False when an atomic batch was rolled back by a rejection. */
-  committed: boolean;
-  /** One result per command, in order, up to the rejection that aborted an atomic batch. */
-  results: ExecuteResult[];
-}
+export type { BatchResult, ExecuteResult };
 
 class AtomicBatchRejected extends Error {}
 
@@ -45,7 +38,7 @@ export class CommandRunner {
     // Reservation and charge ids share one namespace (a capture is the charge `reservation_id`):
     // a refund of a capture-on-expiry hold that is due must find the hold settled first.
     const reads = specOf(command).reads(command);
-    this.settleDue(nowMs, [...reads.reservation_ids, ...reads.charge_ids]);
+    this.expireDue(nowMs, [...reads.reservation_ids, ...reads.charge_ids]);
     const state = this.store.loadSlice(command);
     const decision = decide(command, state, nowMs);
     switch (decision.outcome) {
@@ -95,7 +88,7 @@ export class CommandRunner {
   }
 
   /** Settles every reservation due at `nowMs` (and `named` ones if due), by their own rule. */
-  settleDue(nowMs: number, named: readonly string[] = []): void {
+  expireDue(nowMs: number, named: readonly string[] = []): void {
     const due = this.scheduler.due(nowMs, named);
     if (due.length > 0) {
       const expire: Command = { type: "ExpireReservations", reservation_ids: due };
@@ -104,7 +97,7 @@ export class CommandRunner {
       assert(decision.outcome === "accepted", "expiry of due reservations is always accepted");
       this.append(state, decision.events, nowMs);
     }
-    this.scheduler.settled(nowMs);
+    this.scheduler.expiredThrough(nowMs);
   }
 
   private append(state: LedgerState, bodies: Parameters<typeof stamp>[0], nowMs: number): LedgerEvent[] {

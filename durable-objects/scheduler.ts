@@ -41,7 +41,7 @@ export class ExpiryScheduler {
   }
 
   /**
-   * The reservations to settle before a command at `nowMs`: every one due (one bounded batch;
+   * The reservations to expire before a command at `nowMs`: every one due (one bounded batch;
    * the alarm takes the rest), plus `named` if it is due, so a late capture never beats the
    * clock. Reads no row while the lower bound says nothing can be due.
    */
@@ -52,8 +52,8 @@ export class ExpiryScheduler {
     return [...due];
   }
 
-  /** After settling what was due at `nowMs`: re-read the bound if it had passed. */
-  settled(nowMs: number): void {
+  /** After expiring what was due at `nowMs`: re-read the bound if it had passed. */
+  expiredThrough(nowMs: number): void {
     if (this.nextExpiryMs !== null && this.nextExpiryMs <= nowMs) this.nextExpiryMs = this.store.earliestOpenExpiry();
     this.ensureAlarm();
   }

@@ -119,11 +119,11 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   `
   -- The rollups' current rows (src/projection/rollups.ts), kept in the cursor row so that one
   -- write per flush records both, atomically. NULL on a cursor projected before rollups existed:
-  -- the projector then rebuilds the read side once (src/projection/projector.ts).
+  -- the projector then rebuilds the read side once (src/projection/producer/projector.ts).
   ALTER TABLE projection ADD COLUMN rollups TEXT;
   `,
   `
-  -- Issue 12: projection messages (src/projection/message.ts) and rebuild generations. The read
+  -- Issue 12: projection messages (src/projection/producer/message.ts) and rebuild generations. The read
   -- side's format changed (D1 migration 0005 emptied it): NULL rollups make the projector rebuild
   -- this account's rows from its log, once, on its next flush.
   ALTER TABLE projection ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;

@@ -7,7 +7,9 @@
  * index finds the segment of a seq, or of a time, with one primary-key or index read: reads
  * never scan segments one by one.
  */
-import type { SignedCheckpoint } from "../src/audit/signing";
+
+import { SEGMENT_FORMAT, type SegmentEntry } from "../src/contract";
+import { LedgerError } from "../src/errors";
 
 /** The R2 operations the archive uses: a seam, so tests can make R2 fail or lie. */
 export interface ArchiveBucket {
@@ -15,32 +17,7 @@ export interface ArchiveBucket {
   get(key: string, options?: R2GetOptions): Promise<R2ObjectBody | null>;
 }
 
-/** The manifest entry of one segment, as written to R2 and kept in the object's SQLite. */
-export interface SegmentEntry {
-  format: typeof SEGMENT_FORMAT;
-  account_id: string;
-  /** 1 for the oldest segment, then 2, 3, ... */
-  segment: number;
-  first_seq: number;
-  last_seq: number;
-  /** The hash the first event chains from: the previous segment's last hash (genesis for seq 1). */
-  prev_hash: string;
-  first_hash: string;
-  last_hash: string;
-  first_at: string;
-  last_at: string;
-  /** Balances after the segment's last event. */
-  balance: number;
-  reserved: number;
-  /** The object's key in the bucket, its length in bytes and its SHA-256 (lower-case hex). */
-  object: string;
-  bytes: number;
-  sha256: string;
-  /** A checkpoint of the last event, signed with the ledger's audit key. */
-  checkpoint: SignedCheckpoint;
-}
-
-export const SEGMENT_FORMAT = "openedge-ledger-segment/1";
+export { SEGMENT_FORMAT, type SegmentEntry };
 
 /**
  * Every this many events a segment records the byte offset of its line, so a read of a seq
@@ -63,8 +40,11 @@ export interface SegmentRow {
 }
 
 /** An archived segment could not be read back (missing or shorter than its manifest). */
-export class ArchiveUnavailable extends Error {
+export class ArchiveUnavailable extends LedgerError {
   override name = "ArchiveUnavailable";
+  readonly code = "internal_error";
+  readonly publicDetail = "The ledger failed to process the request.";
+  override readonly log = "unhandled_error";
 }
 
 /** Zero-padded so that keys sort in seq order (a bucket listing is the history's order). */

@@ -27,6 +27,7 @@ import {
   reservationRecord,
 } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
+import { LedgerError } from "../src/errors";
 import { RecentEvents } from "./recent-events";
 import { migrate } from "./schema";
 
@@ -34,8 +35,11 @@ import { migrate } from "./schema";
  * A command needs an event that is sealed in R2 (the prior event of a key it replays): it stops
  * before writing anything, and the object reads that event and runs it again.
  */
-export class SealedEventNeeded extends Error {
+export class SealedEventNeeded extends LedgerError {
   override name = "SealedEventNeeded";
+  readonly code = "internal_error";
+  readonly publicDetail = "The ledger failed to process the request.";
+  override readonly log = "unhandled_error";
   constructor(readonly seq: number) {
     super(`event ${seq} is sealed in a segment`);
   }
@@ -94,11 +98,11 @@ export class AccountStore {
   }
 
   /**
-   * Rides on every command's transaction: a write that may wait for the next commit instead of
-   * paying for its own (the projection cursor, src/projection/projector.ts). Told when the
+   * Written in every command's transaction: a write that may wait for the next commit instead of
+   * paying for its own (the projection cursor, src/projection/producer/projector.ts). Told when the
    * transaction rolled back, so that it writes again later.
    */
-  rider: { write(): void; rolledBack(): void } | null = null;
+  cursorWithCommit: { write(): void; rolledBack(): void } | null = null;
 
   /**
    * Called inside every append's transaction with the account before and after it and the last
@@ -128,11 +132,11 @@ export class AccountStore {
     try {
       return this.storage.transactionSync(() => {
         const result = work();
-        this.rider?.write();
+        this.cursorWithCommit?.write();
         return result;
       });
     } catch (error) {
-      this.rider?.rolledBack();
+      this.cursorWithCommit?.rolledBack();
       throw error;
     }
   }

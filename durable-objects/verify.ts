@@ -3,7 +3,7 @@
  * each checked against its manifest's length and SHA-256, then the tail) up to the head as it
  * was when called, in pages that yield between them (other requests go on meanwhile), and
  * report the first event that breaks the chain or a rule, by seq.
- * - Logs up to VERIFY_FULL_FOLD_EVENTS_MAX events are replayed with `evolve` (every hash link
+ * - Logs up to VERIFY_FULL_FOLD_EVENTS_MAX events (src/config.ts) are replayed with `evolve` (every hash link
  *   and every rule), and the fold is compared with the snapshot and every row.
  * - Longer logs run the auditors' own streaming verifier (src/audit, ids kept as compact
  *   fingerprints, not states) in bounded memory, and its fold is compared with the snapshot and
@@ -12,6 +12,7 @@
  */
 import { ChainVerifier } from "../src/audit/verifier.mjs";
 import { clock } from "../src/clock";
+import type { VerifyReport } from "../src/contract";
 import { canonicalJson } from "../src/domain/canonical";
 import { sha256Hex } from "../src/domain/chain";
 import type { LedgerEvent } from "../src/domain/events";
@@ -21,21 +22,7 @@ import type { History } from "./history";
 import type { ExpiryScheduler } from "./scheduler";
 import { type AccountStore, type ReservationRow, reservationRow, SealedEventNeeded } from "./store";
 
-/** Logs up to this length are verified by the full fold and compared row by row. */
-export const VERIFY_FULL_FOLD_EVENTS_MAX = 100_000;
-
-export interface VerifyReport {
-  ok: boolean;
-  /** Events replayed successfully. */
-  events: number;
-  head_seq: number;
-  head_hash: string | null;
-  balance: number;
-  reserved: number;
-  /** The first event that breaks the chain or a rule, or null. */
-  first_bad_seq: number | null;
-  problems: string[];
-}
+export type { VerifyReport };
 
 /** Placeholder kept for a verified operation key (the fold only asks whether a key exists). */
 const VERIFIED = {} as LedgerEvent;

@@ -116,9 +116,9 @@ export class LedgerService extends WorkerEntrypoint<Env> {
     const validateInput = (errors: FieldError[]) => {
       body = validate(OPERATIONS[name].input, input, "input", errors);
     };
-    const keep = (work: Promise<unknown>) => this.ctx.waitUntil(work);
+    const waitUntil = (work: Promise<unknown>) => this.ctx.waitUntil(work);
     return this.call(name, target, validateInput, (t, log) =>
-      runOperation(this.env, name, t, body, log, keep),
+      runOperation(this.env, name, t, body, log, waitUntil),
     ) as Promise<LedgerResult<T>>;
   }
 

@@ -1,33 +1,34 @@
 /**
  * The scheduled sweep (Cron Trigger, every minute). Durable Object alarms are at-least-once but
- * can be lost (local dev drops them across restarts), so the sweep nudges, from D1:
+ * can be lost (local dev drops them across restarts), so the sweep catches accounts up, from D1:
  *   1. accounts holding open reservations past expiry plus a grace period, and
  *   2. the next slice of all accounts in a round-robin (the projection of an account whose
  *      alarm was lost cannot be seen lagging from D1, so every account is visited in turn).
- * A nudge settles what is due, re-arms the alarm and catches the projection up; it is
+ * A catch-up expires what is due, re-arms the alarm and brings the projection up to date; it is
  * idempotent and serialised inside each object, so the sweep is safe alongside alarms and
  * alongside another sweep.
  */
+
+import { SWEEP_GRACE_MS } from "./domain/limits";
 import type { Env } from "./env";
 import { writeLog } from "./observability/log";
-import { shardsOf } from "./projection/shards";
+import { shardsOf } from "./read-side/shards";
 
-/** Expired holds are left to their own alarm for this long before the sweep steps in. */
-export const SWEEP_GRACE_MS = 60_000;
-/** Accounts nudged per run and per shard for stale reservations, and for the round-robin. */
+export { SWEEP_GRACE_MS };
+/** Accounts caught up per run and per shard for stale reservations, and for the round-robin. */
 export const SWEEP_STALE_ACCOUNTS_MAX = 100;
 export const SWEEP_ROUND_ROBIN_ACCOUNTS_MAX = 100;
 
 export interface SweepReport {
   stale_accounts: number;
   round_robin_accounts: number;
-  nudged: number;
+  caught_up: number;
   failed: number;
   lagging: number;
   worst_lag_ms: number;
 }
 
-/** The accounts one shard asks the sweep to nudge: stale holds, and its next round-robin slice. */
+/** The accounts one shard asks the sweep to catch up: stale holds, and its next round-robin slice. */
 async function candidates(db: D1Database, threshold: string): Promise<{ stale: string[]; round: string[] }> {
   const [stale, position] = await db.batch<{ account_id?: string; value?: string }>([
     db
@@ -67,11 +68,11 @@ export async function runSweep(env: Env, nowMs: number): Promise<SweepReport> {
   const stale = perShard.flatMap((s) => s.stale);
   const round = perShard.flatMap((s) => s.round);
   const ids = [...new Set([...stale, ...round])];
-  const outcomes = await Promise.allSettled(ids.map((id) => env.ACCOUNTS.getByName(id).nudge()));
+  const outcomes = await Promise.allSettled(ids.map((id) => env.ACCOUNTS.getByName(id).catchUp()));
   const report: SweepReport = {
     stale_accounts: stale.length,
     round_robin_accounts: round.length,
-    nudged: 0,
+    caught_up: 0,
     failed: 0,
     lagging: 0,
     worst_lag_ms: 0,
@@ -81,7 +82,7 @@ export async function runSweep(env: Env, nowMs: number): Promise<SweepReport> {
       report.failed += 1;
       continue;
     }
-    report.nudged += 1;
+    report.caught_up += 1;
     if (outcome.value.projected_seq < outcome.value.last_seq) report.lagging += 1;
     report.worst_lag_ms = Math.max(report.worst_lag_ms, outcome.value.lag_ms);
   }

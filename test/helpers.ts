@@ -48,8 +48,9 @@ export async function api(
   return { status: response.status, headers: response.headers, body: parsed };
 }
 
+/** An account object's stub, typed as the class: tests may reach its parts (runInDurableObject). */
 export function stub(accountId: string) {
-  return env.ACCOUNTS.getByName(accountId);
+  return (env.ACCOUNTS as unknown as DurableObjectNamespace<AccountDurableObject>).getByName(accountId);
 }
 
 let accounts = 0;
@@ -115,15 +116,15 @@ export async function withFailingAlarmWork(
   work: (instance: AccountDurableObject) => Promise<void>,
 ): Promise<void> {
   await runInDurableObject(stub(accountId), async (instance: AccountDurableObject) => {
-    const runner = (instance as unknown as { runner: { settleDue: () => void } }).runner;
-    const settleDue = runner.settleDue;
-    runner.settleDue = () => {
+    const runner = (instance as unknown as { runner: { expireDue: () => void } }).runner;
+    const expireDue = runner.expireDue;
+    runner.expireDue = () => {
       throw new Error("injected: the alarm's work fails");
     };
     try {
       await work(instance);
     } finally {
-      runner.settleDue = settleDue;
+      runner.expireDue = expireDue;
     }
   });
 }

@@ -5,10 +5,11 @@
  * `atomic` that rejects the whole batch before the object is asked.
  */
 import type { z } from "@hono/zod-openapi";
-import type { BatchResult } from "../../durable-objects/account";
+import type { BatchResult } from "../contract";
 import type { Command } from "../domain/commands";
 import type { Env } from "../env";
 import { PriceCache } from "../pricing/cache";
+import { controlDb } from "../read-side/shards";
 import { accountClient } from "./account-client";
 import { buildCommand, OPERATIONS, statusOf } from "./operations";
 import { type Outcome, outcomeOf, rejectedOutcome } from "./outcome";
@@ -21,7 +22,7 @@ export async function runBatch(
   accountId: string,
   body: z.infer<typeof BatchBody>,
 ): Promise<{ committed: boolean; results: Outcome[] }> {
-  const prices = new PriceCache(env.DB);
+  const prices = new PriceCache(controlDb(env));
   await prices.prefetch(body.operations.flatMap((item) => (item.op === "reserve" && item.price ? [item.price] : [])));
   const built: (Command | Outcome)[] = [];
   for (const { op, ...input } of body.operations) {

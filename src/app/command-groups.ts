@@ -7,12 +7,12 @@
  * is the call itself (its arguments and answer cloned across, the dispatch) and the transaction.
  * Each busy account has a line in the isolate:
  * - a command for an account with no line goes at once, alone: its request becomes the line's
- *   driver, so a quiet account waits for nothing;
- * - a command that finds a driver takes a seat; after the driver's own call, the driver sends the
- *   waiting seats in groups of up to COMMAND_GROUP_SIZE_MAX, in arrival order (`executeBatch`, not
- *   atomic: one call, one transaction), until none is left or it has sent COMMAND_GROUP_DRIVES_MAX
- *   groups; then the line has no driver, and the next request to arrive, or the first waiting one
- *   to look, drives it.
+ *   leader, so a quiet account waits for nothing;
+ * - a command that finds a leader takes a slot; after the leader's own call, the leader sends the
+ *   waiting slots in groups of up to COMMAND_GROUP_SIZE_MAX, in arrival order (`executeBatch`, not
+ *   atomic: one call, one transaction), until none is left or it has sent COMMAND_GROUP_LEADER_TURNS_MAX
+ *   groups; then the line has no leader, and the next request to arrive, or the first waiting one
+ *   to look, leads it.
  *
  * In a group each command is decided alone against the state the one before it left, exactly as
  * if it had arrived alone in that order: its own answer, its own rejection, its own replay (two
@@ -22,43 +22,49 @@
  * answers as a replay of itself instead of applying twice.
  *
  * The platform keeps requests apart: a request may not use another's I/O, nor wait on a promise
- * another request settles (workerd cancels it as hung). So the driver makes every call from its own
- * context, under its `waitUntil` (`keep`), and writes each answer into its seat as plain data; a
- * waiting request looks at its seat every COMMAND_GROUP_POLL_MS on a timer of its own. The driver's
- * turn is bounded so its `waitUntil` stays short. Should the driver vanish mid-turn (its
- * `waitUntil` cut off, say after a call hung), a waiting request whose command is still seated
- * takes the line over once the driver has not moved for COMMAND_GROUP_DRIVER_STALE_MS; each
- * command still goes at most once, since a seat leaves the line in one step. A command whose call
- * went with the driver fails after COMMAND_GROUP_ANSWER_WAIT_MS_MAX (`GroupCallLost`), so its
+ * another request settles (workerd cancels it as hung). So the leader makes every call from its own
+ * context, under its `waitUntil`, and writes each answer into its slot as plain data; a
+ * waiting request looks at its slot every COMMAND_GROUP_POLL_MS on a timer of its own. The leader's
+ * turn is bounded so its `waitUntil` stays short. Should the leader vanish mid-turn (its
+ * `waitUntil` cut off, say after a call hung), a waiting request whose command is still in its slot
+ * takes the line over once the leader has not moved for COMMAND_GROUP_LEADER_STALE_MS; each
+ * command still goes at most once, since a slot leaves the line in one step. A command whose call
+ * went with the leader fails after COMMAND_GROUP_ANSWER_WAIT_MS_MAX (`GroupCallLost`), so its
  * caller can send it again with its key instead of waiting forever. A line is forgotten
- * when it has no driver and no seat: the map holds only the accounts busy right now.
+ * when it has no leader and no slot: the map holds only the accounts busy right now.
  */
-import type { BatchResult, ExecuteResult } from "../../durable-objects/account";
+
 import { clock } from "../clock";
+import type { BatchResult, ExecuteResult } from "../contract";
 import type { Command } from "../domain/commands";
 import { assert } from "../domain/money";
 import { specOf } from "../domain/table";
+import { LedgerError } from "../errors";
 
 /** Commands in one group's call (the object's batch limit, BATCH_OPERATIONS_MAX, is higher). */
 export const COMMAND_GROUP_SIZE_MAX = 100;
-/** Groups one driver sends before it leaves the line to the next request. */
-export const COMMAND_GROUP_DRIVES_MAX = 16;
-/** How often a waiting request looks at its seat, in milliseconds. */
+/** Groups one leader sends before it leaves the line to the next request. */
+export const COMMAND_GROUP_LEADER_TURNS_MAX = 16;
+/** How often a waiting request looks at its slot, in milliseconds. */
 export const COMMAND_GROUP_POLL_MS = 1;
 /**
- * A driver that has not started a call for this long is taken to be gone (past
- * the platform's 30 s for `waitUntil` after a response), and a waiting request drives instead.
+ * A leader that has not started a call for this long is taken to be gone (past
+ * the platform's 30 s for `waitUntil` after a response), and a waiting request leads instead.
  */
-export const COMMAND_GROUP_DRIVER_STALE_MS = 35_000;
+export const COMMAND_GROUP_LEADER_STALE_MS = 35_000;
 /**
- * A command sent in a group whose call has not answered for this long (its driver gone with the
+ * A command sent in a group whose call has not answered for this long (its leader gone with the
  * call) fails to its caller, who may send it again with its key, rather than waiting forever.
  */
 export const COMMAND_GROUP_ANSWER_WAIT_MS_MAX = 60_000;
 
 /** A grouped command's call never answered (COMMAND_GROUP_ANSWER_WAIT_MS_MAX). */
-export class GroupCallLost extends Error {
+export class GroupCallLost extends LedgerError {
   override name = "GroupCallLost";
+  readonly code = "service_unavailable";
+  readonly publicDetail = "The account did not answer in time; retry with the same idempotency key.";
+  override readonly retryAfterSeconds = 1;
+  override readonly log = "group_call_lost";
 }
 
 /** What a line calls: the account object's stub (or a test's fake). */
@@ -68,31 +74,31 @@ export interface GroupTarget {
 }
 
 /** Keeps work running after the response of the request that started it (`ctx.waitUntil`). */
-export type Keep = (work: Promise<unknown>) => void;
+export type WaitUntil = (work: Promise<unknown>) => void;
 
 type Answer = { ok: true; result: ExecuteResult } | { ok: false; error: unknown };
 
-interface Seat {
+interface Slot {
   readonly command: Command;
   answer: Answer | null;
-  /** When a driver took it into a call (the clock seam), or null while it waits in the line. */
+  /** When a leader took it into a call (the clock seam), or null while it waits in the line. */
   sentAtMs: number | null;
 }
 
 class Line {
-  /** The driving request's token, or null: only the driver that holds it may clear it. */
-  driver: object | null = null;
-  /** When the driver last started a call (the clock seam). */
+  /** The leading request's token, or null: only the leader that holds it may clear it. */
+  leader: object | null = null;
+  /** When the leader last started a call (the clock seam). */
   movedAtMs = 0;
-  readonly seats: Seat[] = [];
+  readonly slots: Slot[] = [];
 }
 
 export interface GroupLimits {
   sizeMax: number;
-  drivesMax: number;
+  leaderTurnsMax: number;
 }
 
-const DEFAULT_LIMITS: GroupLimits = { sizeMax: COMMAND_GROUP_SIZE_MAX, drivesMax: COMMAND_GROUP_DRIVES_MAX };
+const DEFAULT_LIMITS: GroupLimits = { sizeMax: COMMAND_GROUP_SIZE_MAX, leaderTurnsMax: COMMAND_GROUP_LEADER_TURNS_MAX };
 
 /** A turn on the waiting request's own timer: its own I/O, so the runtime never takes it for hung. */
 const poll = () => new Promise((resolve) => setTimeout(resolve, COMMAND_GROUP_POLL_MS));
@@ -111,9 +117,9 @@ export class CommandGroups {
 
   constructor(limits: Partial<GroupLimits> = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
-    const { sizeMax, drivesMax } = this.limits;
+    const { sizeMax, leaderTurnsMax } = this.limits;
     assert(Number.isSafeInteger(sizeMax) && sizeMax >= 1, "commands per group");
-    assert(Number.isSafeInteger(drivesMax) && drivesMax >= 1, "groups per driver");
+    assert(Number.isSafeInteger(leaderTurnsMax) && leaderTurnsMax >= 1, "groups per leader");
   }
 
   /** Accounts with a line (none once every call has ended and every answer was taken). */
@@ -122,99 +128,104 @@ export class CommandGroups {
   }
 
   /** Runs `command` on `accountId`'s object, alone or in a group; its own answer either way. */
-  async execute(accountId: string, target: GroupTarget, command: Command, keep: Keep): Promise<ExecuteResult> {
+  async execute(
+    accountId: string,
+    target: GroupTarget,
+    command: Command,
+    waitUntil: WaitUntil,
+  ): Promise<ExecuteResult> {
     assert(groupable(command), `${command.type} without a key does not join a line`);
     let line = this.lines.get(accountId);
     if (line === undefined) {
       line = new Line();
       this.lines.set(accountId, line);
     }
-    if (line.driver === null) return this.drive(accountId, line, target, command, keep);
-    const seat: Seat = { command, answer: null, sentAtMs: null };
-    line.seats.push(seat);
+    if (line.leader === null) return this.lead(accountId, line, target, command, waitUntil);
+    const slot: Slot = { command, answer: null, sentAtMs: null };
+    line.slots.push(slot);
     for (;;) {
       await poll();
-      if (seat.answer !== null) return answerOf(seat.answer);
-      if (seat.sentAtMs !== null && clock.now() - seat.sentAtMs > COMMAND_GROUP_ANSWER_WAIT_MS_MAX) {
+      if (slot.answer !== null) return answerOf(slot.answer);
+      if (slot.sentAtMs !== null && clock.now() - slot.sentAtMs > COMMAND_GROUP_ANSWER_WAIT_MS_MAX) {
         throw new GroupCallLost(`the call carrying ${command.type} did not answer`);
       }
-      const gone = line.driver === null || clock.now() - line.movedAtMs > COMMAND_GROUP_DRIVER_STALE_MS;
-      const at = gone ? line.seats.indexOf(seat) : -1;
+      const gone = line.leader === null || clock.now() - line.movedAtMs > COMMAND_GROUP_LEADER_STALE_MS;
+      const at = gone ? line.slots.indexOf(slot) : -1;
       if (at >= 0) {
-        // The driver left (or vanished) with this command still seated: this request drives.
-        line.seats.splice(at, 1);
-        return this.drive(accountId, line, target, command, keep);
+        // The leader left (or vanished) with this command still in its slot: this request leads.
+        line.slots.splice(at, 1);
+        return this.lead(accountId, line, target, command, waitUntil);
       }
     }
   }
 
-  /** Sends `command` alone from this request, then the waiting seats, under its `waitUntil`. */
-  private drive(accountId: string, line: Line, target: GroupTarget, command: Command, keep: Keep) {
+  /** Sends `command` alone from this request, then the waiting slots, under its `waitUntil`. */
+  private lead(accountId: string, line: Line, target: GroupTarget, command: Command, waitUntil: WaitUntil) {
     const token = {};
-    line.driver = token;
+    line.leader = token;
     line.movedAtMs = clock.now();
     this.counts.calls += 1;
     const own = target.execute(command);
-    keep(this.drain(accountId, line, token, target, own));
+    waitUntil(this.drain(accountId, line, token, target, own));
     return own;
   }
 
   private async drain(accountId: string, line: Line, token: object, target: GroupTarget, own: Promise<unknown>) {
     try {
       await own.catch(() => undefined); // its failure is its own caller's
-      for (let drives = 0; drives < this.limits.drivesMax; drives++) {
-        // A driver taken for gone that comes back leaves the line to the one that took it over.
-        if (line.driver !== token || line.seats.length === 0) break;
+      for (let turns = 0; turns < this.limits.leaderTurnsMax; turns++) {
+        // A leader taken for gone that comes back leaves the line to the one that took it over.
+        if (line.leader !== token || line.slots.length === 0) break;
         line.movedAtMs = clock.now();
-        const seats = line.seats.splice(0, this.limits.sizeMax);
-        for (const seat of seats) seat.sentAtMs = line.movedAtMs;
-        await this.send(target, seats);
+        const slots = line.slots.splice(0, this.limits.sizeMax);
+        for (const slot of slots) slot.sentAtMs = line.movedAtMs;
+        await this.send(target, slots);
       }
     } finally {
-      if (line.driver === token) {
-        line.driver = null;
-        if (line.seats.length === 0) this.lines.delete(accountId);
+      if (line.leader === token) {
+        line.leader = null;
+        if (line.slots.length === 0) this.lines.delete(accountId);
       }
     }
   }
 
-  /** One call for the seats; every seat gets an answer, whatever happens. */
-  private async send(target: GroupTarget, seats: readonly Seat[]): Promise<void> {
+  /** One call for the slots; every slot gets an answer, whatever happens. */
+  private async send(target: GroupTarget, slots: readonly Slot[]): Promise<void> {
     this.counts.calls += 1;
     try {
-      if (seats.length === 1) {
-        await this.alone(target, seats[0] as Seat);
+      if (slots.length === 1) {
+        await this.alone(target, slots[0] as Slot);
         return;
       }
       this.counts.groups += 1;
-      this.counts.grouped += seats.length;
+      this.counts.grouped += slots.length;
       let batch: BatchResult;
       try {
         batch = await target.executeBatch(
-          seats.map((s) => s.command),
+          slots.map((s) => s.command),
           false,
         );
       } catch {
         // Nothing says which command failed, nor whether the call committed before it failed:
         // each goes again alone (a committed one answers as its own replay).
-        this.counts.resent += seats.length;
-        await Promise.all(seats.map((s) => this.alone(target, s)));
+        this.counts.resent += slots.length;
+        await Promise.all(slots.map((s) => this.alone(target, s)));
         return;
       }
-      assert(batch.committed && batch.results.length === seats.length, "a group answers every command");
-      seats.forEach((s, i) => {
+      assert(batch.committed && batch.results.length === slots.length, "a group answers every command");
+      slots.forEach((s, i) => {
         s.answer = { ok: true, result: batch.results[i] as ExecuteResult };
       });
     } catch (error) {
-      for (const s of seats) s.answer ??= { ok: false, error };
+      for (const s of slots) s.answer ??= { ok: false, error };
     }
   }
 
-  private async alone(target: GroupTarget, seat: Seat): Promise<void> {
+  private async alone(target: GroupTarget, slot: Slot): Promise<void> {
     try {
-      seat.answer = { ok: true, result: await target.execute(seat.command) };
+      slot.answer = { ok: true, result: await target.execute(slot.command) };
     } catch (error) {
-      seat.answer = { ok: false, error };
+      slot.answer = { ok: false, error };
     }
   }
 }

@@ -7,6 +7,7 @@
  * idempotency, and a new operation is added here once.
  */
 import type { z } from "@hono/zod-openapi";
+import { configOf } from "../config";
 import { type Command, type CommandType, USAGE_CONTEXT_FIELDS, type UsageContext } from "../domain/commands";
 import { TTL_SECONDS_DEFAULT } from "../domain/limits";
 import { priceOf, type Quantities } from "../domain/pricing";
@@ -14,8 +15,9 @@ import { COMMANDS } from "../domain/table";
 import type { Env } from "../env";
 import type { LogFields } from "../observability/request-log";
 import { PriceCache } from "../pricing/cache";
+import { controlDb } from "../read-side/shards";
 import { accountClient } from "./account-client";
-import { commandGroups, groupable, type Keep } from "./command-groups";
+import { commandGroups, groupable, type WaitUntil } from "./command-groups";
 import { type Outcome, outcomeOf, rejectedOutcome } from "./outcome";
 import { AccountResponse, OpenAccountBody, UpdateAccountBody } from "./schemas/accounts";
 import {
@@ -248,7 +250,7 @@ export async function buildCommand(
  * Runs one validated operation against its account and fills `log` with what it may log.
  * The one execution path of HTTP and the service binding. A keyed command shares its call to
  * the object with the account's other commands in this isolate while one is in flight
- * (./command-groups.ts); `keep` is the request's `waitUntil`, under which a line's calls run.
+ * (./command-groups.ts); `waitUntil` is the request's, under which a line's calls run.
  */
 export async function runOperation(
   env: Env,
@@ -256,14 +258,16 @@ export async function runOperation(
   target: Target,
   input: unknown,
   log: LogFields,
-  keep: Keep,
+  waitUntil: WaitUntil,
 ): Promise<Outcome> {
-  const built = await buildCommand(name, input, target, new PriceCache(env.DB));
+  const built = await buildCommand(name, input, target, new PriceCache(controlDb(env)));
   if (!("type" in built)) return built;
   const account = accountClient(env, target.account_id);
-  const result = groupable(built)
-    ? await commandGroups.execute(target.account_id, account, built, keep)
-    : await account.execute(built);
+  // Group commit is a switch (GROUP_COMMIT; docs/decisions/0001-group-commit.md).
+  const result =
+    configOf(env).groupCommit && groupable(built)
+      ? await commandGroups.execute(target.account_id, account, built, waitUntil)
+      : await account.execute(built);
   const outcome = outcomeOf(result, statusOf(name));
   Object.assign(log, (OPERATIONS[name] as unknown as AnyContract).log(built, outcome.ok ? outcome.value : null));
   return outcome;

@@ -3,7 +3,7 @@
  * stable code and status. HTTP renders it as a response (src/http/respond.ts); the service
  * binding returns it as it is (`LedgerResult`).
  */
-import type { ExecuteResult, ReadResult } from "../../durable-objects/account";
+import type { ExecuteResult, ReadResult } from "../contract";
 import { type FieldError, PROBLEM_STATUS, type ProblemCode } from "./problems";
 
 export type Facts = Record<string, string | number | boolean | null>;

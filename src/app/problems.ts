@@ -3,64 +3,9 @@
  * the API, over HTTP (problem+json) or through the service binding (a typed result with the
  * same `code` and `status`), is built from here, with a stable machine-readable `code`.
  */
-import type { RejectionCode } from "../domain/rejections";
+import { type EdgeErrorCode, PROBLEM_STATUS, type ProblemCode } from "../errors";
 
-/** Errors raised before a command reaches an account (validation, authentication, lookups). */
-export type EdgeErrorCode =
-  | "invalid_request"
-  | "unauthorized"
-  | "forbidden"
-  | "rate_limited"
-  | "not_found"
-  | "key_not_found"
-  | "webhook_endpoint_not_found"
-  | "webhook_delivery_not_found"
-  | "url_refused"
-  | "webhook_endpoints_limit"
-  | "price_not_found"
-  | "batch_aborted"
-  | "method_not_allowed"
-  | "payload_too_large"
-  | "unsupported_media_type"
-  | "audit_key_unavailable"
-  | "service_misconfigured"
-  | "internal_error";
-
-export type ProblemCode = RejectionCode | EdgeErrorCode;
-
-export const PROBLEM_STATUS: Record<ProblemCode, number> = {
-  invalid_request: 400,
-  unauthorized: 401,
-  forbidden: 403,
-  rate_limited: 429,
-  insufficient_funds: 402,
-  account_not_found: 404,
-  reservation_not_found: 404,
-  charge_not_found: 404,
-  not_found: 404,
-  key_not_found: 404,
-  webhook_endpoint_not_found: 404,
-  webhook_delivery_not_found: 404,
-  url_refused: 422,
-  webhook_endpoints_limit: 422,
-  method_not_allowed: 405,
-  idempotency_conflict: 409,
-  reservation_not_open: 409,
-  batch_aborted: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  capture_exceeds_reservation: 422,
-  refund_exceeds_charge: 422,
-  balance_limit_exceeded: 422,
-  too_many_open_reservations: 422,
-  price_not_pinned: 422,
-  unpriceable: 422,
-  price_not_found: 422,
-  account_frozen: 423,
-  internal_error: 500,
-  audit_key_unavailable: 503,
-  service_misconfigured: 503,
-};
+export { type EdgeErrorCode, PROBLEM_STATUS, type ProblemCode };
 
 const TITLES: Record<ProblemCode, string> = {
   invalid_request: "Invalid request",
@@ -94,6 +39,7 @@ const TITLES: Record<ProblemCode, string> = {
   internal_error: "Internal error",
   audit_key_unavailable: "Audit signing key unavailable",
   service_misconfigured: "Service misconfigured",
+  service_unavailable: "Service unavailable",
 };
 
 export interface FieldError {

@@ -6,6 +6,7 @@
  */
 import { canonicalJson } from "../domain/canonical";
 import { base64ToBytes, base64urlToBytes, bytesToBase64url, bytesToHex } from "../encoding";
+import { LedgerError } from "../errors";
 
 export interface Checkpoint {
   account_id: string;
@@ -34,8 +35,11 @@ export interface AuditKey {
 }
 
 /** The secret is missing or not an Ed25519 PKCS#8 key. Never carries the secret's value. */
-export class AuditKeyUnavailable extends Error {
+export class AuditKeyUnavailable extends LedgerError {
   override name = "AuditKeyUnavailable";
+  readonly code = "audit_key_unavailable";
+  readonly publicDetail = "Checkpoints cannot be signed: the audit signing key is not configured.";
+  override readonly log = "audit_key_unavailable";
 }
 
 const cache = new Map<string, Promise<AuditKey>>();

@@ -7,15 +7,29 @@
  * for seq 1), `||` is concatenation of the ASCII hex and the UTF-8 bytes of the canonical JSON
  * (src/domain/canonical.ts), and the result is lower-case hex. SHA-256 is synchronous here
  * (src/domain/sha256.ts: plain JavaScript, since workerd's node:crypto builds a stream object per
- * call), so the chain is computed inside the same synchronous append as the event.
+ * call), so the chain is computed inside the same synchronous append as the event. The switch
+ * CHAIN_SHA256 = "node" selects node:crypto instead (docs/decisions/0005-javascript-sha256.md);
+ * both give the same bytes (test/domain/sha256.test.ts).
  */
+import { createHash } from "node:crypto";
 import { canonicalJson } from "./canonical";
 import { sha256HexJs } from "./sha256";
 
 export const GENESIS_HASH = "0".repeat(64);
 
-/** SHA-256 of a string's UTF-8 bytes, as lower-case hex. */
-export const sha256Hex = sha256HexJs;
+const sha256HexNode = (text: string): string => createHash("sha256").update(text).digest("hex");
+
+let sha256Impl: (text: string) => string = sha256HexJs;
+
+/** SHA-256 of a string's UTF-8 bytes, as lower-case hex, by the implementation in force. */
+export function sha256Hex(text: string): string {
+  return sha256Impl(text);
+}
+
+/** Selects the implementation for this isolate (the account object does, from its config). */
+export function useChainSha256(impl: "js" | "node"): void {
+  sha256Impl = impl === "node" ? sha256HexNode : sha256HexJs;
+}
 
 export function chainHash(prevHash: string, eventWithoutHash: object): string {
   return sha256Hex(prevHash + canonicalJson(eventWithoutHash));

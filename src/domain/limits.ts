@@ -82,3 +82,6 @@ export const BATCH_OPERATIONS_MAX = 1_000;
 export const SEGMENT_EVENTS_MAX = 10_000;
 export const SEGMENT_AGE_MS_MAX = 7 * 86_400_000;
 export const SEGMENT_BYTES_MAX = 8 * 1024 * 1024;
+
+/** Expired holds are left to their own alarm for this long before the sweep steps in. */
+export const SWEEP_GRACE_MS = 60_000;

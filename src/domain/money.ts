@@ -3,13 +3,12 @@
  * arithmetic step check that it stays an exact safe integer; a float or an overflow is a
  * programmer error and crashes (see `assert`), it is never rounded away.
  */
+import { AssertionError } from "../errors";
 import { BALANCE_ABS_MINOR_MAX } from "./limits";
 
 export type Minor = number;
 
-export class AssertionError extends Error {
-  override name = "AssertionError";
-}
+export { AssertionError };
 
 /** Programmer errors and broken invariants: never caught, never turned into a response. */
 export function assert(condition: unknown, message: string): asserts condition {

@@ -57,60 +57,72 @@ export function sha256HexJs(text: string): string {
   b[total - 2] = (bitsLow >>> 8) & 0xff;
   b[total - 1] = bitsLow & 0xff;
 
+  const h = state;
+  h.set(H0);
+  for (let offset = 0; offset < total; offset += 64) compress(b, offset, h);
+  return (
+    hex32(h[0] as number) +
+    hex32(h[1] as number) +
+    hex32(h[2] as number) +
+    hex32(h[3] as number) +
+    hex32(h[4] as number) +
+    hex32(h[5] as number) +
+    hex32(h[6] as number) +
+    hex32(h[7] as number)
+  );
+}
+
+/** The initial hash value (FIPS 180-4, 5.3.3). */
+const H0 = new Int32Array([
+  0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+]);
+/** The running hash value of the message being hashed (reused: the function is synchronous). */
+const state = new Int32Array(8);
+
+/** One 64-byte block at `offset` of `b` folded into the hash value `hv` (FIPS 180-4, 6.2.2). */
+function compress(b: Uint8Array, offset: number, hv: Int32Array): void {
   const w = schedule;
-  let h0 = 0x6a09e667 | 0;
-  let h1 = 0xbb67ae85 | 0;
-  let h2 = 0x3c6ef372 | 0;
-  let h3 = 0xa54ff53a | 0;
-  let h4 = 0x510e527f | 0;
-  let h5 = 0x9b05688c | 0;
-  let h6 = 0x1f83d9ab | 0;
-  let h7 = 0x5be0cd19 | 0;
-  for (let offset = 0; offset < total; offset += 64) {
-    for (let i = 0; i < 16; i++) {
-      const j = offset + i * 4;
-      w[i] =
-        ((b[j] as number) << 24) | ((b[j + 1] as number) << 16) | ((b[j + 2] as number) << 8) | (b[j + 3] as number);
-    }
-    for (let i = 16; i < 64; i++) {
-      const x = w[i - 15] as number;
-      const y = w[i - 2] as number;
-      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
-      w[i] = ((w[i - 16] as number) + s0 + (w[i - 7] as number) + s1) | 0;
-    }
-    let a = h0;
-    let bb = h1;
-    let c = h2;
-    let d = h3;
-    let e = h4;
-    let f = h5;
-    let g = h6;
-    let h = h7;
-    for (let i = 0; i < 64; i++) {
-      const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const ch = (e & f) ^ (~e & g);
-      const t1 = (h + s1 + ch + (K[i] as number) + (w[i] as number)) | 0;
-      const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-      const maj = (a & bb) ^ (a & c) ^ (bb & c);
-      const t2 = (s0 + maj) | 0;
-      h = g;
-      g = f;
-      f = e;
-      e = (d + t1) | 0;
-      d = c;
-      c = bb;
-      bb = a;
-      a = (t1 + t2) | 0;
-    }
-    h0 = (h0 + a) | 0;
-    h1 = (h1 + bb) | 0;
-    h2 = (h2 + c) | 0;
-    h3 = (h3 + d) | 0;
-    h4 = (h4 + e) | 0;
-    h5 = (h5 + f) | 0;
-    h6 = (h6 + g) | 0;
-    h7 = (h7 + h) | 0;
+  for (let i = 0; i < 16; i++) {
+    const j = offset + i * 4;
+    w[i] = ((b[j] as number) << 24) | ((b[j + 1] as number) << 16) | ((b[j + 2] as number) << 8) | (b[j + 3] as number);
   }
-  return hex32(h0) + hex32(h1) + hex32(h2) + hex32(h3) + hex32(h4) + hex32(h5) + hex32(h6) + hex32(h7);
+  for (let i = 16; i < 64; i++) {
+    const x = w[i - 15] as number;
+    const y = w[i - 2] as number;
+    const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+    w[i] = ((w[i - 16] as number) + s0 + (w[i - 7] as number) + s1) | 0;
+  }
+  let a = hv[0] as number;
+  let bb = hv[1] as number;
+  let c = hv[2] as number;
+  let d = hv[3] as number;
+  let e = hv[4] as number;
+  let f = hv[5] as number;
+  let g = hv[6] as number;
+  let h = hv[7] as number;
+  for (let i = 0; i < 64; i++) {
+    const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+    const ch = (e & f) ^ (~e & g);
+    const t1 = (h + s1 + ch + (K[i] as number) + (w[i] as number)) | 0;
+    const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+    const maj = (a & bb) ^ (a & c) ^ (bb & c);
+    const t2 = (s0 + maj) | 0;
+    h = g;
+    g = f;
+    f = e;
+    e = (d + t1) | 0;
+    d = c;
+    c = bb;
+    bb = a;
+    a = (t1 + t2) | 0;
+  }
+  hv[0] = ((hv[0] as number) + a) | 0;
+  hv[1] = ((hv[1] as number) + bb) | 0;
+  hv[2] = ((hv[2] as number) + c) | 0;
+  hv[3] = ((hv[3] as number) + d) | 0;
+  hv[4] = ((hv[4] as number) + e) | 0;
+  hv[5] = ((hv[5] as number) + f) | 0;
+  hv[6] = ((hv[6] as number) + g) | 0;
+  hv[7] = ((hv[7] as number) + h) | 0;
 }

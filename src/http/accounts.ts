@@ -203,8 +203,8 @@ function registerOperationRoute(app: OpenAPIHono<AppEnv>, route: OperationRoute)
     },
     async (c, { params, body }) => {
       const target = (params as Target | undefined) ?? { account_id: (body as { account_id: string }).account_id };
-      const keep = (work: Promise<unknown>) => c.executionCtx.waitUntil(work);
-      return respond(c, await runOperation(c.env, route.operation, target, body, c.get("log"), keep));
+      const waitUntil = (work: Promise<unknown>) => c.executionCtx.waitUntil(work);
+      return respond(c, await runOperation(c.env, route.operation, target, body, c.get("log"), waitUntil));
     },
   );
 }

@@ -12,9 +12,9 @@ import {
   ReplayBody,
   ReplayResultSchema,
 } from "../app/schemas/projection";
-import { listDeadLetters, replayDeadLetters } from "../projection/dead-letters";
-import { reconcile } from "../projection/reconcile";
-import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
+import { listDeadLetters, replayDeadLetters } from "../projection/consumer/dead-letters";
+import { reconcile } from "../projection/consumer/reconcile";
+import { BadCursor, decodeCursor, encodeCursor } from "../read-side/cursor";
 import type { AppEnv } from "./context";
 import { defineAccountRoute, defineRoute, tenantWideAdmin } from "./route";
 

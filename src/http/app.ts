@@ -9,13 +9,11 @@ import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { problem } from "../app/problems";
 import { BATCH_BODY_BYTES_MAX } from "../app/schemas/batch";
-import { AuditKeyUnavailable } from "../audit/signing";
 import { clock } from "../clock";
 import { REQUEST_BODY_BYTES_MAX } from "../domain/limits";
-import { AssertionError } from "../domain/money";
+import { LedgerError } from "../errors";
 import { writeLog } from "../observability/log";
 import { recordD1Failure } from "../observability/metrics";
-import { BadCursor } from "../reports/cursor";
 import { notFound, registerAccountRoutes } from "./accounts";
 import { registerAdminRoutes } from "./admin";
 import { registerAuditRoutes } from "./audit";
@@ -72,36 +70,27 @@ export function createApp(extraRoutes?: (app: OpenAPIHono<AppEnv>) => void): Ope
   return app;
 }
 
-/** The one error handler: known errors become their problems, anything else a generic 500. */
+/**
+ * The one error handler: a LedgerError answers its own code's problem (src/errors.ts), anything
+ * else is a programmer error answered as a generic 500. Logged errors carry their message only,
+ * never the request, its headers or its body.
+ */
 function onError(error: Error, c: Context<AppEnv>): Response {
-  if (error instanceof AuditKeyUnavailable) {
-    writeLog(c.env, "error", { msg: "audit_key_unavailable", request_id: c.get("requestId"), error: error.message });
-    return problemResponse(
-      c,
-      problem("audit_key_unavailable", "Checkpoints cannot be signed: the audit signing key is not configured.", {
-        instance: c.req.path,
-      }),
-    );
-  }
-  if (error instanceof BadCursor) {
-    return problemResponse(
-      c,
-      problem("invalid_request", "The cursor is not one this API issued.", {
-        errors: [{ field: "cursor", message: "invalid cursor" }],
-        instance: c.req.path,
-      }),
-    );
-  }
-  // Programmer errors and broken invariants: logged with their message only (never the
-  // request, its headers or its body), answered as a generic 500.
-  const kind = error instanceof AssertionError ? "invariant_violation" : "unhandled_error";
+  const known = error instanceof LedgerError ? error : null;
+  const log = known === null ? "unhandled_error" : known.log;
   // A D1 failure that reached the handler (a report, a key or price write) counts for the monitor.
-  if (/D1_/.test(error.message)) recordD1Failure(clock.now(), "request");
-  writeLog(c.env, "error", { msg: kind, request_id: c.get("requestId"), error: error.message });
-  return problemResponse(
-    c,
-    problem("internal_error", "The ledger failed to process the request.", { instance: c.req.path }),
+  if (log === "d1_failure") recordD1Failure(clock.now(), "request");
+  if (log !== null) writeLog(c.env, "error", { msg: log, request_id: c.get("requestId"), error: error.message });
+  const body = problem(
+    known?.code ?? "internal_error",
+    known?.publicDetail ?? "The ledger failed to process the request.",
+    {
+      ...(known?.fieldErrors === undefined ? {} : { errors: known.fieldErrors }),
+      instance: c.req.path,
+    },
   );
+  const retry = known?.retryAfterSeconds;
+  return problemResponse(c, body, retry === undefined ? undefined : { "retry-after": String(retry) });
 }
 
 /** Bodies are bounded before they are read: 64 KB for single calls, 1 MB for a batch. */

@@ -4,7 +4,6 @@
  */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import type { SegmentEntry } from "../../durable-objects/account";
 import { accountClient } from "../app/account-client";
 import { readOutcome } from "../app/outcome";
 import { AccountParams } from "../app/schemas/accounts";
@@ -19,6 +18,7 @@ import {
 import { exportLine } from "../audit/export-line";
 import { auditKey, signCheckpoint } from "../audit/signing";
 import { clock } from "../clock";
+import type { SegmentEntry } from "../contract";
 import { EVENTS_PAGE_LIMIT_MAX } from "../domain/limits";
 import type { AppEnv } from "./context";
 import { respond } from "./respond";

@@ -32,6 +32,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { problem } from "../app/problems";
 import { clock } from "../clock";
+import { controlDb } from "../read-side/shards";
 import { hasScope, type Principal, probeApiKey, resolveApiKey, SCOPES, type Scope } from "../security/api-keys";
 import { countSecurityEvent, flushSecurityCountersIfDue } from "../security/counters";
 import type { AppEnv } from "./context";
@@ -150,7 +151,7 @@ async function authenticateRequest(
       const probe = await probeApiKey(token, now);
       // Before any lookup: an address past its failure budget gets nothing looked up for it.
       if (probe.status === "unseen" && isBlocked(address, now)) return refuseAddress(c, now, "invalid");
-      principal = await resolveApiKey(c.env.DB, probe, now, (write) => c.executionCtx.waitUntil(write));
+      principal = await resolveApiKey(controlDb(c.env), probe, now, (write) => c.executionCtx.waitUntil(write));
     }
   }
   if (principal === null) {

@@ -11,7 +11,8 @@ import {
   ApiKeyRecordSchema,
 } from "../app/schemas/keys";
 import { clock } from "../clock";
-import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
+import { BadCursor, decodeCursor, encodeCursor } from "../read-side/cursor";
+import { controlDb } from "../read-side/shards";
 import { createApiKey, listApiKeys, revokeApiKey } from "../security/api-keys";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
@@ -41,7 +42,7 @@ function registerCreateApiKey(app: OpenAPIHono<AppEnv>): void {
     },
     async (c, { body }) => {
       const created = await createApiKey(
-        c.env.DB,
+        controlDb(c.env),
         { name: body.name, scopes: body.scopes, account_id: body.account_id ?? null },
         new Date(clock.now()),
       );
@@ -66,7 +67,7 @@ function registerListApiKeys(app: OpenAPIHono<AppEnv>): void {
     async (c, { query }) => {
       const after = query.cursor === undefined ? "" : decodeCursor(query.cursor, 1)?.[0];
       if (typeof after !== "string") throw new BadCursor("cursor");
-      const rows = await listApiKeys(c.env.DB, after, query.limit + 1);
+      const rows = await listApiKeys(controlDb(c.env), after, query.limit + 1);
       const data = rows.slice(0, query.limit);
       const last = data.at(-1);
       return c.json({ data, next_cursor: rows.length > query.limit && last ? encodeCursor([last.id]) : null });
@@ -88,7 +89,7 @@ function registerRevokeApiKey(app: OpenAPIHono<AppEnv>): void {
       errors: ["key_not_found"],
     },
     async (c, { params }) => {
-      const record = await revokeApiKey(c.env.DB, params.key_id, new Date(clock.now()));
+      const record = await revokeApiKey(controlDb(c.env), params.key_id, new Date(clock.now()));
       if (record === null) {
         return problemResponse(
           c,

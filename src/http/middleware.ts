@@ -5,6 +5,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { problem } from "../app/problems";
 import { clock } from "../clock";
+import { configOf } from "../config";
 import { newUlid } from "../ids";
 import { flushMetricsIfDue, writeRequestDataPoint } from "../observability/flush";
 import { writeLog } from "../observability/log";
@@ -27,7 +28,6 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /** The console's origin when CONSOLE_ORIGIN is not set for the environment. */
-export const CONSOLE_ORIGIN_DEFAULT = "https://console.open4x.com";
 /** How long a browser may cache a CORS preflight answer. */
 export const CORS_MAX_AGE_SECONDS = 600;
 const CORS_METHODS = "GET, HEAD";
@@ -89,7 +89,7 @@ function countRequest(
 export function consoleCors(): MiddlewareHandler<AppEnv> {
   return async function consoleCorsMiddleware(c, next) {
     const origin = c.req.header("origin");
-    const allowed = c.env.CONSOLE_ORIGIN ?? CONSOLE_ORIGIN_DEFAULT;
+    const allowed = configOf(c.env).consoleOrigin;
     const fromConsole = origin !== undefined && origin === allowed;
     if (c.req.method === "OPTIONS") {
       c.get("log").route = "OPTIONS (preflight)";

@@ -1,12 +1,11 @@
 /** Price routes: publish effective-dated rules (admin, append-only) and read what was in effect. */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import { problem } from "../app/problems";
 import { PricesInEffect, PricesQuery, PublishedPrice, PublishPriceBody } from "../app/schemas/prices";
 import { clock } from "../clock";
-import { PriceBackdated, pricesInEffect, publishPrice } from "../pricing/store";
+import { pricesInEffect, publishPrice } from "../pricing/store";
+import { controlDb } from "../read-side/shards";
 import type { AppEnv } from "./context";
-import { problemResponse } from "./problem";
 import { defineRoute, tenantWideAdmin } from "./route";
 
 export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
@@ -26,19 +25,9 @@ export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: [],
     },
     async (c, { body }) => {
-      try {
-        const rules = await publishPrice(c.env.DB, body, new Date(clock.now()));
-        return c.json({ service_id: body.service_id, provider: body.provider, model: body.model, rules }, 201);
-      } catch (error) {
-        if (!(error instanceof PriceBackdated)) throw error;
-        return problemResponse(
-          c,
-          problem("invalid_request", "effective_from may not be in the past: it would rewrite what was in effect.", {
-            errors: [{ field: "body.effective_from", message: "must not be in the past" }],
-            instance: c.req.path,
-          }),
-        );
-      }
+      // A backdated publish throws PriceBackdated: the error handler answers its invalid_request.
+      const rules = await publishPrice(controlDb(c.env), body, new Date(clock.now()));
+      return c.json({ service_id: body.service_id, provider: body.provider, model: body.model, rules }, 201);
     },
   );
 
@@ -59,7 +48,7 @@ export function registerPriceRoutes(app: OpenAPIHono<AppEnv>): void {
     async (c, { query }) => {
       const at = query.at ?? new Date(clock.now()).toISOString();
       const { at: _at, ...filter } = query;
-      return c.json({ at, data: await pricesInEffect(c.env.DB, filter, at) });
+      return c.json({ at, data: await pricesInEffect(controlDb(c.env), filter, at) });
     },
   );
 }

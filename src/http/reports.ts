@@ -21,11 +21,11 @@ import {
   UsageReportQuery,
 } from "../app/schemas/reports";
 import { clock } from "../clock";
-import { retentionConfig } from "../projection/retention";
-import { shardsOf } from "../projection/shards";
+import { configOf } from "../config";
+import { shardsOf } from "../read-side/shards";
 import { hourlyKeptFrom } from "../reports/periods";
 import { balancesReport, refundsReport, reservationsReport, transactionsReport } from "../reports/queries";
-import { ReportRangeError, trialBalanceReport, usageReport } from "../reports/rollups";
+import { trialBalanceReport, usageReport } from "../reports/rollups";
 import { statementReport } from "../reports/statement";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
@@ -33,23 +33,7 @@ import { defineRoute } from "./route";
 
 /** The first hour whose hourly rollups are certainly kept (reports over rollups need it). */
 function keptFrom(c: Context<AppEnv>, nowMs: number): string {
-  return hourlyKeptFrom(nowMs, retentionConfig(c.env).hourlyRetentionDays);
-}
-
-/** Runs a report over the rollups; a period they cannot answer is the client's invalid_request. */
-async function overRollups(c: Context<AppEnv>, run: () => Promise<Response>): Promise<Response> {
-  try {
-    return await run();
-  } catch (error) {
-    if (!(error instanceof ReportRangeError)) throw error;
-    return problemResponse(
-      c,
-      problem("invalid_request", "The rollups cannot answer this period; see `errors`.", {
-        errors: [{ field: `query.${error.field}`, message: error.message }],
-        instance: c.req.path,
-      }),
-    );
-  }
+  return hourlyKeptFrom(nowMs, configOf(c.env).retention.hourlyRetentionDays);
 }
 
 const page = { status: 200, schema: ReportPage, description: "A page of rows, the next cursor and `as_of`." };
@@ -121,8 +105,7 @@ function registerReportUsage(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: UsageReportPage, description: "A page of groups (sums as decimal strings)." },
       errors: [],
     },
-    async (c, { query }) =>
-      overRollups(c, async () => c.json(await usageReport(shardsOf(c.env), query, keptFrom(c, clock.now())))),
+    async (c, { query }) => c.json(await usageReport(shardsOf(c.env), query, keptFrom(c, clock.now()))),
   );
 }
 
@@ -178,11 +161,10 @@ function registerReportTrialBalance(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: TrialBalance, description: "The trial balance at `at` (default now)." },
       errors: [],
     },
-    async (c, { query }) =>
-      overRollups(c, async () => {
-        const now = clock.now();
-        return c.json(await trialBalanceReport(shardsOf(c.env), query.at ?? null, now, keptFrom(c, now)));
-      }),
+    async (c, { query }) => {
+      const now = clock.now();
+      return c.json(await trialBalanceReport(shardsOf(c.env), query.at ?? null, now, keptFrom(c, now)));
+    },
   );
 }
 
@@ -201,17 +183,17 @@ function registerStatement(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: StatementSchema, description: "The statement for [from, to), from the rollups." },
       errors: ["account_not_found"],
     },
-    async (c, { params, query }) =>
-      overRollups(c, async () => {
-        const kept = keptFrom(c, clock.now());
-        const statement = await statementReport(shardsOf(c.env), params.account_id, query.from, query.to, kept);
-        if (statement !== null) return c.json(statement);
-        return problemResponse(
-          c,
-          problem("account_not_found", "The read side has no such account (or has not projected it yet).", {
-            instance: c.req.path,
-          }),
-        );
-      }),
+    async (c, { params, query }) => {
+      // A period the rollups cannot answer throws ReportRangeError: the error handler answers it.
+      const kept = keptFrom(c, clock.now());
+      const statement = await statementReport(shardsOf(c.env), params.account_id, query.from, query.to, kept);
+      if (statement !== null) return c.json(statement);
+      return problemResponse(
+        c,
+        problem("account_not_found", "The read side has no such account (or has not projected it yet).", {
+          instance: c.req.path,
+        }),
+      );
+    },
   );
 }

@@ -5,12 +5,12 @@
  */
 import type { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { ReadResult } from "../../durable-objects/account";
 import { type AccountClient, accountClient } from "../app/account-client";
 import { readOutcome } from "../app/outcome";
 import { type FieldError, PROBLEM_STATUS, type ProblemCode, problem } from "../app/problems";
 import { ProblemSchema } from "../app/schemas/common";
 import { validate } from "../app/validate";
+import type { ReadResult } from "../contract";
 import type { Scope } from "../security/api-keys";
 import { requireAccounts, requireScope } from "./auth";
 import type { AppEnv } from "./context";

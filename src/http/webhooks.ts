@@ -18,7 +18,8 @@ import {
   WebhookEndpointParams,
 } from "../app/schemas/webhooks";
 import { clock } from "../clock";
-import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
+import { BadCursor, decodeCursor, encodeCursor } from "../read-side/cursor";
+import { controlDb } from "../read-side/shards";
 import { loadConfigKeys } from "../security/secrets";
 import { checkOutboundUrl } from "../security/url-guard";
 import { sendAndRecord } from "../webhooks/send";
@@ -73,7 +74,7 @@ function registerCreateEndpoint(app: OpenAPIHono<AppEnv>): void {
       const secret = newWebhookSecret();
       const keys = await loadConfigKeys(c.env);
       const input = { url: check.url.href, secret, events: body.events, account_id: body.account_id ?? null };
-      const created = await createEndpoint(c.env.DB, keys, input, new Date(clock.now()));
+      const created = await createEndpoint(controlDb(c.env), keys, input, new Date(clock.now()));
       if (created === "limit") {
         const detail = `At most ${WEBHOOK_ENDPOINTS_MAX} webhook endpoints; delete one first.`;
         return problemResponse(c, problem("webhook_endpoints_limit", detail, { instance: c.req.path }));
@@ -95,7 +96,7 @@ function registerEndpointReads(app: OpenAPIHono<AppEnv>): void {
       success: { status: 200, schema: WebhookEndpointList, description: "Every endpoint." },
       errors: [],
     },
-    async (c) => c.json({ data: await listEndpoints(c.env.DB, await loadConfigKeys(c.env)) }),
+    async (c) => c.json({ data: await listEndpoints(controlDb(c.env), await loadConfigKeys(c.env)) }),
   );
 
   defineRoute(
@@ -112,7 +113,7 @@ function registerEndpointReads(app: OpenAPIHono<AppEnv>): void {
       errors: ["webhook_endpoint_not_found"],
     },
     async (c, { params }) => {
-      if (!(await deleteEndpoint(c.env.DB, params.endpoint_id))) {
+      if (!(await deleteEndpoint(controlDb(c.env), params.endpoint_id))) {
         return notFound(c, "webhook_endpoint_not_found", "There is no webhook endpoint with this id.");
       }
       return c.json({ id: params.endpoint_id, deleted: true as const });
@@ -142,7 +143,7 @@ function registerDeliveryRoutes(app: OpenAPIHono<AppEnv>): void {
         ...(query.state === undefined ? {} : { state: query.state }),
         ...(typeof before === "string" ? { before } : {}),
       };
-      const rows = await listDeliveries(c.env.DB, filter, query.limit + 1);
+      const rows = await listDeliveries(controlDb(c.env), filter, query.limit + 1);
       const data = rows.slice(0, query.limit).map(deliveryRecord);
       const last = data.at(-1);
       return c.json({ data, next_cursor: rows.length > query.limit && last ? encodeCursor([last.id]) : null });
@@ -164,13 +165,13 @@ function registerDeliveryRoutes(app: OpenAPIHono<AppEnv>): void {
       errors: ["webhook_delivery_not_found"],
     },
     async (c, { params }) => {
-      const row = await getDelivery(c.env.DB, params.delivery_id);
+      const row = await getDelivery(controlDb(c.env), params.delivery_id);
       if (row === null) return notFound(c, "webhook_delivery_not_found", "There is no webhook delivery with this id.");
-      await resetForRedelivery(c.env.DB, row.id, clock.now());
-      await sendAndRecord(c.env.DB, await loadConfigKeys(c.env), { ...row, attempts: 0 });
+      await resetForRedelivery(controlDb(c.env), row.id, clock.now());
+      await sendAndRecord(controlDb(c.env), await loadConfigKeys(c.env), { ...row, attempts: 0 });
       // An account's delivery that failed again is retried by that account's alarm; alerts' by the cron.
       if (row.account_id !== null) await c.env.ACCOUNTS.getByName(row.account_id).wakeWebhooks();
-      const after = await getDelivery(c.env.DB, row.id);
+      const after = await getDelivery(controlDb(c.env), row.id);
       return c.json(deliveryRecord(after ?? row));
     },
   );

@@ -17,20 +17,9 @@
  * are compared in integers (failures * 10,000 > requests * basis points), never as floats.
  * Every threshold is a named constant, overridable by a wrangler var of the same name.
  */
+import { ALERT_THRESHOLDS_DEFAULT, type AlertThresholds } from "../config";
 
-export const ALERT_THRESHOLDS_DEFAULT = {
-  ALERT_WORKER_5XX_RATE_BP: 100,
-  ALERT_WORKER_5XX_REQUESTS_MIN: 100,
-  ALERT_PROVIDER_FAILURE_RATE_BP: 500,
-  ALERT_PROVIDER_CALLS_MIN: 20,
-  ALERT_PENDING_REFUNDS_MAX: 10,
-  ALERT_D1_WRITE_FAILURES_MIN: 2,
-  ALERT_AUTH_FAILURES_MAX: 100,
-  ALERT_PROJECTION_LAG_P99_MS_MAX: 60_000,
-  ALERT_DEAD_LETTERS_MAX: 0,
-  ALERT_ALARMS_EXHAUSTED_MAX: 0,
-} as const;
-export type AlertThresholds = { -readonly [K in keyof typeof ALERT_THRESHOLDS_DEFAULT]: number };
+export { ALERT_THRESHOLDS_DEFAULT, type AlertThresholds };
 
 /** Windows of the rules, in minutes. */
 export const ALERT_RATE_WINDOW_MINUTES = 5;
@@ -48,17 +37,6 @@ export const ALERT_RULES = [
   "alarm_retries_exhausted",
 ] as const;
 export type AlertRule = (typeof ALERT_RULES)[number];
-
-/** The thresholds in force: each default unless a var of its name holds a whole number >= 0. */
-export function alertThresholds(vars: Readonly<Record<string, unknown>>): AlertThresholds {
-  const thresholds: AlertThresholds = { ...ALERT_THRESHOLDS_DEFAULT };
-  for (const name of Object.keys(thresholds) as (keyof AlertThresholds)[]) {
-    const raw = vars[name];
-    if (typeof raw !== "string" || !/^\d{1,15}$/.test(raw)) continue;
-    thresholds[name] = Number(raw);
-  }
-  return thresholds;
-}
 
 export interface Measurements {
   /** Over ALERT_RATE_WINDOW_MINUTES. */

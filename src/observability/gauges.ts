@@ -10,9 +10,10 @@
  * need it keep their previous state (neither fired nor resolved on a guess), and every other
  * rule is still evaluated, so the alerts do not go blind exactly when D1 is down.
  */
+
+import { SWEEP_GRACE_MS } from "../domain/limits";
 import type { Env } from "../env";
-import { shardsOf } from "../projection/shards";
-import { SWEEP_GRACE_MS } from "../sweep";
+import { controlDb, shardsOf } from "../read-side/shards";
 import { recordD1Failure } from "./metrics";
 import type { Gauges } from "./windows";
 
@@ -43,7 +44,8 @@ export async function readGauges(env: Env, nowMs: number): Promise<Gauges> {
     gauge(
       nowMs,
       async () =>
-        (await env.DB.prepare("SELECT COUNT(*) AS n FROM projection_dead_letters").first<{ n: number }>())?.n ?? 0,
+        (await controlDb(env).prepare("SELECT COUNT(*) AS n FROM projection_dead_letters").first<{ n: number }>())?.n ??
+        0,
     ),
   ]);
   return { pending_refunds, dead_letters };

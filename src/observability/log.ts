@@ -8,6 +8,7 @@
  * - while a test holds a capture, into that capture (the log-policy tests read what would
  *   have been written, whatever LOG_REQUESTS says).
  */
+import { type ConfigVars, configOf } from "../config";
 
 export type LogLevel = "log" | "warn" | "error";
 export interface LogLine {
@@ -15,9 +16,7 @@ export interface LogLine {
   text: string;
 }
 /** The part of the environment this module reads. */
-export interface LogEnv {
-  LOG_REQUESTS?: string;
-}
+export type LogEnv = ConfigVars;
 
 let capture: LogLine[] | null = null;
 
@@ -28,7 +27,7 @@ export function writeLog(env: LogEnv | undefined, level: LogLevel, line: Record<
     capture.push({ level, text });
     return;
   }
-  if (env?.LOG_REQUESTS === "0") return;
+  if (!configOf(env).logRequests) return;
   console[level](text);
 }
 

@@ -5,11 +5,15 @@
  */
 
 import type { PinnedRule, PriceRef, PriceUnit } from "../domain/pricing";
+import { LedgerError } from "../errors";
 import { newUlid } from "../ids";
 
 /** A publish whose effective_from is before now: it would rewrite what was in effect. */
-export class PriceBackdated extends Error {
+export class PriceBackdated extends LedgerError {
   override name = "PriceBackdated";
+  readonly code = "invalid_request";
+  readonly publicDetail = "effective_from may not be in the past: it would rewrite what was in effect.";
+  override readonly fieldErrors = [{ field: "body.effective_from", message: "must not be in the past" }];
 }
 
 export interface PublishRequest extends PriceRef {

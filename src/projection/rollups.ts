@@ -1,7 +1,7 @@
 /**
  * Rollups (issue 12): an account's usage and money movements per UTC hour and per UTC day, by
  * service_id, provider, model and alias. Pure: event -> bucket sums, and the fold that the account
- * object runs over each flush's events (src/projection/projector.ts) and the tests run over a
+ * object runs over each flush's events (src/projection/producer/projector.ts) and the tests run over a
  * whole log.
  *
  * Every row holds ABSOLUTE values (the sums of every event of its bucket up to `seq`, and the
@@ -18,7 +18,7 @@
  * stay below 2^63 to be stored as SQLite integers (see `ROLLUP_SUM_MAX`).
  */
 import type { UsageContext } from "../domain/commands";
-import { eventEffect, type LedgerEvent } from "../domain/events";
+import { eventEffect, type LedgerEvent, unreachable } from "../domain/events";
 import { assert } from "../domain/money";
 
 export const ROLLUP_GRAINS = ["hour", "day"] as const;
@@ -186,8 +186,16 @@ function movement(event: LedgerEvent): EventSums {
       return event.amount > 0
         ? { adjustments: 1, adjustment_up_amount: event.amount }
         : { adjustments: 1, adjustment_down_amount: -event.amount };
-    default:
+    // No money moves: nothing to count (a hold is counted when it ends).
+    case "AccountOpened":
+    case "AccountUpdated":
+    case "FundsReserved":
+    case "ReservationExtended":
+    case "ReservationReleased":
       return {};
+    default:
+      // A new event type fails to compile here until it says what it counts.
+      return unreachable(event);
   }
 }
 
@@ -206,8 +214,16 @@ function journalGroup(event: LedgerEvent): JournalGroup | null {
       return "refund";
     case "BalanceAdjusted":
       return event.amount > 0 ? "adjustment_up" : "adjustment_down";
-    default:
+    // No money moves to or from a counter account: the trial balance leaves them out.
+    case "AccountOpened":
+    case "AccountUpdated":
+    case "FundsReserved":
+    case "ReservationExtended":
+    case "ReservationReleased":
       return null;
+    default:
+      // A new event type fails to compile here until it names its counter account (or none).
+      return unreachable(event);
   }
 }
 

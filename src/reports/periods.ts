@@ -4,7 +4,7 @@
  *
  * A range [from, to) with whole UTC hours for bounds is covered by the daily rows of the whole
  * days inside it and the hourly rows of the partial days at its edges. Daily rows are kept
- * forever; hourly rows for ROLLUPS_HOURLY_RETENTION_DAYS (src/projection/retention.ts), so a
+ * forever; hourly rows for ROLLUPS_HOURLY_RETENTION_DAYS (src/projection/consumer/retention.ts), so a
  * range whose edges are not whole days must have them within that retention.
  */
 import type { RollupGrain } from "../projection/rollups";

@@ -6,14 +6,14 @@
  * (transactions, refunds), and say which range that window covers (`as_of.window`). Totals over
  * all time (usage, trial balance, the statement) read the rollups: ./rollups.ts.
  *
- * The read side is sharded by account (src/projection/shards.ts): a report of one account reads
+ * The read side is sharded by account (src/read-side/shards.ts): a report of one account reads
  * its shard; a report across accounts asks every shard for the same page and merges the answers
  * (`pageAcross`), so its rows, order and cursors are those of one database holding every shard.
  */
 import type { LedgerEventType } from "../domain/events";
-import { RAW_EVENTS_COMPLETE_FROM_KEY } from "../projection/retention";
-import { type Shard, shardFor } from "../projection/shards";
-import { BadCursor, type CursorKey, decodeCursor, encodeCursor } from "./cursor";
+import { RAW_EVENTS_COMPLETE_FROM_KEY } from "../projection/consumer/retention";
+import { BadCursor, type CursorKey, decodeCursor, encodeCursor } from "../read-side/cursor";
+import { type Shard, shardFor } from "../read-side/shards";
 
 type Row = Record<string, unknown>;
 export interface Page<T = Row> {
@@ -90,7 +90,7 @@ function maxSql<V extends string | number>(values: readonly (V | null)[]): V | n
 
 /**
  * The shards a report reads: one account's report reads only the shard that holds the account
- * (src/projection/shards.ts); a report across accounts reads every shard.
+ * (src/read-side/shards.ts); a report across accounts reads every shard.
  */
 export function shardsToRead(shards: readonly Shard[], accountId: string | undefined): readonly Shard[] {
   return accountId === undefined ? shards : [shardFor(shards, accountId)];
@@ -388,7 +388,7 @@ export async function reservationsReport(shards: readonly Shard[], q: Reservatio
     f.binds,
     q.limit,
     { keyOf: (row) => order.map((c) => row[c] as string) },
-    // Settled reservations leave with their settlement event (src/projection/retention.ts).
+    // Settled reservations leave with their settlement event (src/projection/consumer/retention.ts).
     { accountId: q.account_id, withWindow: true },
   );
 }

@@ -9,8 +9,10 @@
  * and aggregates rollup rows, a few per account and bucket, never events. Across shards each
  * shard aggregates its own accounts and the Worker adds the shards' sums of each group exactly.
  */
+
+import { LedgerError } from "../errors";
 import { NO_DIMENSION, rollupsOver } from "../projection/rollups";
-import type { Shard } from "../projection/shards";
+import type { Shard } from "../read-side/shards";
 import { addExactSums, decimal, exactSum, exactSumColumns } from "./exact";
 import { coverCondition, coverPeriod, prunedHours, type Segment } from "./periods";
 import { type AsOf, after, asOf, Filter, mergeAsOf, type Page, pageAcross, shardsToRead } from "./queries";
@@ -18,13 +20,17 @@ import { type AsOf, after, asOf, Filter, mergeAsOf, type Page, pageAcross, shard
 type Row = Record<string, unknown>;
 
 /** A period the rollups cannot answer (its hourly rows are pruned, or a total is too large). */
-export class ReportRangeError extends Error {
+export class ReportRangeError extends LedgerError {
   override name = "ReportRangeError";
+  readonly code = "invalid_request";
+  readonly publicDetail = "The rollups cannot answer this period; see `errors`.";
+  override readonly fieldErrors: { field: string; message: string }[];
   constructor(
     readonly field: string,
     message: string,
   ) {
     super(message);
+    this.fieldErrors = [{ field: `query.${field}`, message }];
   }
 }
 

@@ -8,7 +8,7 @@
  * The three reads run in one D1 batch, so they see one projection position, and
  * closing = opening + credits - charges + refunds + adjustments holds (tested against the log).
  */
-import { type Shard, shardFor } from "../projection/shards";
+import { type Shard, shardFor } from "../read-side/shards";
 import { exactSum, exactSumColumns } from "./exact";
 import { coverCondition, coverPeriod, prunedHours, type Segment } from "./periods";
 import { type AsOf, asOf } from "./queries";

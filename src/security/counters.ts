@@ -19,6 +19,7 @@
  */
 import { type LogEnv, writeLog } from "../observability/log";
 import { recordAuthFailure, recordD1Failure, recordRateLimited } from "../observability/metrics";
+import { controlDb } from "../read-side/shards";
 
 /** What the counters need from the Worker's environment. */
 export interface CountersEnv extends LogEnv {
@@ -103,7 +104,8 @@ export async function flushSecurityCounters(env: CountersEnv, nowMs: number): Pr
   const cells = [...pending.values()];
   pending.clear();
   try {
-    await env.DB.prepare(UPSERT)
+    await controlDb(env)
+      .prepare(UPSERT)
       .bind(JSON.stringify(cells.map((c) => [c.minute, c.counter, c.subject, c.count])))
       .run();
   } catch (error) {
@@ -130,7 +132,7 @@ export async function pruneSecurityCounters(db: D1Database, nowMs: number): Prom
 export async function maintainSecurityCounters(env: CountersEnv, nowMs: number): Promise<{ pruned: number }> {
   await flushSecurityCountersIfDue(env, nowMs);
   try {
-    const pruned = await pruneSecurityCounters(env.DB, nowMs);
+    const pruned = await pruneSecurityCounters(controlDb(env), nowMs);
     if (pruned > 0) writeLog(env, "log", { msg: "security_counters_pruned", rows: pruned });
     return { pruned };
   } catch (error) {

@@ -29,6 +29,7 @@
  */
 
 import { base64urlToBytes, bytesToBase64url, bytesToHex } from "../encoding";
+import { LedgerError } from "../errors";
 
 /** Every encrypted value starts with this prefix; what follows it is the version. */
 export const ENCRYPTED_PREFIX = "enc:";
@@ -65,8 +66,11 @@ export interface ConfigKeys {
 }
 
 /** A key secret is missing or unusable. The message names the variable and the reason, never the value. */
-export class ConfigKeyError extends Error {
+export class ConfigKeyError extends LedgerError {
   override name = "ConfigKeyError";
+  readonly code = "service_misconfigured";
+  readonly publicDetail = "The service is not configured correctly; see its logs.";
+  override readonly log = "config_error";
   readonly variable: KeyVariable;
 
   constructor(variable: KeyVariable, reason: string) {
@@ -79,8 +83,11 @@ export class ConfigKeyError extends Error {
 export type SecretDecryptionFailure = "malformed" | "unsupported_version" | "unknown_key" | "authentication_failed";
 
 /** A stored value cannot be decrypted. The message never carries a plaintext, a key or the value itself. */
-export class SecretDecryptionError extends Error {
+export class SecretDecryptionError extends LedgerError {
   override name = "SecretDecryptionError";
+  readonly code = "internal_error";
+  readonly publicDetail = "The ledger failed to process the request.";
+  override readonly log = "unhandled_error";
   readonly reason: SecretDecryptionFailure;
 
   constructor(reason: SecretDecryptionFailure, message: string) {

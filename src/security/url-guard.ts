@@ -29,6 +29,7 @@
  * 6to4 and Teredo addresses are refused whatever they embed (see refuseTransition).
  */
 import ipaddr from "ipaddr.js";
+import { LedgerError } from "../errors";
 
 /**
  * Why a URL was refused. IPv6 multicast, documentation and other special-purpose ranges are reported
@@ -328,8 +329,10 @@ export function checkOutboundUrl(input: string): UrlCheck {
 }
 
 /** Thrown by guardedFetch for a URL that checkOutboundUrl refuses; nothing was sent. */
-export class OutboundUrlRefused extends Error {
+export class OutboundUrlRefused extends LedgerError {
   override name = "OutboundUrlRefused";
+  readonly code = "url_refused";
+  readonly publicDetail = "The URL is not one the ledger may send to.";
   readonly reason: UrlRejection;
   readonly detail: string;
 

@@ -148,7 +148,7 @@ describe("expiry", () => {
     // A lost alarm (e.g. local dev restarted) is put back when the object starts again. (The
     // projection is caught up and its cursor written first: a restart with an unwritten cursor
     // would rightly arm the alarm at once, to send those messages again.)
-    await stub(id).nudge();
+    await stub(id).catchUp();
     await runInDurableObject(stub(id), (_i: AccountDurableObject, state) => state.storage.deleteAlarm());
     await evictDurableObject(stub(id));
     await account(id);

@@ -204,10 +204,10 @@ describe("when segments are sealed", () => {
       operations: Array.from({ length: 18 }, (_, j) => ({ op: "credit", credit_id: `c${j}`, amount: 1 })),
     });
     const reference = await snapshotOf(id);
-    await stub(id).nudge();
+    await stub(id).catchUp();
     expect((await stub(id).archiveStatus()).segments).toBe(0);
     clock.advance(3_600_000);
-    await stub(id).nudge();
+    await stub(id).catchUp();
     // 20 events delivered: the page 17..32 stays for the projection, the rest is one segment.
     expect(await stub(id).archiveStatus()).toMatchObject({ segments: 1, archived_through: 16 });
     expect(await snapshotOf(id)).toEqual(reference);

@@ -9,8 +9,8 @@ import type { AccountDurableObject } from "../../durable-objects/account";
 import { RECENT_EVENTS_MAX, RecentEvents } from "../../durable-objects/recent-events";
 import type { AccountStore } from "../../durable-objects/store";
 import type { LedgerEvent } from "../../src/domain/events";
-import { directDelivery } from "../../src/projection/delivery";
-import { shardFor, shardsOf } from "../../src/projection/shards";
+import { directDelivery } from "../../src/projection/producer/delivery";
+import { shardFor, shardsOf } from "../../src/read-side/shards";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
@@ -83,7 +83,7 @@ describe("the account object's recent events", () => {
       expect(cached?.some((e) => JSON.stringify(e).includes("gone-"))).toBe(false);
     });
     open();
-    const status = await stub(id).nudge();
+    const status = await stub(id).catchUp();
     expect(status.projected_seq).toBe(status.last_seq);
     // The account's own read-side database (the tests run with two shards).
     const home = shardFor(shardsOf(env), id).db;
@@ -94,7 +94,7 @@ describe("the account object's recent events", () => {
   it("lets go of what was delivered, and of everything while the read side is down", async () => {
     useManualClock();
     const id = await openAccount(1_000);
-    await stub(id).nudge();
+    await stub(id).catchUp();
     await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
       expect(storeOf(instance).recent.size).toBe(0);
       instance.projector.deliver = async () => {
@@ -108,7 +108,7 @@ describe("the account object's recent events", () => {
       instance.projector.deliver = directDelivery(shardsOf(env));
     });
     await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "c2", amount: 1 });
-    const status = await stub(id).nudge();
+    const status = await stub(id).catchUp();
     expect(status.projected_seq).toBe(status.last_seq);
     await runInDurableObject(stub(id), (instance: AccountDurableObject) => {
       expect(storeOf(instance).recent.size).toBe(0);

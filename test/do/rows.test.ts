@@ -3,19 +3,29 @@
  * Durable Objects bill). Deterministic, so it is a budget test, not a benchmark.
  * PRINT_MEASUREMENTS=1 prints the measured rows per command.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import type { AccountDurableObject } from "../../durable-objects/account";
 import { printMeasurements } from "../budget";
 import { api, openAccount, stub } from "../helpers";
 
+/** The object's own counters of SQLite rows written: its commits', and the projection cursor's. */
+function counters(accountId: string) {
+  return runInDurableObject(stub(accountId), (instance: AccountDurableObject) => ({
+    rows_written: instance.store.rowsWritten,
+    projection_rows_written: instance.projector.rowsWritten,
+  }));
+}
+
 /** Rows written by one command's commit, and by the projection cursor once it is in D1. */
 async function rowsFor(accountId: string, call: () => Promise<{ status: number }>): Promise<number> {
-  await stub(accountId).nudge();
-  const before = await stub(accountId).stats();
+  await stub(accountId).catchUp();
+  const before = await counters(accountId);
   const response = await call();
   expect(response.status).toBeLessThan(300);
-  const status = await stub(accountId).nudge();
+  const status = await stub(accountId).catchUp();
   expect(status.projected_seq).toBe(status.last_seq);
-  const after = await stub(accountId).stats();
+  const after = await counters(accountId);
   const projection = after.projection_rows_written - before.projection_rows_written;
   // One command alone is one flush: exactly one cursor row (batching amortises it under load).
   expect(projection).toBe(1);

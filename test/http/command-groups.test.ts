@@ -5,10 +5,9 @@
  * where requests are concurrent for real inside workerd.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { BatchResult, ExecuteResult } from "../../durable-objects/account";
 import {
   COMMAND_GROUP_ANSWER_WAIT_MS_MAX,
-  COMMAND_GROUP_DRIVER_STALE_MS,
+  COMMAND_GROUP_LEADER_STALE_MS,
   COMMAND_GROUP_SIZE_MAX,
   CommandGroups,
   commandGroups,
@@ -16,6 +15,7 @@ import {
   type GroupLimits,
   type GroupTarget,
 } from "../../src/app/command-groups";
+import type { BatchResult, ExecuteResult } from "../../src/contract";
 import type { Command } from "../../src/domain/commands";
 import { AssertionError } from "../../src/domain/money";
 import { account, api, expectEveryAccountConsistent, openAccount, useManualClock } from "../helpers";
@@ -70,7 +70,7 @@ const keepAll = () => {
   return { keep: (work: Promise<unknown>) => kept.push(work), settled: () => Promise.all(kept) };
 };
 
-/** Fresh lines, a fake object, and a `keep` that holds every driver's work until `settled`. */
+/** Fresh lines, a fake object, and a `keep` that holds every leader's work until `settled`. */
 function setup(limits: Partial<GroupLimits> = {}, fail: Parameters<typeof fakeObject>[0] = {}) {
   return { groups: new CommandGroups(limits), object: fakeObject(fail), ...keepAll() };
 }
@@ -123,8 +123,8 @@ describe("an account's line", () => {
     expect(COMMAND_GROUP_SIZE_MAX).toBeGreaterThan(1);
   });
 
-  it("leaves the line after drivesMax groups; a waiting request takes it over and nothing runs twice or is lost", async () => {
-    const { groups, object, keep, settled } = setup({ sizeMax: 1, drivesMax: 1 });
+  it("leaves the line after leaderTurnsMax groups; a waiting request takes it over and nothing runs twice or is lost", async () => {
+    const { groups, object, keep, settled } = setup({ sizeMax: 1, leaderTurnsMax: 1 });
     const ids = ["r0", "r1", "r2", "r3", "r4"];
     const all = [groups.execute("a", object.target, reserve("r0"), keep)];
     await until(() => object.calls.length === 1);
@@ -161,15 +161,15 @@ describe("an account's line", () => {
     expect(groups.busyAccounts).toBe(0);
   });
 
-  it("lets a waiting request drive once the driver has not moved for the stale limit, and the old driver then stands aside", async () => {
+  it("lets a waiting request lead once the leader has not moved for the stale limit, and the old leader then stands aside", async () => {
     const manual = useManualClock();
     const { groups, object, keep, settled } = setup();
     const first = groups.execute("a", object.target, reserve("r0"), keep); // its call hangs
     await until(() => object.calls.length === 1);
     const second = groups.execute("a", object.target, reserve("r1"), keep);
     for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setTimeout(resolve, 0));
-    expect(object.calls).toHaveLength(1); // waiting while the driver is not stale
-    manual.advance(COMMAND_GROUP_DRIVER_STALE_MS + 1);
+    expect(object.calls).toHaveLength(1); // waiting while the leader is not stale
+    manual.advance(COMMAND_GROUP_LEADER_STALE_MS + 1);
     await until(() => object.calls.length === 2);
     expect(object.calls[1]).toEqual({ kind: "alone", ids: ["r1"] });
     await object.release(); // the hung call answers at last
@@ -191,7 +191,7 @@ describe("an account's line", () => {
       () => "answered",
       (error: unknown) => error,
     );
-    await object.release(); // r0 answers; the driver sends r1 in a call that never answers
+    await object.release(); // r0 answers; the leader sends r1 in a call that never answers
     await until(() => object.calls.length === 2);
     for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setTimeout(resolve, 0));
     manual.advance(COMMAND_GROUP_ANSWER_WAIT_MS_MAX + 1);

@@ -4,12 +4,12 @@
  * driven by explicit times (never the wall clock), and the histogram's quantiles.
  */
 import { describe, expect, it } from "vitest";
+import { alertThresholds } from "../../src/config";
 import {
   ALERT_THRESHOLDS_DEFAULT,
   type Alert,
   type AlertRule,
   type AlertThresholds,
-  alertThresholds,
   type Check,
   checkRules,
   evaluateAlerts,

@@ -17,8 +17,8 @@ import { ALARM_RETRIES_MAX } from "../../durable-objects/scheduler";
 import worker from "../../src/index";
 import { monitorOf } from "../../src/observability/evaluate";
 import { flushMetricsIfDue } from "../../src/observability/flush";
-import { directDelivery } from "../../src/projection/delivery";
-import { shardsOf } from "../../src/projection/shards";
+import { directDelivery } from "../../src/projection/producer/delivery";
+import { shardsOf } from "../../src/read-side/shards";
 import { SWEEP_GRACE_MS } from "../../src/sweep";
 import { retryDelayMs } from "../../src/webhooks/backoff";
 import { api, openAccount, stub, useManualClock, withFailingAlarmWork } from "../helpers";
@@ -114,7 +114,7 @@ describe("failures the ledger's own rules watch", () => {
     // Days away from the other tests of this file, so their minutes are not in these windows.
     useManualClock(Date.now() + 5 * 86_400_000);
     const id = await openAccount(100);
-    await stub(id).nudge();
+    await stub(id).catchUp();
     await runInDurableObject(stub(id), (instance: AccountDurableObject) => {
       instance.projector.deliver = async () => {
         throw new Error("D1_ERROR: injected outage");

@@ -11,10 +11,10 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
-import { applyStats } from "../../src/projection/apply";
-import { directDelivery } from "../../src/projection/delivery";
-import type { Delivery } from "../../src/projection/projector";
-import { shardsOf } from "../../src/projection/shards";
+import { applyStats } from "../../src/projection/consumer/apply";
+import { directDelivery } from "../../src/projection/producer/delivery";
+import type { Delivery } from "../../src/projection/producer/projector";
+import { shardsOf } from "../../src/read-side/shards";
 import { budget, printMeasurements } from "../budget";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 import { commandArb, dbOf, deferred, drain, expectD1EqualsLog, expectJournalBalanced, runHistory } from "./support";
@@ -310,9 +310,28 @@ describe("waiting for a hold's settlement", () => {
 });
 
 describe("the cursor's own write", () => {
-  it("rides on the next command's commit; a restart before it sends again, taken as duplicates", async () => {
+  it("is written after every delivery by default (PROJECTION_CURSOR_WITH_COMMAND off)", async () => {
     useManualClock();
     const id = await openAccount(1_000);
+    await drain(id);
+    for (let i = 0; i < 2; i++) await api("POST", `/v1/accounts/${id}/charges`, { charge_id: `c${i}`, amount: 3 });
+    const stored = await runInDurableObject(stub(id), async (instance: AccountDurableObject, state) => {
+      expect(instance.projector.cursorWithCommand).toBe(false);
+      await instance.projector.flush();
+      return state.storage.sql.exec<{ projected_seq: number }>("SELECT projected_seq FROM projection").one()
+        .projected_seq;
+    });
+    expect(stored).toBe(4);
+    await evictDurableObject(stub(id));
+    expect((await stub(id).projectionStatus()).projected_seq).toBe(4);
+  });
+
+  it("with the switch on, rides on the next command's commit; a restart before it sends again, as duplicates", async () => {
+    useManualClock();
+    const id = await openAccount(1_000);
+    await runInDurableObject(stub(id), (instance: AccountDurableObject) => {
+      instance.projector.cursorWithCommand = true;
+    });
     await drain(id);
     for (let i = 0; i < 4; i++) await api("POST", `/v1/accounts/${id}/charges`, { charge_id: `c${i}`, amount: 3 });
     const stored = () =>

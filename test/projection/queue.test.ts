@@ -12,10 +12,15 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import worker from "../../src/index";
-import { gapDelaySeconds, PROJECTION_DLQ, PROJECTION_QUEUE, retryDelaySeconds } from "../../src/projection/consumer";
-import { directDelivery, QUEUE_MESSAGE_BYTES_MAX, queueDelivery } from "../../src/projection/delivery";
-import type { ProjectionMessage } from "../../src/projection/message";
-import { shardsOf } from "../../src/projection/shards";
+import {
+  gapDelaySeconds,
+  PROJECTION_DLQ,
+  PROJECTION_QUEUE,
+  retryDelaySeconds,
+} from "../../src/projection/consumer/queue";
+import { directDelivery, QUEUE_MESSAGE_BYTES_MAX, queueDelivery } from "../../src/projection/producer/delivery";
+import type { ProjectionMessage } from "../../src/projection/wire";
+import { shardsOf } from "../../src/read-side/shards";
 import { api, expectEveryAccountConsistent, stub, useManualClock } from "../helpers";
 import { dbOf, drain, expectD1EqualsLog } from "./support";
 
@@ -131,7 +136,7 @@ describe("the producer", () => {
     expect(queue.calls).toEqual(sent.map(() => ({ call: "send", messages: 1 })));
     queue.down = true;
     expect((await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "late", amount: 1 })).status).toBe(201);
-    await stub(id).nudge();
+    await stub(id).catchUp();
     const refused = await stub(id).projectionStatus();
     expect(refused.projected_seq).toBe(4);
     expect(refused.failures).toBeGreaterThan(0);
@@ -339,7 +344,7 @@ describe("the consumer, after the review", () => {
     await consume([sent[0]]);
     expect((await consume(sent.slice(2))).retried.size).toBe(sent.length - 2);
     const check = () => api("POST", "/v1/admin/reconcile", { account_ids: [id], repair: true });
-    // Recently projected: a nudge may be all it needs (the messages may still be in the queue).
+    // Recently projected: a catch-up may be all it needs (the messages may still be in the queue).
     expect((await check()).body.results[0]).toMatchObject({ state: "lagging", repaired: true });
     expect(queue.take()).toEqual([]);
     // Long after: the object delivered everything and D1 never moved: rebuilt from the log.

@@ -63,7 +63,7 @@ async function open(balance = 0, creditLimit = 0): Promise<string> {
 /** Brings D1 up to date for these accounts. */
 async function project(...ids: string[]): Promise<void> {
   for (const id of ids) {
-    const status = await stub(id).nudge();
+    const status = await stub(id).catchUp();
     expect(status.projected_seq).toBe(status.last_seq);
   }
 }

@@ -7,8 +7,8 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
-import { directDelivery } from "../../src/projection/delivery";
-import { shardIndexOf, shardsOf } from "../../src/projection/shards";
+import { directDelivery } from "../../src/projection/producer/delivery";
+import { shardIndexOf, shardsOf } from "../../src/read-side/shards";
 import { api, stub } from "../helpers";
 import { drain, expectD1EqualsLog } from "./support";
 

@@ -1,5 +1,5 @@
 /**
- * Retention of the read side (issue 12, src/projection/retention.ts): the prune is bounded per
+ * Retention of the read side (issue 12, src/projection/consumer/retention.ts): the prune is bounded per
  * run and removes only whole sealed pages of raw events whose newest event is before the cutoff,
  * by days and by bytes, so no event at or after the cutoff ever leaves (and the events of a page
  * straddling the cutoff, or of an account's unsealed tail, stay); settled reservations leave with
@@ -15,26 +15,29 @@ import { createExecutionContext, createScheduledController, waitOnExecutionConte
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, onTestFinished } from "vitest";
 import { ManualClock, useClock } from "../../src/clock";
+import {
+  RAW_EVENTS_WINDOW_BYTES_MAX_DEFAULT,
+  RAW_EVENTS_WINDOW_DAYS_DEFAULT,
+  type RetentionConfig,
+  ROLLUPS_HOURLY_RETENTION_DAYS_DEFAULT,
+  retentionConfig,
+} from "../../src/config";
 import type { Command } from "../../src/domain/commands";
 import type { LedgerEvent } from "../../src/domain/events";
 import type { AccountState } from "../../src/domain/state";
 import worker from "../../src/index";
-import { applyMessages } from "../../src/projection/apply";
-import { messagesOfLog, PROJECTION_PAGE_EVENTS, pageEnd, pageStart, rollupCellsOf } from "../../src/projection/message";
+import { applyMessages } from "../../src/projection/consumer/apply";
 import {
   type PruneLimits,
   type PruneReport,
   pruneReadSide,
   RAW_EVENT_BYTES_PER_ROW,
   RAW_EVENTS_COMPLETE_FROM_KEY,
-  RAW_EVENTS_WINDOW_BYTES_MAX_DEFAULT,
-  RAW_EVENTS_WINDOW_DAYS_DEFAULT,
-  type RetentionConfig,
-  ROLLUPS_HOURLY_RETENTION_DAYS_DEFAULT,
-  retentionConfig,
-} from "../../src/projection/retention";
+} from "../../src/projection/consumer/retention";
+import { messagesOfLog, rollupCellsOf } from "../../src/projection/producer/message";
 import { ROLLUP_COLUMNS, rollupsOfLog } from "../../src/projection/rollups";
-import { type Shard, shardFor, shardIndexOf, shardsOf } from "../../src/projection/shards";
+import { PROJECTION_PAGE_EVENTS, pageEnd, pageStart } from "../../src/projection/wire";
+import { type Shard, shardFor, shardIndexOf, shardsOf } from "../../src/read-side/shards";
 import { printMeasurements } from "../budget";
 import { api, expectEveryAccountConsistent, MANUAL_CLOCK_AHEAD_MS, stub, useManualClock } from "../helpers";
 import { dbOf, drain, logOf } from "./support";
@@ -607,7 +610,7 @@ describe("the cron", () => {
   it("prunes every shard's raw events and hourly rollups with the deployed configuration", async () => {
     // One more account in each shard, so every shard has sealed pages and closed hourly rows to
     // prune: 40 events over 78 minutes (two hours), two sealed pages and a tail of eight.
-    // The clock goes back to the real one before the cron: the sweep it starts nudges accounts,
+    // The clock goes back to the real one before the cron: the sweep it starts catches accounts up,
     // which would settle their week-long holds at a clock past their expiry.
     const time = new ManualClock(nextStartMs);
     const restore = useClock(time);

@@ -20,10 +20,9 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import type { LedgerEvent } from "../../src/domain/events";
-import { applyMessages } from "../../src/projection/apply";
-import { directDelivery } from "../../src/projection/delivery";
-import type { ProjectionMessage } from "../../src/projection/message";
-import type { Delivery } from "../../src/projection/projector";
+import { applyMessages } from "../../src/projection/consumer/apply";
+import { directDelivery } from "../../src/projection/producer/delivery";
+import type { Delivery } from "../../src/projection/producer/projector";
 import {
   bucketOf,
   decodeRollupState,
@@ -36,7 +35,8 @@ import {
   type RollupState,
   rollupsOfLog,
 } from "../../src/projection/rollups";
-import { shardsOf } from "../../src/projection/shards";
+import type { ProjectionMessage } from "../../src/projection/wire";
+import { shardsOf } from "../../src/read-side/shards";
 import { budget } from "../budget";
 import { expectEveryAccountConsistent, stub, useManualClock } from "../helpers";
 import { d1Rollups, dbOf, drain, editRollups, expectD1EqualsLog, expectRollupsEqualLog, logOf } from "./support";

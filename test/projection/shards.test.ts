@@ -10,7 +10,7 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Shard, shardIndexOf, shardsOf } from "../../src/projection/shards";
+import { type Shard, shardIndexOf, shardsOf } from "../../src/read-side/shards";
 import { hourlyKeptFrom } from "../../src/reports/periods";
 import {
   balancesReport,
@@ -241,7 +241,7 @@ describe("reports across shards", () => {
         await send("POST", `/v1/accounts/${id}/adjustments`, { adjustment_id: "claw", amount: -2_000, reason: "y" });
     }
     for (const id of ids) {
-      const status = await stub(id).nudge();
+      const status = await stub(id).catchUp();
       expect(status.projected_seq).toBe(status.last_seq);
     }
 

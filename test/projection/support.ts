@@ -8,9 +8,10 @@ import { expect } from "vitest";
 import type { Command } from "../../src/domain/commands";
 import type { LedgerEvent } from "../../src/domain/events";
 import { fold } from "../../src/domain/state";
-import { PAGE_EVENT_COLUMNS, rollupCellsOf } from "../../src/projection/message";
+import { rollupCellsOf } from "../../src/projection/producer/message";
 import { ROLLUP_COLUMNS, rollupsOfLog } from "../../src/projection/rollups";
-import { shardFor, shardsOf } from "../../src/projection/shards";
+import { EVENT_CELL_COLUMNS } from "../../src/projection/wire";
+import { shardFor, shardsOf } from "../../src/read-side/shards";
 import { stub } from "../helpers";
 
 /** The read-side database (shard) holding an account. */
@@ -30,10 +31,10 @@ export async function logOf(accountId: string): Promise<LedgerEvent[]> {
   }
 }
 
-/** Nudges until the projection has every event (bounded). */
+/** Catches up until the projection has every event (bounded). */
 export async function drain(accountId: string): Promise<void> {
   for (let i = 0; i < 50; i++) {
-    const status = await stub(accountId).nudge();
+    const status = await stub(accountId).catchUp();
     if (status.projected_seq === status.last_seq) return;
   }
   throw new Error(`projection of ${accountId} did not catch up`);
@@ -296,7 +297,7 @@ export function deferred(): { promise: Promise<void>; resolve: () => void } {
  * way of drifting the read side, since `ledger_events` is a view.
  */
 export async function tamperEvent(accountId: string, seq: number, column: string, value: number | string) {
-  const i = PAGE_EVENT_COLUMNS.indexOf(column);
+  const i = (EVENT_CELL_COLUMNS as readonly string[]).indexOf(column);
   if (i < 0) throw new Error(`no event column ${column}`);
   const edit = (source: string) =>
     `(SELECT json_group_array(CASE WHEN value ->> '$[0]' = ?2 THEN json_replace(value, '$[${i}]', ?3) ELSE json(value) END)

@@ -7,8 +7,8 @@
  *
  * Past 2^63 the read side is filled directly, as the projection would fill it: the events come
  * from the real decider (`decide`, `stamp`, `evolve` through test/domain/given.ts), the messages
- * from the projection's own builder (`messagesOfLog`, src/projection/message.ts), and they are
- * applied by its own consumer code (`applyMessages`, src/projection/apply.ts), which writes the
+ * from the projection's own builder (`messagesOfLog`, src/projection/producer/message.ts), and they are
+ * applied by its own consumer code (`applyMessages`, src/projection/consumer/apply.ts), which writes the
  * sealed pages, tails and rollups that the reports read. Each account is opened with the largest
  * credit limit and charged the largest amount once, so each event moves the totals by the most
  * any single event can (10^15) and every account stays within its bounds; the minimum past 2^63
@@ -22,9 +22,10 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Command } from "../../src/domain/commands";
 import { AMOUNT_MINOR_MAX, CREDIT_LIMIT_MINOR_MAX } from "../../src/domain/limits";
-import { applyMessages } from "../../src/projection/apply";
-import { messagesOfLog, type ProjectionMessage } from "../../src/projection/message";
-import { shardIndexOf, shardsOf } from "../../src/projection/shards";
+import { applyMessages } from "../../src/projection/consumer/apply";
+import { messagesOfLog } from "../../src/projection/producer/message";
+import type { ProjectionMessage } from "../../src/projection/wire";
+import { shardIndexOf, shardsOf } from "../../src/read-side/shards";
 import { exactSum, exactSumColumns } from "../../src/reports/exact";
 import { Ledger } from "../domain/given";
 import {
@@ -184,7 +185,7 @@ describe("totals past 2^53", () => {
       ids.push(id);
     }
     for (const id of ids) {
-      const status = await stub(id).nudge();
+      const status = await stub(id).catchUp();
       expect(status.projected_seq).toBe(status.last_seq);
     }
     time.advance(HOUR_MS - 1);

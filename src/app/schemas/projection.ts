@@ -1,7 +1,7 @@
 /** Schemas of the read side's operator routes: projection status, reconciliation, dead letters. */
 import { z } from "@hono/zod-openapi";
-import { DEAD_LETTERS_REPLAY_MAX } from "../../projection/dead-letters";
-import { READ_SHARDS_MAX } from "../../projection/shards";
+import { DEAD_LETTERS_REPLAY_MAX } from "../../projection/consumer/dead-letters";
+import { READ_SHARDS_MAX } from "../../read-side/shards";
 import { CURSOR_LENGTH_MAX, Id, PageParams, Time } from "./common";
 
 export const ProjectionStatusSchema = z

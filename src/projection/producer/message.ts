@@ -17,8 +17,8 @@
  * A message never crosses a page boundary: it ends at its page's last seq or at the head, so it
  * holds at most one page of events (the sealed page or the tail).
  */
-import type { FundsReserved, LedgerEvent, ReservationExtended } from "../domain/events";
-import type { AccountState } from "../domain/state";
+import { type FundsReserved, type LedgerEvent, type ReservationExtended, unreachable } from "../../domain/events";
+import type { AccountState } from "../../domain/state";
 import {
   bucketOf,
   foldRollups,
@@ -28,89 +28,19 @@ import {
   type RollupState,
   rowKey,
   stateKey,
-} from "./rollups";
-import { type Cell, LEDGER_EVENT_COLUMNS, ledgerEventRow } from "./rows";
-
-/** Events per sealed page of the raw-event window (one D1 row per page). */
-export const PROJECTION_PAGE_EVENTS = 16;
-/** Format of a message; the consumer refuses (dead-letters) any other. */
-export const PROJECTION_MESSAGE_VERSION = 1;
-
-/** An event as a page stores it: its `ledger_events` cells in column order, without account_id. */
-export type EventCells = Cell[];
-/** A rollup row's cells in `ROLLUP_COLUMNS` order, without account_id (sums as decimal strings). */
-export type RollupCells = (string | number)[];
-
-export interface SealedPage {
-  first_seq: number;
-  last_seq: number;
-  first_at: string;
-  last_at: string;
-  events: EventCells[];
-}
-
-export type HoldChange =
-  | { op: "open"; reservation_id: string; seq: number; row: Record<string, Cell> }
-  | {
-      op: "extend";
-      reservation_id: string;
-      seq: number;
-      expires_at: string;
-      ttl_seconds: number;
-      on_expiry: string;
-    }
-  | { op: "close"; reservation_id: string; seq: number };
-
-/** The `accounts` row as of `to_seq`, without the projection's own stamps. */
-export interface AccountCells {
-  account_id: string;
-  currency: string;
-  balance: number;
-  reserved: number;
-  available: number;
-  credit_limit: number;
-  status: string;
-  open_reservations: number;
-  last_seq: number;
-  created_at: string;
-  updated_at: string;
-  /** The UTC day of the newest event, where the open rollup buckets lie. */
-  open_day: string;
-}
-
-export interface ProjectionMessage {
-  v: typeof PROJECTION_MESSAGE_VERSION;
-  account_id: string;
-  /** Bumped by each rebuild: a message of an older generation is superseded and dropped. */
-  generation: number;
-  /** The first message of a rebuild: the account's rows are deleted (in every shard) first. */
-  reset: boolean;
-  from_seq: number;
-  to_seq: number;
-  /** Time of the oldest event of the range: lag is measured from it. */
-  oldest_at: string;
-  account: AccountCells;
-  /** First seq of the tail (the current page) and its events up to `to_seq`; empty when sealed. */
-  tail_first_seq: number;
-  tail: EventCells[];
-  pages: SealedPage[];
-  rollups_open: RollupCells[];
-  rollups_closed: RollupCells[];
-  holds: HoldChange[];
-}
-
-const EVENT_CELL_COLUMNS = LEDGER_EVENT_COLUMNS.filter((c) => c !== "account_id");
-const CREATED_AT = EVENT_CELL_COLUMNS.indexOf("created_at");
-
-/** The first seq of the page holding `seq`. */
-export function pageStart(seq: number): number {
-  return Math.floor((seq - 1) / PROJECTION_PAGE_EVENTS) * PROJECTION_PAGE_EVENTS + 1;
-}
-
-/** The last seq of the page holding `seq`. */
-export function pageEnd(seq: number): number {
-  return pageStart(seq) + PROJECTION_PAGE_EVENTS - 1;
-}
+} from "../rollups";
+import { type Cell, ledgerEventRow } from "../rows";
+import {
+  EVENT_CELL_COLUMNS,
+  EVENT_CELL_CREATED_AT,
+  type EventCells,
+  type HoldChange,
+  PROJECTION_MESSAGE_VERSION,
+  type ProjectionMessage,
+  pageEnd,
+  pageStart,
+  type RollupCells,
+} from "../wire";
 
 export function eventCells(accountId: string, event: LedgerEvent): EventCells {
   const row = ledgerEventRow(accountId, event);
@@ -199,7 +129,7 @@ export function buildMessage(input: MessageInput): { message: ProjectionMessage;
           {
             first_seq: pageStart(last.seq),
             last_seq: last.seq,
-            first_at: (input.pageBefore[0]?.[CREATED_AT] as string | undefined) ?? first.at,
+            first_at: (input.pageBefore[0]?.[EVENT_CELL_CREATED_AT] as string | undefined) ?? first.at,
             last_at: last.at,
             events: pageEvents,
           },
@@ -239,8 +169,16 @@ export function holdChanges(
       case "ReservationExpired":
         changes.set(event.reservation_id, { op: "close", reservation_id: event.reservation_id, seq: event.seq });
         break;
-      default:
+      // No hold changes.
+      case "AccountOpened":
+      case "AccountUpdated":
+      case "FundsCredited":
+      case "AccountCharged":
+      case "ChargeRefunded":
+      case "BalanceAdjusted":
         break;
+      default:
+        unreachable(event);
     }
   }
   return [...changes.values()];
@@ -295,7 +233,6 @@ export function openHoldRow(accountId: string, event: FundsReserved): Record<str
 }
 
 /** Columns of a page's event cells, in order (the migration's `ledger_events` view reads them). */
-export const PAGE_EVENT_COLUMNS: readonly string[] = EVENT_CELL_COLUMNS;
 
 /**
  * The messages of a whole log, one per page, as a rebuild sends them (generation 0, no reset):

@@ -5,10 +5,10 @@
  * (./retention.ts), so the whole history is checked through the daily rollups, and the window
  * for its own consistency.
  */
-import { clock } from "../clock";
-import type { Env } from "../env";
-import { BadCursor, decodeCursor, encodeCursor } from "../reports/cursor";
-import { type Shard, shardFor, shardsOf } from "./shards";
+import { clock } from "../../clock";
+import type { Env } from "../../env";
+import { BadCursor, decodeCursor, encodeCursor } from "../../read-side/cursor";
+import { type Shard, shardFor, shardsOf } from "../../read-side/shards";
 
 /**
  * `misplaced`: the account's rows are in a shard that is not its home (the number of shards
@@ -19,7 +19,7 @@ export type ReconcileState = "ok" | "lagging" | "drift" | "missing_in_d1" | "unk
 /**
  * A lagging account whose object has delivered everything D1 lacks, with D1's row unchanged for
  * this long, lost its messages (the queue retries a gap for about five minutes before the dead
- * letters): repairing it reprojects it instead of nudging.
+ * letters): repairing it reprojects it instead of catching it up.
  */
 export const RECONCILE_LOST_AFTER_MS = 15 * 60_000;
 
@@ -122,7 +122,7 @@ async function reconcileOne(env: Env, db: D1Database, accountId: string, repair:
   }
   if (repair && result.state !== "ok" && result.state !== "unknown_account") {
     if (result.state === "lagging") {
-      const status = await stub.nudge();
+      const status = await stub.catchUp();
       // The object delivered what D1 lacks, and D1 has not moved for longer than the queue's
       // retries take: those messages were lost or dead-lettered. Rebuild from the log.
       const stale = clock.now() - Date.parse(snapshot?.projected_at ?? "") > RECONCILE_LOST_AFTER_MS;

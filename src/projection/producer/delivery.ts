@@ -13,9 +13,10 @@
  * - `directDelivery`: straight to the read side through the consumer's code, for an object
  *   without a queue binding (PROJECTION_DELIVERY = "direct", the test suite's default).
  */
-import { applyMessages } from "./apply";
+
+import type { Shard } from "../../read-side/shards";
+import { applyMessages } from "../consumer/apply";
 import type { Delivery } from "./projector";
-import type { Shard } from "./shards";
 
 /** Largest message body sent to the queue (the platform's limit is 128 KB). */
 export const QUEUE_MESSAGE_BYTES_MAX = 120_000;
@@ -39,7 +40,11 @@ function isFinal(outcome: string | undefined): boolean {
   return outcome === "applied" || outcome === "duplicate" || outcome === "superseded";
 }
 
-export function queueDelivery(queue: Queue<string>, direct: Delivery): Delivery {
+/**
+ * `loneSend` (PROJECTION_LONE_SEND, a switch: docs/decisions/0004-lone-message-send.md): a lone
+ * message goes by `send`; off, every flush goes by `sendBatch`.
+ */
+export function queueDelivery(queue: Queue<string>, direct: Delivery, loneSend = true): Delivery {
   return async (messages) => {
     let accepted = 0;
     let batch: string[] = [];
@@ -47,7 +52,7 @@ export function queueDelivery(queue: Queue<string>, direct: Delivery): Delivery 
     const send = async () => {
       if (batch.length === 0) return;
       const [only] = batch;
-      if (batch.length === 1 && only !== undefined) await queue.send(only, { contentType: "text" });
+      if (loneSend && batch.length === 1 && only !== undefined) await queue.send(only, { contentType: "text" });
       else await queue.sendBatch(batch.map((body) => ({ body, contentType: "text" as const })));
       accepted += batch.length;
       batch = [];

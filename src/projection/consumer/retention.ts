@@ -9,25 +9,17 @@
  *   rollups, newest first, times RAW_EVENT_BYTES_PER_ROW) pass RAW_EVENTS_WINDOW_BYTES_MAX: an
  *   hour where hourly rows are kept, a day before.
  * No event at or after the cutoff is ever deleted: raw events are stored in sealed pages
- * (src/projection/message.ts), and a page leaves when its newest event is before the cutoff. The cutoff is recorded (`sweep_state`) when a prune first
+ * (src/projection/producer/message.ts), and a page leaves when its newest event is before the cutoff. The cutoff is recorded (`sweep_state`) when a prune first
  * removes events before it, so the reports can say from when the window is complete.
  *
  * Every statement is idempotent and depends only on the rows' times, so two runs at once, or a
  * run per shard, are safe. Arithmetic and defaults: docs/read-side.md#retention.
  */
 
-import { PROJECTION_PAGE_EVENTS } from "./message";
-import { rollupsOver } from "./rollups";
+import type { RetentionConfig } from "../../config";
+import { rollupsOver } from "../rollups";
+import { PROJECTION_PAGE_EVENTS } from "../wire";
 
-/** Raw events older than this many days are pruned (wrangler.toml RAW_EVENTS_WINDOW_DAYS). */
-export const RAW_EVENTS_WINDOW_DAYS_DEFAULT = 35;
-/** Estimated bytes of raw events a database keeps at most (RAW_EVENTS_WINDOW_BYTES_MAX): 20% of a 10 GB shard. */
-export const RAW_EVENTS_WINDOW_BYTES_MAX_DEFAULT = 2_000_000_000;
-/**
- * Hourly rollups older than this many days are pruned (ROLLUPS_HOURLY_RETENTION_DAYS): a week of
- * hour-by-hour reports; older periods are read by whole days.
- */
-export const ROLLUPS_HOURLY_RETENTION_DAYS_DEFAULT = 7;
 /**
  * Bytes one raw event takes in D1 (its share of a sealed page, of the page's overflow pages and
  * index entries, and of its account's tail), rounded up from the 352 measured:
@@ -63,41 +55,6 @@ export const RAW_EVENTS_COMPLETE_FROM_KEY = "raw_events_complete_from";
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
-
-export interface RetentionEnv {
-  RAW_EVENTS_WINDOW_DAYS?: string;
-  RAW_EVENTS_WINDOW_BYTES_MAX?: string;
-  ROLLUPS_HOURLY_RETENTION_DAYS?: string;
-}
-
-export interface RetentionConfig {
-  rawEventsWindowDays: number;
-  rawEventsWindowBytesMax: number;
-  hourlyRetentionDays: number;
-}
-
-/** The configured retention; a malformed value is a deployment error and throws. */
-export function retentionConfig(env: RetentionEnv): RetentionConfig {
-  const days = positive(env.RAW_EVENTS_WINDOW_DAYS, RAW_EVENTS_WINDOW_DAYS_DEFAULT, "RAW_EVENTS_WINDOW_DAYS");
-  const bytes = positive(
-    env.RAW_EVENTS_WINDOW_BYTES_MAX,
-    RAW_EVENTS_WINDOW_BYTES_MAX_DEFAULT,
-    "RAW_EVENTS_WINDOW_BYTES_MAX",
-  );
-  const hourly = positive(
-    env.ROLLUPS_HOURLY_RETENTION_DAYS,
-    ROLLUPS_HOURLY_RETENTION_DAYS_DEFAULT,
-    "ROLLUPS_HOURLY_RETENTION_DAYS",
-  );
-  return { rawEventsWindowDays: days, rawEventsWindowBytesMax: bytes, hourlyRetentionDays: hourly };
-}
-
-function positive(raw: string | undefined, fallback: number, name: string): number {
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, not "${raw}"`);
-  return value;
-}
 
 export interface PruneReport {
   /** Start of the raw-event window: events before it were deleted, or are next. */

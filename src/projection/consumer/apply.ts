@@ -1,11 +1,12 @@
 /**
  * Applies projection messages (./message.ts) of many accounts to the read side in bulk: the
- * queue consumer's work (src/projection/consumer.ts), also run by an account object that has no
+ * queue consumer's work (./queue.ts), also run by an account object that has no
  * queue binding.
  *
  * Per shard, one D1 batch (one transaction) of at most 9 statements (usually two: the sealed
- * pages and the accounts), whatever the number of accounts: each statement reads ONE JSON parameter (the batch's entries) through json_each, so
- * it stays far below D1's 100 bound parameters.
+ * pages and the accounts), whatever the number of accounts: each statement binds two JSON
+ * parameters (the entries' positions, ?1, and its own rows, ?2) read through json_each, so it
+ * stays far below D1's 100 bound parameters.
  *
  * Exactly-once effect under at-least-once delivery. Every statement applies an account's entry
  * only if the read side is at a position the entry continues:
@@ -21,11 +22,19 @@
  * redelivered, late or reordered message never moves a row backwards or counts twice. The read
  * side of an account is therefore always the fold of a prefix of its log.
  */
-import { clock } from "../clock";
-import type { EventCells, HoldChange, ProjectionMessage, RollupCells, SealedPage } from "./message";
-import { PAGE_EVENT_COLUMNS, PROJECTION_MESSAGE_VERSION } from "./message";
-import { ROLLUP_COLUMNS, ROLLUP_DIMENSIONS } from "./rollups";
-import { type Shard, shardFor } from "./shards";
+import { clock } from "../../clock";
+import { D1Failure } from "../../errors";
+import { type Shard, shardFor } from "../../read-side/shards";
+import { ROLLUP_COLUMNS, ROLLUP_DIMENSIONS } from "../rollups";
+import {
+  EVENT_CELL_CREATED_AT,
+  type EventCells,
+  type HoldChange,
+  PROJECTION_MESSAGE_VERSION,
+  type ProjectionMessage,
+  type RollupCells,
+  type SealedPage,
+} from "../wire";
 
 /** Bytes of entries per D1 batch: the JSON parameter is bound to each statement of the batch. */
 export const APPLY_BATCH_BYTES_MAX = 1_000_000;
@@ -61,22 +70,36 @@ export const applyStats = {
 };
 const LAGS_KEPT_MAX = 100_000;
 
+/**
+ * Where an entry starts and ends: what the guard (`GUARD`) compares with the read side's row. Sent
+ * to every statement as ?1, a JSON array of these, by name.
+ */
+interface EntryPosition {
+  account_id: string;
+  generation: number;
+  from_seq: number;
+  to_seq: number;
+  /** 1 for a rebuild's first message: the account's rows are deleted first. */
+  reset: 0 | 1;
+}
+const POSITION_FIELDS = [
+  "account_id",
+  "generation",
+  "from_seq",
+  "to_seq",
+  "reset",
+] as const satisfies readonly (keyof EntryPosition)[];
 /** One account's contiguous run of messages, merged: what a batch applies for it. */
-interface Entry {
-  a: string;
-  g: number;
-  f: number;
-  t: number;
-  r: 0 | 1;
+interface Entry extends EntryPosition {
   lag: number;
-  acct: ProjectionMessage["account"];
-  tf: number;
+  account: ProjectionMessage["account"];
+  tail_first_seq: number;
   tail: EventCells[];
-  ro: RollupCells[];
+  rollups_open: RollupCells[];
   /** Bytes of the messages merged into this entry (their pages and tails): what it weighs in a batch. */
   bytes: number;
   pages: SealedPage[];
-  rc: RollupCells[];
+  rollups_closed: RollupCells[];
   holds: HoldChange[];
   /** 1 when a day bucket closed in the run: the open buckets' day moved. */
   day: 0 | 1;
@@ -152,12 +175,14 @@ export async function applyMessages(shards: readonly Shard[], bodies: readonly u
 }
 
 /** Some shard failed: `outcomes` holds the other shards' outcomes, and "failed" for its messages. */
-export class ApplyError extends Error {
+export class ApplyError extends D1Failure {
+  override name = "ApplyError";
   constructor(
     readonly outcomes: Outcome[],
-    override readonly cause: unknown,
+    cause: unknown,
   ) {
-    super(`read side write failed: ${String(cause)}`);
+    super(cause);
+    this.message = `read side write failed: ${String(cause)}`;
   }
 }
 
@@ -193,7 +218,10 @@ async function applyToShard(
       pending.map(({ message }) => message.account_id),
     );
     for (const { message, index } of pending) {
-      outcomes[index] = judge({ g: message.generation, t: message.to_seq }, positions.get(message.account_id));
+      outcomes[index] = judge(
+        { generation: message.generation, to_seq: message.to_seq },
+        positions.get(message.account_id),
+      );
     }
   }
 }
@@ -206,28 +234,28 @@ async function applyChunk(
   outcomes: Outcome[],
   now: number,
 ): Promise<boolean> {
-  const resets = chunk.filter((e) => e.r === 1).map((e) => e.a);
+  const resets = chunk.filter((e) => e.reset === 1).map((e) => e.account_id);
   if (resets.length > 0) await deleteElsewhere(shards, shard, resets);
   const applied = await writeBatch(shard.db, chunk, now);
-  const missed = chunk.filter((e) => !applied.has(e.a));
+  const missed = chunk.filter((e) => !applied.has(e.account_id));
   // Not applied: a duplicate, superseded, or a gap. The positions read now may be newer than the
   // batch's (another consumer ran since), which only turns a gap into a duplicate when that
   // consumer applied everything up to this entry's end: the same read side either way.
   const positions =
     missed.length === 0
-      ? new Map<string, Position>()
+      ? new Map<string, ReadPosition>()
       : await readPositions(
           shard.db,
-          missed.map((e) => e.a),
+          missed.map((e) => e.account_id),
         );
   for (const entry of chunk) {
-    const verdict = applied.has(entry.a) ? "applied" : judge(entry, positions.get(entry.a));
+    const verdict = applied.has(entry.account_id) ? "applied" : judge(entry, positions.get(entry.account_id));
     for (const index of entry.members) outcomes[index] = verdict;
     if (verdict === "applied") {
-      applyStats.eventsApplied += entry.t - entry.f + 1;
+      applyStats.eventsApplied += entry.to_seq - entry.from_seq + 1;
       // Commit to visible, from the oldest event this batch made visible (an overlapping
       // message also carries events that were visible already).
-      const firstNew = eventTime(entry, (applied.get(entry.a) ?? 0) + 1);
+      const firstNew = eventTime(entry, (applied.get(entry.account_id) ?? 0) + 1);
       const lag = firstNew === null ? entry.lag : Math.max(0, now - Date.parse(firstNew));
       if (applyStats.lags.length < LAGS_KEPT_MAX) applyStats.lags.push(lag);
     }
@@ -268,6 +296,36 @@ function chain(
     .sort((x, y) => x.message.from_seq - y.message.from_seq || y.message.to_seq - x.message.to_seq);
   const [head, ...rest] = run;
   if (head === undefined) throw new Error("an account entry without messages");
+  const { pages, closed, holds, members, newest, reset, bytes } = mergeRun(head, rest);
+  return {
+    superseded,
+    entry: {
+      account_id: head.message.account_id,
+      generation,
+      from_seq: head.message.from_seq,
+      to_seq: newest.to_seq,
+      reset: reset ? 1 : 0,
+      lag: Math.max(0, now - Date.parse(head.message.oldest_at)),
+      account: newest.account,
+      tail_first_seq: newest.tail_first_seq,
+      tail: newest.tail,
+      rollups_open: newest.rollups_open,
+      bytes,
+      pages: [...pages.values()],
+      rollups_closed: [...closed.values()],
+      // A hold opened and closed within the run is still deleted: the run may overlap rows
+      // already applied (a redelivered message merged with its successor), which inserted it.
+      holds: [...holds.values()],
+      members,
+      day: [...closed.values()].some((row) => row[0] === "day") ? 1 : 0,
+    },
+  };
+}
+
+type Queued = { message: ProjectionMessage; index: number };
+
+/** The contiguous run from `head`: its finals unioned, its newest message, its size in bytes. */
+function mergeRun(head: Queued, rest: readonly Queued[]) {
   const pages = new Map<number, SealedPage>();
   const closed = new Map<string, RollupCells>();
   const holds = new Map<string, HoldChange>();
@@ -278,9 +336,9 @@ function chain(
     members.push(index);
     for (const page of m.pages) pages.set(page.first_seq, page);
     for (const row of m.rollups_closed) {
-      const key = JSON.stringify(row.slice(0, 2 + ROLLUP_DIMENSIONS.length));
+      const key = JSON.stringify(row.slice(0, ROLLUP_CELL_SEQ));
       const kept = closed.get(key);
-      if (kept === undefined || Number(kept[6]) < Number(row[6])) closed.set(key, row);
+      if (kept === undefined || Number(kept[ROLLUP_CELL_SEQ]) < Number(row[ROLLUP_CELL_SEQ])) closed.set(key, row);
     }
     for (const change of m.holds) {
       const kept = holds.get(change.reservation_id);
@@ -303,29 +361,7 @@ function chain(
     bytes += size;
     take(message, index);
   }
-  return {
-    superseded,
-    entry: {
-      a: head.message.account_id,
-      g: generation,
-      f: head.message.from_seq,
-      t: newest.to_seq,
-      r: reset ? 1 : 0,
-      lag: Math.max(0, now - Date.parse(head.message.oldest_at)),
-      acct: newest.account,
-      tf: newest.tail_first_seq,
-      tail: newest.tail,
-      ro: newest.rollups_open,
-      bytes,
-      pages: [...pages.values()],
-      rc: [...closed.values()],
-      // A hold opened and closed within the run is still deleted: the run may overlap rows
-      // already applied (a redelivered message merged with its successor), which inserted it.
-      holds: [...holds.values()],
-      members,
-      day: [...closed.values()].some((row) => row[0] === "day") ? 1 : 0,
-    },
-  };
+  return { pages, closed, holds, members, newest, reset, bytes };
 }
 
 /** A hold's newer change over an older one: an extension of a hold opened in the run stays an open row. */
@@ -362,7 +398,7 @@ function* chunks(entries: Entry[]): Generator<Entry[]> {
   if (chunk.length > 0) yield chunk;
 }
 
-interface Position {
+interface ReadPosition {
   generation: number;
   last_seq: number;
 }
@@ -371,54 +407,70 @@ interface Position {
 function eventTime(entry: Entry, seq: number): string | null {
   const events: EventCells[] = [...entry.pages.flatMap((p) => p.events), ...entry.tail];
   const event = events.find((cells) => cells[0] === seq);
-  return event === undefined ? null : (event[PAGE_EVENT_COLUMNS.indexOf("created_at")] as string);
+  return event === undefined ? null : (event[EVENT_CELL_CREATED_AT] as string);
 }
 
 /** Why an entry the guard (`GUARD`) refused was refused, from the read side's position. */
-function judge(entry: Pick<Entry, "g" | "t">, position: Position | undefined): Outcome {
+function judge(entry: Pick<Entry, "generation" | "to_seq">, position: ReadPosition | undefined): Outcome {
   if (position === undefined) return "gap";
-  if (entry.g < position.generation) return "superseded";
-  if (entry.g === position.generation && entry.t <= position.last_seq) return "duplicate";
+  if (entry.generation < position.generation) return "superseded";
+  if (entry.generation === position.generation && entry.to_seq <= position.last_seq) return "duplicate";
   return "gap";
 }
 
-async function readPositions(db: D1Database, accountIds: string[]): Promise<Map<string, Position>> {
+async function readPositions(db: D1Database, accountIds: string[]): Promise<Map<string, ReadPosition>> {
   const rows = await db
     .prepare(
       "SELECT account_id, generation, last_seq FROM accounts WHERE account_id IN (SELECT value FROM json_each(?1))",
     )
     .bind(JSON.stringify([...new Set(accountIds)]))
-    .all<Position & { account_id: string }>();
+    .all<ReadPosition & { account_id: string }>();
   return new Map(rows.results.map((r) => [r.account_id, { generation: r.generation, last_seq: r.last_seq }]));
 }
 
-// The entries' positions (?1: `[{a, g, f, t, r}]`, a few bytes per account) and the guard, as
+// The entries' positions (?1: `[EntryPosition]`, a few dozen bytes per account) and the guard, as
 // every statement sees them. Evaluated against the accounts row as it was before the batch: the
 // row moves only in the batch's last statement. Each statement reads its own rows from ?2 (an
 // array of arrays, account id first), so D1 parses each part of the batch once, instead of every
 // statement parsing every account's whole entry (pages, tail, rollups) again.
 const ENTRIES = `m AS (
-  SELECT j.value ->> '$.a' AS a, j.value ->> '$.g' AS g, j.value ->> '$.f' AS f,
-         j.value ->> '$.t' AS t, j.value ->> '$.r' AS r
+  SELECT ${POSITION_FIELDS.map((f) => `j.value ->> '$.${f}' AS ${f}`).join(", ")}
   FROM json_each(?1) j
 )`;
 const GUARD = `CASE
-    WHEN s.account_id IS NULL THEN m.f = 1
-    WHEN m.g > s.generation THEN m.r = 1
-    WHEN m.g = s.generation THEN m.t > s.last_seq AND m.f <= s.last_seq + 1
+    WHEN s.account_id IS NULL THEN m.from_seq = 1
+    WHEN m.generation > s.generation THEN m.reset = 1
+    WHEN m.generation = s.generation THEN m.to_seq > s.last_seq AND m.from_seq <= s.last_seq + 1
     ELSE 0 END`;
 // Each row of ?2 is read out of the parameter once, as JSONB (`d`, materialized), and its cells are
 // looked up in that. A cell read as `json_each(...).value ->> '$[i]'` costs SQLite a rewrite of the
 // whole row as JSON text per reference (the row: up to 18 cells, a tail of 16 events among them):
 // measured under callgrind, that was 6% of all the work of a reserve+capture on 100 accounts.
-const OK = `WITH ${ENTRIES}, ok AS (SELECT m.a, m.g FROM m LEFT JOIN accounts s ON s.account_id = m.a WHERE ${GUARD}),
+const OK = `WITH ${ENTRIES}, ok AS (SELECT m.account_id FROM m LEFT JOIN accounts s ON s.account_id = m.account_id
+    WHERE ${GUARD}),
   d AS MATERIALIZED (SELECT jsonb(value) AS v FROM json_each(?2))`;
-const RESETS = `WITH ${ENTRIES} SELECT m.a FROM m LEFT JOIN accounts s ON s.account_id = m.a
-  WHERE m.r = 1 AND (s.account_id IS NULL OR m.g > s.generation)`;
+const RESETS = `WITH ${ENTRIES} SELECT m.account_id FROM m LEFT JOIN accounts s ON s.account_id = m.account_id
+  WHERE m.reset = 1 AND (s.account_id IS NULL OR m.generation > s.generation)`;
 /** Rows of ?2 (alias `d`) whose account passes the guard. */
-const ROWS = "FROM d WHERE (d.v ->> '$[0]') IN (SELECT a FROM ok)";
-/** Cell `i` of a row of ?2: `->>` for a value, `->` for JSON kept as JSON text. */
-const cell = (i: number, json = false) => `d.v ${json ? "->" : "->>"} '$[${i}]'`;
+const ROWS = "FROM d WHERE (d.v ->> '$[0]') IN (SELECT account_id FROM ok)";
+/**
+ * The rows a statement reads from ?2, declared once by name: each row is sent as an array in
+ * this order (D1 parses an array of cells faster than an object per row), and the statement's
+ * SELECT list is generated from the same list, so the two can never disagree. `json` columns
+ * stay JSON text; `integer` ones are cast (64-bit sums travel as decimal strings).
+ */
+function rowsOf<const C extends string>(
+  columns: readonly C[],
+  kinds: { json?: readonly C[]; integer?: readonly C[] } = {},
+) {
+  const select = columns
+    .map((column, i) => {
+      const read = `d.v ${kinds.json?.includes(column) ? "->" : "->>"} '$[${i}]'`;
+      return `${kinds.integer?.includes(column) ? `CAST(${read} AS INTEGER)` : read} AS ${column}`;
+    })
+    .join(", ");
+  return { columns, select, row: (values: Readonly<Record<C, unknown>>): unknown[] => columns.map((c) => values[c]) };
+}
 
 const HOLD_COLUMNS = [
   "account_id",
@@ -454,8 +506,31 @@ const ACCOUNT_COLUMNS = [
   "updated_at",
 ] as const;
 const ROLLUP_KEY_COLUMNS = ["account_id", "grain", "bucket", ...ROLLUP_DIMENSIONS];
-/** The accounts row's cells in ?2, after ACCOUNT_COLUMNS: generation, tail_first_seq, tail, open_rollups, open_day, lag, projected_at. */
-const A = ACCOUNT_COLUMNS.length;
+/** A rollup's cells on the wire are ROLLUP_COLUMNS without account_id: where `seq` stands. */
+const ROLLUP_CELL_SEQ = ROLLUP_COLUMNS.indexOf("seq") - 1;
+
+const PAGE_ROWS = rowsOf(["account_id", "first_seq", "last_seq", "first_at", "last_at", "events"], {
+  json: ["events"],
+});
+// Past the key: seq, the balances and the sums, all integers (the sums arrive as decimal strings).
+const ROLLUP_ROWS = rowsOf(ROLLUP_COLUMNS, { integer: ROLLUP_COLUMNS.slice(ROLLUP_KEY_COLUMNS.length) });
+const CLOSE_ROWS = rowsOf(["account_id", "reservation_id"]);
+const HOLD_ROWS = rowsOf(HOLD_COLUMNS);
+const EXTEND_ROWS = rowsOf(["account_id", "reservation_id", "expires_at", "ttl_seconds", "on_expiry", "seq"]);
+const OPEN_DAY_ROWS = rowsOf(["account_id", "day"]);
+const ACCOUNT_ROWS = rowsOf(
+  [
+    ...ACCOUNT_COLUMNS,
+    "generation",
+    "tail_first_seq",
+    "tail",
+    "open_rollups",
+    "open_day",
+    "projected_at",
+    "projection_lag_ms",
+  ],
+  { json: ["tail", "open_rollups"] },
+);
 
 /** Each statement, and the rows of ?2 it reads (account id first), built from the batch's entries at `at`. */
 interface Part {
@@ -468,85 +543,79 @@ const ACCOUNT_TABLES = ["event_pages", "open_holds", "rollup_rows", "accounts"] 
 
 const PART = {
   pages: {
-    sql: `INSERT OR IGNORE INTO event_pages (account_id, first_seq, last_seq, first_at, last_at, events)
-      ${OK} SELECT ${[0, 1, 2, 3, 4].map((i) => cell(i)).join(", ")}, ${cell(5, true)} ${ROWS}`,
-    rows: (entries) =>
-      entries.flatMap((e) => e.pages.map((p) => [e.a, p.first_seq, p.last_seq, p.first_at, p.last_at, p.events])),
+    sql: `INSERT OR IGNORE INTO event_pages (${PAGE_ROWS.columns.join(", ")}) ${OK} SELECT ${PAGE_ROWS.select} ${ROWS}`,
+    rows: (entries) => entries.flatMap((e) => e.pages.map((p) => PAGE_ROWS.row({ ...p, account_id: e.account_id }))),
   },
   // Closed buckets are final; `seq` still guards them (a rebuild writes the same values).
   rollups: {
-    sql: `INSERT INTO rollup_rows (${ROLLUP_COLUMNS.join(", ")})
-      ${OK} SELECT ${ROLLUP_COLUMNS.map((_, i) => (i < 7 ? cell(i) : `CAST(${cell(i)} AS INTEGER)`)).join(", ")} ${ROWS}
+    sql: `INSERT INTO rollup_rows (${ROLLUP_COLUMNS.join(", ")}) ${OK} SELECT ${ROLLUP_ROWS.select} ${ROWS}
       ON CONFLICT (${ROLLUP_KEY_COLUMNS.join(", ")}) DO UPDATE SET ${ROLLUP_COLUMNS.slice(ROLLUP_KEY_COLUMNS.length)
         .map((c) => `${c} = excluded.${c}`)
         .join(", ")} WHERE excluded.seq > rollup_rows.seq`,
-    rows: (entries) => entries.flatMap((e) => e.rc.map((row) => [e.a, ...row])),
+    // The wire's rollup cells are already in ROLLUP_COLUMNS order (src/projection/rollups.ts).
+    rows: (entries) => entries.flatMap((e) => e.rollups_closed.map((cells) => [e.account_id, ...cells])),
   },
   closeHolds: {
-    sql: `DELETE FROM open_holds WHERE (account_id, reservation_id) IN (${OK} SELECT ${cell(0)}, ${cell(1)} ${ROWS})`,
+    sql: `DELETE FROM open_holds WHERE (account_id, reservation_id) IN (${OK} SELECT ${CLOSE_ROWS.select} ${ROWS})`,
     rows: (entries) =>
-      entries.flatMap((e) => e.holds.flatMap((h) => (h.op === "close" ? [[e.a, h.reservation_id]] : []))),
+      entries.flatMap((e) =>
+        e.holds.flatMap((h) => (h.op === "close" ? [CLOSE_ROWS.row({ ...h, account_id: e.account_id })] : [])),
+      ),
   },
   openHolds: {
-    sql: `INSERT INTO open_holds (${HOLD_COLUMNS.join(", ")})
-      ${OK} SELECT ${HOLD_COLUMNS.map((_, i) => cell(i)).join(", ")} ${ROWS}
+    sql: `INSERT INTO open_holds (${HOLD_COLUMNS.join(", ")}) ${OK} SELECT ${HOLD_ROWS.select} ${ROWS}
       ON CONFLICT (account_id, reservation_id) DO UPDATE SET ${HOLD_COLUMNS.slice(2)
         .map((c) => `${c} = excluded.${c}`)
         .join(", ")}`,
     rows: (entries) =>
       entries.flatMap((e) =>
-        e.holds.flatMap((h) => (h.op === "open" ? [[e.a, ...HOLD_COLUMNS.slice(1).map((c) => h.row[c])]] : [])),
+        e.holds.flatMap((h) =>
+          h.op === "open"
+            ? [HOLD_ROWS.row({ ...h.row, account_id: e.account_id } as Record<(typeof HOLD_COLUMNS)[number], unknown>)]
+            : [],
+        ),
       ),
   },
   extendHolds: {
     sql: `UPDATE open_holds SET expires_at = x.expires_at, ttl_seconds = x.ttl_seconds,
         on_expiry = x.on_expiry, updated_seq = x.seq
-      FROM (${OK} SELECT ${cell(0)} AS account_id, ${cell(1)} AS reservation_id, ${cell(2)} AS expires_at,
-        ${cell(3)} AS ttl_seconds, ${cell(4)} AS on_expiry, ${cell(5)} AS seq ${ROWS}) x
+      FROM (${OK} SELECT ${EXTEND_ROWS.select} ${ROWS}) x
       WHERE open_holds.account_id = x.account_id AND open_holds.reservation_id = x.reservation_id`,
     rows: (entries) =>
       entries.flatMap((e) =>
-        e.holds.flatMap((h) =>
-          h.op === "extend" ? [[e.a, h.reservation_id, h.expires_at, h.ttl_seconds, h.on_expiry, h.seq]] : [],
-        ),
+        e.holds.flatMap((h) => (h.op === "extend" ? [EXTEND_ROWS.row({ ...h, account_id: e.account_id })] : [])),
       ),
   },
   // The open buckets' day moves when a day bucket closes (or the row is new): a separate, rare
   // write, so that the accounts upsert never touches the open_day index.
   openDay: {
     sql: `UPDATE accounts SET open_day = x.day
-      FROM (${OK} SELECT ${cell(0)} AS account_id, ${cell(1)} AS day ${ROWS}) x
+      FROM (${OK} SELECT ${OPEN_DAY_ROWS.select} ${ROWS}) x
       WHERE accounts.account_id = x.account_id AND accounts.open_day != x.day`,
-    rows: (entries) => entries.flatMap((e) => (e.day === 1 ? [[e.a, e.acct.open_day]] : [])),
+    rows: (entries) =>
+      entries.flatMap((e) =>
+        e.day === 1 ? [OPEN_DAY_ROWS.row({ account_id: e.account_id, day: e.account.open_day })] : [],
+      ),
   },
   accounts: {
-    sql: `INSERT INTO accounts (${ACCOUNT_COLUMNS.join(", ")}, generation, tail_first_seq, tail, open_rollups,
-        open_day, projected_at, projection_lag_ms)
-      ${OK} SELECT ${ACCOUNT_COLUMNS.map((_, i) => cell(i)).join(", ")}, ${cell(A)}, ${cell(A + 1)},
-        ${cell(A + 2, true)}, ${cell(A + 3, true)}, ${cell(A + 4)}, ${cell(A + 6)}, ${cell(A + 5)} ${ROWS}
-      ON CONFLICT (account_id) DO UPDATE SET previous_seq = accounts.last_seq, ${[
-        ...ACCOUNT_COLUMNS.slice(1),
-        "generation",
-        "tail_first_seq",
-        "tail",
-        "open_rollups",
-        "projected_at",
-        "projection_lag_ms",
-      ]
+    sql: `INSERT INTO accounts (${ACCOUNT_ROWS.columns.join(", ")}) ${OK} SELECT ${ACCOUNT_ROWS.select} ${ROWS}
+      ON CONFLICT (account_id) DO UPDATE SET previous_seq = accounts.last_seq, ${ACCOUNT_ROWS.columns
+        .filter((c) => c !== "account_id" && c !== "open_day")
         .map((c) => `${c} = excluded.${c}`)
         .join(", ")}
       RETURNING account_id, previous_seq`,
     rows: (entries, at) =>
-      entries.map((e) => [
-        ...ACCOUNT_COLUMNS.map((c) => e.acct[c]),
-        e.g,
-        e.tf,
-        e.tail,
-        e.ro,
-        e.acct.open_day,
-        e.lag,
-        at,
-      ]),
+      entries.map((e) =>
+        ACCOUNT_ROWS.row({
+          ...e.account,
+          generation: e.generation,
+          tail_first_seq: e.tail_first_seq,
+          tail: e.tail,
+          open_rollups: e.rollups_open,
+          projected_at: at,
+          projection_lag_ms: e.lag,
+        }),
+      ),
   },
 } satisfies Record<string, Part>;
 
@@ -566,10 +635,18 @@ const PARTS: readonly Part[] = [
  * each with the seq the read side was at before (0 for a new row).
  */
 async function writeBatch(db: D1Database, entries: Entry[], now: number): Promise<Map<string, number>> {
-  const positions = JSON.stringify(entries.map(({ a, g, f, t, r }) => ({ a, g, f, t, r })));
+  const positions = JSON.stringify(
+    entries.map(({ account_id, generation, from_seq, to_seq, reset }) => ({
+      account_id,
+      generation,
+      from_seq,
+      to_seq,
+      reset,
+    })),
+  );
   const at = new Date(now).toISOString();
   const statements: D1PreparedStatement[] = [];
-  if (entries.some((e) => e.r === 1)) {
+  if (entries.some((e) => e.reset === 1)) {
     for (const table of ACCOUNT_TABLES) {
       statements.push(db.prepare(`DELETE FROM ${table} WHERE account_id IN (${RESETS})`).bind(positions));
     }

@@ -10,6 +10,7 @@
  * Shard 0 (`DB`) is also the control database: API keys, prices, security counters, the
  * projection's dead letters and the sweep's state live only there.
  */
+import { guardD1 } from "./d1";
 
 /** Most shards a deployment may declare (bounds a cross-shard report's fan-out). */
 export const READ_SHARDS_MAX = 64;
@@ -26,10 +27,15 @@ export function shardsOf(env: object): Shard[] {
   for (let index = 0; index < READ_SHARDS_MAX; index++) {
     const db = bindings[index === 0 ? "DB" : `DB_${index}`];
     if (!isD1(db)) break;
-    shards.push({ index, db: db as D1Database });
+    shards.push({ index, db: guardD1(db as D1Database) });
   }
   if (shards.length === 0) throw new Error("no read-side database: bind DB (wrangler.toml [[d1_databases]])");
   return shards;
+}
+
+/** Shard 0, the control database (keys, prices, webhooks, dead letters), its failures as D1Failure. */
+export function controlDb(env: { DB: D1Database }): D1Database {
+  return guardD1(env.DB);
 }
 
 function isD1(value: unknown): boolean {

@@ -6,10 +6,10 @@
  * A message that still finds a gap (its predecessor was lost too) stays; reprojecting the
  * account (`POST /v1/admin/accounts/{id}/reproject`) supersedes all of its dead letters.
  */
-import { clock } from "../clock";
-import type { Env } from "../env";
+import { clock } from "../../clock";
+import type { Env } from "../../env";
+import { controlDb, shardsOf } from "../../read-side/shards";
 import { ApplyError, applyMessages, isProjectionMessage, type Outcome, projectionBody } from "./apply";
-import { shardsOf } from "./shards";
 
 /** Dead letters one replay applies (one consumer batch's worth). */
 export const DEAD_LETTERS_REPLAY_MAX = 100;
@@ -55,12 +55,14 @@ export async function storeDeadLetters(
   const flush = () => {
     if (chunk.length === 0) return;
     statements.push(
-      env.DB.prepare(
-        `INSERT OR IGNORE INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body)
+      controlDb(env)
+        .prepare(
+          `INSERT OR IGNORE INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body)
          SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]', value ->> '$[5]',
                 value ->> '$[6]', value ->> '$[7]'
          FROM json_each(?1)`,
-      ).bind(JSON.stringify(chunk)),
+        )
+        .bind(JSON.stringify(chunk)),
     );
     chunk = [];
     bytes = 0;
@@ -72,7 +74,7 @@ export async function storeDeadLetters(
     bytes += size;
   }
   flush();
-  if (statements.length > 0) await env.DB.batch(statements);
+  if (statements.length > 0) await controlDb(env).batch(statements);
 }
 
 /** A page of dead letters, by account and position; `after` is the previous page's last id. */
@@ -81,12 +83,14 @@ export async function listDeadLetters(
   limit: number,
   after?: string,
 ): Promise<{ data: DeadLetter[]; next_cursor: string | null; total: number }> {
-  const [page, count] = await env.DB.batch([
-    env.DB.prepare(
-      `SELECT id, account_id, from_seq, to_seq, generation, attempts, received_at FROM projection_dead_letters
+  const [page, count] = await controlDb(env).batch([
+    controlDb(env)
+      .prepare(
+        `SELECT id, account_id, from_seq, to_seq, generation, attempts, received_at FROM projection_dead_letters
        WHERE id > ?1 ORDER BY id LIMIT ?2`,
-    ).bind(after ?? "", limit + 1),
-    env.DB.prepare("SELECT COUNT(*) AS total FROM projection_dead_letters"),
+      )
+      .bind(after ?? "", limit + 1),
+    controlDb(env).prepare("SELECT COUNT(*) AS total FROM projection_dead_letters"),
   ]);
   const rows = (page?.results ?? []) as DeadLetter[];
   const more = rows.length > limit;
@@ -109,17 +113,21 @@ export interface ReplayResult {
 export async function replayDeadLetters(env: Env, ids?: readonly string[]): Promise<ReplayResult> {
   const select =
     ids === undefined
-      ? env.DB.prepare(
-          `SELECT id, body FROM (
+      ? controlDb(env)
+          .prepare(
+            `SELECT id, body FROM (
              SELECT id, body, account_id, generation, from_seq,
                     ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY generation, from_seq) AS n
              FROM projection_dead_letters)
            WHERE n <= ?2 ORDER BY account_id, generation, from_seq LIMIT ?1`,
-        ).bind(DEAD_LETTERS_REPLAY_MAX, DEAD_LETTERS_REPLAY_PER_ACCOUNT_MAX)
-      : env.DB.prepare(
-          `SELECT id, body FROM projection_dead_letters WHERE id IN (SELECT value FROM json_each(?1))
+          )
+          .bind(DEAD_LETTERS_REPLAY_MAX, DEAD_LETTERS_REPLAY_PER_ACCOUNT_MAX)
+      : controlDb(env)
+          .prepare(
+            `SELECT id, body FROM projection_dead_letters WHERE id IN (SELECT value FROM json_each(?1))
            ORDER BY account_id, generation, from_seq LIMIT ?2`,
-        ).bind(JSON.stringify(ids), DEAD_LETTERS_REPLAY_MAX);
+          )
+          .bind(JSON.stringify(ids), DEAD_LETTERS_REPLAY_MAX);
   const rows = (await select.all<{ id: string; body: string }>()).results;
   let outcomes: Outcome[];
   try {
@@ -135,12 +143,13 @@ export async function replayDeadLetters(env: Env, ids?: readonly string[]): Prom
     .filter((_, i) => outcomes[i] !== "gap" && outcomes[i] !== "failed" && outcomes[i] !== "invalid")
     .map((r) => r.id);
   if (done.length > 0) {
-    await env.DB.prepare("DELETE FROM projection_dead_letters WHERE id IN (SELECT value FROM json_each(?1))")
+    await controlDb(env)
+      .prepare("DELETE FROM projection_dead_letters WHERE id IN (SELECT value FROM json_each(?1))")
       .bind(JSON.stringify(done))
       .run();
   }
   const counts: Record<Outcome, number> = { applied: 0, duplicate: 0, superseded: 0, gap: 0, failed: 0, invalid: 0 };
   for (const outcome of outcomes) counts[outcome] += 1;
-  const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM projection_dead_letters").first<{ n: number }>();
+  const left = await controlDb(env).prepare("SELECT COUNT(*) AS n FROM projection_dead_letters").first<{ n: number }>();
   return { replayed: rows.length, outcomes: counts, remaining: left?.n ?? 0 };
 }

@@ -18,24 +18,18 @@
  * delivery was accepted: one SQLite row per flush.
  */
 
-import { clock } from "../clock";
-import { endsReservation, type FundsReserved, type LedgerEvent } from "../domain/events";
-import type { AccountState } from "../domain/state";
-import { recordD1Failure, recordProjectionLag } from "../observability/metrics";
-import { buildMessage, type EventCells, eventCells, type ProjectionMessage, pageStart } from "./message";
-import { decodeRollupState, encodeRollupState, type RollupState } from "./rollups";
+import { clock } from "../../clock";
+import { endsReservation, type FundsReserved, type LedgerEvent } from "../../domain/events";
+import type { AccountState } from "../../domain/state";
+import { recordD1Failure, recordProjectionLag } from "../../observability/metrics";
+import { decodeRollupState, encodeRollupState, type RollupState } from "../rollups";
+import { type EventCells, type ProjectionMessage, pageStart } from "../wire";
+import { buildMessage, eventCells } from "./message";
 
 /** Events one flush pass reads from the log (a message holds at most one page of them). */
 export const PROJECTION_BATCH_EVENTS_MAX = 256;
 /** Passes one flush may run before it yields to the alarm (bounds one invocation's work). */
 export const PROJECTION_BATCHES_PER_RUN_MAX = 4;
-/**
- * A flush whose few pending events open a hold that is still open waits up to this long in all
- * (PROJECTION_HOLD_WAIT_MS), instead of the coalescing window alone: a gateway's capture or
- * release usually follows within a round trip, and a hold opened and settled in one message
- * costs the read side no row, where one delivered open costs an insert and a delete.
- */
-export const PROJECTION_HOLD_WAIT_MS_DEFAULT = 250;
 /** Pending events above which a flush never waits for a hold (a busy account flushes at once). */
 export const PROJECTION_HOLD_WAIT_EVENTS_MAX = 4;
 /**
@@ -75,6 +69,7 @@ export interface ProjectionSource {
   log(line: Record<string, unknown>): void;
 }
 
+/** Where an account's projection stands. */
 export interface ProjectionStatus {
   last_seq: number;
   projected_seq: number;
@@ -101,11 +96,18 @@ export class Projector {
   /** The read side must be rebuilt from seq 1 (rows predating the format, or lost). */
   private rebuildPending = false;
   /**
-   * Accepted deliveries whose cursor is not written yet. The cursor rides on the next command's
-   * transaction (`rider`) instead of a commit of its own per flush; a restart before that sends
-   * those messages again, which the read side takes as duplicates.
+   * Accepted deliveries whose cursor is not written yet. With PROJECTION_CURSOR_WITH_COMMAND on
+   * (docs/decisions/0003-cursor-with-next-command.md), the cursor is written inside the next
+   * command's transaction (`cursorWithCommit`) instead of a commit of its own per flush; a restart
+   * before that sends those messages again, which the read side takes as duplicates.
    */
   private unwritten = 0;
+  /**
+   * The switch PROJECTION_CURSOR_WITH_COMMAND (src/config.ts): on, up to
+   * PROJECTION_CURSOR_UNWRITTEN_MAX deliveries wait for a command to carry the cursor; off, it is
+   * written after every delivery. Settable so that tests can run either way.
+   */
+  cursorWithCommand: boolean;
   /** SQLite rows written for the cursor (the runtime's own counter). */
   rowsWritten = 0;
   /** Messages and events delivered. */
@@ -116,8 +118,10 @@ export class Projector {
     private readonly sql: SqlStorage,
     deliver: Delivery,
     private readonly source: ProjectionSource,
+    cursorWithCommand: boolean,
   ) {
     this.deliver = deliver;
+    this.cursorWithCommand = cursorWithCommand;
     const row = sql
       .exec<{
         projected_seq: number;
@@ -158,7 +162,7 @@ export class Projector {
   }
 
   /** Writes the cursor inside a command's transaction, if it moved since it was last written. */
-  readonly rider = {
+  readonly cursorWithCommit = {
     write: () => {
       if (this.unwritten > 0) this.persist();
     },
@@ -168,8 +172,8 @@ export class Projector {
     },
   };
 
-  /** Writes the cursor now if it moved (the alarm, a nudge, the end of a rebuild). */
-  settle(): void {
+  /** Writes the cursor now if it moved (the alarm, a catch-up, the end of a rebuild). */
+  writeCursor(): void {
     if (this.unwritten > 0) this.persist();
   }
 
@@ -196,7 +200,7 @@ export class Projector {
   }
 
   /**
-   * Whether a flush should wait for a hold's settlement (PROJECTION_HOLD_WAIT_MS_DEFAULT): few
+   * Whether a flush should wait for a hold's settlement (PROJECTION_HOLD_WAIT_MS): few
    * events pending, one of which opens a hold that is still open. The pending events are all
    * here, so a hold opened among them is open unless a later one of them closes it: decided from
    * the events in memory, with no read of the reservation's row (a SQLite read in a turn of its
@@ -288,7 +292,8 @@ export class Projector {
         this.messagesDelivered += result.accepted;
         this.eventsProjected += accepted.message.to_seq - (built[0]?.message.from_seq ?? 1) + 1;
         this.unwritten += 1;
-        if (mode === "rebuild" || this.unwritten >= PROJECTION_CURSOR_UNWRITTEN_MAX) this.persist();
+        if (mode === "rebuild" || this.unwritten >= (this.cursorWithCommand ? PROJECTION_CURSOR_UNWRITTEN_MAX : 1))
+          this.persist();
       }
       if (result.gap === true) {
         // The read side lost rows the cursor counts as delivered: rebuild them from the log.

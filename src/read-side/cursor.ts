@@ -3,12 +3,16 @@
  * A cursor that does not decode to the expected shape is a client error, never a 500.
  */
 import { base64urlToBytes, bytesToBase64url } from "../encoding";
+import { LedgerError } from "../errors";
 
 export type CursorKey = (string | number)[];
 
 /** A cursor the client sent that is not one of ours; answered as invalid_request. */
-export class BadCursor extends Error {
+export class BadCursor extends LedgerError {
   override name = "BadCursor";
+  readonly code = "invalid_request";
+  readonly publicDetail = "The cursor is not one this API issued.";
+  override readonly fieldErrors = [{ field: "cursor", message: "invalid cursor" }];
 }
 
 export function encodeCursor(key: CursorKey): string {

@@ -6,15 +6,15 @@
  * (an earlier message of the account is late) -> retry after 1 s, backing off after three
  * attempts; a failed shard -> retry with exponential backoff; after `max_retries` the queue moves it to the dead-letter queue, whose consumer keeps
  * it in `projection_dead_letters` (shard 0) for an operator to see and replay
- * (GET, POST /v1/admin/projection/dead-letters; src/projection/dead-letters.ts).
+ * (GET, POST /v1/admin/projection/dead-letters; src/projection/consumer/dead-letters.ts).
  */
-import { clock } from "../clock";
-import type { Env } from "../env";
-import { writeLog } from "../observability/log";
-import { recordD1Failure } from "../observability/metrics";
+import { clock } from "../../clock";
+import type { Env } from "../../env";
+import { writeLog } from "../../observability/log";
+import { recordD1Failure } from "../../observability/metrics";
+import { shardsOf } from "../../read-side/shards";
 import { ApplyError, applyMessages, type Outcome } from "./apply";
 import { storeDeadLetters } from "./dead-letters";
-import { shardsOf } from "./shards";
 
 export const PROJECTION_QUEUE = "openedge-ledger-projection";
 export const PROJECTION_DLQ = "openedge-ledger-projection-dlq";
