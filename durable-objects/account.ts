@@ -1,16 +1,9 @@
 /**
  * The account Durable Object: a thin shell that implements the account's contract
- * (src/contract.ts) by wiring its parts, each a file with one job (docs/architecture.md):
- * - `store.ts`: the SQLite snapshot, the slice a command reads, the append in one transaction;
- * - `runner.ts`: expire what is due, decide, stamp, append, render (the command table drives it);
- * - `scheduler.ts`: the expiry bound and the one alarm that serves expiries and projection;
- * - `recent-events.ts`: the last commits' events, kept parsed until the projection delivers them;
- * - `src/projection/producer/`: the projection behind a durable cursor, after the response;
- * - `outbox.ts`: low-balance webhook events, written by the crossing command, sent by the alarm;
- * - `archive.ts`: sealing the log into segments archived to R2, through the alarm;
- * - `history.ts`: reading the sealed segments and the tail as one history;
- * - `verify.ts`: replaying the log inside the object.
- * Time comes from the clock seam (src/clock.ts); rules live in src/domain; tunables in src/config.ts.
+ * (src/contract.ts) by wiring its parts, each a file of this folder with one job (the store, the
+ * runner, the scheduler, the outbox, the archive, the history, the reads, verification), and the
+ * projection's producer (src/projection/producer/): docs/architecture.md, "Code map". Time comes
+ * from the clock seam (src/clock.ts); rules live in src/domain; tunables in src/config.ts.
  */
 import { DurableObject } from "cloudflare:workers";
 import { auditKey } from "../src/audit/signing";

@@ -29,6 +29,7 @@ import {
   MINUTE_MS,
   type MinuteCounts,
 } from "../src/observability/metrics";
+import type { MonitorObject } from "../src/observability/monitor-contract";
 import { type Gauges, type MonitoringView, measurementsOf, monitoringView } from "../src/observability/windows";
 import { alertEvent } from "../src/webhooks/events";
 import { runWebhookOutbox, WEBHOOK_STATE_MIGRATION, WebhookOutbox } from "./outbox";
@@ -65,7 +66,7 @@ function singleFailure(nowMs: number, operation: string): MetricsFlush {
   return { minutes: [[nowMs - (nowMs % MINUTE_MS), counts]], dropped_minutes: 0 };
 }
 
-export class MonitorDurableObject extends DurableObject<Env> {
+export class MonitorDurableObject extends DurableObject<Env> implements MonitorObject {
   private readonly sql: SqlStorage;
   private readonly outbox: WebhookOutbox;
   /** The alert webhook run in progress: the cron, an evaluation and the alarm share it. */

@@ -1,7 +1,7 @@
 /** Bindings and secrets of the ledger Worker (see wrangler.toml and docs/operations.md, "Configuration"). */
-import type { MonitorDurableObject } from "../durable-objects/monitor";
 import type { ConfigVars } from "./config";
 import type { AccountObject } from "./contract";
+import type { MonitorObject } from "./observability/monitor-contract";
 
 /** Bindings and secrets; the tunables (vars) are ConfigVars, read only through `configOf` (src/config.ts). */
 export interface Env extends ConfigVars {
@@ -37,7 +37,7 @@ export interface Env extends ConfigVars {
   /** Ed25519 private key (PKCS#8, base64) that signs audit checkpoints (a secret). */
   AUDIT_SIGNING_KEY?: string;
   /** The monitor (durable-objects/monitor.ts): metric windows, alerts, alert webhooks; one object, "global". */
-  MONITOR: DurableObjectNamespace<MonitorDurableObject>;
+  MONITOR: DurableObjectNamespace<MonitorObject>;
   /**
    * One data point per request for dashboards (wrangler.toml [[analytics_engine_datasets]]), in
    * production only; optional, and nothing reads it back (local writes are dropped).

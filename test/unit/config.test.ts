@@ -67,8 +67,16 @@ describe("configuration", () => {
     const config = configOf(vars);
     expect(configOf(vars)).toBe(config);
     expect(() => config.retention).toThrow(ConfigError);
-    // What the tests run with is what wrangler.toml deploys, switches included.
-    expect(configOf(env).groupCommit).toBe(true);
+    // The switches wrangler.toml deploys (and the tests run with) are the code's defaults.
+    const switches = (c: ReturnType<typeof configOf>) => ({
+      groupCommit: c.groupCommit,
+      chainSha256: c.chainSha256,
+      holdWaitMs: c.projection.holdWaitMs,
+      cursorWithCommand: c.projection.cursorWithCommand,
+      loneSend: c.projection.loneSend,
+    });
+    expect(switches(configOf(env))).toEqual(switches(configOf({})));
+    expect((env as { GROUP_COMMIT?: string }).GROUP_COMMIT).toBe("on");
   });
 });
 
