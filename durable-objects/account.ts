@@ -115,8 +115,9 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
   }
 
   async executeBatch(commands: Command[], atomic: boolean): Promise<BatchResult> {
-    const now = clock.now();
-    return readingSealed(this.store, this.history, commands.length, () => this.runner.runBatch(commands, atomic, now));
+    // The time is read per attempt: a retry after a sealed read decides at the time it runs.
+    const run = () => this.runner.runBatch(commands, atomic, clock.now());
+    return readingSealed(this.store, this.history, commands.length, run);
   }
 
   /** After a commit: this object's counts reach the monitor, and the projection flushes soon. */

@@ -4,8 +4,10 @@
  * object, each with its unit in its name and its default here. Nothing else reads `env.X`
  * for a tunable: it asks `configOf(env)`.
  *
- * A value that is not of its form falls back to its default, except the read side's retention,
- * where a wrong window would delete data: that one throws `ConfigError` when it is first read.
+ * A value that is not of its form falls back to its default (or, for an amount that can be
+ * turned off, to off), except the read side's retention, where a wrong window would delete
+ * data: that one throws `ConfigError` when it is first read. A parsed configuration is frozen:
+ * every object of an isolate shares it.
  * The speed mechanisms are named switches, each with a decision record in docs/decisions/.
  */
 
@@ -102,7 +104,7 @@ export interface RetentionConfig {
 }
 
 export interface ProjectionConfig {
-  /** "queue" when the object has a queue binding and PROJECTION_DELIVERY is not "direct". */
+  /** PROJECTION_DELIVERY = "direct": straight to D1 even where the object has a queue binding. */
   direct: boolean;
   coalesceMs: number;
   holdWaitMs: number;
@@ -119,7 +121,10 @@ export interface Config {
   archive: ArchiveLimits;
   verifyFullFoldEventsMax: number;
   alerts: AlertThresholds;
-  /** Throws ConfigError when a retention variable is malformed (read by the cron only). */
+  /**
+   * Throws ConfigError when a retention variable is malformed: the cron's prune and the reports
+   * over the rollups (which then answer 503 service_misconfigured) read it.
+   */
   readonly retention: RetentionConfig;
 }
 
@@ -130,10 +135,21 @@ export function configOf(env: ConfigVars | undefined): Config {
   if (env === undefined) return parseConfig({});
   let config = parsed.get(env);
   if (config === undefined) {
-    config = parseConfig(env);
+    config = deepFreeze(parseConfig(env));
     parsed.set(env, config);
   }
   return config;
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const key of Object.keys(value) as (keyof T)[]) {
+    const descriptor = Object.getOwnPropertyDescriptor(value, key);
+    // The retention getter parses on first read; it is not a value to freeze.
+    if (descriptor?.get === undefined && typeof value[key] === "object" && value[key] !== null) {
+      deepFreeze(value[key] as object);
+    }
+  }
+  return Object.freeze(value);
 }
 
 function parseConfig(vars: ConfigVars): Config {
@@ -145,8 +161,8 @@ function parseConfig(vars: ConfigVars): Config {
     chainSha256: vars.CHAIN_SHA256 === "node" ? "node" : "js",
     projection: {
       direct: vars.PROJECTION_DELIVERY === "direct",
-      coalesceMs: wholeAtLeast(vars.PROJECTION_COALESCE_MS, 0, PROJECTION_COALESCE_MS_DEFAULT),
-      holdWaitMs: wholeAtLeast(vars.PROJECTION_HOLD_WAIT_MS, 0, PROJECTION_HOLD_WAIT_MS_DEFAULT),
+      coalesceMs: amountOrOff(vars.PROJECTION_COALESCE_MS, PROJECTION_COALESCE_MS_DEFAULT),
+      holdWaitMs: amountOrOff(vars.PROJECTION_HOLD_WAIT_MS, PROJECTION_HOLD_WAIT_MS_DEFAULT),
       cursorWithCommand: vars.PROJECTION_CURSOR_WITH_COMMAND === "on",
       loneSend: vars.PROJECTION_LONE_SEND !== "off",
     },
@@ -156,13 +172,23 @@ function parseConfig(vars: ConfigVars): Config {
       bytesMax: wholeAtLeast(vars.SEGMENT_BYTES_MAX, 1, SEGMENT_BYTES_MAX),
       deleteChunkRows: wholeAtLeast(vars.ARCHIVE_DELETE_CHUNK_ROWS, 1, ARCHIVE_DELETE_CHUNK_ROWS_DEFAULT),
     },
-    verifyFullFoldEventsMax: wholeAtLeast(vars.VERIFY_FULL_FOLD_EVENTS_MAX, 1, VERIFY_FULL_FOLD_EVENTS_MAX_DEFAULT),
+    verifyFullFoldEventsMax: amountOrOff(vars.VERIFY_FULL_FOLD_EVENTS_MAX, VERIFY_FULL_FOLD_EVENTS_MAX_DEFAULT),
     alerts: alertThresholds(vars),
     get retention() {
       retention ??= retentionConfig(vars);
       return retention;
     },
   };
+}
+
+/**
+ * A positive amount, the default when the variable is absent, and 0 ("off": flush at once, no
+ * hold wait, always stream) for any value that is not a positive number, "0" included.
+ */
+function amountOrOff(raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  return Number.isFinite(value) && value > 0 ? value : 0;
 }
 
 /** A decimal whole number of at least `min`, else the default. */

@@ -9,6 +9,7 @@
  */
 import { configOf } from "./config";
 import type { Env } from "./env";
+import { ConfigError } from "./errors";
 import { evaluateAlertsNow } from "./observability/evaluate";
 import { flushMetricsIfDue } from "./observability/flush";
 import { writeLog } from "./observability/log";
@@ -19,8 +20,13 @@ import { runSweep } from "./sweep";
 import { sweepWebhooks } from "./webhooks/sweep";
 
 export function runCron(env: Env, scheduledTime: number, waitUntil: (work: Promise<unknown>) => void): void {
+  // The error's class only (a D1 message may carry data); a ConfigError's message names the variable.
   const failed = (msg: string) => (error: unknown) =>
-    writeLog(env, "error", { msg, error: (error as Error).name ?? "Error" });
+    writeLog(env, "error", {
+      msg,
+      error: (error as Error).name ?? "Error",
+      ...(error instanceof ConfigError ? { detail: error.message } : {}),
+    });
   // Each job on its own: one that throws (a malformed retention variable, D1 down) stops no other.
   const job = (msg: string, work: () => Promise<unknown>) => waitUntil(Promise.resolve().then(work).catch(failed(msg)));
   job("sweep_failed", () => runSweep(env, scheduledTime));

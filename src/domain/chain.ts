@@ -11,13 +11,14 @@
  * CHAIN_SHA256 = "node" selects node:crypto instead (docs/decisions/0005-javascript-sha256.md);
  * both give the same bytes (test/domain/sha256.test.ts).
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { canonicalJson } from "./canonical";
 import { sha256HexJs } from "./sha256";
 
 export const GENESIS_HASH = "0".repeat(64);
 
-const sha256HexNode = (text: string): string => createHash("sha256").update(text).digest("hex");
+/** node:crypto's one-shot `hash()`, the form decision 0005 measured. */
+const sha256HexNode = (text: string): string => hash("sha256", text, "hex");
 
 let sha256Impl: (text: string) => string = sha256HexJs;
 

@@ -17,6 +17,7 @@ import { ALARM_RETRIES_MAX } from "../../durable-objects/scheduler";
 import worker from "../../src/index";
 import { monitorOf } from "../../src/observability/evaluate";
 import { flushMetricsIfDue } from "../../src/observability/flush";
+import { captureLogs } from "../../src/observability/log";
 import { directDelivery } from "../../src/projection/producer/delivery";
 import { shardsOf } from "../../src/read-side/shards";
 import { SWEEP_GRACE_MS } from "../../src/sweep";
@@ -30,7 +31,49 @@ async function cron(scheduledTime: number): Promise<void> {
   await waitOnExecutionContext(ctx);
 }
 
+/** The cron with an environment of its own (a malformed variable, say), and what it logged. */
+async function cronWith(target: object, scheduledTime: number): Promise<Record<string, unknown>[]> {
+  const logs = captureLogs();
+  try {
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ scheduledTime }), target as typeof env, ctx);
+    await waitOnExecutionContext(ctx);
+    return logs.lines.map((line) => JSON.parse(line.text) as Record<string, unknown>);
+  } finally {
+    logs.stop();
+  }
+}
+
 const ruleState = async (rule: string) => (await monitorOf(env).alerts()).find((a) => a.rule === rule)?.state;
+
+describe("the cron's jobs", () => {
+  it("run each on its own: a malformed retention stops its prune, named in the log, and no other job", async () => {
+    const clock = useManualClock();
+    await env.DB.prepare(
+      "INSERT INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body) VALUES ('dl_cfg', 'acct_dl', 1, 1, 0, 10, ?, '{}')",
+    )
+      .bind(new Date(clock.now()).toISOString())
+      .run();
+    try {
+      const logged = await cronWith({ ...env, RAW_EVENTS_WINDOW_DAYS: "0" }, clock.now());
+      expect(
+        logged.filter((line) => String(line.msg).endsWith("_failed") || line.msg === "alerts_not_evaluated"),
+      ).toEqual([
+        {
+          msg: "retention_failed",
+          error: "ConfigError",
+          detail: 'RAW_EVENTS_WINDOW_DAYS must be a positive number, not "0"',
+        },
+      ]);
+      // The alert rules were still evaluated in the same run.
+      expect(await ruleState("dead_letters")).toBe("firing");
+    } finally {
+      await env.DB.prepare("DELETE FROM projection_dead_letters").run();
+      clock.advance(60_000);
+      await cron(clock.now());
+    }
+  });
+});
 
 describe("the cron's monitoring", () => {
   it("fires dead_letters for one dead letter and resolves it when the table is empty", async () => {

@@ -57,7 +57,10 @@ describe("configuration", () => {
     expect(config.groupCommit).toBe(false);
     expect(config.chainSha256).toBe("node");
     expect(config.projection).toMatchObject({ holdWaitMs: 0, cursorWithCommand: true, loneSend: false });
-    expect(config.projection.coalesceMs).toBe(PROJECTION_COALESCE_MS_DEFAULT);
+    // An amount that can be off is off for anything but a positive number (a flush at once).
+    expect(config.projection.coalesceMs).toBe(0);
+    expect(configOf({ PROJECTION_HOLD_WAIT_MS: "soon" }).projection.holdWaitMs).toBe(0);
+    expect(configOf({ VERIFY_FULL_FOLD_EVENTS_MAX: "0" }).verifyFullFoldEventsMax).toBe(0);
     expect(config.archive.eventsMax).toBe(SEGMENT_EVENTS_MAX);
     expect(config.verifyFullFoldEventsMax).toBe(10);
   });
@@ -67,6 +70,11 @@ describe("configuration", () => {
     const config = configOf(vars);
     expect(configOf(vars)).toBe(config);
     expect(() => config.retention).toThrow(ConfigError);
+    // Shared by every object of an isolate, so nobody may change it.
+    expect(Object.isFrozen(config.archive)).toBe(true);
+    expect(() => {
+      (config.archive as { eventsMax: number }).eventsMax = 1;
+    }).toThrow(TypeError);
     // The switches wrangler.toml deploys (and the tests run with) are the code's defaults.
     const switches = (c: ReturnType<typeof configOf>) => ({
       groupCommit: c.groupCommit,

@@ -1,5 +1,5 @@
 /**
- * Applies projection messages (./message.ts) of many accounts to the read side in bulk: the
+ * Applies projection messages (../wire.ts, built by ../producer/message.ts) of many accounts to the read side in bulk: the
  * queue consumer's work (./queue.ts), also run by an account object that has no
  * queue binding.
  *
@@ -108,7 +108,7 @@ interface Entry extends EntryPosition {
 }
 
 /**
- * A queued body as a message: the JSON text the objects send (./delivery.ts), parsed; an object
+ * A queued body as a message: the JSON text the objects send (../producer/delivery.ts), parsed; an object
  * (a body queued as "json" before the text format, or a dead letter stored then) as it is. Text
  * that is not JSON stays text, which `isProjectionMessage` refuses.
  */

@@ -1,12 +1,12 @@
 /**
  * How an account object delivers its projection messages (./projector.ts `Delivery`):
  * - `queueDelivery`: to the projection queue, whose consumer applies many accounts' messages
- *   in bulk (./consumer.ts). Each message goes as its JSON text (content type "text"): the
+ *   in bulk (../consumer/queue.ts). Each message goes as its JSON text (content type "text"): the
  *   object writes that text once, to size it, and the queue carries it as it is, where a "json"
  *   body would be written out again by the runtime (and, locally, parsed and re-written by the
  *   queue's emulator). The platform's limits are named below; a message over the per-message
  *   limit is applied directly instead, once the queue has delivered what came before it
- *   (contiguity: ./apply.ts). A lone message goes by `send`, more by `sendBatch`: one call
+ *   (contiguity: ../consumer/apply.ts). A lone message goes by `send`, more by `sendBatch`: one call
  *   either way on the platform, but locally `sendBatch` is a JSON document of base64 bodies that
  *   the queue's emulator parses and validates, where `send` hands it the text as it is. Across
  *   many accounts almost every flush is one message (docs/benchmarks.md, sixth pass).

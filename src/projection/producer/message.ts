@@ -3,7 +3,7 @@
  * (issue 12). Pure: built from the account, the events and the rollup state, time passed in.
  *
  * A message covers the events `(from_seq - 1, to_seq]` and carries ABSOLUTE state as of
- * `to_seq`, never a delta, so that the consumer (./apply.ts) can apply it onto any read side
+ * `to_seq`, never a delta, so that the consumer (../consumer/apply.ts) can apply it onto any read side
  * that is at or past `from_seq - 1`, once or many times:
  * - `account`: the snapshot row as of `to_seq`, with the account's open rollup buckets and the
  *   events of its current (unsealed) page, the "tail": one D1 row for all of that, so a flush of

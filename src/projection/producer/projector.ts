@@ -5,7 +5,7 @@
  * Each flush turns the events past the cursor into projection messages (./message.ts: absolute
  * state as of their last seq, at most one page of events each) and delivers them: to the
  * projection queue when the object has one (a consumer applies many accounts' messages to D1
- * in bulk, ./consumer.ts), else straight to D1 through the same code (./apply.ts). The cursor
+ * in bulk, ../consumer/queue.ts), else straight to D1 through the same code (../consumer/apply.ts). The cursor
  * moves when the delivery is accepted: the queue took the messages, or D1 applied them.
  *
  * At most one flush runs at a time per object (`running`): a command that commits while a
