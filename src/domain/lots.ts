@@ -1,0 +1,330 @@
+/**
+ * Credit in lots (issue 27), pure: the arithmetic of an account's lots, each paid or promotional,
+ * each maybe expiring, spent in one stated order. The account object will decide every money
+ * movement against its book of lots inside its serialized turn, so the order and the expiry are
+ * exact under any concurrency; this module is that decision's arithmetic, with no I/O and no
+ * clock (times are arguments).
+ *
+ * A lot's figures, all integer minor units:
+ * - `amount`: what was granted (never changes);
+ * - `remaining`: granted, not consumed, not expired (it includes what holds earmark);
+ * - `held`: the part of `remaining` that open holds earmarked (0 <= held <= remaining);
+ * - `expired`: what expired unused (breakage).
+ * Spendable now is `remaining - held`. The book also keeps the account's `debt` (>= 0): what was
+ * spent inside the credit limit beyond every lot. The invariant, at every seq:
+ *   balance = sum(remaining) - debt.
+ *
+ * Burn order (`burnOrder`): lower priority first; then the soonest expiry (lots that never expire
+ * last); then the oldest (by the seq that created it). Promotional lots default to priority 10,
+ * paid to 50, so promotional credit burns first.
+ *
+ * What each movement does:
+ * - a grant pays the debt first (`applied_to_debt`), and the rest is the new lot;
+ * - a hold earmarks spendable credit in burn order (`funded_by`); what no lot covers is unfunded
+ *   (it will be debt if it is charged);
+ * - a capture consumes its earmarks in burn order; the part not consumed goes back to its lots,
+ *   and where such a lot has expired, that part expires at once; a capture past its earmarks
+ *   (overage, or a hold no lot funded) draws from spendable credit in burn order, then debt;
+ * - a direct charge draws like an overage;
+ * - expiry takes a lot's spendable remainder; what holds earmark stays theirs until they settle;
+ * - a refund returns to the sources that paid, in reverse burn order (debt first, since it was
+ *   drawn last); to a lot that has expired it goes to a new lot of the same kind and priority,
+ *   which expires REFUND_LOT_TTL_MS after the refund (long enough to be used, never forever: a
+ *   promotion that ended is not revived for good). A debt part that a later credit has paid
+ *   since comes back as paid credit that never expires.
+ */
+import { AMOUNT_MINOR_MAX } from "./limits";
+import { assert, type Minor } from "./money";
+
+export const LOT_KINDS = ["paid", "promotional"] as const;
+export type LotKind = (typeof LOT_KINDS)[number];
+
+export const LOT_PRIORITY_MIN = 0;
+export const LOT_PRIORITY_MAX = 100;
+/** A lot's priority when the grant names none: promotional credit burns before paid. */
+export const LOT_PRIORITY_DEFAULT: Readonly<Record<LotKind, number>> = { promotional: 10, paid: 50 };
+/** Lots an account may hold with credit in them (remaining > 0): each is scanned per spend. */
+export const LOTS_ACTIVE_MAX = 1_000;
+/** A refund to a lot that has expired makes a new lot of its kind, expiring this long after (30 days). */
+export const REFUND_LOT_TTL_MS = 30 * 86_400_000;
+
+export interface Lot {
+  lot_id: string;
+  kind: LotKind;
+  priority: number;
+  amount: Minor;
+  remaining: Minor;
+  held: Minor;
+  expired: Minor;
+  /** Epoch milliseconds, or null: never expires. */
+  expires_at_ms: number | null;
+  /** The seq of the event that created it: the burn order's last key, and its age. */
+  created_seq: number;
+}
+
+/** Who paid for (or is earmarked to) an amount: a lot, or the account's debt (lot_id null). */
+export interface Funding {
+  lot_id: string | null;
+  amount: Minor;
+}
+
+export interface LotBook {
+  lots: ReadonlyMap<string, Lot>;
+  debt: Minor;
+}
+
+export const emptyBook = (): LotBook => ({ lots: new Map(), debt: 0 });
+
+/** Negative when `a` burns before `b`. A total order: lot ids are unique. */
+export function burnOrder(a: Lot, b: Lot): number {
+  if (a.priority !== b.priority) return a.priority - b.priority;
+  if (a.expires_at_ms !== b.expires_at_ms) {
+    if (a.expires_at_ms === null) return 1;
+    if (b.expires_at_ms === null) return -1;
+    return a.expires_at_ms - b.expires_at_ms;
+  }
+  if (a.created_seq !== b.created_seq) return a.created_seq - b.created_seq;
+  return a.lot_id < b.lot_id ? -1 : a.lot_id > b.lot_id ? 1 : 0;
+}
+
+const spendable = (lot: Lot): Minor => lot.remaining - lot.held;
+const expiredAt = (lot: Lot, nowMs: number): boolean => lot.expires_at_ms !== null && lot.expires_at_ms <= nowMs;
+
+/** The lots that may be drawn on now, in burn order. */
+function drawable(book: LotBook, nowMs: number): Lot[] {
+  return [...book.lots.values()].filter((lot) => spendable(lot) > 0 && !expiredAt(lot, nowMs)).sort(burnOrder);
+}
+
+function withLots(book: LotBook, changed: readonly Lot[], debt = book.debt): LotBook {
+  const lots = new Map(book.lots);
+  for (const lot of changed) lots.set(lot.lot_id, lot);
+  return { lots, debt };
+}
+
+function lotOf(book: LotBook, lotId: string): Lot {
+  const lot = book.lots.get(lotId);
+  assert(lot !== undefined, `lot ${lotId} exists`);
+  return lot;
+}
+
+/** A grant: the debt is paid first, then the rest is the new lot (possibly empty). */
+export function grant(
+  book: LotBook,
+  lot: Omit<Lot, "remaining" | "held" | "expired">,
+): { book: LotBook; applied_to_debt: Minor } {
+  assert(!book.lots.has(lot.lot_id), "a lot id is granted once");
+  assert(lot.amount >= 1 && lot.amount <= AMOUNT_MINOR_MAX, "a grant's amount");
+  const applied_to_debt = Math.min(book.debt, lot.amount);
+  const created: Lot = { ...lot, remaining: lot.amount - applied_to_debt, held: 0, expired: 0 };
+  return { book: withLots(book, [created], book.debt - applied_to_debt), applied_to_debt };
+}
+
+/** Draws up to `amount` of spendable credit in burn order; `take` says what a drawn lot becomes. */
+function draw(
+  book: LotBook,
+  amount: Minor,
+  nowMs: number,
+  take: (lot: Lot, part: Minor) => Lot,
+): { changed: Lot[]; funded_by: Funding[]; short: Minor } {
+  const changed: Lot[] = [];
+  const funded_by: Funding[] = [];
+  let left = amount;
+  for (const lot of drawable(book, nowMs)) {
+    if (left === 0) break;
+    const part = Math.min(spendable(lot), left);
+    changed.push(take(lot, part));
+    funded_by.push({ lot_id: lot.lot_id, amount: part });
+    left -= part;
+  }
+  return { changed, funded_by, short: left };
+}
+
+/** A hold earmarks spendable credit in burn order; `unfunded` is what no lot covers. */
+export function earmark(
+  book: LotBook,
+  amount: Minor,
+  nowMs: number,
+): { book: LotBook; funded_by: Funding[]; unfunded: Minor } {
+  const drawn = draw(book, amount, nowMs, (lot, part) => ({ ...lot, held: lot.held + part }));
+  return { book: withLots(book, drawn.changed), funded_by: drawn.funded_by, unfunded: drawn.short };
+}
+
+/** A direct charge (or a capture's part past its earmarks): spendable credit in burn order, then debt. */
+export function spend(book: LotBook, amount: Minor, nowMs: number): { book: LotBook; funded_by: Funding[] } {
+  const drawn = draw(book, amount, nowMs, (lot, part) => ({ ...lot, remaining: lot.remaining - part }));
+  const funded_by = drawn.short > 0 ? [...drawn.funded_by, { lot_id: null, amount: drawn.short }] : drawn.funded_by;
+  return { book: withLots(book, drawn.changed, book.debt + drawn.short), funded_by };
+}
+
+/**
+ * A hold ends: `captured` of it is charged (0 for a release). Its earmarks are consumed in burn
+ * order, the rest goes back to its lots (and expires at once where the lot has expired), and
+ * a capture past the earmarks draws like a charge. `funded_by` is what paid for the charge.
+ */
+export function settleHold(
+  book: LotBook,
+  earmarks: readonly Funding[],
+  captured: Minor,
+  nowMs: number,
+): { book: LotBook; funded_by: Funding[]; expired: Funding[] } {
+  const ordered = earmarks
+    .map((e) => ({ earmark: e, lot: lotOf(book, e.lot_id as string) }))
+    .sort((x, y) => burnOrder(x.lot, y.lot));
+  const changed: Lot[] = [];
+  const funded_by: Funding[] = [];
+  const expired: Funding[] = [];
+  let left = captured;
+  for (const { earmark: e, lot } of ordered) {
+    assert(e.amount >= 1 && lot.held >= e.amount, "an earmark is held by its lot");
+    const consumed = Math.min(e.amount, left);
+    left -= consumed;
+    const released = e.amount - consumed;
+    const lapses = expiredAt(lot, nowMs) ? released : 0;
+    changed.push({
+      ...lot,
+      held: lot.held - e.amount,
+      remaining: lot.remaining - consumed - lapses,
+      expired: lot.expired + lapses,
+    });
+    if (consumed > 0) funded_by.push({ lot_id: lot.lot_id, amount: consumed });
+    if (lapses > 0) expired.push({ lot_id: lot.lot_id, amount: lapses });
+  }
+  const after = withLots(book, changed);
+  if (left === 0) return { book: after, funded_by, expired };
+  const rest = spend(after, left, nowMs);
+  return { book: rest.book, funded_by: mergeFunding([...funded_by, ...rest.funded_by]), expired };
+}
+
+/** Lots whose expiry has come: each one's spendable remainder expires (held parts stay their holds'). */
+export function expireDue(book: LotBook, nowMs: number): { book: LotBook; expired: Funding[] } {
+  const changed: Lot[] = [];
+  const expired: Funding[] = [];
+  for (const lot of [...book.lots.values()].sort(burnOrder)) {
+    const lapses = spendable(lot);
+    if (!expiredAt(lot, nowMs) || lapses === 0) continue;
+    changed.push({ ...lot, remaining: lot.held, expired: lot.expired + lapses });
+    expired.push({ lot_id: lot.lot_id, amount: lapses });
+  }
+  return { book: withLots(book, changed), expired };
+}
+
+/** The next time a lot expires with spendable credit in it (the alarm's due time), or null. */
+export function nextExpiryMs(book: LotBook): number | null {
+  let next: number | null = null;
+  for (const lot of book.lots.values()) {
+    if (lot.expires_at_ms === null || spendable(lot) === 0) continue;
+    if (next === null || lot.expires_at_ms < next) next = lot.expires_at_ms;
+  }
+  return next;
+}
+
+/**
+ * A refund of `amount` of a charge that `funded_by` paid, of which `returned` went back already
+ * (earlier refunds): it goes back in reverse burn order of the charge's sources (the debt first,
+ * it was drawn last). To a lot that has expired it goes to a new lot (`refundLotId`) of the same
+ * kind and priority, expiring REFUND_LOT_TTL_MS after `nowMs`. Returns where it went.
+ */
+export function refund(
+  book: LotBook,
+  funded_by: readonly Funding[],
+  returned: readonly Funding[],
+  amount: Minor,
+  nowMs: number,
+  seq: number,
+  refundLotId: (lotId: string) => string,
+): { book: LotBook; returned_to: Funding[] } {
+  const open = outstanding(funded_by, returned);
+  assert(open.reduce((sum, f) => sum + f.amount, 0) >= amount, "a refund never exceeds what the charge's sources paid");
+  // Reverse burn order: the debt was drawn last, then the lots in the reverse of their order.
+  const sources = [...open].sort((x, y) => reverseSource(book, x, y));
+  let lots = new Map(book.lots);
+  let debt = book.debt;
+  const returned_to: Funding[] = [];
+  let left = amount;
+  for (const source of sources) {
+    if (left === 0) break;
+    const part = Math.min(source.amount, left);
+    left -= part;
+    returned_to.push({ lot_id: source.lot_id, amount: part });
+    if (source.lot_id === null) {
+      // Paying back what was drawn on credit reduces the debt; beyond it, the balance grows as a paid lot would.
+      const toDebt = Math.min(debt, part);
+      debt -= toDebt;
+      // Beyond the debt left, a credit paid that part since: it comes back as paid credit that never expires.
+      if (part > toDebt) lots = creditBack(lots, refundLotId("debt"), "paid", part - toDebt, null, seq);
+      continue;
+    }
+    const lot = lotOf({ lots, debt }, source.lot_id);
+    if (expiredAt(lot, nowMs))
+      lots = creditBack(lots, refundLotId(lot.lot_id), lot.kind, part, nowMs + REFUND_LOT_TTL_MS, seq, lot.priority);
+    else lots.set(lot.lot_id, { ...lot, remaining: lot.remaining + part });
+  }
+  return { book: { lots, debt }, returned_to };
+}
+
+function creditBack(
+  lots: Map<string, Lot>,
+  lotId: string,
+  kind: LotKind,
+  amount: Minor,
+  expiresAtMs: number | null,
+  seq: number,
+  priority = LOT_PRIORITY_DEFAULT[kind],
+): Map<string, Lot> {
+  const known = lots.get(lotId);
+  const lot: Lot = known ?? {
+    lot_id: lotId,
+    kind,
+    priority,
+    amount: 0,
+    remaining: 0,
+    held: 0,
+    expired: 0,
+    expires_at_ms: expiresAtMs,
+    created_seq: seq,
+  };
+  lots.set(lotId, { ...lot, amount: lot.amount + amount, remaining: lot.remaining + amount });
+  return lots;
+}
+
+/** Each source's part of a charge not yet returned by a refund. */
+function outstanding(funded_by: readonly Funding[], returned: readonly Funding[]): Funding[] {
+  const left = new Map<string | null, Minor>();
+  for (const f of funded_by) left.set(f.lot_id, (left.get(f.lot_id) ?? 0) + f.amount);
+  for (const r of returned) left.set(r.lot_id, (left.get(r.lot_id) ?? 0) - r.amount);
+  return [...left].flatMap(([lot_id, amount]) => {
+    assert(amount >= 0, "no source gets back more than it paid");
+    return amount > 0 ? [{ lot_id, amount }] : [];
+  });
+}
+
+function reverseSource(book: LotBook, x: Funding, y: Funding): number {
+  if (x.lot_id === null) return y.lot_id === null ? 0 : -1;
+  if (y.lot_id === null) return 1;
+  return burnOrder(lotOf(book, y.lot_id), lotOf(book, x.lot_id));
+}
+
+/** The same lot named twice (an earmark consumed, then drawn again past it) as one entry. */
+function mergeFunding(parts: readonly Funding[]): Funding[] {
+  const merged = new Map<string | null, Minor>();
+  for (const part of parts) merged.set(part.lot_id, (merged.get(part.lot_id) ?? 0) + part.amount);
+  return [...merged].map(([lot_id, amount]) => ({ lot_id, amount }));
+}
+
+/** The balance the book accounts for: sum(remaining) - debt. */
+export function bookBalance(book: LotBook): Minor {
+  let total = -book.debt;
+  for (const lot of book.lots.values()) total += lot.remaining;
+  return total;
+}
+
+/** Every lot within its bounds; the book equal to `balance`. Throws on the first breach. */
+export function assertBook(book: LotBook, balance: Minor): void {
+  assert(Number.isSafeInteger(book.debt) && book.debt >= 0, "debt is a non-negative integer");
+  for (const lot of book.lots.values()) {
+    assert(lot.held >= 0 && lot.held <= lot.remaining, `lot ${lot.lot_id}: 0 <= held <= remaining`);
+    assert(lot.expired >= 0 && lot.remaining >= 0, `lot ${lot.lot_id}: no figure negative`);
+    assert(lot.priority >= LOT_PRIORITY_MIN && lot.priority <= LOT_PRIORITY_MAX, `lot ${lot.lot_id}: priority`);
+  }
+  assert(bookBalance(book) === balance, "balance = sum(lots' remaining) - debt");
+}
