@@ -147,6 +147,9 @@ function documentedResponses<P extends z.ZodType, Q extends z.ZodType, B extends
   const edgeErrors: ProblemCode[] = ["unauthorized", "forbidden", "rate_limited"];
   if (spec.body !== undefined) edgeErrors.push("invalid_request", "payload_too_large", "unsupported_media_type");
   else if (spec.params !== undefined || spec.query !== undefined) edgeErrors.push("invalid_request");
+  // A keyed command may share its account's call (group commit): if that call is lost, a 503
+  // with Retry-After tells the caller to send it again with its key.
+  if (spec.success.replayStatus !== undefined) edgeErrors.push("service_unavailable");
   const errorStatuses = new Map<number, ProblemCode[]>();
   for (const code of [...edgeErrors, ...spec.errors, "internal_error" as const]) {
     const status = PROBLEM_STATUS[code];

@@ -414,7 +414,7 @@ describe("openapi", () => {
     const reserve = doc.paths["/v1/accounts/{account_id}/reservations"]?.post;
     expect(reserve?.requestBody).toBeDefined();
     expect(Object.keys(reserve?.responses ?? {}).sort()).toEqual(
-      ["201", "400", "401", "402", "403", "404", "409", "413", "415", "422", "423", "429", "500"].sort(),
+      ["201", "400", "401", "402", "403", "404", "409", "413", "415", "422", "423", "429", "500", "503"].sort(),
     );
     for (const name of ["ReserveRequest", "Reservation", "Problem", "Account", "CaptureResult"]) {
       expect(doc.components.schemas[name]).toBeDefined();
