@@ -18,6 +18,11 @@
  * last); then the oldest (by the seq that created it). Promotional lots default to priority 10,
  * paid to 50, so promotional credit burns first.
  *
+ * The shell's part: every command applies `expireDue(book, now)` before it decides (an expired
+ * lot's credit still counts in the balance until it is expired, and a decision against that
+ * balance would pass the credit limit), and `now` is the time the events are stamped with. The
+ * movements assert it (`assertNothingLapsed`).
+ *
  * What each movement does:
  * - a grant pays the debt first (`applied_to_debt`), and the rest is the new lot;
  * - a hold earmarks spendable credit in burn order (`funded_by`); what no lot covers is unfunded
@@ -27,11 +32,15 @@
  *   (overage, or a hold no lot funded) draws from spendable credit in burn order, then debt;
  * - a direct charge draws like an overage;
  * - expiry takes a lot's spendable remainder; what holds earmark stays theirs until they settle;
- * - a refund returns to the sources that paid, in reverse burn order (debt first, since it was
- *   drawn last); to a lot that has expired it goes to a new lot of the same kind and priority,
- *   which expires REFUND_LOT_TTL_MS after the refund (long enough to be used, never forever: a
- *   promotion that ended is not revived for good). A debt part that a later credit has paid
- *   since comes back as paid credit that never expires.
+ * - a refund returns to the sources that paid in the reverse of the order they paid in (the
+ *   charge's `funded_by` is in that order: earmarks, then draws in burn order, the debt last), so
+ *   it needs no lot but those it credits; to a lot that has expired it goes to a new lot of the
+ *   same kind and priority, which expires REFUND_LOT_TTL_MS after the refund (long enough to be
+ *   used, never forever: a promotion that ended is not revived for good). A debt part pays the
+ *   debt back; what a later grant paid of it since comes back as a new lot of that grant's kind
+ *   (`debt_paid_by`, promotional first), the least valuable credit first.
+ * A capture consumes its own earmarks even where credit that burns earlier was freed since (a
+ * released hold): the earmark is the order as of the hold, as issue 27 states it.
  */
 import { AMOUNT_MINOR_MAX } from "./limits";
 import { assert, type Minor } from "./money";
@@ -71,9 +80,25 @@ export interface Funding {
 export interface LotBook {
   lots: ReadonlyMap<string, Lot>;
   debt: Minor;
+  /** What grants of each kind paid of the debt and no refund has given back yet. */
+  debt_paid_by: Readonly<Record<LotKind, Minor>>;
 }
 
-export const emptyBook = (): LotBook => ({ lots: new Map(), debt: 0 });
+/** Where a refunded amount went: the source that paid, and the lot credited (null: the debt). */
+export interface Returned {
+  source: string | null;
+  to_lot_id: string | null;
+  amount: Minor;
+}
+
+/** A new lot a refund made (a source that expired, or debt paid since): its id and expiry. */
+export interface RefundLot {
+  lot_id: string;
+  kind: LotKind;
+  expires_at_ms: number | null;
+}
+
+export const emptyBook = (): LotBook => ({ lots: new Map(), debt: 0, debt_paid_by: { paid: 0, promotional: 0 } });
 
 /** Negative when `a` burns before `b`. A total order: lot ids are unique. */
 export function burnOrder(a: Lot, b: Lot): number {
@@ -92,13 +117,25 @@ const expiredAt = (lot: Lot, nowMs: number): boolean => lot.expires_at_ms !== nu
 
 /** The lots that may be drawn on now, in burn order. */
 function drawable(book: LotBook, nowMs: number): Lot[] {
-  return [...book.lots.values()].filter((lot) => spendable(lot) > 0 && !expiredAt(lot, nowMs)).sort(burnOrder);
+  assertNothingLapsed(book, nowMs);
+  return [...book.lots.values()].filter((lot) => spendable(lot) > 0).sort(burnOrder);
+}
+
+/** The shell applied `expireDue` first: no lot past its expiry has spendable credit left. */
+export function assertNothingLapsed(book: LotBook, nowMs: number): void {
+  for (const lot of book.lots.values()) {
+    assert(!(expiredAt(lot, nowMs) && spendable(lot) > 0), `lot ${lot.lot_id} was expired before the command`);
+  }
+}
+
+function assertAmount(amount: Minor, min: number, what: string): void {
+  assert(Number.isSafeInteger(amount) && amount >= min && amount <= AMOUNT_MINOR_MAX, `${what}: ${amount}`);
 }
 
 function withLots(book: LotBook, changed: readonly Lot[], debt = book.debt): LotBook {
   const lots = new Map(book.lots);
   for (const lot of changed) lots.set(lot.lot_id, lot);
-  return { lots, debt };
+  return { lots, debt, debt_paid_by: book.debt_paid_by };
 }
 
 function lotOf(book: LotBook, lotId: string): Lot {
@@ -107,16 +144,23 @@ function lotOf(book: LotBook, lotId: string): Lot {
   return lot;
 }
 
-/** A grant: the debt is paid first, then the rest is the new lot (possibly empty). */
+/**
+ * A grant: the debt is paid first, then the rest is the new lot (possibly empty). A lot that
+ * expires at or before `nowMs` would be born expired: the API refuses `expires_at <= now`.
+ */
 export function grant(
   book: LotBook,
   lot: Omit<Lot, "remaining" | "held" | "expired">,
+  nowMs: number,
 ): { book: LotBook; applied_to_debt: Minor } {
   assert(!book.lots.has(lot.lot_id), "a lot id is granted once");
-  assert(lot.amount >= 1 && lot.amount <= AMOUNT_MINOR_MAX, "a grant's amount");
+  assertAmount(lot.amount, 1, "a grant's amount");
+  assert(lot.expires_at_ms === null || lot.expires_at_ms > nowMs, "a lot is granted before its expiry");
   const applied_to_debt = Math.min(book.debt, lot.amount);
   const created: Lot = { ...lot, remaining: lot.amount - applied_to_debt, held: 0, expired: 0 };
-  return { book: withLots(book, [created], book.debt - applied_to_debt), applied_to_debt };
+  const after = withLots(book, [created], book.debt - applied_to_debt);
+  const paid = { ...book.debt_paid_by, [lot.kind]: book.debt_paid_by[lot.kind] + applied_to_debt };
+  return { book: { ...after, debt_paid_by: paid }, applied_to_debt };
 }
 
 /** Draws up to `amount` of spendable credit in burn order; `take` says what a drawn lot becomes. */
@@ -145,12 +189,14 @@ export function earmark(
   amount: Minor,
   nowMs: number,
 ): { book: LotBook; funded_by: Funding[]; unfunded: Minor } {
+  assertAmount(amount, 1, "a hold's amount");
   const drawn = draw(book, amount, nowMs, (lot, part) => ({ ...lot, held: lot.held + part }));
   return { book: withLots(book, drawn.changed), funded_by: drawn.funded_by, unfunded: drawn.short };
 }
 
 /** A direct charge (or a capture's part past its earmarks): spendable credit in burn order, then debt. */
 export function spend(book: LotBook, amount: Minor, nowMs: number): { book: LotBook; funded_by: Funding[] } {
+  assertAmount(amount, 1, "a charge's amount");
   const drawn = draw(book, amount, nowMs, (lot, part) => ({ ...lot, remaining: lot.remaining - part }));
   const funded_by = drawn.short > 0 ? [...drawn.funded_by, { lot_id: null, amount: drawn.short }] : drawn.funded_by;
   return { book: withLots(book, drawn.changed, book.debt + drawn.short), funded_by };
@@ -167,8 +213,13 @@ export function settleHold(
   captured: Minor,
   nowMs: number,
 ): { book: LotBook; funded_by: Funding[]; expired: Funding[] } {
-  const ordered = earmarks
-    .map((e) => ({ earmark: e, lot: lotOf(book, e.lot_id as string) }))
+  assertAmount(captured, 0, "a capture's amount");
+  // One entry per lot: the same lot named twice would be worked from one old copy and lose money.
+  const ordered = mergeFunding(earmarks)
+    .map((e) => {
+      assert(e.lot_id !== null, "an earmark names its lot (what no lot covers is not earmarked)");
+      return { earmark: e, lot: lotOf(book, e.lot_id) };
+    })
     .sort((x, y) => burnOrder(x.lot, y.lot));
   const changed: Lot[] = [];
   const funded_by: Funding[] = [];
@@ -199,9 +250,9 @@ export function settleHold(
 export function expireDue(book: LotBook, nowMs: number): { book: LotBook; expired: Funding[] } {
   const changed: Lot[] = [];
   const expired: Funding[] = [];
-  for (const lot of [...book.lots.values()].sort(burnOrder)) {
+  const due = [...book.lots.values()].filter((lot) => expiredAt(lot, nowMs) && spendable(lot) > 0);
+  for (const lot of due.sort(burnOrder)) {
     const lapses = spendable(lot);
-    if (!expiredAt(lot, nowMs) || lapses === 0) continue;
     changed.push({ ...lot, remaining: lot.held, expired: lot.expired + lapses });
     expired.push({ lot_id: lot.lot_id, amount: lapses });
   }
@@ -220,46 +271,70 @@ export function nextExpiryMs(book: LotBook): number | null {
 
 /**
  * A refund of `amount` of a charge that `funded_by` paid, of which `returned` went back already
- * (earlier refunds): it goes back in reverse burn order of the charge's sources (the debt first,
- * it was drawn last). To a lot that has expired it goes to a new lot (`refundLotId`) of the same
- * kind and priority, expiring REFUND_LOT_TTL_MS after `nowMs`. Returns where it went.
+ * (earlier refunds): it goes back to the sources in the reverse of the order they paid in.
+ * `newLot(source, kind)` names the lot a part goes to when its source expired, or when it is a
+ * debt part that a grant of `kind` paid since (source null); each name must be new. The book must
+ * hold the lots that are credited; the other sources are not read.
  */
 export function refund(
   book: LotBook,
   funded_by: readonly Funding[],
-  returned: readonly Funding[],
+  returned: readonly Returned[],
   amount: Minor,
   nowMs: number,
   seq: number,
-  refundLotId: (lotId: string) => string,
-): { book: LotBook; returned_to: Funding[] } {
+  newLot: (source: string | null, kind: LotKind) => string,
+): { book: LotBook; returned_to: Returned[]; created: RefundLot[] } {
+  assertAmount(amount, 1, "a refund's amount");
   const open = outstanding(funded_by, returned);
   assert(open.reduce((sum, f) => sum + f.amount, 0) >= amount, "a refund never exceeds what the charge's sources paid");
-  // Reverse burn order: the debt was drawn last, then the lots in the reverse of their order.
-  const sources = [...open].sort((x, y) => reverseSource(book, x, y));
-  let lots = new Map(book.lots);
+  const lots = new Map(book.lots);
   let debt = book.debt;
-  const returned_to: Funding[] = [];
+  const paidBy = { ...book.debt_paid_by };
+  const returned_to: Returned[] = [];
+  const created: RefundLot[] = [];
+  const toNewLot = (
+    source: string | null,
+    kind: LotKind,
+    part: Minor,
+    expiresAtMs: number | null,
+    priority?: number,
+  ) => {
+    const lotId = newLot(source, kind);
+    creditBack(lots, lotId, kind, part, expiresAtMs, seq, priority);
+    created.push({ lot_id: lotId, kind, expires_at_ms: expiresAtMs });
+    returned_to.push({ source, to_lot_id: lotId, amount: part });
+  };
   let left = amount;
-  for (const source of sources) {
+  for (const source of [...open].reverse()) {
     if (left === 0) break;
     const part = Math.min(source.amount, left);
     left -= part;
-    returned_to.push({ lot_id: source.lot_id, amount: part });
     if (source.lot_id === null) {
-      // Paying back what was drawn on credit reduces the debt; beyond it, the balance grows as a paid lot would.
       const toDebt = Math.min(debt, part);
       debt -= toDebt;
-      // Beyond the debt left, a credit paid that part since: it comes back as paid credit that never expires.
-      if (part > toDebt) lots = creditBack(lots, refundLotId("debt"), "paid", part - toDebt, null, seq);
+      if (toDebt > 0) returned_to.push({ source: null, to_lot_id: null, amount: toDebt });
+      // Beyond the debt left, grants paid that part since: it goes back as their kind, least valuable first.
+      let beyond = part - toDebt;
+      for (const kind of ["promotional", "paid"] as const) {
+        const share = Math.min(paidBy[kind], beyond);
+        if (share === 0) continue;
+        paidBy[kind] -= share;
+        beyond -= share;
+        toNewLot(null, kind, share, kind === "promotional" ? nowMs + REFUND_LOT_TTL_MS : null);
+      }
+      assert(beyond === 0, "what was charged on credit is in the debt or was paid by a grant");
       continue;
     }
-    const lot = lotOf({ lots, debt }, source.lot_id);
-    if (expiredAt(lot, nowMs))
-      lots = creditBack(lots, refundLotId(lot.lot_id), lot.kind, part, nowMs + REFUND_LOT_TTL_MS, seq, lot.priority);
-    else lots.set(lot.lot_id, { ...lot, remaining: lot.remaining + part });
+    const lot = lotOf({ lots, debt, debt_paid_by: paidBy }, source.lot_id);
+    if (expiredAt(lot, nowMs)) {
+      toNewLot(lot.lot_id, lot.kind, part, nowMs + REFUND_LOT_TTL_MS, lot.priority);
+      continue;
+    }
+    lots.set(lot.lot_id, { ...lot, remaining: lot.remaining + part });
+    returned_to.push({ source: lot.lot_id, to_lot_id: lot.lot_id, amount: part });
   }
-  return { book: { lots, debt }, returned_to };
+  return { book: { lots, debt, debt_paid_by: paidBy }, returned_to, created };
 }
 
 function creditBack(
@@ -270,38 +345,30 @@ function creditBack(
   expiresAtMs: number | null,
   seq: number,
   priority = LOT_PRIORITY_DEFAULT[kind],
-): Map<string, Lot> {
-  const known = lots.get(lotId);
-  const lot: Lot = known ?? {
+): void {
+  assert(!lots.has(lotId), `a refund's new lot ${lotId} is new`);
+  lots.set(lotId, {
     lot_id: lotId,
     kind,
     priority,
-    amount: 0,
-    remaining: 0,
+    amount,
+    remaining: amount,
     held: 0,
     expired: 0,
     expires_at_ms: expiresAtMs,
     created_seq: seq,
-  };
-  lots.set(lotId, { ...lot, amount: lot.amount + amount, remaining: lot.remaining + amount });
-  return lots;
+  });
 }
 
-/** Each source's part of a charge not yet returned by a refund. */
-function outstanding(funded_by: readonly Funding[], returned: readonly Funding[]): Funding[] {
+/** Each source's part of a charge not yet returned by a refund, in the order they paid. */
+function outstanding(funded_by: readonly Funding[], returned: readonly Returned[]): Funding[] {
   const left = new Map<string | null, Minor>();
   for (const f of funded_by) left.set(f.lot_id, (left.get(f.lot_id) ?? 0) + f.amount);
-  for (const r of returned) left.set(r.lot_id, (left.get(r.lot_id) ?? 0) - r.amount);
+  for (const r of returned) left.set(r.source, (left.get(r.source) ?? 0) - r.amount);
   return [...left].flatMap(([lot_id, amount]) => {
     assert(amount >= 0, "no source gets back more than it paid");
     return amount > 0 ? [{ lot_id, amount }] : [];
   });
-}
-
-function reverseSource(book: LotBook, x: Funding, y: Funding): number {
-  if (x.lot_id === null) return y.lot_id === null ? 0 : -1;
-  if (y.lot_id === null) return 1;
-  return burnOrder(lotOf(book, y.lot_id), lotOf(book, x.lot_id));
 }
 
 /** The same lot named twice (an earmark consumed, then drawn again past it) as one entry. */
@@ -321,6 +388,7 @@ export function bookBalance(book: LotBook): Minor {
 /** Every lot within its bounds; the book equal to `balance`. Throws on the first breach. */
 export function assertBook(book: LotBook, balance: Minor): void {
   assert(Number.isSafeInteger(book.debt) && book.debt >= 0, "debt is a non-negative integer");
+  for (const kind of LOT_KINDS) assert(book.debt_paid_by[kind] >= 0, `debt paid by ${kind} is not negative`);
   for (const lot of book.lots.values()) {
     assert(lot.held >= 0 && lot.held <= lot.remaining, `lot ${lot.lot_id}: 0 <= held <= remaining`);
     assert(lot.expired >= 0 && lot.remaining >= 0, `lot ${lot.lot_id}: no figure negative`);
