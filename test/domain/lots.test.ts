@@ -47,6 +47,10 @@ function granted(
   );
 }
 
+/** A paid lot of 100 granted first, then a promotional lot of 30 (which burns first). */
+const paidThenPromo = (): LotBook =>
+  granted(granted(emptyBook(), "paid", 100, "paid", 1).book, "promo", 30, "promotional", 2).book;
+
 const lot = (book: LotBook, id: string): Lot => book.lots.get(id) as Lot;
 const sum = (parts: readonly Funding[]) => parts.reduce((total, f) => total + f.amount, 0);
 
@@ -63,8 +67,7 @@ describe("the burn order", () => {
   });
 
   it("draws a charge across lots in that order and says which paid for it", () => {
-    let book = granted(emptyBook(), "paid", 100, "paid", 1).book;
-    book = granted(book, "promo", 30, "promotional", 2).book;
+    const book = paidThenPromo();
     const charged = spend(book, 50, 0);
     expect(charged.funded_by).toEqual([
       { lot_id: "promo", amount: 30 },
@@ -77,8 +80,7 @@ describe("the burn order", () => {
 
 describe("holds earmark lots", () => {
   it("earmarks in burn order; a capture consumes its earmarks in burn order, the rest goes back", () => {
-    let book = granted(emptyBook(), "paid", 100, "paid", 1).book;
-    book = granted(book, "promo", 30, "promotional", 2).book;
+    const book = paidThenPromo();
     const held = earmark(book, 50, 0);
     expect(held.funded_by).toEqual([
       { lot_id: "promo", amount: 30 },

@@ -26,9 +26,16 @@ import { api, openAccount, stub, useManualClock, withFailingAlarmWork } from "..
 import { fakeReceiver } from "../webhooks/support";
 
 async function cron(scheduledTime: number): Promise<void> {
-  const ctx = createExecutionContext();
-  await worker.scheduled(createScheduledController({ scheduledTime }), env, ctx);
-  await waitOnExecutionContext(ctx);
+  await cronWith(env, scheduledTime);
+}
+
+/** One dead letter in shard 0, received at `atMs`: the dead_letters rule fires on it. */
+async function addDeadLetter(id: string, atMs: number): Promise<void> {
+  await env.DB.prepare(
+    "INSERT INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body) VALUES (?, 'acct_dl', 1, 1, 0, 10, ?, '{}')",
+  )
+    .bind(id, new Date(atMs).toISOString())
+    .run();
 }
 
 /** The cron with an environment of its own (a malformed variable, say), and what it logged. */
@@ -49,11 +56,7 @@ const ruleState = async (rule: string) => (await monitorOf(env).alerts()).find((
 describe("the cron's jobs", () => {
   it("run each on its own: a malformed retention stops its prune, named in the log, and no other job", async () => {
     const clock = useManualClock();
-    await env.DB.prepare(
-      "INSERT INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body) VALUES ('dl_cfg', 'acct_dl', 1, 1, 0, 10, ?, '{}')",
-    )
-      .bind(new Date(clock.now()).toISOString())
-      .run();
+    await addDeadLetter("dl_cfg", clock.now());
     try {
       const logged = await cronWith({ ...env, RAW_EVENTS_WINDOW_DAYS: "0" }, clock.now());
       expect(
@@ -78,11 +81,7 @@ describe("the cron's jobs", () => {
 describe("the cron's monitoring", () => {
   it("fires dead_letters for one dead letter and resolves it when the table is empty", async () => {
     const clock = useManualClock();
-    await env.DB.prepare(
-      "INSERT INTO projection_dead_letters (id, account_id, from_seq, to_seq, generation, attempts, received_at, body) VALUES ('dl1', 'acct_dl', 1, 1, 0, 10, ?, '{}')",
-    )
-      .bind(new Date(clock.now()).toISOString())
-      .run();
+    await addDeadLetter("dl1", clock.now());
     await cron(clock.now());
     expect(await ruleState("dead_letters")).toBe("firing");
     await env.DB.prepare("DELETE FROM projection_dead_letters").run();
