@@ -81,7 +81,7 @@ export function fakeReceiver(statuses: readonly number[] = [200]): Received[] {
 }
 
 /**
- * A receiver's check, written from the README with node:crypto (not the ledger's WebCrypto code):
+ * A receiver's check, written from docs/monitoring.md with node:crypto (not the ledger's WebCrypto code):
  * parse t and v1, refuse t outside the tolerance, compare HMAC-SHA256(secret, t + "." + body).
  */
 export function receiverVerifies(header: string, secret: string, body: string, nowSeconds: number): boolean {
