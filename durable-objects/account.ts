@@ -85,6 +85,7 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
     const archiveHost = {
       account: () => this.store.account,
       sealableThrough: () => this.projector.deliveredThrough(),
+      beforeDeleting: (lastSeq: number) => this.store.checkpointLots(lastSeq),
       signingKey: () => auditKey(env.AUDIT_SIGNING_KEY),
       wake,
       log,
@@ -94,6 +95,7 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
       () => this.projector.wakeAtMs(),
       () => this.outbox.wakeAtMs(),
       () => this.archiver.wakeAtMs(clock.now()),
+      () => this.store.lots.wakeAtMs(),
     ]);
     const waitUntil = (work: Promise<unknown>) => ctx.waitUntil(work);
     this.flushTimer = new FlushTimer(this.projector, this.config.projection, waitUntil, wake);

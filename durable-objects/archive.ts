@@ -54,6 +54,8 @@ export interface ArchiveHost {
   account(): AccountState | null;
   /** The highest seq sealing may take: the projection has delivered it and will not re-read it. */
   sealableThrough(): number;
+  /** Events through `lastSeq` are about to leave the table: what the object folds on start must not need them. */
+  beforeDeleting(lastSeq: number): void;
   signingKey(): Promise<AuditKey>;
   /** Asks the object to (re)arm its alarm. */
   wake(): void;
@@ -329,6 +331,7 @@ export class Archiver {
 
   /** Step 6: the archived events leave the events table, a bounded chunk per transaction. */
   private async deleteArchived(segment: { first_seq: number; last_seq: number }): Promise<void> {
+    this.host.beforeDeleting(segment.last_seq);
     for (;;) {
       const deleted = this.storage.transactionSync(
         () =>

@@ -10,6 +10,8 @@ import type { Command } from "../src/domain/commands";
 import { decide, stamp } from "../src/domain/decide";
 import type { LedgerEvent } from "../src/domain/events";
 import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
+import { lotsOpenedBody } from "../src/domain/lot-events";
+import { nextExpiryMs } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
 import type { LedgerState } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
@@ -34,7 +36,8 @@ export class CommandRunner {
     private readonly rolledBack: () => void = () => undefined,
   ) {}
 
-  run(command: Command, nowMs: number): ExecuteResult {
+  run(command: Command, clockMs: number): ExecuteResult {
+    const nowMs = this.effectiveNow(clockMs);
     // Reservation and charge ids share one namespace (a capture is the charge `reservation_id`):
     // a refund of a capture-on-expiry hold that is due must find the hold settled first.
     const reads = specOf(command).reads(command);
@@ -87,10 +90,26 @@ export class CommandRunner {
     return { committed, results };
   }
 
-  /** Settles every reservation due at `nowMs` (and `named` ones if due), by their own rule. */
-  expireDue(nowMs: number, named: readonly string[] = []): void {
+  /**
+   * The time a command decides at: the clock, or the last event's time if the clock is behind it
+   * (events are stamped no earlier than the last, and lots expire by the time an event carries).
+   */
+  private effectiveNow(clockMs: number): number {
+    const account = this.store.account;
+    return account === null ? clockMs : Math.max(clockMs, Date.parse(account.updated_at));
+  }
+
+  /**
+   * Settles every reservation due at `nowMs` (and `named` ones if due), by their own rule, and
+   * expires every lot due; first, once, an account opened before lots starts keeping them.
+   */
+  expireDue(clockMs: number, named: readonly string[] = []): void {
+    const nowMs = this.effectiveNow(clockMs);
+    this.openLots(nowMs);
     const due = this.scheduler.due(nowMs, named);
-    if (due.length > 0) {
+    const book = this.store.lots.book;
+    const lotDue = book !== null && (nextExpiryMs(book) ?? Number.POSITIVE_INFINITY) <= nowMs;
+    if (due.length > 0 || lotDue) {
       const expire: Command = { type: "ExpireReservations", reservation_ids: due };
       const state = this.store.loadSlice(expire);
       const decision = decide(expire, state, nowMs);
@@ -98,6 +117,13 @@ export class CommandRunner {
       this.append(state, decision.events, nowMs);
     }
     this.scheduler.expiredThrough(nowMs);
+  }
+
+  /** An account opened before lots existed: its `LotsOpened` event (decision 0006), once. */
+  private openLots(nowMs: number): void {
+    if (this.store.account === null || this.store.lots.book !== null) return;
+    const state = this.store.openHoldsSlice();
+    this.append(state, [lotsOpenedBody(state)], nowMs);
   }
 
   private append(state: LedgerState, bodies: Parameters<typeof stamp>[0], nowMs: number): LedgerEvent[] {

@@ -56,6 +56,12 @@ export const ENDED_ROWS_AS_RECORDS = `
   ALTER TABLE charges_v2 RENAME TO charges;
   `;
 
+/** Issue 27: what paid for a charge and where its refunds went (JSON; NULL: before lots). */
+export const CHARGE_FUNDING_COLUMNS = `
+  ALTER TABLE charges ADD COLUMN funded_by TEXT;
+  ALTER TABLE charges ADD COLUMN returned TEXT;
+`;
+
 export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   `
   CREATE TABLE account (
@@ -173,6 +179,33 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   // Issue 14 fix: when the webhook run is next due and the retry time after a failed run, kept
   // across eviction (one row; durable-objects/outbox.ts).
   WEBHOOK_STATE_MIGRATION,
+  `
+  -- Issue 27: credit in lots. The book's checkpoint (durable-objects/lot-store.ts): every lot
+  -- ever granted (its credit, holds and breakage; bounded per account by the grants it takes),
+  -- the debt and the seq the checkpoint includes. A charge keeps what paid for it and where its
+  -- refunds went (JSON; NULL: charged before the account kept lots).
+  CREATE TABLE lots (
+    lot_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('paid', 'promotional')),
+    priority INTEGER NOT NULL,
+    amount INTEGER NOT NULL,
+    remaining INTEGER NOT NULL,
+    held INTEGER NOT NULL,
+    expired INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    created_seq INTEGER NOT NULL,
+    CHECK (remaining >= 0 AND held >= 0 AND held <= remaining AND expired >= 0)
+  ) WITHOUT ROWID;
+  CREATE INDEX lots_with_credit ON lots (created_seq) WHERE remaining > 0;
+  CREATE TABLE lot_book (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    debt INTEGER NOT NULL CHECK (debt >= 0),
+    debt_paid_by_paid INTEGER NOT NULL,
+    debt_paid_by_promotional INTEGER NOT NULL,
+    through_seq INTEGER NOT NULL
+  );
+  ${CHARGE_FUNDING_COLUMNS}
+  `,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {

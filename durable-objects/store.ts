@@ -12,6 +12,8 @@
 import type { Command, OnExpiry } from "../src/domain/commands";
 import { type LedgerEvent, unreachable } from "../src/domain/events";
 import { encodeKey, eventKey, eventKeyString, keyEntityId, keyLocation, type OperationKey } from "../src/domain/keys";
+import { LEGACY_LOT_ID } from "../src/domain/lot-events";
+import type { Funding, Returned } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
 import {
   type AccountState,
@@ -28,6 +30,7 @@ import {
 } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { LedgerError } from "../src/errors";
+import { LotStore } from "./lot-store";
 import { RecentEvents } from "./recent-events";
 import { migrate } from "./schema";
 
@@ -91,9 +94,13 @@ export class AccountStore {
   /** True while a batch's outer transaction is open: appends join it instead of opening one. */
   private batchOpen = false;
 
+  /** The account's lots (issue 27): the whole book in memory, its checkpoint in rows. */
+  readonly lots: LotStore;
+
   constructor(private readonly storage: DurableObjectStorage) {
     this.sql = storage.sql;
     storage.transactionSync(() => migrate(this.sql));
+    this.lots = new LotStore(this.sql);
     this.loadSnapshot();
   }
 
@@ -167,8 +174,12 @@ export class AccountStore {
     }
     for (const id of chargeIds) {
       const charge = this.charge(id);
-      if (charge !== null) state.charges.set(id, charge);
+      if (charge === null) continue;
+      state.charges.set(id, charge);
+      // A refund credits back the lots that paid, which may have no credit left (not in memory).
+      this.lots.ensure(charge.funded_by === null ? [LEGACY_LOT_ID] : fundingLots(charge.funded_by));
     }
+    state.book = this.lots.book;
     if (key !== null) {
       const seq = this.locateKey(key, state);
       if (seq !== null) {
@@ -177,6 +188,22 @@ export class AccountStore {
         assert(eventKeyString(prior) === encodeKey(key), `event ${seq} recorded the key being replayed`);
         state.operations.set(encodeKey(key), prior);
       }
+    }
+    return state;
+  }
+
+  /** The account with every open hold: what opening its lots reads (at most OPEN_RESERVATIONS_MAX). */
+  openHoldsSlice(): LedgerState {
+    const state = initialState();
+    state.account = this.account;
+    const ids = this.sql
+      .exec<{ reservation_id: string }>(
+        "SELECT reservation_id FROM reservations WHERE status = 'open' ORDER BY reserve_seq",
+      )
+      .toArray();
+    for (const { reservation_id } of ids) {
+      const r = this.reservation(reservation_id);
+      if (r !== null) state.reservations.set(reservation_id, r);
     }
     return state;
   }
@@ -227,6 +254,7 @@ export class AccountStore {
     let rows = 0;
     let holds = this.holds;
     let earliest: number | null = null;
+    let lotsAfter = this.lots.memory();
     this.transaction(() => {
       for (const event of events) {
         evolve(state, event);
@@ -236,6 +264,9 @@ export class AccountStore {
       const account = state.account;
       assert(account !== null, "a committed command leaves an account");
       rows += this.writeAccountRow(accountBefore, account);
+      const lots = this.lots.afterAppend(state.book, account.last_seq);
+      rows += lots.rows;
+      lotsAfter = lots.next;
       const written = this.writeReservations(reservationsBefore, state.reservations, holds);
       rows += written.rows + this.writeCharges(chargesBefore, state.charges);
       holds = written.holds;
@@ -247,6 +278,7 @@ export class AccountStore {
     this.commits += 1;
     this.account = state.account;
     this.holds = holds;
+    this.lots.commit(lotsAfter);
     this.recent.add(events);
     return { earliestTouchedExpiryMs: earliest };
   }
@@ -354,22 +386,50 @@ export class AccountStore {
       if (old === charge) continue;
       const sql =
         old === undefined
-          ? "INSERT INTO charges (charge_id, kind, amount, refunded, seq) VALUES (?1, ?2, ?3, ?4, ?5)"
-          : "UPDATE charges SET refunded = ?4 WHERE charge_id = ?1 AND kind = ?2 AND amount = ?3 AND seq = ?5";
-      const written = this.sql.exec(sql, id, charge.kind, charge.amount, charge.refunded, charge.seq).rowsWritten;
+          ? "INSERT INTO charges (charge_id, kind, amount, refunded, seq, funded_by, returned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+          : "UPDATE charges SET refunded = ?4, returned = ?7 WHERE charge_id = ?1 AND kind = ?2 AND amount = ?3 AND seq = ?5";
+      const funded = charge.funded_by === null ? null : JSON.stringify(charge.funded_by);
+      const returned = charge.returned.length === 0 ? null : JSON.stringify(charge.returned);
+      const written = this.sql.exec(
+        sql,
+        id,
+        charge.kind,
+        charge.amount,
+        charge.refunded,
+        charge.seq,
+        funded,
+        returned,
+      ).rowsWritten;
       assert(written > 0, `charge ${id} is written`);
       rows += written;
     }
     return rows;
   }
 
+  /**
+   * Writes the lots' checkpoint up to the head unless it already includes `throughSeq`: before
+   * the archive deletes events (the start folds those after the checkpoint), and before lots are
+   * listed from their rows. Returns the rows written.
+   */
+  checkpointLots(throughSeq = Number.POSITIVE_INFINITY): number {
+    const head = this.account?.last_seq ?? 0;
+    if (this.lots.throughSeq >= Math.min(throughSeq, head)) return 0;
+    const written = this.transaction(() => this.lots.checkpoint(head));
+    if (written === null) return 0;
+    this.lots.commit(written.next);
+    this.rowsWritten += written.rows;
+    return written.rows;
+  }
+
   /** Memory to restore when an atomic batch rolls back (SQLite rolls itself back). */
-  memory(): { account: AccountState | null; holds: Holds; rowsWritten: number; commits: number } {
-    return { account: this.account, holds: this.holds, rowsWritten: this.rowsWritten, commits: this.commits };
+  memory() {
+    const { account, holds, rowsWritten, commits } = this;
+    return { account, holds, rowsWritten, commits, lots: this.lots.memory() };
   }
 
   restore(saved: ReturnType<AccountStore["memory"]>): void {
     this.recent.dropAfter(saved.account?.last_seq ?? 0);
+    this.lots.commit(saved.lots);
     this.account = saved.account;
     this.holds = saved.holds;
     this.rowsWritten = saved.rowsWritten;
@@ -411,14 +471,26 @@ export class AccountStore {
 
   charge(id: string): ChargeState | null {
     const row = this.sql
-      .exec<{ kind: string; amount: number; refunded: number; seq: number }>(
-        "SELECT kind, amount, refunded, seq FROM charges WHERE charge_id = ?",
-        id,
-      )
+      .exec<{
+        kind: string;
+        amount: number;
+        refunded: number;
+        seq: number;
+        funded_by: string | null;
+        returned: string | null;
+      }>("SELECT kind, amount, refunded, seq, funded_by, returned FROM charges WHERE charge_id = ?", id)
       .toArray()[0];
     if (row === undefined) return null;
     assert(row.kind === "direct" || row.kind === "capture", `charge ${id} has a kind`);
-    return { charge_id: id, kind: row.kind, amount: row.amount, refunded: row.refunded, seq: row.seq };
+    return {
+      charge_id: id,
+      kind: row.kind,
+      amount: row.amount,
+      refunded: row.refunded,
+      seq: row.seq,
+      funded_by: row.funded_by === null ? null : (JSON.parse(row.funded_by) as Funding[]),
+      returned: row.returned === null ? [] : (JSON.parse(row.returned) as Returned[]),
+    };
   }
 
   /** Open reservations due at `nowMs`, earliest first, at most `limit`. */
@@ -548,6 +620,7 @@ export class AccountStore {
     };
     this.holds = { total: holds.total, count: holds.n };
     assert(this.account.reserved === holds.total, "on load: reserved equals the sum of open holds");
+    this.lots.load((afterSeq) => this.readEvents(afterSeq, Number.MAX_SAFE_INTEGER));
   }
 }
 
@@ -559,6 +632,9 @@ export function reservationRow(r: ReservationState): ReservationRow {
   if (r.status !== "open") return { ...endedRecord(r), state: null };
   return { ...reservationRecord(r), state: JSON.stringify(r) };
 }
+
+const fundingLots = (funded_by: readonly Funding[]): string[] =>
+  funded_by.flatMap((f) => (f.lot_id === null ? [] : [f.lot_id]));
 
 /** Invariants asserted on every append, inside the transaction (a failure rolls it back). */
 function assertSnapshot(account: AccountState, holds: Holds, events: readonly LedgerEvent[]): void {

@@ -58,6 +58,8 @@ export const PROBLEM_STATUS: Record<ProblemCode, number> = {
   too_many_open_reservations: 422,
   price_not_pinned: 422,
   unpriceable: 422,
+  lot_expiry_passed: 400,
+  too_many_lots: 422,
   price_not_found: 422,
   account_frozen: 423,
   internal_error: 500,

@@ -9,7 +9,9 @@
 import type { z } from "@hono/zod-openapi";
 import { configOf } from "../config";
 import { type Command, type CommandType, USAGE_CONTEXT_FIELDS, type UsageContext } from "../domain/commands";
+import type { LotGrant } from "../domain/events";
 import { TTL_SECONDS_DEFAULT } from "../domain/limits";
+import { LOT_PRIORITY_DEFAULT } from "../domain/lots";
 import { priceOf, type Quantities } from "../domain/pricing";
 import { COMMANDS } from "../domain/table";
 import type { Env } from "../env";
@@ -30,6 +32,7 @@ import {
   CreditBody,
   CreditResult,
   ExtendBody,
+  type GrantRequest,
   RefundBody,
   RefundResult,
   ReleaseBody,
@@ -141,6 +144,7 @@ export const OPERATIONS = {
     fields: (b) => ({
       credit_id: b.credit_id,
       amount: b.amount,
+      ...grantOf(b.grant),
       reason: b.reason ?? null,
       metadata: b.metadata ?? {},
     }),
@@ -219,10 +223,25 @@ export const OPERATIONS = {
   adjust: onAccount("AdjustBalance", {
     input: AdjustmentBody,
     output: AdjustmentResult,
-    fields: (b) => ({ adjustment_id: b.adjustment_id, amount: b.amount, reason: b.reason }),
+    fields: (b) => ({ adjustment_id: b.adjustment_id, amount: b.amount, reason: b.reason, ...grantOf(b.grant) }),
     log: noLog,
   }),
 };
+
+/**
+ * A grant's terms with their defaults (priority by kind, never expiring), the expiry spelled as
+ * the ledger records times, so that a retry compares equal however it spells the same instant.
+ */
+function grantOf(grant: z.infer<typeof GrantRequest> | undefined): { grant?: LotGrant } {
+  if (grant === undefined) return {};
+  return {
+    grant: {
+      kind: grant.kind,
+      priority: grant.priority ?? LOT_PRIORITY_DEFAULT[grant.kind],
+      expires_at: grant.expires_at === undefined ? null : new Date(grant.expires_at).toISOString(),
+    },
+  };
+}
 
 export type OperationName = keyof typeof OPERATIONS;
 export type OperationInput<N extends OperationName> = z.infer<(typeof OPERATIONS)[N]["input"]>;

@@ -34,6 +34,8 @@ const TITLES: Record<ProblemCode, string> = {
   too_many_open_reservations: "Too many open reservations",
   price_not_pinned: "No price pinned",
   unpriceable: "Unpriceable",
+  lot_expiry_passed: "Lot expiry passed",
+  too_many_lots: "Too many lots",
   price_not_found: "No price in effect",
   account_frozen: "Account frozen",
   internal_error: "Internal error",

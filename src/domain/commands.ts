@@ -3,8 +3,12 @@
  * validated for shape and limits at the edge (src/http/schemas.ts); the decider re-asserts
  * the limits it relies on. `now` is not part of a command: the shell passes it to `decide`.
  */
+import { LOT_PRIORITY_DEFAULT, type LotGrant } from "./lots";
 import type { Minor } from "./money";
 import type { PinnedPricing } from "./pricing";
+
+/** The terms of a grant that names none: a paid lot at paid's default priority, never expiring. */
+export const DEFAULT_GRANT: LotGrant = { kind: "paid", priority: LOT_PRIORITY_DEFAULT.paid, expires_at: null };
 
 export type Metadata = Record<string, string | number | boolean>;
 export type OnExpiry = "release" | "capture";
@@ -46,6 +50,8 @@ export interface CreditFunds {
   type: "CreditFunds";
   credit_id: string;
   amount: Minor;
+  /** The lot's terms; absent: a paid lot that never expires (`DEFAULT_GRANT`). */
+  grant?: LotGrant;
   reason: string | null;
   metadata: Metadata;
 }
@@ -110,6 +116,8 @@ export interface AdjustBalance {
   adjustment_id: string;
   amount: Minor;
   reason: string;
+  /** A positive adjustment's lot terms (absent: `DEFAULT_GRANT`); never on a negative one. */
+  grant?: LotGrant;
 }
 
 /** Settles every open reservation whose expiry is at or before `now` (bounded per call). */

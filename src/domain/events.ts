@@ -5,6 +5,10 @@
  * and the original response of any operation can be rendered again from its event.
  */
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
+import type { Funding, LotGrant, LotKind, Returned } from "./lots";
+
+export type { LotGrant };
+
 import type { Minor } from "./money";
 import type { PinnedPricing, PriceComputation } from "./pricing";
 
@@ -25,6 +29,44 @@ export interface AccountOpened extends EventBase {
   currency: string;
   credit_limit: Minor;
   metadata: Metadata;
+  /**
+   * True when the account keeps its credit in lots from its first event (issue 27). Absent from
+   * accounts opened before lots existed: their book starts at their `LotsOpened` event.
+   */
+  lots?: true;
+}
+
+/*
+ * Lot fields (issue 27). They are optional in the types because events written before lots
+ * existed lack them; once an account keeps lots (`AccountOpened.lots` or `LotsOpened`), every
+ * money event carries its own, and `evolve` asserts it (src/domain/lot-events.ts).
+ */
+
+/** A grant's lot fields: the lot it created and what of the amount paid the debt first. */
+export interface GrantFields {
+  lot_id?: string;
+  grant?: LotGrant;
+  applied_to_debt?: Minor;
+}
+
+/** What paid for a spend, in the order it was drawn; `lot_id` null: the debt (credit limit). */
+export interface FundedFields {
+  funded_by?: Funding[];
+}
+
+/** A lot a refund created: where a source lot had expired, or where a grant paid the debt since. */
+export interface RefundedLot {
+  lot_id: string;
+  kind: LotKind;
+  priority: number;
+  expires_at: string | null;
+}
+
+/** A lot as `LotsOpened` states it. */
+export interface OpenedLot extends LotGrant {
+  lot_id: string;
+  amount: Minor;
+  remaining: Minor;
 }
 
 export interface AccountUpdated extends EventBase {
@@ -42,7 +84,7 @@ export interface AccountUpdated extends EventBase {
 
 export type AccountUpdatedField = "credit_limit" | "status" | "low_balance_threshold";
 
-export interface FundsCredited extends EventBase {
+export interface FundsCredited extends EventBase, GrantFields {
   type: "FundsCredited";
   credit_id: string;
   amount: Minor;
@@ -52,6 +94,8 @@ export interface FundsCredited extends EventBase {
 
 export interface FundsReserved extends EventBase {
   type: "FundsReserved";
+  /** The lots the hold earmarks, in burn order; a `lot_id` null entry is what no lot covers. */
+  funded_by?: Funding[];
   reservation_id: string;
   amount: Minor;
   ttl_seconds: number;
@@ -73,7 +117,12 @@ export interface ReservationExtended extends EventBase {
   on_expiry: OnExpiry;
 }
 
-export interface ReservationCaptured extends EventBase {
+/** What a hold's end says of its lots: the earmarks it held (copied from the hold). */
+interface EndFields {
+  earmarks?: Funding[];
+}
+
+export interface ReservationCaptured extends EventBase, EndFields, FundedFields {
   type: "ReservationCaptured";
   reservation_id: string;
   /** The hold that this capture closes. */
@@ -93,14 +142,14 @@ export interface ReservationCaptured extends EventBase {
   pricing?: PriceComputation;
 }
 
-export interface ReservationReleased extends EventBase {
+export interface ReservationReleased extends EventBase, EndFields {
   type: "ReservationReleased";
   reservation_id: string;
   reserved_amount: Minor;
   reason: string | null;
 }
 
-export interface ReservationExpired extends EventBase {
+export interface ReservationExpired extends EventBase, EndFields, FundedFields {
   type: "ReservationExpired";
   reservation_id: string;
   reserved_amount: Minor;
@@ -112,7 +161,7 @@ export interface ReservationExpired extends EventBase {
   context: UsageContext;
 }
 
-export interface AccountCharged extends EventBase {
+export interface AccountCharged extends EventBase, FundedFields {
   type: "AccountCharged";
   charge_id: string;
   amount: Minor;
@@ -129,14 +178,41 @@ export interface ChargeRefunded extends EventBase {
   /** The charge's amount and its refunded total after this refund. */
   charge_amount: Minor;
   charge_refunded_total: Minor;
+  /** Where each part went: the source that paid it and the lot credited (null: the debt). */
+  returned_to?: Returned[];
+  /** The lots this refund created (each named by a `returned_to` entry). */
+  created_lots?: RefundedLot[];
 }
 
-export interface BalanceAdjusted extends EventBase {
+/** A positive adjustment is a grant (a lot); a negative one spends like a charge. */
+export interface BalanceAdjusted extends EventBase, GrantFields, FundedFields {
   type: "BalanceAdjusted";
   adjustment_id: string;
   /** Signed and non-zero. */
   amount: Minor;
   reason: string;
+}
+
+/** A lot's spendable remainder expired at its `expires_at` (breakage). */
+export interface LotExpired extends EventBase {
+  type: "LotExpired";
+  lot_id: string;
+  kind: LotKind;
+  amount: Minor;
+  /** The lot's expiry (the event's time is when the ledger applied it, at or after). */
+  expires_at: string;
+}
+
+/**
+ * An account opened before lots existed starts keeping them (decision 0006): its positive
+ * balance becomes one paid lot that never expires, a negative one the debt, and its open holds
+ * earmark that lot in the order they were made.
+ */
+export interface LotsOpened extends EventBase {
+  type: "LotsOpened";
+  lots: OpenedLot[];
+  debt: Minor;
+  earmarks: { reservation_id: string; funded_by: Funding[] }[];
 }
 
 export type LedgerEvent =
@@ -150,7 +226,9 @@ export type LedgerEvent =
   | ReservationExpired
   | AccountCharged
   | ChargeRefunded
-  | BalanceAdjusted;
+  | BalanceAdjusted
+  | LotExpired
+  | LotsOpened;
 
 /** The events that end a reservation: a capture, a release, an expiry. Each hold ends once. */
 export type ReservationEnd = ReservationCaptured | ReservationReleased | ReservationExpired;
@@ -175,6 +253,8 @@ export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   "AccountCharged",
   "ChargeRefunded",
   "BalanceAdjusted",
+  "LotExpired",
+  "LotsOpened",
 ];
 
 /** An event before the shell has stamped it; decide() produces these in order. */
@@ -186,7 +266,10 @@ export function eventEffect(event: EventBody): { balance: Minor; reserved: Minor
     case "AccountOpened":
     case "AccountUpdated":
     case "ReservationExtended":
+    case "LotsOpened":
       return { balance: 0, reserved: 0 };
+    case "LotExpired":
+      return { balance: -event.amount, reserved: 0 };
     case "FundsCredited":
       return { balance: event.amount, reserved: 0 };
     case "FundsReserved":

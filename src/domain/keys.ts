@@ -106,6 +106,8 @@ export function eventKey(event: LedgerEvent): OperationKey | null {
       return { op: "adjustment", adjustment_id: event.adjustment_id };
     case "AccountUpdated":
     case "ReservationExpired":
+    case "LotExpired":
+    case "LotsOpened":
       return null;
     default:
       return unreachable(event);

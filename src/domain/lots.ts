@@ -27,8 +27,8 @@
  * - a grant pays the debt first (`applied_to_debt`), and the rest is the new lot;
  * - a hold earmarks spendable credit in burn order (`funded_by`); what no lot covers is unfunded
  *   (it will be debt if it is charged);
- * - a capture consumes its earmarks in burn order; the part not consumed goes back to its lots,
- *   and where such a lot has expired, that part expires at once; a capture past its earmarks
+ * - a capture consumes its earmarks in burn order; the part not consumed goes back to its lots
+ *   (where such a lot has expired, that part expires at once after it); a capture past its earmarks
  *   (overage, or a hold no lot funded) draws from spendable credit in burn order, then debt;
  * - a direct charge draws like an overage;
  * - expiry takes a lot's spendable remainder; what holds earmark stays theirs until they settle;
@@ -71,6 +71,14 @@ export interface Lot {
   created_seq: number;
 }
 
+/** The terms of a lot a grant creates: its kind, its place in the burn order, its expiry. */
+export interface LotGrant {
+  kind: LotKind;
+  priority: number;
+  /** RFC 3339, or null: never expires. */
+  expires_at: string | null;
+}
+
 /** Who paid for (or is earmarked to) an amount: a lot, or the account's debt (lot_id null). */
 export interface Funding {
   lot_id: string | null;
@@ -95,6 +103,7 @@ export interface Returned {
 export interface RefundLot {
   lot_id: string;
   kind: LotKind;
+  priority: number;
   expires_at_ms: number | null;
 }
 
@@ -204,15 +213,17 @@ export function spend(book: LotBook, amount: Minor, nowMs: number): { book: LotB
 
 /**
  * A hold ends: `captured` of it is charged (0 for a release). Its earmarks are consumed in burn
- * order, the rest goes back to its lots (and expires at once where the lot has expired), and
- * a capture past the earmarks draws like a charge. `funded_by` is what paid for the charge.
+ * order, the rest goes back to its lots, and a capture past the earmarks draws like a charge.
+ * `funded_by` is what paid for the charge. A part that goes back to a lot that has expired is
+ * spendable in an expired lot for a moment: the caller expires it at once (`expireDue`, the
+ * `LotExpired` events that follow the hold's end).
  */
 export function settleHold(
   book: LotBook,
   earmarks: readonly Funding[],
   captured: Minor,
   nowMs: number,
-): { book: LotBook; funded_by: Funding[]; expired: Funding[] } {
+): { book: LotBook; funded_by: Funding[] } {
   assertAmount(captured, 0, "a capture's amount");
   // One entry per lot: the same lot named twice would be worked from one old copy and lose money.
   const ordered = mergeFunding(earmarks)
@@ -223,40 +234,41 @@ export function settleHold(
     .sort((x, y) => burnOrder(x.lot, y.lot));
   const changed: Lot[] = [];
   const funded_by: Funding[] = [];
-  const expired: Funding[] = [];
   let left = captured;
   for (const { earmark: e, lot } of ordered) {
     assert(e.amount >= 1 && lot.held >= e.amount, "an earmark is held by its lot");
     const consumed = Math.min(e.amount, left);
     left -= consumed;
-    const released = e.amount - consumed;
-    const lapses = expiredAt(lot, nowMs) ? released : 0;
-    changed.push({
-      ...lot,
-      held: lot.held - e.amount,
-      remaining: lot.remaining - consumed - lapses,
-      expired: lot.expired + lapses,
-    });
+    changed.push({ ...lot, held: lot.held - e.amount, remaining: lot.remaining - consumed });
     if (consumed > 0) funded_by.push({ lot_id: lot.lot_id, amount: consumed });
-    if (lapses > 0) expired.push({ lot_id: lot.lot_id, amount: lapses });
   }
   const after = withLots(book, changed);
-  if (left === 0) return { book: after, funded_by, expired };
+  // Past the earmarks nothing was released, so no expired lot has credit to draw on here.
+  if (left === 0) return { book: after, funded_by };
   const rest = spend(after, left, nowMs);
-  return { book: rest.book, funded_by: mergeFunding([...funded_by, ...rest.funded_by]), expired };
+  return { book: rest.book, funded_by: mergeFunding([...funded_by, ...rest.funded_by]) };
+}
+
+/** Lot `lotId` expires now: its spendable remainder goes (what holds earmark stays theirs). */
+export function expireLot(book: LotBook, lotId: string, nowMs: number): { book: LotBook; amount: Minor } {
+  const lot = lotOf(book, lotId);
+  assert(expiredAt(lot, nowMs), `lot ${lotId} expires at or before now`);
+  const amount = spendable(lot);
+  assert(amount > 0, `lot ${lotId} has spendable credit to expire`);
+  return { book: withLots(book, [{ ...lot, remaining: lot.held, expired: lot.expired + amount }]), amount };
 }
 
 /** Lots whose expiry has come: each one's spendable remainder expires (held parts stay their holds'). */
 export function expireDue(book: LotBook, nowMs: number): { book: LotBook; expired: Funding[] } {
-  const changed: Lot[] = [];
   const expired: Funding[] = [];
+  let after = book;
   const due = [...book.lots.values()].filter((lot) => expiredAt(lot, nowMs) && spendable(lot) > 0);
   for (const lot of due.sort(burnOrder)) {
-    const lapses = spendable(lot);
-    changed.push({ ...lot, remaining: lot.held, expired: lot.expired + lapses });
-    expired.push({ lot_id: lot.lot_id, amount: lapses });
+    const lapsed = expireLot(after, lot.lot_id, nowMs);
+    after = lapsed.book;
+    expired.push({ lot_id: lot.lot_id, amount: lapsed.amount });
   }
-  return { book: withLots(book, changed), expired };
+  return { book: after, expired };
 }
 
 /** The next time a lot expires with spendable credit in it (the alarm's due time), or null. */
@@ -298,11 +310,11 @@ export function refund(
     kind: LotKind,
     part: Minor,
     expiresAtMs: number | null,
-    priority?: number,
+    priority = LOT_PRIORITY_DEFAULT[kind],
   ) => {
     const lotId = newLot(source, kind);
-    creditBack(lots, lotId, kind, part, expiresAtMs, seq, priority);
-    created.push({ lot_id: lotId, kind, expires_at_ms: expiresAtMs });
+    creditBack(lots, { lot_id: lotId, kind, priority, expires_at_ms: expiresAtMs }, part, seq);
+    created.push({ lot_id: lotId, kind, priority, expires_at_ms: expiresAtMs });
     returned_to.push({ source, to_lot_id: lotId, amount: part });
   };
   let left = amount;
@@ -337,27 +349,47 @@ export function refund(
   return { book: { lots, debt, debt_paid_by: paidBy }, returned_to, created };
 }
 
-function creditBack(
-  lots: Map<string, Lot>,
-  lotId: string,
-  kind: LotKind,
-  amount: Minor,
-  expiresAtMs: number | null,
+function creditBack(lots: Map<string, Lot>, terms: RefundLot, amount: Minor, seq: number): void {
+  assert(!lots.has(terms.lot_id), `a refund's new lot ${terms.lot_id} is new`);
+  lots.set(terms.lot_id, { ...terms, amount, remaining: amount, held: 0, expired: 0, created_seq: seq });
+}
+
+/**
+ * A refund applied from what it recorded (`refund` computed it where the charge was known): each
+ * part back to the debt, to its lot, or to the new lot it created, checked against the book.
+ */
+export function applyRefund(
+  book: LotBook,
+  returned_to: readonly Returned[],
+  created: readonly RefundLot[],
+  nowMs: number,
   seq: number,
-  priority = LOT_PRIORITY_DEFAULT[kind],
-): void {
-  assert(!lots.has(lotId), `a refund's new lot ${lotId} is new`);
-  lots.set(lotId, {
-    lot_id: lotId,
-    kind,
-    priority,
-    amount,
-    remaining: amount,
-    held: 0,
-    expired: 0,
-    expires_at_ms: expiresAtMs,
-    created_seq: seq,
-  });
+): LotBook {
+  const lots = new Map(book.lots);
+  let debt = book.debt;
+  const paidBy = { ...book.debt_paid_by };
+  const terms = new Map(created.map((lot) => [lot.lot_id, lot]));
+  assert(terms.size === created.length, "a refund creates each new lot once");
+  for (const part of returned_to) {
+    assertAmount(part.amount, 1, "a refunded part");
+    const made = part.to_lot_id === null ? undefined : terms.get(part.to_lot_id);
+    if (part.to_lot_id === null) {
+      assert(part.source === null && debt >= part.amount, "a part back to the debt came from it and fits it");
+      debt -= part.amount;
+    } else if (made !== undefined) {
+      creditBack(lots, made, part.amount, seq);
+      if (part.source === null) {
+        assert(paidBy[made.kind] >= part.amount, "a grant paid that much of the debt");
+        paidBy[made.kind] -= part.amount;
+      }
+    } else {
+      const lot = lotOf({ lots, debt, debt_paid_by: paidBy }, part.to_lot_id);
+      assert(part.source === lot.lot_id && !expiredAt(lot, nowMs), "a part goes back to its own live lot");
+      lots.set(lot.lot_id, { ...lot, remaining: lot.remaining + part.amount });
+    }
+  }
+  for (const lot of created) assert(lots.get(lot.lot_id)?.created_seq === seq, `new lot ${lot.lot_id} is credited`);
+  return { lots, debt, debt_paid_by: paidBy };
 }
 
 /** Each source's part of a charge not yet returned by a refund, in the order they paid. */

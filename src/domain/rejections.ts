@@ -30,7 +30,11 @@ export type RejectionCode =
   /** A capture without an amount, of a reservation that pinned no price. */
   | "price_not_pinned"
   /** A priced estimate or usage costs nothing, or more than AMOUNT_MINOR_MAX. */
-  | "unpriceable";
+  | "unpriceable"
+  /** A grant's `expires_at` is not after the ledger's now (400, naming the field). */
+  | "lot_expiry_passed"
+  /** A grant or a refund would make one lot more than LOTS_ACTIVE_MAX with credit in it. */
+  | "too_many_lots";
 
 export interface Rejection {
   code: RejectionCode;

@@ -4,8 +4,8 @@
  * OpenAccount), the state slice the shell loaded for it, and `now`. Pure: no I/O, no clock.
  * The command table (table.ts) says which function decides which command.
  */
-import type { Command, CommandOf } from "./commands";
-import { type AccountUpdatedField, type EventBody, eventEffect, type LedgerEvent } from "./events";
+import { type Command, type CommandOf, DEFAULT_GRANT } from "./commands";
+import { type AccountUpdatedField, type EventBody, eventEffect, type LedgerEvent, type LotGrant } from "./events";
 import {
   AMOUNT_MINOR_MAX,
   AMOUNT_MINOR_MIN,
@@ -18,6 +18,17 @@ import {
   TTL_SECONDS_MAX,
   TTL_SECONDS_MIN,
 } from "./limits";
+import {
+  activeLots,
+  adjustmentLotId,
+  grantMove,
+  holdMove,
+  lapseMove,
+  refundMove,
+  settleMove,
+  spendMove,
+} from "./lot-events";
+import { LOT_KINDS, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, LOTS_ACTIVE_MAX, type LotBook } from "./lots";
 import { assert, assertMinor, type Minor } from "./money";
 import { type PriceComputation, priceOf, usageQuantities } from "./pricing";
 import { type Rejection, reject } from "./rejections";
@@ -51,6 +62,7 @@ export function decideOpenAccount(
     currency: command.currency,
     credit_limit: command.credit_limit,
     metadata: command.metadata,
+    lots: true,
   });
 }
 
@@ -75,15 +87,43 @@ export function decideUpdateAccount(
 
 export function decideCreditFunds(
   command: CommandOf<"CreditFunds">,
-  { account }: DecideInput<CommandOf<"CreditFunds">>,
+  { account, state, now }: DecideInput<CommandOf<"CreditFunds">>,
 ): Decision {
   assertAmount(command.amount);
+  const terms = command.grant ?? DEFAULT_GRANT;
+  const refused = checkGrant(state.book, terms, command.amount, now);
+  if (refused !== null) return rejected(refused);
+  const lot = grantMove(state.book, command.credit_id, terms, command.amount, account.last_seq + 1, now);
   return acceptedWithinBounds(account, {
     type: "FundsCredited",
     credit_id: command.credit_id,
     amount: command.amount,
     reason: command.reason,
     metadata: command.metadata,
+    ...lot.fields,
+  });
+}
+
+/**
+ * A grant's terms: an expiry still ahead (400 naming the field), and room for one more lot with
+ * credit in it, unless the whole grant pays the debt and makes no lot.
+ */
+function checkGrant(book: LotBook | null, grant: LotGrant, amount: Minor, now: number): Rejection | null {
+  assert(LOT_KINDS.includes(grant.kind), "a lot's kind");
+  assert(
+    Number.isSafeInteger(grant.priority) && grant.priority >= LOT_PRIORITY_MIN && grant.priority <= LOT_PRIORITY_MAX,
+    "a lot's priority",
+  );
+  if (grant.expires_at !== null && !(Date.parse(grant.expires_at) > now)) {
+    return reject("lot_expiry_passed", "The grant's expires_at is not in the future.", { field: "grant.expires_at" });
+  }
+  if (book !== null && amount > book.debt && activeLots(book) >= LOTS_ACTIVE_MAX) return tooManyLots();
+  return null;
+}
+
+function tooManyLots(): Rejection {
+  return reject("too_many_lots", `The account already holds ${LOTS_ACTIVE_MAX} lots with credit in them.`, {
+    lots_active_max: LOTS_ACTIVE_MAX,
   });
 }
 
@@ -121,6 +161,7 @@ export function decideReserveFunds(
     );
   }
   return acceptedSpend(account, command.amount, {
+    ...holdMove(state.book, command.amount, now).fields,
     type: "FundsReserved",
     reservation_id: command.reservation_id,
     amount: command.amount,
@@ -135,7 +176,7 @@ export function decideReserveFunds(
 
 export function decideCaptureReservation(
   command: CommandOf<"CaptureReservation">,
-  { account, state }: DecideInput<CommandOf<"CaptureReservation">>,
+  { account, state, now }: DecideInput<CommandOf<"CaptureReservation">>,
 ): Decision {
   const found = findOpenReservation(state, command.reservation_id);
   if ("rejection" in found) return rejected(found.rejection);
@@ -169,7 +210,8 @@ export function decideCaptureReservation(
       ),
     );
   }
-  return acceptedWithinBounds(account, {
+  const settled = settleMove(state.book, r.funded_by, amount, now);
+  const decision = acceptedWithinBounds(account, {
     type: "ReservationCaptured",
     reservation_id: r.reservation_id,
     reserved_amount: r.amount,
@@ -181,21 +223,36 @@ export function decideCaptureReservation(
     usage: command.usage,
     metadata: command.metadata,
     ...(pricing === null ? {} : { pricing }),
+    ...settled.fields,
   });
+  return withLapses(decision, settled.book, now);
+}
+
+/**
+ * After a hold's end: what it released to a lot that has expired expires at once, as the
+ * LotExpired events that follow it in the same decision.
+ */
+function withLapses(decision: Decision, book: LotBook | null, now: number): Decision {
+  if (decision.outcome !== "accepted") return decision;
+  return accepted(...decision.events, ...lapseMove(book, now).bodies);
 }
 
 export function decideReleaseReservation(
   command: CommandOf<"ReleaseReservation">,
-  { state }: DecideInput<CommandOf<"ReleaseReservation">>,
+  { state, now }: DecideInput<CommandOf<"ReleaseReservation">>,
 ): Decision {
   const found = findOpenReservation(state, command.reservation_id);
   if ("rejection" in found) return rejected(found.rejection);
-  return accepted({
+  const settled = settleMove(state.book, found.reservation.funded_by, 0, now);
+  const earmarks = "earmarks" in settled.fields ? { earmarks: settled.fields.earmarks } : {};
+  const released = accepted({
     type: "ReservationReleased",
     reservation_id: command.reservation_id,
     reserved_amount: found.reservation.amount,
     reason: command.reason,
+    ...earmarks,
   });
+  return withLapses(released, settled.book, now);
 }
 
 export function decideExtendReservation(
@@ -219,7 +276,7 @@ export function decideExtendReservation(
 
 export function decideChargeAccount(
   command: CommandOf<"ChargeAccount">,
-  { account, state }: DecideInput<CommandOf<"ChargeAccount">>,
+  { account, state, now }: DecideInput<CommandOf<"ChargeAccount">>,
 ): Decision {
   assertAmount(command.amount);
   // A captured reservation is also a charge, so check the reservation namespace first.
@@ -231,6 +288,7 @@ export function decideChargeAccount(
   assert(!state.charges.has(command.charge_id), "a known charge id is a replay");
   if (account.status === "frozen") return rejected(frozen());
   return acceptedSpend(account, command.amount, {
+    ...spendMove(state.book, command.amount, now).fields,
     type: "AccountCharged",
     charge_id: command.charge_id,
     amount: command.amount,
@@ -241,7 +299,7 @@ export function decideChargeAccount(
 
 export function decideRefundCharge(
   command: CommandOf<"RefundCharge">,
-  { account, state }: DecideInput<CommandOf<"RefundCharge">>,
+  { account, state, now }: DecideInput<CommandOf<"RefundCharge">>,
 ): Decision {
   assertAmount(command.amount);
   const charge = state.charges.get(command.charge_id);
@@ -258,6 +316,8 @@ export function decideRefundCharge(
       }),
     );
   }
+  const back = refundMove(state.book, charge, command.amount, now, account.last_seq + 1, command.refund_id);
+  if (back.book !== null && back.created > 0 && activeLots(back.book) > LOTS_ACTIVE_MAX) return rejected(tooManyLots());
   return acceptedWithinBounds(account, {
     type: "ChargeRefunded",
     refund_id: command.refund_id,
@@ -266,21 +326,34 @@ export function decideRefundCharge(
     reason: command.reason,
     charge_amount: charge.amount,
     charge_refunded_total: charge.refunded + command.amount,
+    ...back.fields,
   });
 }
 
 export function decideAdjustBalance(
   command: CommandOf<"AdjustBalance">,
-  { account }: DecideInput<CommandOf<"AdjustBalance">>,
+  { account, state, now }: DecideInput<CommandOf<"AdjustBalance">>,
 ): Decision {
   assertMinor(command.amount, "adjustment amount");
   assert(command.amount !== 0 && Math.abs(command.amount) <= AMOUNT_MINOR_MAX, "adjustment amount range");
   assert(command.reason.length > 0, "adjustment reason");
+  assert(command.grant === undefined || command.amount > 0, "only a positive adjustment grants a lot");
+  let fields = {};
+  if (command.amount > 0) {
+    const terms = command.grant ?? DEFAULT_GRANT;
+    const refused = checkGrant(state.book, terms, command.amount, now);
+    if (refused !== null) return rejected(refused);
+    const lotId = adjustmentLotId(command.adjustment_id);
+    fields = grantMove(state.book, lotId, terms, command.amount, account.last_seq + 1, now).fields;
+  } else {
+    fields = spendMove(state.book, -command.amount, now).fields;
+  }
   return acceptedWithinBounds(account, {
     type: "BalanceAdjusted",
     adjustment_id: command.adjustment_id,
     amount: command.amount,
     reason: command.reason,
+    ...fields,
   });
 }
 
@@ -292,12 +365,16 @@ export function decideExpireReservations(
   command: CommandOf<"ExpireReservations">,
   { state, now }: DecideInput<CommandOf<"ExpireReservations">>,
 ): Decision {
-  const events: EventBody[] = [];
+  // Lots due first (their holds' parts stay), then each hold, each followed by what it lapsed.
+  const due = lapseMove(state.book, now);
+  const events: EventBody[] = [...due.bodies];
+  let book = due.book;
   for (const id of command.reservation_ids) {
     const r = state.reservations.get(id);
     assert(r !== undefined && r.status === "open", `expiry of ${id}, which is not open`);
     assert(Date.parse(r.expires_at) <= now, `expiry of ${id} before it is due`);
     const captured = r.on_expiry === "capture" ? r.amount : 0;
+    const settled = settleMove(book, r.funded_by, captured, now);
     events.push({
       type: "ReservationExpired",
       reservation_id: id,
@@ -306,7 +383,11 @@ export function decideExpireReservations(
       captured_amount: captured,
       released_amount: r.amount - captured,
       context: r.context,
+      ...settled.fields,
     });
+    const lapsed = lapseMove(settled.book, now);
+    events.push(...lapsed.bodies);
+    book = lapsed.book;
   }
   return accepted(...events);
 }

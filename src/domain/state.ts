@@ -12,6 +12,8 @@ import { expectedHash, GENESIS_HASH, stampedFrom } from "./chain";
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import { endsReservation, eventEffect, type LedgerEvent, type ReservationEnd, unreachable } from "./events";
 import { eventKeyString } from "./keys";
+import { evolveBook } from "./lot-events";
+import type { Funding, LotBook, Returned } from "./lots";
 import { assert, type Minor } from "./money";
 import type { PinnedPricing } from "./pricing";
 
@@ -58,6 +60,8 @@ export interface ReservationState {
   /** Seq of the FundsReserved event and of the event that ended it. */
   reserve_seq: number;
   end_seq: number | null;
+  /** The lots the hold earmarks (null: made before the account kept lots, and not opened since). */
+  funded_by: Funding[] | null;
 }
 
 export type ChargeKind = "direct" | "capture";
@@ -68,6 +72,10 @@ export interface ChargeState {
   amount: Minor;
   refunded: Minor;
   seq: number;
+  /** What paid for it (null: charged before the account kept lots: its legacy lot paid). */
+  funded_by: Funding[] | null;
+  /** Where its refunds went since the account keeps lots. */
+  returned: Returned[];
 }
 
 export interface LedgerState {
@@ -76,10 +84,15 @@ export interface LedgerState {
   charges: Map<string, ChargeState>;
   /** Encoded idempotency key (keys.ts `encodeKey`) -> the event that applied it. */
   operations: Map<string, LedgerEvent>;
+  /**
+   * The account's lots and debt (issue 27), or null while it keeps none. The object's slice holds
+   * every lot with credit in it and those the command names; the others are unchanged.
+   */
+  book: LotBook | null;
 }
 
 export function initialState(): LedgerState {
-  return { account: null, reservations: new Map(), charges: new Map(), operations: new Map() };
+  return { account: null, reservations: new Map(), charges: new Map(), operations: new Map(), book: null };
 }
 
 export function available(account: Pick<AccountState, "balance" | "reserved">): Minor {
@@ -109,6 +122,13 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
     case "AccountOpened":
     case "FundsCredited":
     case "BalanceAdjusted":
+    case "LotExpired":
+      break;
+    case "LotsOpened":
+      for (const hold of event.earmarks) {
+        const r = openReservation(state, hold.reservation_id);
+        state.reservations.set(r.reservation_id, { ...r, funded_by: hold.funded_by });
+      }
       break;
     case "AccountUpdated":
       account = {
@@ -148,6 +168,7 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
     assert(!state.operations.has(key), `operation ${key} applied twice`);
     state.operations.set(key, event);
   }
+  state.book = evolveBook(state.book, event);
   state.account = account;
   return state;
 }
@@ -195,18 +216,34 @@ function evolveReservationEnd(state: LedgerState, event: ReservationEnd): void {
   const ended = reservationEnded(r, event);
   state.reservations.set(r.reservation_id, ended);
   if (ended.captured_amount !== null) {
-    openCharge(state, r.reservation_id, "capture", ended.captured_amount, event.seq);
+    const funded_by = event.type === "ReservationReleased" ? undefined : event.funded_by;
+    openCharge(state, r.reservation_id, "capture", ended.captured_amount, event.seq, funded_by);
   }
 }
 
 function evolveDirectCharge(state: LedgerState, event: Extract<LedgerEvent, { type: "AccountCharged" }>): void {
-  openCharge(state, event.charge_id, "direct", event.amount, event.seq);
+  openCharge(state, event.charge_id, "direct", event.amount, event.seq, event.funded_by);
 }
 
 /** A charge id is used once, by a direct charge or by a capture (charge_id = reservation_id). */
-function openCharge(state: LedgerState, chargeId: string, kind: ChargeKind, amount: Minor, seq: number): void {
+function openCharge(
+  state: LedgerState,
+  chargeId: string,
+  kind: ChargeKind,
+  amount: Minor,
+  seq: number,
+  funded_by: Funding[] | undefined,
+): void {
   assert(!state.charges.has(chargeId), `charge ${chargeId} reused`);
-  state.charges.set(chargeId, { charge_id: chargeId, kind, amount, refunded: 0, seq });
+  state.charges.set(chargeId, {
+    charge_id: chargeId,
+    kind,
+    amount,
+    refunded: 0,
+    seq,
+    funded_by: funded_by ?? null,
+    returned: [],
+  });
 }
 
 function evolveRefund(state: LedgerState, event: Extract<LedgerEvent, { type: "ChargeRefunded" }>): void {
@@ -215,7 +252,8 @@ function evolveRefund(state: LedgerState, event: Extract<LedgerEvent, { type: "C
   const refunded = charge.refunded + event.amount;
   assert(refunded <= charge.amount, `refunds of ${charge.charge_id} exceed the charge`);
   assert(refunded === event.charge_refunded_total, `seq ${event.seq}: charge_refunded_total differs`);
-  state.charges.set(charge.charge_id, { ...charge, refunded });
+  const returned = event.returned_to === undefined ? charge.returned : [...charge.returned, ...event.returned_to];
+  state.charges.set(charge.charge_id, { ...charge, refunded, returned });
 }
 
 export function openedAccount(event: LedgerEvent): AccountState {
@@ -266,11 +304,13 @@ export function reservationOpened(event: Extract<LedgerEvent, { type: "FundsRese
         : { price: event.pricing.price, rules: event.pricing.rules, estimate: event.pricing.estimate },
     reserve_seq: event.seq,
     end_seq: null,
+    funded_by: event.funded_by ?? null,
   };
 }
 
 export function reservationEnded(r: ReservationState, event: ReservationEnd): ReservationState {
-  const base = { ...r, settled_at: event.at, end_seq: event.seq };
+  // The end copies the earmarks it settled: a hold made before lots has them from LotsOpened.
+  const base = { ...r, settled_at: event.at, end_seq: event.seq, funded_by: event.earmarks ?? r.funded_by };
   switch (event.type) {
     case "ReservationCaptured":
       return {

@@ -12,7 +12,7 @@
  * missing one of these facts, does not compile. The account object, the HTTP API, the service
  * binding and batches all read it; none of them names an event type.
  */
-import type { Command, CommandType, ReserveFunds } from "./commands";
+import { type Command, type CommandType, DEFAULT_GRANT, type ReserveFunds } from "./commands";
 import type { LedgerEvent, LedgerEventType } from "./events";
 import type { OperationKey } from "./keys";
 import { assert } from "./money";
@@ -112,7 +112,13 @@ export const COMMANDS: CommandTable = {
     key: (c) => ({ op: "credit", credit_id: c.credit_id }),
     reads: () => NO_READS,
     decide: decideCreditFunds,
-    replay: replayAlike("FundsCredited", ["amount", "reason", "metadata"]),
+    replay: replayOf("FundsCredited", (c, prior) => [
+      ["amount", c.amount, prior.amount],
+      // A credit from before lots was a paid lot that never expires: the default grant.
+      ["grant", c.grant ?? DEFAULT_GRANT, prior.grant ?? DEFAULT_GRANT],
+      ["reason", c.reason, prior.reason],
+      ["metadata", c.metadata, prior.metadata],
+    ]),
     status: CREATED,
   }),
   ReserveFunds: answersEvent({
@@ -172,7 +178,15 @@ export const COMMANDS: CommandTable = {
     key: (c) => ({ op: "adjustment", adjustment_id: c.adjustment_id }),
     reads: () => NO_READS,
     decide: decideAdjustBalance,
-    replay: replayAlike("BalanceAdjusted", ["amount", "reason"]),
+    replay: replayOf("BalanceAdjusted", (c, prior) => [
+      ["amount", c.amount, prior.amount],
+      [
+        "grant",
+        c.amount > 0 ? (c.grant ?? DEFAULT_GRANT) : null,
+        prior.amount > 0 ? (prior.grant ?? DEFAULT_GRANT) : null,
+      ],
+      ["reason", c.reason, prior.reason],
+    ]),
     status: CREATED,
   }),
   ExpireReservations: {

@@ -3,7 +3,8 @@
  * functions, so the response of an idempotent replay is the same function of the same event
  * as the original response.
  */
-import { type LedgerEvent, unreachable } from "./events";
+import { type GrantFields, type LedgerEvent, unreachable } from "./events";
+import type { Funding } from "./lots";
 import { assert } from "./money";
 import { type AccountState, available, openedAccount, type ReservationState, reservationOpened } from "./state";
 
@@ -58,6 +59,7 @@ export function reservationView(r: ReservationState) {
     usage: r.usage,
     pricing: r.pricing,
     metadata: r.metadata,
+    ...(r.funded_by === null ? {} : { funded_by: r.funded_by }),
   };
 }
 export type ReservationView = ReturnType<typeof reservationView>;
@@ -80,7 +82,7 @@ export function operationResult(
     case "FundsCredited": {
       const { credit_id, amount, reason, metadata } = event;
       return {
-        credit: { credit_id, amount, reason, metadata, seq: event.seq, created_at: event.at },
+        credit: { credit_id, amount, reason, metadata, ...grantView(event), seq: event.seq, created_at: event.at },
         account: balances,
       };
     }
@@ -93,7 +95,12 @@ export function operationResult(
       assert(reservation !== undefined && reservation.end_seq === event.seq, "capture result needs its reservation");
       return {
         reservation: reservationView(reservation),
-        charge: { charge_id: event.reservation_id, amount: event.amount, overage: event.overage },
+        charge: {
+          charge_id: event.reservation_id,
+          amount: event.amount,
+          overage: event.overage,
+          ...fundedView(event.funded_by),
+        },
         account: balances,
       };
     case "ReservationReleased":
@@ -102,24 +109,46 @@ export function operationResult(
       return { reservation: reservationView(reservation), account: balances };
     case "AccountCharged": {
       const { charge_id, amount, context, metadata } = event;
-      const charge = { charge_id, amount, context, metadata, seq: event.seq, created_at: event.at };
+      const charge = {
+        charge_id,
+        amount,
+        context,
+        metadata,
+        ...fundedView(event.funded_by),
+        seq: event.seq,
+        created_at: event.at,
+      };
       return { charge, account: balances };
     }
     case "ChargeRefunded": {
       const { refund_id, charge_id, amount, reason, charge_amount, charge_refunded_total } = event;
-      const refund = { refund_id, charge_id, amount, reason, charge_amount, charge_refunded_total };
+      const returned = event.returned_to === undefined ? {} : { returned_to: event.returned_to };
+      const refund = { refund_id, charge_id, amount, reason, charge_amount, charge_refunded_total, ...returned };
       return { refund: { ...refund, seq: event.seq, created_at: event.at }, account: balances };
     }
     case "BalanceAdjusted": {
       const { adjustment_id, amount, reason } = event;
-      return { adjustment: { adjustment_id, amount, reason, seq: event.seq, created_at: event.at }, account: balances };
+      const lots = amount > 0 ? grantView(event) : fundedView(event.funded_by);
+      const adjustment = { adjustment_id, amount, reason, ...lots, seq: event.seq, created_at: event.at };
+      return { adjustment, account: balances };
     }
     case "AccountUpdated":
+    case "LotExpired":
+    case "LotsOpened":
       return { account: balances };
     default:
       return unreachable(event);
   }
 }
+
+/** A grant's lot, as its answer shows it (nothing for a credit from before lots). */
+function grantView(event: GrantFields) {
+  if (event.lot_id === undefined || event.grant === undefined) return {};
+  return { lot_id: event.lot_id, grant: event.grant, applied_to_debt: event.applied_to_debt ?? 0 };
+}
+
+/** What paid for a spend (nothing for one from before lots). */
+const fundedView = (funded_by: Funding[] | undefined) => (funded_by === undefined ? {} : { funded_by });
 
 /**
  * The reservation as the extension left it. The fields an extension does not set never change

@@ -192,7 +192,10 @@ function movement(event: LedgerEvent): EventSums {
     case "FundsReserved":
     case "ReservationExtended":
     case "ReservationReleased":
+    case "LotsOpened":
       return {};
+    case "LotExpired":
+      return {}; // PROJECTION-LOTS: counted once the rollups carry lots
     default:
       // A new event type fails to compile here until it says what it counts.
       return unreachable(event);
@@ -214,12 +217,15 @@ function journalGroup(event: LedgerEvent): JournalGroup | null {
       return "refund";
     case "BalanceAdjusted":
       return event.amount > 0 ? "adjustment_up" : "adjustment_down";
+    case "LotExpired":
+      return null; // PROJECTION-LOTS
     // No money moves to or from a counter account: the trial balance leaves them out.
     case "AccountOpened":
     case "AccountUpdated":
     case "FundsReserved":
     case "ReservationExtended":
     case "ReservationReleased":
+    case "LotsOpened":
       return null;
     default:
       // A new event type fails to compile here until it names its counter account (or none).

@@ -110,6 +110,10 @@ function eventColumns(event: LedgerEvent): Columns {
       };
     case "BalanceAdjusted":
       return { amount: event.amount, adjustment_id: event.adjustment_id, reason: event.reason };
+    case "LotExpired":
+      return { amount: event.amount };
+    case "LotsOpened":
+      return {};
     case "FundsReserved":
     case "ReservationExtended":
     case "ReservationCaptured":

@@ -166,13 +166,15 @@ describe("export and offline verification", () => {
   it("streams a long log in seq order across pages", async () => {
     const id = await openAccount();
     await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
-      for (let i = 0; i < 2_500; i++) {
-        await instance.execute({ type: "CreditFunds", credit_id: `c${i}`, amount: 1, reason: null, metadata: {} });
+      // One lot, then charges: an account holds at most LOTS_ACTIVE_MAX lots with credit in them.
+      await instance.execute({ type: "CreditFunds", credit_id: "c", amount: 5_000, reason: null, metadata: {} });
+      for (let i = 1; i < 2_500; i++) {
+        await instance.execute({ type: "ChargeAccount", charge_id: `ch${i}`, amount: 1, context: {}, metadata: {} });
       }
     });
     const events = await exportOf(id);
     expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 2_501 }, (_, i) => i + 1));
-    expect((await audit(events)).summary).toMatchObject({ balance: 2_500, head_seq: 2_501 });
+    expect((await audit(events)).summary).toMatchObject({ balance: 2_501, head_seq: 2_501 });
   });
 
   it("answers 404 for an unknown account", async () => {

@@ -7,7 +7,7 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
-import { ENDED_ROWS_AS_RECORDS, respellOperationKeys } from "../../durable-objects/schema";
+import { CHARGE_FUNDING_COLUMNS, ENDED_ROWS_AS_RECORDS, respellOperationKeys } from "../../durable-objects/schema";
 import type { AccountStore } from "../../durable-objects/store";
 import { encodeKey, KEY_LOCATIONS, type KeyLocation } from "../../src/domain/keys";
 import { AssertionError } from "../../src/domain/money";
@@ -130,6 +130,15 @@ describe("the migration to ended reservations as records and charges as columns"
       for (const c of charges)
         if (c !== null) sql.exec("INSERT INTO charges VALUES (?, ?)", c.charge_id, JSON.stringify(c));
       sql.exec(ENDED_ROWS_AS_RECORDS);
+      // The later migration of issue 27 adds what paid for each charge: these were charged with lots.
+      sql.exec(CHARGE_FUNDING_COLUMNS);
+      for (const c of charges) {
+        if (c === null) continue;
+        sql.exec("UPDATE charges SET funded_by = ? WHERE charge_id = ?", JSON.stringify(c.funded_by), c.charge_id);
+        if (c.returned.length > 0) {
+          sql.exec("UPDATE charges SET returned = ? WHERE charge_id = ?", JSON.stringify(c.returned), c.charge_id);
+        }
+      }
       return {
         reservations: sql
           .exec("SELECT reservation_id, status, end_seq IS NULL AS open, state IS NULL AS stateless FROM reservations")

@@ -131,11 +131,14 @@ describe("expiry", () => {
     expect(due.expired).toEqual([{ lot_id: "promo", amount: 70 }]);
     expect(lot(due.book, "promo")).toMatchObject({ remaining: 30, held: 30, expired: 70 });
     expect(nextExpiryMs(due.book)).toBeNull();
-    // The hold captures part of it after the expiry: the released rest expires at once.
+    // The hold captures part of it after the expiry: the released rest goes back, then expires at once.
     const captured = settleHold(due.book, held.funded_by, 12, 10 * DAY_MS + 1);
     expect(captured.funded_by).toEqual([{ lot_id: "promo", amount: 12 }]);
-    expect(captured.expired).toEqual([{ lot_id: "promo", amount: 18 }]);
-    expect(lot(captured.book, "promo")).toMatchObject({ remaining: 0, held: 0, expired: 88 });
+    expect(lot(captured.book, "promo")).toMatchObject({ remaining: 18, held: 0, expired: 70 });
+    expect(nextExpiryMs(captured.book)).toBe(10 * DAY_MS);
+    const lapsed = expireDue(captured.book, 10 * DAY_MS + 1);
+    expect(lapsed.expired).toEqual([{ lot_id: "promo", amount: 18 }]);
+    expect(lot(lapsed.book, "promo")).toMatchObject({ remaining: 0, held: 0, expired: 88 });
   });
 
   it("never draws on an expired lot: what is due expires first, then the charge draws on the rest", () => {
@@ -368,9 +371,11 @@ function apply(w: World, s: Step): void {
       const past = settled.funded_by.filter((f) => !earmarks.some((e) => e.lot_id === f.lot_id));
       drewInOrder(settled.book, past, w.now);
       for (const f of settled.funded_by) move(w, f.lot_id, -f.amount);
-      for (const e of settled.expired) move(w, e.lot_id, -e.amount);
-      w.book = settled.book;
-      w.balance -= amount + sum(settled.expired);
+      // What it released to a lot that expired expires at once (the shell's LotExpired events).
+      const lapsed = expireDue(settled.book, w.now);
+      for (const e of lapsed.expired) move(w, e.lot_id, -e.amount);
+      w.book = lapsed.book;
+      w.balance -= amount + sum(lapsed.expired);
       if (amount > 0) w.charges.push({ amount, funded_by: settled.funded_by, returned: [] });
       break;
     }

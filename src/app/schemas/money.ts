@@ -1,6 +1,7 @@
 /** The contracts of money movements: credits, reservations and their settlement, charges, refunds, adjustments. */
 import { z } from "@hono/zod-openapi";
 import { TTL_SECONDS_DEFAULT } from "../../domain/limits";
+import { LOT_KINDS, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from "../../domain/lots";
 import { PRICE_UNITS } from "../../domain/pricing";
 import { Balances } from "./accounts";
 import {
@@ -26,9 +27,27 @@ import { PinnedRuleSchema } from "./prices";
  * named component for the single call. Extending the named component would make the batch item
  * an `allOf` of two closed objects in /openapi.json, which no valid item could satisfy.
  */
+export const GrantRequest = z
+  .strictObject({
+    kind: z.enum(LOT_KINDS),
+    expires_at: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .openapi({ description: "When the lot's unspent credit expires; omit for never. Must be in the future." }),
+    priority: z
+      .number()
+      .int()
+      .min(LOT_PRIORITY_MIN)
+      .max(LOT_PRIORITY_MAX)
+      .optional()
+      .openapi({ description: "Lower burns first. Default: promotional 10, paid 50." }),
+  })
+  .openapi("GrantRequest", { description: 'The lot a credit creates (docs/api.md, "Credit in lots").' });
+
 export const CreditFields = z.strictObject({
   credit_id: Id,
   amount: Amount,
+  grant: GrantRequest.optional().openapi({ description: "Omit for a paid lot that never expires." }),
   reason: Reason.optional(),
   metadata: Metadata.optional(),
 });
@@ -101,8 +120,42 @@ export const RefundFields = z.strictObject({ refund_id: Id, charge_id: Id, amoun
 export const RefundBody = RefundFields.openapi("RefundRequest");
 
 export const AdjustmentBody = z
-  .strictObject({ adjustment_id: Id, amount: SignedAmount, reason: Reason })
+  .strictObject({
+    adjustment_id: Id,
+    amount: SignedAmount,
+    reason: Reason,
+    grant: GrantRequest.optional().openapi({
+      description: "A positive adjustment's lot; default paid, never expiring.",
+    }),
+  })
+  .refine((b) => b.grant === undefined || b.amount > 0, {
+    path: ["grant"],
+    message: "only a positive adjustment grants a lot",
+  })
   .openapi("AdjustmentRequest");
+
+export const FundingSchema = z
+  .object({
+    lot_id: z.string().nullable().openapi({ description: "null: beyond every lot, on the credit limit (debt)." }),
+    amount: Minor,
+  })
+  .openapi("Funding");
+
+export const LotGrantSchema = z
+  .object({ kind: z.enum(LOT_KINDS), priority: z.number().int(), expires_at: Time.nullable() })
+  .openapi("LotGrant");
+
+export const ReturnedSchema = z
+  .object({
+    source: z.string().nullable().openapi({ description: "The lot that paid (null: the debt)." }),
+    to_lot_id: z.string().nullable().openapi({ description: "The lot credited (null: the debt paid back)." }),
+    amount: Minor,
+  })
+  .openapi("Returned");
+
+const FundedBy = z.array(FundingSchema).optional().openapi({
+  description: "What paid, in the order it was drawn (absent on movements from before lots).",
+});
 
 export const PinnedPricingSchema = z
   .object({
@@ -133,6 +186,7 @@ export const ReservationResponse = z
       .union([PinnedPricingSchema, z.null()])
       .openapi({ description: "The price a priced reservation pinned, or null for a plain amount." }),
     metadata: Metadata,
+    funded_by: FundedBy.openapi({ description: "The lots the hold earmarks; lot_id null: what no lot covers." }),
   })
   .openapi("Reservation");
 
@@ -149,11 +203,19 @@ function recordedResult<K extends string, S extends z.ZodRawShape>(name: string,
   return z.object(shape).openapi(name);
 }
 
+/** A grant's fields in its answer (absent on a credit from before lots). */
+const GrantResult = {
+  lot_id: z.string().optional(),
+  grant: LotGrantSchema.optional(),
+  applied_to_debt: Minor.optional().openapi({ description: "What of the amount paid the debt before the lot." }),
+};
+
 export const CreditResult = recordedResult("CreditResult", "credit", {
   credit_id: z.string(),
   amount: Minor,
   reason: z.string().nullable(),
   metadata: Metadata,
+  ...GrantResult,
 });
 
 export const ReservationResult = z
@@ -163,7 +225,7 @@ export const ReservationResult = z
 export const CaptureResult = z
   .object({
     reservation: ReservationResponse,
-    charge: z.object({ charge_id: z.string(), amount: Minor, overage: Minor }),
+    charge: z.object({ charge_id: z.string(), amount: Minor, overage: Minor, funded_by: FundedBy }),
     account: Balances,
   })
   .openapi("CaptureResult");
@@ -173,6 +235,7 @@ export const ChargeResult = recordedResult("ChargeResult", "charge", {
   amount: Minor,
   context: UsageContext,
   metadata: Metadata,
+  funded_by: FundedBy,
 });
 
 export const RefundResult = recordedResult("RefundResult", "refund", {
@@ -182,10 +245,13 @@ export const RefundResult = recordedResult("RefundResult", "refund", {
   reason: z.string().nullable(),
   charge_amount: Minor,
   charge_refunded_total: Minor,
+  returned_to: z.array(ReturnedSchema).optional(),
 });
 
 export const AdjustmentResult = recordedResult("AdjustmentResult", "adjustment", {
   adjustment_id: z.string(),
   amount: Minor,
   reason: z.string(),
+  ...GrantResult,
+  funded_by: FundedBy,
 });

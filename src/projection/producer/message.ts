@@ -176,6 +176,10 @@ export function holdChanges(
       case "AccountCharged":
       case "ChargeRefunded":
       case "BalanceAdjusted":
+      case "LotExpired":
+        break;
+      // Opening lots names the holds' earmarks, which the read side's hold rows do not keep.
+      case "LotsOpened":
         break;
       default:
         unreachable(event);

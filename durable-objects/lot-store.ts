@@ -1,0 +1,201 @@
+/**
+ * The account's book of lots (issue 27) in its object: in memory whole for every lot with credit
+ * in it, in SQLite behind the log.
+ *
+ * The log is the truth; the `lots` rows and the `lot_book` row are a checkpoint of the book as of
+ * `through_seq`. A command changes the book in memory and writes no lot row; every
+ * LOTS_CHECKPOINT_EVENTS events (and before the archive may delete events, and before lots are
+ * listed) the lots that changed since are written in the command's own transaction. On start the
+ * object reads the checkpoint's lots with credit in them and folds the events after it with the
+ * same `evolveBook` the commands use, so a reserve and a capture write no row for lots (the
+ * platform bills rows written: decision 0008). A lot without credit stays a row: read again when a
+ * refund credits it back, listed by `GET .../lots`.
+ */
+import type { LedgerEvent } from "../src/domain/events";
+import { evolveBook } from "../src/domain/lot-events";
+import { LOT_KINDS, type Lot, type LotBook, type LotKind, nextExpiryMs } from "../src/domain/lots";
+import { assert } from "../src/domain/money";
+
+/** Events the book may run ahead of its checkpoint: what a start folds again, at most (plus one batch). */
+export const LOTS_CHECKPOINT_EVENTS = 64;
+
+interface LotRow extends Record<string, SqlStorageValue> {
+  lot_id: string;
+  kind: string;
+  priority: number;
+  amount: number;
+  remaining: number;
+  held: number;
+  expired: number;
+  expires_at_ms: number | null;
+  created_seq: number;
+}
+
+const LOT_COLUMNS = "lot_id, kind, priority, amount, remaining, held, expired, expires_at_ms, created_seq";
+
+function lotOf(row: LotRow): Lot {
+  assert((LOT_KINDS as readonly string[]).includes(row.kind), `lot ${row.lot_id} has a kind`);
+  return { ...row, kind: row.kind as LotKind };
+}
+
+export interface LotMemory {
+  book: LotBook | null;
+  throughSeq: number;
+  dirty: ReadonlySet<string>;
+}
+
+export class LotStore {
+  /** The book (null: the account keeps no lots yet, or there is no account). */
+  book: LotBook | null = null;
+  /** The last seq the rows include. */
+  throughSeq = 0;
+  /** Lots changed since the checkpoint. */
+  private dirty = new Set<string>();
+
+  constructor(private readonly sql: SqlStorage) {}
+
+  /**
+   * On start: the checkpoint, then the events after it (`tail` reads them in order). Returns
+   * false when the account has no book yet (opened before lots; the runner opens them).
+   */
+  load(tail: (afterSeq: number) => Iterable<LedgerEvent>): boolean {
+    const head = this.sql
+      .exec<{ debt: number; paid: number; promotional: number; through_seq: number }>(
+        "SELECT debt, debt_paid_by_paid AS paid, debt_paid_by_promotional AS promotional, through_seq FROM lot_book WHERE id = 1",
+      )
+      .toArray()[0];
+    if (head === undefined) return false;
+    const rows = this.sql.exec<LotRow>(`SELECT ${LOT_COLUMNS} FROM lots WHERE remaining > 0`).toArray();
+    let book: LotBook = {
+      lots: new Map(rows.map((row) => [row.lot_id, lotOf(row)])),
+      debt: head.debt,
+      debt_paid_by: { paid: head.paid, promotional: head.promotional },
+    };
+    this.book = book;
+    this.throughSeq = head.through_seq;
+    for (const event of tail(head.through_seq)) {
+      this.ensure(lotsNamed(event));
+      book = evolveBook(this.book, event) as LotBook;
+      this.noteChanges(this.book, book);
+      this.book = book;
+    }
+    return true;
+  }
+
+  /** Loads lots without credit that a command names (a refund's sources) into the book. */
+  ensure(ids: Iterable<string>): void {
+    const book = this.book;
+    if (book === null) return;
+    let lots: Map<string, Lot> | null = null;
+    for (const id of ids) {
+      if (book.lots.has(id) || lots?.has(id)) continue;
+      const row = this.sql.exec<LotRow>(`SELECT ${LOT_COLUMNS} FROM lots WHERE lot_id = ?`, id).toArray()[0];
+      if (row === undefined) continue;
+      lots ??= new Map(book.lots);
+      lots.set(id, lotOf(row));
+    }
+    if (lots !== null) this.book = { ...book, lots };
+  }
+
+  /**
+   * After an append's events changed the book to `after` (inside its transaction): notes what
+   * changed, and writes the checkpoint when the book has run LOTS_CHECKPOINT_EVENTS ahead (or is
+   * new). Returns the rows written. Memory is committed by `commit` after the transaction.
+   */
+  afterAppend(after: LotBook | null, lastSeq: number): { rows: number; next: LotMemory } {
+    if (after === null) return { rows: 0, next: { book: after, throughSeq: this.throughSeq, dirty: this.dirty } };
+    const dirty = new Set(this.dirty);
+    const before = this.book;
+    for (const [id, lot] of after.lots) if (before?.lots.get(id) !== lot) dirty.add(id);
+    const due = before === null || lastSeq - this.throughSeq >= LOTS_CHECKPOINT_EVENTS;
+    if (!due) return { rows: 0, next: { book: after, throughSeq: this.throughSeq, dirty } };
+    const rows = this.write(after, dirty, lastSeq);
+    return { rows, next: { book: evictSpent(after), throughSeq: lastSeq, dirty: new Set() } };
+  }
+
+  /** Writes the checkpoint if the book ran ahead of it (in the caller's transaction; `commit` after). */
+  checkpoint(lastSeq: number): { rows: number; next: LotMemory } | null {
+    if (this.book === null || lastSeq === this.throughSeq) return null;
+    const rows = this.write(this.book, this.dirty, lastSeq);
+    return { rows, next: { book: evictSpent(this.book), throughSeq: lastSeq, dirty: new Set() } };
+  }
+
+  commit(next: LotMemory): void {
+    this.book = next.book;
+    this.throughSeq = next.throughSeq;
+    this.dirty = new Set(next.dirty);
+  }
+
+  /** When the next lot expires with credit in it (the alarm's), or null. */
+  wakeAtMs(): number | null {
+    return this.book === null ? null : nextExpiryMs(this.book);
+  }
+
+  memory(): LotMemory {
+    return { book: this.book, throughSeq: this.throughSeq, dirty: new Set(this.dirty) };
+  }
+
+  /** Lots by status, oldest first, after `afterSeq`/`afterId` (the book must be checkpointed). */
+  list(where: string, params: SqlStorageValue[], limit: number): Lot[] {
+    return this.sql
+      .exec<LotRow>(
+        `SELECT ${LOT_COLUMNS} FROM lots WHERE ${where} ORDER BY created_seq, lot_id LIMIT ?`,
+        ...params,
+        limit,
+      )
+      .toArray()
+      .map(lotOf);
+  }
+
+  private write(book: LotBook, dirty: ReadonlySet<string>, lastSeq: number): number {
+    let rows = 0;
+    for (const id of dirty) {
+      const lot = book.lots.get(id);
+      assert(lot !== undefined, `changed lot ${id} is in the book`);
+      rows += this.sql.exec(
+        `INSERT INTO lots (${LOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (lot_id) DO UPDATE SET remaining = excluded.remaining, held = excluded.held, expired = excluded.expired`,
+        lot.lot_id,
+        lot.kind,
+        lot.priority,
+        lot.amount,
+        lot.remaining,
+        lot.held,
+        lot.expired,
+        lot.expires_at_ms,
+        lot.created_seq,
+      ).rowsWritten;
+    }
+    rows += this.sql.exec(
+      `INSERT INTO lot_book (id, debt, debt_paid_by_paid, debt_paid_by_promotional, through_seq) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET debt = excluded.debt, debt_paid_by_paid = excluded.debt_paid_by_paid,
+         debt_paid_by_promotional = excluded.debt_paid_by_promotional, through_seq = excluded.through_seq`,
+      book.debt,
+      book.debt_paid_by.paid,
+      book.debt_paid_by.promotional,
+      lastSeq,
+    ).rowsWritten;
+    return rows;
+  }
+
+  private noteChanges(before: LotBook | null, after: LotBook): void {
+    for (const [id, lot] of after.lots) if (before?.lots.get(id) !== lot) this.dirty.add(id);
+  }
+}
+
+/** Lots a refund credits back: the book may not hold them (they had no credit left). */
+export function lotsNamed(event: LedgerEvent): string[] {
+  if (event.type !== "ChargeRefunded" || event.returned_to === undefined) return [];
+  return event.returned_to.flatMap((part) => (part.to_lot_id === null ? [] : [part.to_lot_id]));
+}
+
+/** Written lots without credit leave memory: a row keeps them. */
+function evictSpent(book: LotBook): LotBook {
+  let lots: Map<string, Lot> | null = null;
+  for (const [id, lot] of book.lots) {
+    if (lot.remaining > 0) continue;
+    lots ??= new Map(book.lots);
+    lots.delete(id);
+  }
+  return lots === null ? book : { ...book, lots };
+}
