@@ -16,6 +16,8 @@ import type {
   BatchResult,
   ChainHead,
   ExecuteResult,
+  LotsPage,
+  LotsQuery,
   ProjectionStatus,
   ReadResult,
   SegmentEntry,
@@ -228,7 +230,13 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
 
   async getAccount(): Promise<ReadResult<AccountView>> {
     this.runner.expireDue(clock.now());
-    return this.store.account === null ? NOT_FOUND : { ok: true, body: accountView(this.store.account) };
+    const account = this.store.account;
+    return account === null ? NOT_FOUND : { ok: true, body: accountView(account, this.store.lots.book) };
+  }
+
+  async listLots(query: LotsQuery): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }> {
+    this.runner.expireDue(clock.now());
+    return this.reads.lots(query, clock.now());
   }
 
   async getReservation(reservationId: string): Promise<ReadResult<ReservationView>> {

@@ -135,14 +135,30 @@ export class LotStore {
     return { book: this.book, throughSeq: this.throughSeq, dirty: new Set(this.dirty) };
   }
 
-  /** Lots by status, oldest first, after `afterSeq`/`afterId` (the book must be checkpointed). */
-  list(where: string, params: SqlStorageValue[], limit: number): Lot[] {
+  /** Lot `id` as it is now: from memory where the book holds it, else its row (null: none). */
+  current(id: string): Lot | null {
+    const held = this.book?.lots.get(id);
+    if (held !== undefined) return held;
+    const row = this.sql.exec<LotRow>(`SELECT ${LOT_COLUMNS} FROM lots WHERE lot_id = ?`, id).toArray()[0];
+    return row === undefined ? null : lotOf(row);
+  }
+
+  rowIds(): string[] {
     return this.sql
-      .exec<LotRow>(
-        `SELECT ${LOT_COLUMNS} FROM lots WHERE ${where} ORDER BY created_seq, lot_id LIMIT ?`,
-        ...params,
-        limit,
-      )
+      .exec<{ lot_id: string }>("SELECT lot_id FROM lots")
+      .toArray()
+      .map((row) => row.lot_id);
+  }
+
+  /**
+   * Rows of lots matching `where`, oldest first, at most `limit`. A row is current unless the book
+   * in memory holds that lot (`GET .../lots` takes those from memory: durable-objects/reads.ts).
+   */
+  list(where: string, params: SqlStorageValue[], limit: number): Lot[] {
+    assert(Number.isSafeInteger(limit) && limit > 0, "a page's limit");
+    const sql = `SELECT ${LOT_COLUMNS} FROM lots WHERE ${where} ORDER BY created_seq, lot_id LIMIT ${limit}`;
+    return this.sql
+      .exec<LotRow>(sql, ...params)
       .toArray()
       .map(lotOf);
   }

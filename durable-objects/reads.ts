@@ -4,10 +4,13 @@
  * events, the sealed segments' manifest. Each answers `account_not_found` before the account
  * is opened, and never writes.
  */
-import type { BalancesAsOf, ChainHead, ReadResult, SegmentEntry } from "../src/contract";
+import type { BalancesAsOf, ChainHead, LotsPage, LotsQuery, ReadResult, SegmentEntry } from "../src/contract";
 import type { LedgerEvent } from "../src/domain/events";
-import { EVENTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
+import { EVENTS_PAGE_LIMIT_MAX, LOTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
+import type { Lot } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
+import { lotStatus, lotView } from "../src/domain/views";
+import { decodeCursor, encodeCursor } from "../src/read-side/cursor";
 import type { History } from "./history";
 import type { SegmentIndex } from "./segments";
 import type { AccountStore } from "./store";
@@ -16,6 +19,19 @@ export const NOT_FOUND: { ok: false; rejection: { code: "account_not_found"; det
   ok: false,
   rejection: { code: "account_not_found", detail: "The account does not exist." },
 };
+
+/** Each status as a condition on a lot's row at ?3 (now); see `lotStatus`. */
+const STATUS_SQL = {
+  any: "",
+  active: " AND remaining > 0 AND (expires_at_ms IS NULL OR expires_at_ms > ?3)",
+  expired: " AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?3",
+  depleted: " AND remaining = 0 AND (expires_at_ms IS NULL OR expires_at_ms > ?3)",
+} as const;
+
+/** Oldest first: by the seq that created the lot, then by id. */
+function byCreation(a: Pick<Lot, "created_seq" | "lot_id">, b: Pick<Lot, "created_seq" | "lot_id">): number {
+  return a.created_seq - b.created_seq || (a.lot_id < b.lot_id ? -1 : a.lot_id > b.lot_id ? 1 : 0);
+}
 
 export class AccountReads {
   constructor(
@@ -50,6 +66,42 @@ export class AccountReads {
     if (this.store.account === null) return NOT_FOUND;
     const segments = this.index.entries(afterSeq, limit);
     return { ok: true, body: { segments, archived_through: this.index.archivedThrough } };
+  }
+
+  /**
+   * A page of lots, oldest first (by the seq that created them). A lot's truth is the book in
+   * memory where it is there (every lot with credit, and every lot changed since the checkpoint),
+   * else its row: the rows are read past the cursor, those memory holds are taken from memory.
+   */
+  async lots(query: LotsQuery, nowMs: number): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }> {
+    if (this.store.account === null) return NOT_FOUND;
+    assert(Number.isSafeInteger(query.limit) && query.limit >= 1 && query.limit <= LOTS_PAGE_LIMIT_MAX, "limit");
+    const key = query.cursor === undefined ? [0, ""] : decodeCursor(query.cursor, 2);
+    if (key === null || typeof key[0] !== "number" || typeof key[1] !== "string") return { ok: false, badCursor: true };
+    const [afterSeq, afterId] = key as [number, string];
+    const memory = [...(this.store.lots.book?.lots.values() ?? [])];
+    const inMemory = new Set(memory.map((lot) => lot.lot_id));
+    // Rows that memory holds are stale or new; the others are current, so SQL may filter them.
+    const fetched = query.limit + inMemory.size;
+    const where = `(created_seq > ?1 OR (created_seq = ?1 AND lot_id > ?2))${STATUS_SQL[query.status ?? "any"]}`;
+    const params = query.status === undefined ? [afterSeq, afterId] : [afterSeq, afterId, nowMs];
+    const raw = this.store.lots.list(where, params, fetched);
+    // A full fetch may stop short of lots memory holds: those past its last row wait for the next page.
+    const bound = raw.length === fetched ? raw.at(-1) : undefined;
+    const candidates = memory.filter(
+      (lot) =>
+        byCreation(lot, { created_seq: afterSeq, lot_id: afterId }) > 0 &&
+        (bound === undefined || byCreation(lot, bound) <= 0) &&
+        (query.status === undefined || lotStatus(lot, nowMs) === query.status),
+    );
+    const matches = [...raw.filter((lot) => !inMemory.has(lot.lot_id)), ...candidates].sort(byCreation);
+    const page = matches.slice(0, query.limit);
+    const data = await Promise.all(
+      page.map(async (lot) => lotView(lot, (await this.history.balancesAt(lot.created_seq))?.at ?? "", nowMs)),
+    );
+    const last = page.at(-1);
+    const more = last !== undefined && (matches.length > query.limit || bound !== undefined);
+    return { ok: true, body: { data, next_cursor: more ? encodeCursor([last.created_seq, last.lot_id]) : null } };
   }
 
   async events(

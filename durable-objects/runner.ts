@@ -50,9 +50,10 @@ export class CommandRunner {
       case "replayed":
         return { ok: true, replayed: true, body: this.render(command, decision.event, state) };
       case "accepted": {
-        const last = this.append(state, decision.events, nowMs).at(-1);
+        // The command's own event comes first (what a hold's end lapsed follows it as LotExpired).
+        const own = this.append(state, decision.events, nowMs)[0];
         // An update that changed nothing has no event: its answer is the account as it is.
-        const body = last === undefined ? this.accountBody() : this.render(command, last, state);
+        const body = own === undefined ? this.accountBody() : this.render(command, own, state);
         return { ok: true, replayed: false, body };
       }
     }
@@ -145,6 +146,6 @@ export class CommandRunner {
 
   private accountBody(): unknown {
     assert(this.store.account !== null, "account is open");
-    return accountView(this.store.account);
+    return accountView(this.store.account, this.store.lots.book);
   }
 }

@@ -160,9 +160,21 @@ function compareRows(store: AccountStore, state: LedgerState, problems: string[]
   for (const row of store.sql.exec<{ key: string; seq: number }>("SELECT key, seq FROM operations")) {
     same(`operation ${row.key}`, state.operations.has(row.key), true);
   }
+  compareLots(store, state, same);
   const open = [...state.reservations.values()].filter((r) => r.status === "open");
   same("open holds", [open.reduce((sum, r) => sum + r.amount, 0), open.length], [store.holds.total, store.holds.count]);
   return new Map(open.map((r) => [r.reservation_id, r]));
+}
+
+/** The fold's book against the object's: every lot (from memory where it holds it, else its row) and the debt. */
+function compareLots(store: AccountStore, state: LedgerState, same: (what: string, a: unknown, b: unknown) => void) {
+  const book = state.book;
+  const kept = store.lots.book;
+  same("lots kept", book !== null, kept !== null);
+  if (book === null || kept === null) return;
+  same("debt", [book.debt, book.debt_paid_by], [kept.debt, kept.debt_paid_by]);
+  const ids = new Set([...book.lots.keys(), ...store.lots.rowIds()]);
+  for (const id of ids) same(`lot ${id}`, book.lots.get(id) ?? null, store.lots.current(id));
 }
 
 /** An ended reservation rebuilt from its events if the tail keeps both (else null: its columns were compared). */

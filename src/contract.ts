@@ -10,7 +10,7 @@ import type { SignedCheckpoint } from "./audit/signing";
 import type { Command } from "./domain/commands";
 import type { LedgerEvent } from "./domain/events";
 import type { Rejection } from "./domain/rejections";
-import type { AccountView, ReservationView } from "./domain/views";
+import type { AccountView, LotStatus, LotView, ReservationView } from "./domain/views";
 import type { ProjectionStatus } from "./projection/producer/projector";
 
 /** A read's answer: its body, or the rejection that names why there is none. */
@@ -98,6 +98,17 @@ export interface BalancesAsOf {
   available: number;
 }
 
+export interface LotsQuery {
+  status?: LotStatus | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+export interface LotsPage {
+  data: LotView[];
+  next_cursor: string | null;
+}
+
 /** The calls of an account's Durable Object (one object per account, by name). */
 export interface AccountObject extends Rpc.DurableObjectBranded {
   /** Decides and appends one command. */
@@ -106,6 +117,8 @@ export interface AccountObject extends Rpc.DurableObjectBranded {
   executeBatch(commands: Command[], atomic: boolean): Promise<BatchResult>;
   getAccount(): Promise<ReadResult<AccountView>>;
   getReservation(reservationId: string): Promise<ReadResult<ReservationView>>;
+  /** The account's lots, oldest first; `cursor` is the `next_cursor` of the page before. */
+  listLots(query: LotsQuery): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }>;
   listEvents(
     afterSeq: number,
     limit: number,

@@ -59,6 +59,9 @@ export const REQUEST_BODY_BYTES_MAX = 65_536;
 
 export const EVENTS_PAGE_LIMIT_DEFAULT = 100;
 export const EVENTS_PAGE_LIMIT_MAX = 1_000;
+/** Lots per page of `GET .../lots`. */
+export const LOTS_PAGE_LIMIT_DEFAULT = 100;
+export const LOTS_PAGE_LIMIT_MAX = 1_000;
 
 /**
  * Open reservations one account may hold at once. Bounds the work of the expiry sweep and the

@@ -4,11 +4,11 @@
  * as the original response.
  */
 import { type GrantFields, type LedgerEvent, unreachable } from "./events";
-import type { Funding } from "./lots";
+import type { Funding, Lot, LotBook } from "./lots";
 import { assert } from "./money";
 import { type AccountState, available, openedAccount, type ReservationState, reservationOpened } from "./state";
 
-export function accountView(account: AccountState) {
+export function accountView(account: AccountState, book: LotBook | null = null) {
   return {
     account_id: account.account_id,
     currency: account.currency,
@@ -24,8 +24,41 @@ export function accountView(account: AccountState) {
     updated_at: account.updated_at,
     metadata: account.metadata,
     low_balance_threshold: account.low_balance_threshold,
+    ...lotBalances(book),
   };
 }
+
+/** The balance by kind of lot, and the debt: balance = paid + promotional - debt. */
+export function lotBalances(book: LotBook | null) {
+  const balance_by_kind = { paid: 0, promotional: 0 };
+  for (const lot of book?.lots.values() ?? []) balance_by_kind[lot.kind] += lot.remaining;
+  return { balance_by_kind, debt: book?.debt ?? 0 };
+}
+
+export type LotStatus = "active" | "expired" | "depleted";
+export const LOT_STATUSES: readonly LotStatus[] = ["active", "expired", "depleted"];
+
+/** A lot's status at `nowMs`: expired once its time has come, else depleted once spent. */
+export function lotStatus(lot: Lot, nowMs: number): LotStatus {
+  if (lot.expires_at_ms !== null && lot.expires_at_ms <= nowMs) return "expired";
+  return lot.remaining > 0 ? "active" : "depleted";
+}
+
+export function lotView(lot: Lot, createdAt: string, nowMs: number) {
+  return {
+    lot_id: lot.lot_id,
+    kind: lot.kind,
+    priority: lot.priority,
+    amount: lot.amount,
+    remaining: lot.remaining,
+    held: lot.held,
+    expired_amount: lot.expired,
+    expires_at: lot.expires_at_ms === null ? null : new Date(lot.expires_at_ms).toISOString(),
+    created_at: createdAt,
+    status: lotStatus(lot, nowMs),
+  };
+}
+export type LotView = ReturnType<typeof lotView>;
 export type AccountView = ReturnType<typeof accountView>;
 
 /** The account's balances right after `event`. */

@@ -9,10 +9,11 @@ import type { Context } from "hono";
 import { runBatch } from "../app/batch";
 import { OPERATIONS, type OperationName, runOperation, statusOf, type Target } from "../app/operations";
 import { type ProblemCode, problem } from "../app/problems";
-import { AccountParams, AccountResponse, ReservationParams } from "../app/schemas/accounts";
+import { AccountParams, AccountResponse, LotsPage, LotsQuery, ReservationParams } from "../app/schemas/accounts";
 import { EventsPage, EventsQuery } from "../app/schemas/audit";
 import { BatchBody, BatchResultSchema } from "../app/schemas/batch";
 import { ReservationResponse } from "../app/schemas/money";
+import { BadCursor } from "../read-side/cursor";
 import type { Scope } from "../security/api-keys";
 import { requireItemScopes } from "./auth";
 import type { AppEnv } from "./context";
@@ -34,6 +35,8 @@ interface OperationRoute {
 }
 
 const MONEY_ERRORS: ProblemCode[] = ["account_not_found", "idempotency_conflict", "balance_limit_exceeded"];
+/** A grant's own refusals: an expiry not in the future (400 naming grant.expires_at), too many lots. */
+const GRANT_ERRORS: ProblemCode[] = [...MONEY_ERRORS, "lot_expiry_passed", "too_many_lots"];
 const SETTLE_ERRORS: ProblemCode[] = [
   "account_not_found",
   "idempotency_conflict",
@@ -73,7 +76,7 @@ const OPERATION_ROUTES: OperationRoute[] = [
     tag: "Money",
     scope: "ledger:fund",
     summary: "Credit funds (top-up)",
-    errors: MONEY_ERRORS,
+    errors: GRANT_ERRORS,
   },
   {
     operation: "reserve",
@@ -149,7 +152,7 @@ const OPERATION_ROUTES: OperationRoute[] = [
     tag: "Money",
     scope: "ledger:refund",
     summary: "Refund (part of) a charge or a captured reservation",
-    errors: [...MONEY_ERRORS, "charge_not_found", "refund_exceeds_charge"],
+    errors: [...MONEY_ERRORS, "charge_not_found", "refund_exceeds_charge", "too_many_lots"],
   },
   {
     operation: "adjust",
@@ -158,8 +161,8 @@ const OPERATION_ROUTES: OperationRoute[] = [
     operationId: "adjustBalance",
     tag: "Money",
     scope: "admin",
-    summary: "Adjust the balance (signed admin correction with a reason)",
-    errors: MONEY_ERRORS,
+    summary: "Adjust the balance (signed admin correction with a reason; a positive one grants a lot)",
+    errors: GRANT_ERRORS,
   },
 ];
 
@@ -236,6 +239,23 @@ function registerAccountReads(app: OpenAPIHono<AppEnv>): void {
     success: { schema: ReservationResponse, description: "The reservation." },
     errors: ["reservation_not_found"],
     call: (account, { params }) => account.getReservation(params.reservation_id),
+  });
+  defineAccountRoute(app, {
+    path: `${ACCOUNT}/lots`,
+    operationId: "listLots",
+    tag: "Accounts",
+    scope: "ledger:read",
+    summary: "List the account's lots of credit, oldest first",
+    description:
+      "status: active (credit left, not expired), expired (its expires_at has passed), depleted (spent). Page with cursor = next_cursor until it is null.",
+    params: AccountParams,
+    query: LotsQuery,
+    success: { schema: LotsPage, description: "A page of lots." },
+    call: async (account, { query }) => {
+      const page = await account.listLots(query);
+      if ("badCursor" in page) throw new BadCursor("cursor");
+      return page;
+    },
   });
   defineAccountRoute(app, {
     path: `${ACCOUNT}/events`,

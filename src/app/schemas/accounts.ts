@@ -2,9 +2,13 @@
 import { z } from "@hono/zod-openapi";
 import {
   CURRENCY_PATTERN,
+  LOTS_PAGE_LIMIT_DEFAULT,
+  LOTS_PAGE_LIMIT_MAX,
   LOW_BALANCE_THRESHOLD_MINOR_MAX,
   LOW_BALANCE_THRESHOLD_MINOR_MIN,
 } from "../../domain/limits";
+import { LOT_KINDS } from "../../domain/lots";
+import { LOT_STATUSES, type LotStatus } from "../../domain/views";
 import { CreditLimit, Id, Metadata, Minor, Time } from "./common";
 
 export const OpenAccountBody = z
@@ -65,8 +69,37 @@ export const AccountResponse = z
     updated_at: Time,
     metadata: Metadata,
     low_balance_threshold: Minor.nullable().openapi({ description: "null: no low-balance webhook." }),
+    balance_by_kind: z.object({ paid: Minor, promotional: Minor }).openapi({
+      description: "Credit left in lots of each kind (held parts included): balance = paid + promotional - debt.",
+    }),
+    debt: Minor.openapi({
+      description: "What was spent on the credit limit beyond every lot; the next credit pays it first.",
+    }),
   })
   .openapi("Account");
+
+export const LotsQuery = z.strictObject({
+  status: z.enum(LOT_STATUSES as [LotStatus, ...LotStatus[]]).optional(),
+  limit: z.coerce.number().int().min(1).max(LOTS_PAGE_LIMIT_MAX).default(LOTS_PAGE_LIMIT_DEFAULT),
+  cursor: z.string().max(512).optional(),
+});
+
+export const LotSchema = z
+  .object({
+    lot_id: z.string(),
+    kind: z.enum(LOT_KINDS),
+    priority: z.number().int(),
+    amount: Minor.openapi({ description: "Granted (a refund's new lot: what it got back)." }),
+    remaining: Minor.openapi({ description: "Not consumed, not expired; includes what open holds earmark." }),
+    held: Minor.openapi({ description: "The part of remaining that open holds earmark." }),
+    expired_amount: Minor.openapi({ description: "What expired unused (breakage)." }),
+    expires_at: Time.nullable(),
+    created_at: Time,
+    status: z.enum(LOT_STATUSES as [LotStatus, ...LotStatus[]]),
+  })
+  .openapi("Lot");
+
+export const LotsPage = z.object({ data: z.array(LotSchema), next_cursor: z.string().nullable() }).openapi("LotsPage");
 
 export const Balances = z
   .object({
