@@ -26,7 +26,7 @@ import type {
 import { useChainSha256 } from "../src/domain/chain";
 import type { Command } from "../src/domain/commands";
 import type { LedgerEvent } from "../src/domain/events";
-import { type AccountView, accountView, type ReservationView, reservationView } from "../src/domain/views";
+import type { AccountView, ReservationView } from "../src/domain/views";
 import type { Env } from "../src/env";
 import { flushMetricsIfDue } from "../src/observability/flush";
 import { writeLog } from "../src/observability/log";
@@ -130,11 +130,7 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
     this.flushTimer.request();
   }
 
-  /**
-   * Expires due reservations in bounded batches and retries the projection. At-least-once
-   * delivery makes it run twice or late: expiring is keyed on the rows' current status, so a
-   * second run finds nothing to do.
-   */
+  /** Expires what is due (holds, lots) and retries the projection; a second run finds nothing to do. */
   override async alarm(info?: AlarmInvocationInfo): Promise<void> {
     this.scheduler.woke();
     try {
@@ -230,8 +226,7 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
 
   async getAccount(): Promise<ReadResult<AccountView>> {
     this.runner.expireDue(clock.now());
-    const account = this.store.account;
-    return account === null ? NOT_FOUND : { ok: true, body: accountView(account, this.store.lots.book) };
+    return this.reads.account();
   }
 
   async listLots(query: LotsQuery): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }> {
@@ -240,12 +235,8 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
   }
 
   async getReservation(reservationId: string): Promise<ReadResult<ReservationView>> {
-    if (this.store.account === null) return NOT_FOUND;
-    this.runner.expireDue(clock.now(), [reservationId]);
-    const r = await readingSealed(this.store, this.history, 1, () => this.store.reservation(reservationId));
-    if (r !== null) return { ok: true, body: reservationView(r) };
-    const detail = "The account has no reservation with this id.";
-    return { ok: false, rejection: { code: "reservation_not_found", detail } };
+    if (this.store.account !== null) this.runner.expireDue(clock.now(), [reservationId]);
+    return this.reads.reservation(reservationId);
   }
 
   async listEvents(

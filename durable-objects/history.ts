@@ -227,6 +227,7 @@ export function projectionSource(
     history: async (seq, limit) => recent.after(seq, limit) ?? history.span(seq, limit),
     event: (seq) => recent.get(seq) ?? store.keptEvent(seq),
     reserveSeq: (id) => store.reservationStatus(id)?.reserve_seq ?? null,
+    lotKind: (id: string) => store.lots.current(id)?.kind ?? null,
     wake,
     forget: (seq) => recent.dropThrough(seq),
     log,

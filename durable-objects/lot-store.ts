@@ -4,8 +4,8 @@
  *
  * The log is the truth; the `lots` rows and the `lot_book` row are a checkpoint of the book as of
  * `through_seq`. A command changes the book in memory and writes no lot row; every
- * LOTS_CHECKPOINT_EVENTS events (and before the archive may delete events, and before lots are
- * listed) the lots that changed since are written in the command's own transaction. On start the
+ * LOTS_CHECKPOINT_EVENTS events (and before the archive deletes events) the lots that changed
+ * since are written in the command's own transaction. On start the
  * object reads the checkpoint's lots with credit in them and folds the events after it with the
  * same `evolveBook` the commands use, so a reserve and a capture write no row for lots (the
  * platform bills rows written: decision 0008). A lot without credit stays a row: read again when a

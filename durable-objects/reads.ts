@@ -9,9 +9,16 @@ import type { LedgerEvent } from "../src/domain/events";
 import { EVENTS_PAGE_LIMIT_MAX, LOTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
 import type { Lot } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
-import { lotStatus, lotView } from "../src/domain/views";
+import {
+  type AccountView,
+  accountView,
+  lotStatus,
+  lotView,
+  type ReservationView,
+  reservationView,
+} from "../src/domain/views";
 import { decodeCursor, encodeCursor } from "../src/read-side/cursor";
-import type { History } from "./history";
+import { type History, readingSealed } from "./history";
 import type { SegmentIndex } from "./segments";
 import type { AccountStore } from "./store";
 
@@ -39,6 +46,19 @@ export class AccountReads {
     private readonly history: History,
     private readonly index: SegmentIndex,
   ) {}
+
+  account(): ReadResult<AccountView> {
+    const account = this.store.account;
+    return account === null ? NOT_FOUND : { ok: true, body: accountView(account, this.store.lots.book) };
+  }
+
+  async reservation(reservationId: string): Promise<ReadResult<ReservationView>> {
+    if (this.store.account === null) return NOT_FOUND;
+    const r = await readingSealed(this.store, this.history, 1, () => this.store.reservation(reservationId));
+    if (r !== null) return { ok: true, body: reservationView(r) };
+    const detail = "The account has no reservation with this id.";
+    return { ok: false, rejection: { code: "reservation_not_found", detail } };
+  }
 
   head(): ReadResult<ChainHead> {
     const a = this.store.account;

@@ -408,8 +408,8 @@ export class AccountStore {
 
   /**
    * Writes the lots' checkpoint up to the head unless it already includes `throughSeq`: before
-   * the archive deletes events (the start folds those after the checkpoint), and before lots are
-   * listed from their rows. Returns the rows written.
+   * the archive deletes events (the start folds those after the checkpoint). Returns the rows
+   * written.
    */
   checkpointLots(throughSeq = Number.POSITIVE_INFINITY): number {
     const head = this.account?.last_seq ?? 0;

@@ -317,7 +317,11 @@ export function decideRefundCharge(
     );
   }
   const back = refundMove(state.book, charge, command.amount, now, account.last_seq + 1, command.refund_id);
-  if (back.book !== null && back.created > 0 && activeLots(back.book) > LOTS_ACTIVE_MAX) return rejected(tooManyLots());
+  // A refund may make lots active again (new ones, or spent ones credited back): within the bound.
+  if (back.book !== null && state.book !== null) {
+    const active = activeLots(back.book);
+    if (active > LOTS_ACTIVE_MAX && active > activeLots(state.book)) return rejected(tooManyLots());
+  }
   return acceptedWithinBounds(account, {
     type: "ChargeRefunded",
     refund_id: command.refund_id,

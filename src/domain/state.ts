@@ -8,11 +8,12 @@
  * one prior operation) and evolves that slice with this same function.
  */
 
+import { canonicalJson } from "./canonical";
 import { expectedHash, GENESIS_HASH, stampedFrom } from "./chain";
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import { endsReservation, eventEffect, type LedgerEvent, type ReservationEnd, unreachable } from "./events";
 import { eventKeyString } from "./keys";
-import { evolveBook } from "./lot-events";
+import { evolveBook, refundMove } from "./lot-events";
 import type { Funding, LotBook, Returned } from "./lots";
 import { assert, type Minor } from "./money";
 import type { PinnedPricing } from "./pricing";
@@ -125,8 +126,13 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
     case "LotExpired":
       break;
     case "LotsOpened":
+      // Every open hold, once, with what funds all of it (its lot earmarks and the rest unfunded).
+      assert(event.earmarks.length === account.open_reservations, `seq ${event.seq}: LotsOpened names every open hold`);
       for (const hold of event.earmarks) {
         const r = openReservation(state, hold.reservation_id);
+        assert(r.funded_by === null, `seq ${event.seq}: hold ${r.reservation_id} is named once`);
+        const funded = hold.funded_by.reduce((sum, part) => sum + part.amount, 0);
+        assert(funded === r.amount, `seq ${event.seq}: hold ${r.reservation_id} is funded in full`);
         state.reservations.set(r.reservation_id, { ...r, funded_by: hold.funded_by });
       }
       break;
@@ -249,6 +255,13 @@ function openCharge(
 function evolveRefund(state: LedgerState, event: Extract<LedgerEvent, { type: "ChargeRefunded" }>): void {
   const charge = state.charges.get(event.charge_id);
   assert(charge !== undefined, `refund of unknown charge ${event.charge_id}`);
+  if (state.book !== null) {
+    // Where the refund went is what the charge's sources give, in the reverse of their order.
+    const at = Date.parse(event.at);
+    const back = refundMove(state.book, charge, event.amount, at, event.seq, event.refund_id);
+    const recorded = { returned_to: event.returned_to, created_lots: event.created_lots };
+    assert(canonicalJson(recorded) === canonicalJson(back.fields), `seq ${event.seq}: the refund's returned_to`);
+  }
   const refunded = charge.refunded + event.amount;
   assert(refunded <= charge.amount, `refunds of ${charge.charge_id} exceed the charge`);
   assert(refunded === event.charge_refunded_total, `seq ${event.seq}: charge_refunded_total differs`);

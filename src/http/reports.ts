@@ -9,6 +9,8 @@ import { problem } from "../app/problems";
 import { AccountParams } from "../app/schemas/accounts";
 import {
   BalancesReportQuery,
+  CreditsReport,
+  CreditsReportQuery,
   RefundsReportQuery,
   ReportPage,
   ReservationsReportQuery,
@@ -25,7 +27,7 @@ import { configOf } from "../config";
 import { shardsOf } from "../read-side/shards";
 import { hourlyKeptFrom } from "../reports/periods";
 import { balancesReport, refundsReport, reservationsReport, transactionsReport } from "../reports/queries";
-import { trialBalanceReport, usageReport } from "../reports/rollups";
+import { creditsReport, trialBalanceReport, usageReport } from "../reports/rollups";
 import { statementReport } from "../reports/statement";
 import type { AppEnv } from "./context";
 import { problemResponse } from "./problem";
@@ -45,6 +47,7 @@ export function registerReportRoutes(app: OpenAPIHono<AppEnv>): void {
   registerReportReservations(app);
   registerReportRefunds(app);
   registerReportTrialBalance(app);
+  registerReportCredits(app);
   registerStatement(app);
 }
 
@@ -165,6 +168,25 @@ function registerReportTrialBalance(app: OpenAPIHono<AppEnv>): void {
       const now = clock.now();
       return c.json(await trialBalanceReport(shardsOf(c.env), query.at ?? null, now, keptFrom(c, now)));
     },
+  );
+}
+
+function registerReportCredits(app: OpenAPIHono<AppEnv>): void {
+  defineRoute(
+    app,
+    {
+      method: "get",
+      path: "/v1/reports/credits",
+      operationId: "reportCredits",
+      tag: "Reports",
+      scope: "ledger:read",
+      accounts: (input) => (input.query.account_id === undefined ? null : [input.query.account_id]),
+      summary: "Credit by kind of lot: granted, consumed, refunded back and expired in a period, and what remains",
+      query: CreditsReportQuery,
+      success: { status: 200, schema: CreditsReport, description: "One line per kind of lot." },
+      errors: [],
+    },
+    async (c, { query }) => c.json(await creditsReport(shardsOf(c.env), query, keptFrom(c, clock.now()))),
   );
 }
 

@@ -19,6 +19,7 @@
  */
 import type { UsageContext } from "../domain/commands";
 import { eventEffect, type LedgerEvent, unreachable } from "../domain/events";
+import type { Funding, LotKind } from "../domain/lots";
 import { assert } from "../domain/money";
 
 export const ROLLUP_GRAINS = ["hour", "day"] as const;
@@ -69,6 +70,20 @@ export const ROLLUP_SUMS = [
   "adjustment_up_r",
   "adjustment_down_l",
   "adjustment_down_r",
+  // Issue 27 (D1 migration 0008): breakage and its journal group, and the credit report's sums
+  // per kind of lot: granted (a grant's amount; the balance a LotsOpened turned into a lot),
+  // consumed (what paid for usage, the debt a grant paid included), refunded back, expired.
+  "lot_expired_amount",
+  "lot_expiry_l",
+  "lot_expiry_r",
+  "paid_granted",
+  "paid_consumed",
+  "paid_refunded",
+  "paid_expired",
+  "promotional_granted",
+  "promotional_consumed",
+  "promotional_refunded",
+  "promotional_expired",
 ] as const;
 export type RollupSum = (typeof ROLLUP_SUMS)[number];
 export type RollupSums = Record<RollupSum, bigint>;
@@ -148,9 +163,17 @@ export function eventDimensions(event: LedgerEvent): Record<RollupDimension, str
 
 type EventSums = Partial<Record<RollupSum, number>>;
 
+/** A lot's kind by its id (kinds never change), or null if unknown. */
+export type LotKindOf = (lotId: string) => LotKind | null;
+
 /** What one event adds to its buckets (every value a safe integer). */
-export function eventSums(event: LedgerEvent): EventSums {
+export function eventSums(event: LedgerEvent, kindOf: LotKindOf = () => null): EventSums {
   const sums: EventSums = { events: 1, ...movement(event) };
+  addLotSums(sums, event, (lotId) => {
+    const kind = kindOf(lotId);
+    assert(kind !== null, `the kind of lot ${lotId} is known`);
+    return kind;
+  });
   const delta = eventEffect(event).balance;
   const group = journalGroup(event);
   if (group !== null && delta !== 0) {
@@ -195,14 +218,73 @@ function movement(event: LedgerEvent): EventSums {
     case "LotsOpened":
       return {};
     case "LotExpired":
-      return {}; // PROJECTION-LOTS: counted once the rollups carry lots
+      return { lot_expired_amount: event.amount };
     default:
       // A new event type fails to compile here until it says what it counts.
       return unreachable(event);
   }
 }
 
-type JournalGroup = "credit" | "charge" | "refund" | "adjustment_up" | "adjustment_down";
+/** The credit report's sums: every lot movement the event makes, by the lot's kind. */
+function addLotSums(sums: EventSums, event: LedgerEvent, kindOf: (lotId: string) => LotKind): void {
+  const add = (kind: LotKind, what: "granted" | "consumed" | "refunded" | "expired", amount: number) => {
+    const name: RollupSum = `${kind}_${what}`;
+    sums[name] = (sums[name] ?? 0) + amount;
+  };
+  const consumed = (funded_by: readonly Funding[] | undefined) => {
+    for (const part of funded_by ?? []) if (part.lot_id !== null) add(kindOf(part.lot_id), "consumed", part.amount);
+  };
+  switch (event.type) {
+    case "FundsCredited":
+    case "BalanceAdjusted":
+      if (event.grant !== undefined) {
+        add(event.grant.kind, "granted", event.amount);
+        // What paid the debt paid for usage already made: consumed as it is granted.
+        if ((event.applied_to_debt ?? 0) > 0) add(event.grant.kind, "consumed", event.applied_to_debt ?? 0);
+      } else if (event.type === "BalanceAdjusted") {
+        consumed(event.funded_by);
+      }
+      return;
+    case "AccountCharged":
+    case "ReservationCaptured":
+    case "ReservationExpired":
+      consumed(event.funded_by);
+      return;
+    case "ChargeRefunded":
+      for (const part of event.returned_to ?? []) {
+        if (part.to_lot_id !== null) add(kindOf(part.to_lot_id), "refunded", part.amount);
+      }
+      return;
+    case "LotExpired":
+      add(event.kind, "expired", event.amount);
+      return;
+    case "LotsOpened":
+      for (const lot of event.lots) if (lot.remaining > 0) add(lot.kind, "granted", lot.remaining);
+      return;
+    default:
+      return;
+  }
+}
+
+/** Every lot's kind, from the events of a whole log that create lots. */
+export function lotKindsOfLog(log: readonly LedgerEvent[]): LotKindOf {
+  const kinds = new Map<string, LotKind>();
+  for (const event of log) learnKinds(kinds, event);
+  return (lotId) => kinds.get(lotId) ?? null;
+}
+
+/** Lots an event creates, with their kinds: what a fold learns before it must ask the object. */
+function learnKinds(kinds: Map<string, LotKind>, event: LedgerEvent): void {
+  if ((event.type === "FundsCredited" || event.type === "BalanceAdjusted") && event.grant !== undefined) {
+    kinds.set(event.lot_id as string, event.grant.kind);
+  } else if (event.type === "ChargeRefunded") {
+    for (const lot of event.created_lots ?? []) kinds.set(lot.lot_id, lot.kind);
+  } else if (event.type === "LotsOpened") {
+    for (const lot of event.lots) kinds.set(lot.lot_id, lot.kind);
+  }
+}
+
+type JournalGroup = "credit" | "charge" | "refund" | "adjustment_up" | "adjustment_down" | "lot_expiry";
 
 /** The counter account of a money movement (cash, revenue, refunds, adjustments by sign). */
 function journalGroup(event: LedgerEvent): JournalGroup | null {
@@ -218,7 +300,7 @@ function journalGroup(event: LedgerEvent): JournalGroup | null {
     case "BalanceAdjusted":
       return event.amount > 0 ? "adjustment_up" : "adjustment_down";
     case "LotExpired":
-      return null; // PROJECTION-LOTS
+      return "lot_expiry";
     // No money moves to or from a counter account: the trial balance leaves them out.
     case "AccountOpened":
     case "AccountUpdated":
@@ -286,14 +368,21 @@ export interface Folded {
  * Pure: `state` is not modified. Folding a log in any split gives the same rows as folding it
  * at once (tested).
  */
-export function foldRollups(state: RollupState, events: readonly LedgerEvent[]): Folded {
+export function foldRollups(
+  state: RollupState,
+  events: readonly LedgerEvent[],
+  lotKindOf: LotKindOf = () => null,
+): Folded {
   const next = new Map(state);
+  const kinds = new Map<string, LotKind>();
+  const kindOf = (lotId: string) => kinds.get(lotId) ?? lotKindOf(lotId);
   // Rows this fold made (copies or new buckets): only these are changed in place, so the input
   // state stays as it was and each row is copied at most once per fold, not once per event. They
   // are also the rows the events touched, one per (grain, bucket, dimensions), in first-touch order.
   const own = new Set<Rollup>();
   for (const event of events) {
-    const sums = eventSums(event);
+    learnKinds(kinds, event);
+    const sums = eventSums(event, kindOf);
     const dimensions = eventDimensions(event);
     for (const grain of ROLLUP_GRAINS) {
       const key: RollupKey = { grain, bucket: bucketOf(event.at, grain), ...dimensions };

@@ -10,6 +10,7 @@
  * shard aggregates its own accounts and the Worker adds the shards' sums of each group exactly.
  */
 
+import { LOT_KINDS, type LotKind } from "../domain/lots";
 import { LedgerError } from "../errors";
 import { NO_DIMENSION, rollupsOver } from "../projection/rollups";
 import type { Shard } from "../read-side/shards";
@@ -156,9 +157,10 @@ export interface TrialBalanceReport {
  */
 const TRIAL_BALANCE_LINES: readonly [string, string, string][] = [
   ["adjustments", "adjustment_up_amount", "adjustment_down_amount"],
+  ["breakage", "0", "lot_expired_amount"],
   ["cash", "credit_amount", "0"],
-  ["customer_balances", "-(charge_l + adjustment_down_l)", "credit_l + refund_l + adjustment_up_l"],
-  ["overage_receivable", "charge_r + adjustment_down_r", "-(credit_r + refund_r + adjustment_up_r)"],
+  ["customer_balances", "-(charge_l + adjustment_down_l + lot_expiry_l)", "credit_l + refund_l + adjustment_up_l"],
+  ["overage_receivable", "charge_r + adjustment_down_r + lot_expiry_r", "-(credit_r + refund_r + adjustment_up_r)"],
   ["refunds", "refund_amount", "0"],
   ["revenue", "0", COST],
 ];
@@ -214,4 +216,77 @@ export async function trialBalanceReport(
     balanced: totalDebit === totalCredit,
     as_of: mergeAsOf(answers.map(([, position]) => position)),
   };
+}
+
+const LOT_MOVEMENTS = ["granted", "consumed", "refunded", "expired"] as const;
+
+export interface CreditsQuery {
+  /** Whole UTC hours: the period [from, to). */
+  from: string;
+  to: string;
+  account_id?: string | undefined;
+}
+
+export interface CreditsLine {
+  kind: LotKind;
+  granted: string;
+  consumed: string;
+  refunded: string;
+  expired: string;
+  /** Credit of this kind left at `to` (deferred revenue for paid credit): every movement before `to`. */
+  remaining: string;
+}
+
+/**
+ * Credit by kind of lot (issue 27): what was granted, consumed (the debt grants paid included),
+ * refunded back and expired in [from, to), and what remains at `to`, from the rollups' sums per
+ * kind (src/projection/rollups.ts). Exact decimal strings, across every shard or one account's.
+ */
+export async function creditsReport(
+  shards: readonly Shard[],
+  q: CreditsQuery,
+  hourlyKeptFrom: string,
+): Promise<{ from: string; to: string; account_id: string | null; data: CreditsLine[]; as_of: AsOf }> {
+  const period = coverPeriod(q.from, q.to);
+  const before = coverPeriod(null, q.to);
+  requireHourly(period, hourlyKeptFrom, "from");
+  requireHourly(before, hourlyKeptFrom, "to");
+  const columns = LOT_KINDS.flatMap((kind) =>
+    LOT_MOVEMENTS.map((m) => exactSumColumns(`${kind}_${m}`, `${kind}_${m}`)),
+  );
+  const sums = async (segments: readonly Segment[], from: string | null) => {
+    const f = new Filter();
+    if (q.account_id !== undefined) f.add("account_id = ?", q.account_id);
+    const cover = coverCondition(segments);
+    f.add(cover.sql, ...cover.binds);
+    const source = rollupsOver(from, q.to);
+    const sql = `SELECT ${columns.join(", ")} FROM ${source.sql} ${f.where()}`;
+    return Promise.all(
+      shardsToRead(shards, q.account_id).map(({ db }) =>
+        db
+          .prepare(sql)
+          .bind(...source.binds, ...f.binds)
+          .first<Row>(),
+      ),
+    );
+  };
+  const [inPeriod, untilTo, positions] = await Promise.all([
+    sums(period, q.from),
+    sums(before, null),
+    Promise.all(shardsToRead(shards, q.account_id).map(({ db }) => asOf(db, q.account_id))),
+  ]);
+  const total = (rows: (Row | null)[], alias: string) => rows.reduce((t, row) => t + exactSum(row ?? {}, alias), 0n);
+  const data = LOT_KINDS.map((kind): CreditsLine => {
+    const [granted, consumed, refunded, expired] = LOT_MOVEMENTS.map((m) => total(inPeriod, `${kind}_${m}`));
+    const [g, c, r, e] = LOT_MOVEMENTS.map((m) => total(untilTo, `${kind}_${m}`));
+    return {
+      kind,
+      granted: decimal(granted as bigint),
+      consumed: decimal(consumed as bigint),
+      refunded: decimal(refunded as bigint),
+      expired: decimal(expired as bigint),
+      remaining: decimal((g as bigint) - (c as bigint) + (r as bigint) - (e as bigint)),
+    };
+  });
+  return { from: q.from, to: q.to, account_id: q.account_id ?? null, data, as_of: mergeAsOf(positions) };
 }

@@ -34,7 +34,10 @@ export interface Statement {
     refunds: Movement;
     /** `amount` is signed (increases minus decreases). */
     adjustments: Movement & { increase_amount: number; decrease_amount: number };
+    /** Credit that expired unused (LotExpired). */
+    expired: { amount: number };
   };
+  lots: Record<"paid" | "promotional", { granted: number; consumed: number; refunded: number; expired: number }>;
   as_of: AsOf;
 }
 
@@ -53,6 +56,15 @@ const SUMS = {
   adjustments: "adjustments",
   increase_amount: "adjustment_up_amount",
   decrease_amount: "adjustment_down_amount",
+  expired_amount: "lot_expired_amount",
+  paid_granted: "paid_granted",
+  paid_consumed: "paid_consumed",
+  paid_refunded: "paid_refunded",
+  paid_expired: "paid_expired",
+  promotional_granted: "promotional_granted",
+  promotional_consumed: "promotional_consumed",
+  promotional_refunded: "promotional_refunded",
+  promotional_expired: "promotional_expired",
 } as const;
 
 /**
@@ -121,8 +133,23 @@ export async function statementReport(
         increase_amount: s("increase_amount"),
         decrease_amount: s("decrease_amount"),
       },
+      expired: { amount: s("expired_amount") },
+    },
+    lots: {
+      paid: lotMovements(s, "paid"),
+      promotional: lotMovements(s, "promotional"),
     },
     as_of: freshness,
+  };
+}
+
+/** A kind of lot's movements in the period (issue 27). */
+function lotMovements(s: (name: keyof typeof SUMS) => number, kind: "paid" | "promotional") {
+  return {
+    granted: s(`${kind}_granted`),
+    consumed: s(`${kind}_consumed`),
+    refunded: s(`${kind}_refunded`),
+    expired: s(`${kind}_expired`),
   };
 }
 

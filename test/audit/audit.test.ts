@@ -9,7 +9,6 @@
  */
 import { runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
-import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
@@ -22,10 +21,9 @@ import { fold } from "../../src/domain/state";
 import { budget } from "../budget";
 import { AUTH, api, expectEveryAccountConsistent, openAccount, stub, textOf } from "../helpers";
 import { commandArb, logOf, runHistory } from "../projection/support";
+import { rechain, sha256Hex } from "./forge";
 
 afterEach(expectEveryAccountConsistent);
-
-const sha256Hex = (text: string) => createHash("sha256").update(text).digest("hex");
 
 type Signed = { checkpoint: Record<string, unknown> & { seq: number }; signature: string };
 
@@ -66,17 +64,6 @@ async function audit(events: Record<string, unknown>[], signed?: Signed) {
   }
   const failure = signed === undefined ? null : await checkCheckpoint(verifier, signed, await ed25519Verify());
   return { failure, summary: verifier.summary() };
-}
-
-/** Recomputes every hash from `from` on, as a forger who knows the algorithm would. */
-function rechain(events: Record<string, unknown>[], from = 0): Record<string, unknown>[] {
-  let prev = from === 0 ? "0".repeat(64) : (events[from - 1]?.hash as string);
-  return events.map((event, i) => {
-    if (i < from) return event;
-    const { hash: _hash, ...rest } = event;
-    prev = sha256Hex(prev + canonicalize(rest));
-    return { ...rest, hash: prev };
-  });
 }
 
 /** Rewrites a stored event's body in the object's storage (as a disk or an operator might); returns the old body. */

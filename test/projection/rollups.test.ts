@@ -28,6 +28,7 @@ import {
   decodeRollupState,
   encodeRollupState,
   foldRollups,
+  lotKindsOfLog,
   NO_DIMENSION,
   ROLLUP_DIMENSIONS,
   ROLLUP_SUMS,
@@ -51,7 +52,12 @@ type Plain = Record<string, string | number>;
 /** An independent aggregation of a log by (grain, bucket, dimensions): what the rollups must hold. */
 function reference(log: readonly LedgerEvent[]): Map<string, Plain> {
   const rows = new Map<string, Plain>();
+  const kinds = new Map<string, string>();
   for (const e of log) {
+    if ((e.type === "FundsCredited" || e.type === "BalanceAdjusted") && e.grant !== undefined) {
+      kinds.set(e.lot_id as string, e.grant.kind);
+    }
+    if (e.type === "ChargeRefunded") for (const lot of e.created_lots ?? []) kinds.set(lot.lot_id, lot.kind);
     const context = "context" in e ? e.context : {};
     const dims: string[] = [context.service_id, context.provider, context.model, context.alias].map((d) => d ?? "");
     for (const [grain, bucket] of [
@@ -98,7 +104,23 @@ function reference(log: readonly LedgerEvent[]): Map<string, Plain> {
         add("adjustments", 1);
         add(e.amount > 0 ? "adjustment_up_amount" : "adjustment_down_amount", Math.abs(e.amount));
         journal(e.amount > 0 ? "adjustment_up" : "adjustment_down", e.amount);
+      } else if (e.type === "LotExpired") {
+        add("lot_expired_amount", e.amount);
+        journal("lot_expiry", -e.amount);
       }
+      // Lots, by kind: grants (what paid the debt is consumed at once), what paid, refunds back, expiries.
+      if ((e.type === "FundsCredited" || e.type === "BalanceAdjusted") && e.grant !== undefined) {
+        add(`${e.grant.kind}_granted`, e.amount);
+        add(`${e.grant.kind}_consumed`, e.applied_to_debt ?? 0);
+      }
+      if ("funded_by" in e && e.type !== "FundsReserved") {
+        for (const f of e.funded_by ?? []) if (f.lot_id !== null) add(`${kinds.get(f.lot_id)}_consumed`, f.amount);
+      }
+      if (e.type === "ChargeRefunded") {
+        for (const r of e.returned_to ?? [])
+          if (r.to_lot_id !== null) add(`${kinds.get(r.to_lot_id)}_refunded`, r.amount);
+      }
+      if (e.type === "LotExpired") add(`${e.kind}_expired`, e.amount);
       rows.set(key, row);
     }
   }
@@ -134,13 +156,15 @@ describe("rollups, pure", () => {
     fc.assert(
       fc.property(timedStepsArb(60), fc.array(fc.nat(), { maxLength: 8 }), (steps, cuts) => {
         const log = timedLog(steps, T0);
+        const kindsOf = lotKindsOfLog(log);
         const bounds = [...new Set(cuts.map((c) => c % (log.length + 1)))].sort((a, b) => a - b);
         let state: RollupState = new Map();
         const rows = new Map<string, Rollup>();
         let from = 0;
         for (const to of [...bounds, log.length]) {
           // Through the stored form, as the object keeps it between flushes.
-          const folded = foldRollups(decodeRollupState(encodeRollupState(state)), log.slice(from, to));
+          // The object names the kinds of lots made before the split (lotKindsOfLog stands in for it).
+          const folded = foldRollups(decodeRollupState(encodeRollupState(state)), log.slice(from, to), kindsOf);
           for (const row of folded.touched) rows.set(keyOf(row), row);
           state = folded.state;
           from = to;

@@ -1,6 +1,7 @@
 /** The contracts of the reports and of the read side's operator routes (projection, reconciliation). */
 import { z } from "@hono/zod-openapi";
 import { LEDGER_EVENT_TYPES, type LedgerEventType } from "../../domain/events";
+import { LOT_KINDS } from "../../domain/lots";
 import { isWholeHour } from "../../reports/periods";
 import { Id, PageParams, QueryMinor, Rfc3339, Time } from "./common";
 
@@ -156,6 +157,13 @@ const StatementMovement = z.object({
   amount: z.number().int().openapi({ description: "Integer minor units." }),
 });
 
+const StatementLots = z.object({
+  granted: z.number().int(),
+  consumed: z.number().int(),
+  refunded: z.number().int(),
+  expired: z.number().int(),
+});
+
 export const StatementSchema = z
   .object({
     account_id: z.string(),
@@ -176,10 +184,43 @@ export const StatementSchema = z
         increase_amount: z.number().int(),
         decrease_amount: z.number().int(),
       }).openapi({ description: "`amount` is signed: increase_amount minus decrease_amount." }),
+      expired: z.object({ amount: z.number().int() }).openapi({ description: "Credit that expired unused." }),
     }),
+    lots: z
+      .object({ paid: StatementLots, promotional: StatementLots })
+      .openapi({ description: "Lot movements by kind of credit in the period." }),
     as_of: AsOfSchema,
   })
   .openapi("Statement", {
     description:
-      "An account's statement for [from, to): closing_balance = opening_balance + credits - charges + refunds + adjustments. Built from the rollups: any period, whatever the raw-event window holds.",
+      "An account's statement for [from, to): closing_balance = opening_balance + credits - charges + refunds + adjustments - expired. Built from the rollups: any period, whatever the raw-event window holds.",
+  });
+
+export const CreditsReportQuery = z
+  .strictObject({
+    from: WholeHour.openapi({ description: "Start of the period (included), a whole UTC hour." }),
+    to: WholeHour.openapi({ description: "End of the period (excluded), a whole UTC hour after `from`." }),
+    account_id: Id.optional(),
+  })
+  .refine((q) => q.from < q.to, { message: "must be after from", path: ["to"] });
+
+export const CreditsReport = z
+  .object({
+    from: Time,
+    to: Time,
+    account_id: z.string().nullable(),
+    data: z.array(
+      z.object({
+        kind: z.enum(LOT_KINDS),
+        granted: DecimalMinor,
+        consumed: DecimalMinor.openapi({ description: "What paid for usage, the debt a grant paid included." }),
+        refunded: DecimalMinor.openapi({ description: "Refunded back into lots of this kind." }),
+        expired: DecimalMinor.openapi({ description: "Expired unused (breakage)." }),
+        remaining: DecimalMinor.openapi({ description: "Left at `to` (for paid credit: deferred revenue)." }),
+      }),
+    ),
+    as_of: AsOfSchema,
+  })
+  .openapi("CreditsReport", {
+    description: "Credit by kind of lot over [from, to), and what remains at `to`; exact decimal strings.",
   });

@@ -146,7 +146,7 @@ async function rollupDrift(env: Env, db: D1Database, accountId: string, snapshot
     .prepare(
       `SELECT MAX(seq) AS seq, COALESCE(SUM(events), 0) AS events,
             COALESCE(SUM(credit_amount - direct_charge_amount - capture_amount - expiry_capture_amount
-              + refund_amount + adjustment_up_amount - adjustment_down_amount), 0) AS net,
+              + refund_amount + adjustment_up_amount - adjustment_down_amount - lot_expired_amount), 0) AS net,
             (SELECT balance_after FROM rollups WHERE account_id = ?1 AND grain = 'day' ORDER BY seq DESC LIMIT 1) AS balance,
             (SELECT reserved_after FROM rollups WHERE account_id = ?1 AND grain = 'day' ORDER BY seq DESC LIMIT 1) AS reserved
      FROM rollups WHERE account_id = ?1 AND grain = 'day'`,

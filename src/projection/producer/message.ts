@@ -22,6 +22,8 @@ import type { AccountState } from "../../domain/state";
 import {
   bucketOf,
   foldRollups,
+  type LotKindOf,
+  lotKindsOfLog,
   ROLLUP_SUM_MAX,
   ROLLUP_SUMS,
   type Rollup,
@@ -80,6 +82,8 @@ export interface MessageInput {
   rollups: RollupState;
   /** The FundsReserved event of a hold opened before the range (for its row). */
   reservedEvent(reservationId: string): FundsReserved | null;
+  /** The kind of a lot made before the range. */
+  lotKind: LotKindOf;
 }
 
 /** Builds the message for one range, and the rollup state as of its end. */
@@ -92,7 +96,7 @@ export function buildMessage(input: MessageInput): { message: ProjectionMessage;
   const id = head.account_id;
   const pageEvents = [...input.pageBefore, ...events.map((e) => eventCells(id, e))];
   const sealed = last.seq === pageEnd(last.seq);
-  const folded = foldRollups(input.rollups, events);
+  const folded = foldRollups(input.rollups, events, input.lotKind);
   // A row is closed when the state's row of its grain and dimensions is of a later bucket.
   const closed = new Map<string, Rollup>();
   for (const row of [...input.rollups.values(), ...folded.touched]) {
@@ -247,6 +251,7 @@ export function messagesOfLog(head: AccountState, log: readonly LedgerEvent[]): 
   const reserved = new Map<string, FundsReserved>();
   for (const event of log) if (event.type === "FundsReserved") reserved.set(event.reservation_id, event);
   const messages: ProjectionMessage[] = [];
+  const lotKind = lotKindsOfLog(log);
   let rollups: RollupState = new Map();
   for (let i = 0; i < log.length; ) {
     const first = log[i] as LedgerEvent;
@@ -260,6 +265,7 @@ export function messagesOfLog(head: AccountState, log: readonly LedgerEvent[]): 
       pageBefore: [],
       rollups,
       reservedEvent: (id) => reserved.get(id) ?? null,
+      lotKind,
     });
     messages.push(built.message);
     rollups = built.rollups;

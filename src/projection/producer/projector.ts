@@ -22,7 +22,7 @@ import { clock } from "../../clock";
 import { endsReservation, type FundsReserved, type LedgerEvent } from "../../domain/events";
 import type { AccountState } from "../../domain/state";
 import { recordD1Failure, recordProjectionLag } from "../../observability/metrics";
-import { decodeRollupState, encodeRollupState, type RollupState } from "../rollups";
+import { decodeRollupState, encodeRollupState, type LotKindOf, type RollupState } from "../rollups";
 import { type EventCells, type ProjectionMessage, pageStart } from "../wire";
 import { buildMessage, eventCells } from "./message";
 
@@ -58,6 +58,8 @@ export interface ProjectionSource {
   event(seq: number): LedgerEvent | null;
   /** Seq of a reservation's FundsReserved event, or null. */
   reserveSeq(reservationId: string): number | null;
+  /** A lot's kind (the credit report's sums are by kind), or null if the account has no such lot. */
+  lotKind: LotKindOf;
   /** Asks the object to (re)arm its alarm: a retry was scheduled. */
   wake(): void;
   /**
@@ -341,6 +343,7 @@ export class Projector {
         pageBefore,
         rollups: state,
         reservedEvent: (id) => this.reservedEvent(id),
+        lotKind: this.source.lotKind,
       });
       built.push(next);
       state = next.rollups;
