@@ -77,8 +77,9 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
       this.config.projection.cursorWithCommand,
     );
     this.store.cursorWithCommit = this.projector.cursorWithCommit;
-    this.outbox = new WebhookOutbox(this.store.sql);
-    this.store.onAppend = (before, after, last) => this.outbox.record(before, after, last, clock.now());
+    const lots = { book: () => this.store.lots.book, account: () => this.store.account };
+    this.outbox = new WebhookOutbox(this.store.sql, { ...lots, leadMs: this.config.lotExpiringLeadMs });
+    this.store.onAppend = (before, after, events) => this.outbox.record(before, after, events, clock.now());
     this.webhooks = new WebhookRunner(
       this.outbox,
       () => this.env,

@@ -14,6 +14,7 @@
  */
 import { clock } from "../src/clock";
 import type { LedgerEvent } from "../src/domain/events";
+import type { Lot, LotBook } from "../src/domain/lots";
 import { isBelow, lowBalanceTransition } from "../src/domain/low-balance";
 import type { AccountState } from "../src/domain/state";
 import type { Env } from "../src/env";
@@ -21,7 +22,7 @@ import { writeLog } from "../src/observability/log";
 import { recordD1Failure } from "../src/observability/metrics";
 import { controlDb } from "../src/read-side/shards";
 import { loadConfigKeys } from "../src/security/secrets";
-import { lowBalanceEvent, type WebhookEvent } from "../src/webhooks/events";
+import { lotExpiredEvent, lotExpiringEvent, lowBalanceEvent, type WebhookEvent } from "../src/webhooks/events";
 import { deliverDue } from "../src/webhooks/send";
 import { enqueueDeliveries } from "../src/webhooks/store";
 
@@ -43,6 +44,9 @@ export const WEBHOOK_STATE_MIGRATION = `
   );
 `;
 
+const earliest = (a: number | null, b: number | null): number | null =>
+  a === null ? b : b === null ? a : Math.min(a, b);
+
 /** The wait before the next run after `failures` consecutive failed runs (>= 1). */
 export function webhookRunRetryMs(failures: number): number {
   return Math.min(WEBHOOK_RUN_RETRY_BASE_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 30), WEBHOOK_RUN_RETRY_CAP_MS);
@@ -60,12 +64,24 @@ type RunState = {
 
 const IDLE: RunState = { next_due_ms: null, retry_at_ms: null, failures: 0, low: null };
 
+/** An account's lots as the outbox announces their expiry (`lot.expiring`, issue 27). */
+export interface ExpiringLots {
+  book(): LotBook | null;
+  account(): AccountState | null;
+  /** How long before a lot's expiry it is announced (LOT_EXPIRING_LEAD_HOURS). */
+  leadMs: number;
+}
+
 export class WebhookOutbox {
   /** The oldest event waiting for its hand-off (memory mirror of the table; null: none). */
   private pendingSince: number | null = null;
   private state: RunState = IDLE;
 
-  constructor(private readonly sql: SqlStorage) {
+  constructor(
+    private readonly sql: SqlStorage,
+    /** The account's lots (the monitor's outbox has none). */
+    private readonly lots: ExpiringLots | null = null,
+  ) {
     // Events left by a hand-off that failed, or by an object evicted before its alarm ran.
     this.reload();
   }
@@ -80,14 +96,64 @@ export class WebhookOutbox {
     this.state = state === undefined ? IDLE : { ...state };
   }
 
-  /** Inside the command's transaction: writes the crossing's event, if it crossed. Returns rows written. */
-  record(before: AccountState | null, after: AccountState, last: LedgerEvent, nowMs: number): number {
+  /**
+   * Inside the command's transaction: writes the crossing's event, if it crossed, and a
+   * `lot.expired` per LotExpired event. Returns rows written.
+   */
+  record(before: AccountState | null, after: AccountState, events: readonly LedgerEvent[], nowMs: number): number {
+    let rows = 0;
+    for (const event of events) if (event.type === "LotExpired") rows += this.add(lotExpiredEvent(event, after), nowMs);
+    const last = events.at(-1) as LedgerEvent;
     // Until the first crossing is recorded, "low" is read from the state before the command.
     const wasLow = this.state.low === null ? before !== null && isBelow(before) === true : this.state.low === 1;
     const { transition, low } = lowBalanceTransition(wasLow, after);
-    if (transition === null) return 0;
+    if (transition === null) return rows;
     // A crossing costs two rows: its event, and the flag (so that exactly the threshold stays put).
-    return this.save({ ...this.state, low: low ? 1 : 0 }) + this.add(lowBalanceEvent(transition, after, last), nowMs);
+    return (
+      rows + this.save({ ...this.state, low: low ? 1 : 0 }) + this.add(lowBalanceEvent(transition, after, last), nowMs)
+    );
+  }
+
+  /**
+   * Lots sent `lot.expiring` since this object started. Memory only: after a restart a lot may be
+   * announced again, with the same event id, which the delivery records keep once.
+   */
+  private readonly expiringSent = new Set<string>();
+
+  /** Lots with credit, not expired at `nowMs` and not announced yet: those `lot.expiring` may concern. */
+  private unannounced(nowMs: number): Lot[] {
+    const book = this.lots?.book() ?? null;
+    if (book === null) return [];
+    return [...book.lots.values()].filter(
+      (lot) =>
+        lot.expires_at_ms !== null &&
+        lot.remaining > 0 &&
+        lot.expires_at_ms > nowMs &&
+        !this.expiringSent.has(`${lot.lot_id}@${lot.expires_at_ms}`),
+    );
+  }
+
+  /** Writes `lot.expiring` for each lot now within the lead time. Returns rows written. */
+  announceExpiring(nowMs: number): number {
+    const account = this.lots?.account() ?? null;
+    if (this.lots === null || account === null) return 0;
+    let rows = 0;
+    for (const lot of this.unannounced(nowMs)) {
+      if ((lot.expires_at_ms as number) - this.lots.leadMs > nowMs) continue;
+      rows += this.add(lotExpiringEvent(lot, account, nowMs), nowMs);
+      this.expiringSent.add(`${lot.lot_id}@${lot.expires_at_ms}`);
+    }
+    return rows;
+  }
+
+  /** When the next lot enters its lead time, or null. */
+  private expiringWakeAtMs(nowMs: number): number | null {
+    let next: number | null = null;
+    for (const lot of this.unannounced(nowMs)) {
+      const at = Math.max((lot.expires_at_ms as number) - (this.lots?.leadMs ?? 0), nowMs);
+      if (next === null || at < next) next = at;
+    }
+    return next;
   }
 
   /** Writes one event (inside the caller's transaction); an id already waiting is kept once. */
@@ -107,10 +173,9 @@ export class WebhookOutbox {
    * the retry time of a failed run; and at that retry time in any case (a run that failed did
    * not learn what is pending). Null when nothing is pending.
    */
-  wakeAtMs(): number | null {
+  wakeAtMs(nowMs: number = clock.now()): number | null {
     const { next_due_ms: due, retry_at_ms: retryAt } = this.state;
-    const wanted =
-      this.pendingSince === null ? due : due === null ? this.pendingSince : Math.min(due, this.pendingSince);
+    const wanted = earliest(earliest(due, this.pendingSince), this.expiringWakeAtMs(nowMs));
     if (retryAt === null) return wanted;
     return wanted === null ? retryAt : Math.max(wanted, retryAt);
   }
@@ -202,6 +267,8 @@ export class WebhookRunner {
   ) {}
 
   runIfDue(force: boolean): Promise<void> {
+    // Lots entering their lead time are announced first: their events are then waiting.
+    this.outbox.announceExpiring(clock.now());
     const wake = this.outbox.wakeAtMs();
     const owner = this.owner();
     if (owner === null || (!force && (wake === null || wake > clock.now()))) return Promise.resolve();

@@ -93,8 +93,10 @@ export class AccountReads {
    * memory where it is there (every lot with credit, and every lot changed since the checkpoint),
    * else its row: the rows are read past the cursor, those memory holds are taken from memory.
    */
-  async lots(query: LotsQuery, nowMs: number): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }> {
+  async lots(query: LotsQuery, clockMs: number): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }> {
     if (this.store.account === null) return NOT_FOUND;
+    // The time the lots were last expired at (never behind the last event's: runner.ts).
+    const nowMs = Math.max(clockMs, Date.parse(this.store.account.updated_at));
     assert(Number.isSafeInteger(query.limit) && query.limit >= 1 && query.limit <= LOTS_PAGE_LIMIT_MAX, "limit");
     const key = query.cursor === undefined ? [0, ""] : decodeCursor(query.cursor, 2);
     if (key === null || typeof key[0] !== "number" || typeof key[1] !== "string") return { ok: false, badCursor: true };

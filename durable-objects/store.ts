@@ -116,7 +116,8 @@ export class AccountStore {
    * event: writes what the change implies besides the log (the webhook outbox's low-balance
    * crossings, durable-objects/outbox.ts) and returns the rows it wrote. A throw rolls back.
    */
-  onAppend: ((before: AccountState | null, after: AccountState, last: LedgerEvent) => number) | null = null;
+  onAppend: ((before: AccountState | null, after: AccountState, events: readonly LedgerEvent[]) => number) | null =
+    null;
 
   /** Runs `work` in one transaction (or inside the batch's): a throw rolls all of it back. */
   transaction<T>(work: () => T): T {
@@ -272,7 +273,7 @@ export class AccountStore {
       holds = written.holds;
       earliest = written.earliestOpenExpiryMs;
       assertSnapshot(account, holds, events);
-      rows += this.onAppend?.(accountBefore, account, events[events.length - 1] as LedgerEvent) ?? 0;
+      rows += this.onAppend?.(accountBefore, account, events) ?? 0;
     });
     this.rowsWritten += rows;
     this.commits += 1;
@@ -450,7 +451,11 @@ export class AccountStore {
       )
       .toArray()[0];
     if (row === undefined) return null;
-    if (row.state !== null) return JSON.parse(row.state) as ReservationState;
+    if (row.state !== null) {
+      // A hold written before lots has no `funded_by` in its state: null, until LotsOpened names it.
+      const open = JSON.parse(row.state) as ReservationState;
+      return { ...open, funded_by: open.funded_by ?? null };
+    }
     const { state: _none, ...record } = row;
     assert(record.status !== "open" && record.end_seq !== null, `reservation ${id}: a row without state has ended`);
     const ended = record as EndedReservation;

@@ -25,6 +25,8 @@ export const PROJECTION_COALESCE_MS_DEFAULT = 50;
 export const PROJECTION_HOLD_WAIT_MS_DEFAULT = 250;
 /** Events deleted from the events table per transaction once their segment is archived. */
 export const ARCHIVE_DELETE_CHUNK_ROWS_DEFAULT = 1_000;
+/** Hours before a lot's expiry that `lot.expiring` is sent, when LOT_EXPIRING_LEAD_HOURS is not set (7 days). */
+export const LOT_EXPIRING_LEAD_HOURS_DEFAULT = 168;
 /** Verification by full fold up to this many events, streaming beyond. */
 export const VERIFY_FULL_FOLD_EVENTS_MAX_DEFAULT = 100_000;
 /** Raw events older than this many days are pruned from D1 (RAW_EVENTS_WINDOW_DAYS). */
@@ -82,6 +84,8 @@ export interface ConfigVars {
   ARCHIVE_DELETE_CHUNK_ROWS?: string;
   /** Verification by full fold up to this many events, streaming beyond (default 100,000). */
   VERIFY_FULL_FOLD_EVENTS_MAX?: string;
+  /** Hours before a lot's expiry that `lot.expiring` is sent (issue 27). */
+  LOT_EXPIRING_LEAD_HOURS?: string;
   /** Raw events D1 keeps, in days and in estimated bytes; hourly rollups kept, in days. */
   RAW_EVENTS_WINDOW_DAYS?: string;
   RAW_EVENTS_WINDOW_BYTES_MAX?: string;
@@ -113,6 +117,8 @@ export interface ProjectionConfig {
 }
 
 export interface Config {
+  /** How long before a lot expires its `lot.expiring` webhook is sent. */
+  lotExpiringLeadMs: number;
   consoleOrigin: string;
   logRequests: boolean;
   groupCommit: boolean;
@@ -155,6 +161,7 @@ function deepFreeze<T extends object>(value: T): T {
 function parseConfig(vars: ConfigVars): Config {
   let retention: RetentionConfig | null = null;
   return {
+    lotExpiringLeadMs: wholeAtLeast(vars.LOT_EXPIRING_LEAD_HOURS, 1, LOT_EXPIRING_LEAD_HOURS_DEFAULT) * 3_600_000,
     consoleOrigin: vars.CONSOLE_ORIGIN ?? CONSOLE_ORIGIN_DEFAULT,
     logRequests: vars.LOG_REQUESTS !== "0",
     groupCommit: vars.GROUP_COMMIT !== "off",

@@ -1011,8 +1011,8 @@ class LotFold {
       const paid = this.debtPaidBy[terms.kind];
       if (amount > paid)
         return `returned_to makes ${terms.kind} lot ${id} of ${amount}; ${terms.kind} grants paid ${paid} of the debt`;
-      if (terms.kind === "paid" && this.debtPaidBy.promotional > 0) {
-        return `returned_to makes paid lot ${id} before giving back what promotional grants paid of the debt`;
+      if (terms.kind === "promotional" && this.debtPaidBy.paid > 0) {
+        return `returned_to makes promotional lot ${id} before giving back what paid grants paid of the debt`;
       }
       this.debtPaidBy[terms.kind] -= amount;
     } else {

@@ -30,6 +30,7 @@ import {
   expireLot,
   type Funding,
   grant,
+  LOTS_ACTIVE_MAX,
   type Lot,
   type LotBook,
   type RefundLot,
@@ -92,6 +93,9 @@ export function evolveBook(book: LotBook | null, event: LedgerEvent): LotBook | 
   }
   const next = moved(book, event, Date.parse(event.at));
   assertBook(next, event.balance_after);
+  // No movement takes the lots with credit past the bound (one already past it may only shrink).
+  const active = activeLots(next);
+  assert(active <= LOTS_ACTIVE_MAX || active <= activeLots(book), `seq ${event.seq}: at most LOTS_ACTIVE_MAX lots`);
   return next;
 }
 

@@ -38,7 +38,8 @@
  *   same kind and priority, which expires REFUND_LOT_TTL_MS after the refund (long enough to be
  *   used, never forever: a promotion that ended is not revived for good). A debt part pays the
  *   debt back; what a later grant paid of it since comes back as a new lot of that grant's kind
- *   (`debt_paid_by`, promotional first), the least valuable credit first.
+ *   (`debt_paid_by`, paid first: the book counts what each kind paid of the debt, not per charge,
+ *   and where both paid, a customer's cash must not come back as credit that expires).
  * A capture consumes its own earmarks even where credit that burns earlier was freed since (a
  * released hold): the earmark is the order as of the hold, as issue 27 states it.
  */
@@ -326,9 +327,11 @@ export function refund(
       const toDebt = Math.min(debt, part);
       debt -= toDebt;
       if (toDebt > 0) returned_to.push({ source: null, to_lot_id: null, amount: toDebt });
-      // Beyond the debt left, grants paid that part since: it goes back as their kind, least valuable first.
+      // Beyond the debt left, grants paid that part since: it goes back as their kind, paid first.
+      // The book keeps what each kind paid of the debt in all, not per charge: where both kinds
+      // paid, paid credit comes back first, so a customer never loses cash to an expiring lot.
       let beyond = part - toDebt;
-      for (const kind of ["promotional", "paid"] as const) {
+      for (const kind of ["paid", "promotional"] as const) {
         const share = Math.min(paidBy[kind], beyond);
         if (share === 0) continue;
         paidBy[kind] -= share;

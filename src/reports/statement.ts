@@ -6,7 +6,8 @@
  *   `from` (`to`): every row records the balance after its last event, so no event is read;
  * - the movements are the sums of the rows that cover the period (./periods.ts).
  * The three reads run in one D1 batch, so they see one projection position, and
- * closing = opening + credits - charges + refunds + adjustments holds (tested against the log).
+ * closing = opening + credits - charges + refunds + adjustments - expired holds (tested against
+ * the log; `expired` is credit that lots lost at their expiry, issue 27).
  */
 import { type Shard, shardFor } from "../read-side/shards";
 import { exactSum, exactSumColumns } from "./exact";

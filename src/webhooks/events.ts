@@ -6,9 +6,12 @@
  *   threshold (src/domain/low-balance.ts); the id is derived from that command's ledger event,
  *   so the same crossing can never produce two ids.
  * - `alert.firing`, `alert.resolved`: from an alert's transition (src/observability/alerts.ts).
+ * - `lot.expired`: from a LotExpired ledger event (its id derived from it); `lot.expiring`: once
+ *   per lot, a lead time before its expiry, while it has credit (its id names the lot and expiry).
  */
 
-import type { LedgerEvent } from "../domain/events";
+import type { LedgerEvent, LotExpired } from "../domain/events";
+import type { Lot } from "../domain/lots";
 import { type LowBalanceTransition, spendable } from "../domain/low-balance";
 import type { AccountState } from "../domain/state";
 import type { Transition } from "../observability/alerts";
@@ -18,6 +21,8 @@ export const WEBHOOK_EVENT_TYPES = [
   "account.balance_recovered",
   "alert.firing",
   "alert.resolved",
+  "lot.expiring",
+  "lot.expired",
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
@@ -75,6 +80,52 @@ export function alertEvent(transition: Transition): WebhookEvent {
       threshold: alert.threshold,
       since: alert.since,
       resolved_at: alert.resolved_at,
+    },
+  };
+}
+
+/** A lot's spendable remainder expired (issue 27): one per LotExpired event. */
+export function lotExpiredEvent(
+  event: LotExpired,
+  account: Pick<AccountState, "account_id" | "currency">,
+): WebhookEvent {
+  return {
+    id: `evt_${event.event_id}`,
+    type: "lot.expired",
+    created_at: event.at,
+    account_id: account.account_id,
+    data: {
+      account_id: account.account_id,
+      currency: account.currency,
+      lot_id: event.lot_id,
+      kind: event.kind,
+      amount: event.amount,
+      expires_at: event.expires_at,
+      seq: event.seq,
+    },
+  };
+}
+
+/** A lot will expire within the lead time with credit in it (issue 27): once per lot and expiry. */
+export function lotExpiringEvent(
+  lot: Lot,
+  account: Pick<AccountState, "account_id" | "currency">,
+  nowMs: number,
+): WebhookEvent {
+  const expiresAt = new Date(lot.expires_at_ms as number).toISOString();
+  return {
+    id: `evt_lot_expiring.${account.account_id}.${lot.lot_id}.${lot.expires_at_ms}`,
+    type: "lot.expiring",
+    created_at: new Date(nowMs).toISOString(),
+    account_id: account.account_id,
+    data: {
+      account_id: account.account_id,
+      currency: account.currency,
+      lot_id: lot.lot_id,
+      kind: lot.kind,
+      remaining: lot.remaining,
+      held: lot.held,
+      expires_at: expiresAt,
     },
   };
 }

@@ -167,6 +167,25 @@ test("the account view shows the API's balances, events, usage and refunds", asy
   );
   assert.equal(bars.length, 5, "usage on 5 days of the last 30 (the one 40 days ago is outside)");
 
+  // Lots with credit, in the order they are spent: the promotional one first, with its expiry.
+  await page.locator("#lots table.lots").waitFor();
+  const lots = await page
+    .locator("#lots tbody tr")
+    .evaluateAll((rows) =>
+      rows.map((r) => [r.querySelector("code")?.textContent, r.querySelector("[data-field=expires_at]")?.textContent]),
+    );
+  assert.deepEqual(
+    lots.map((l) => l[0]),
+    ["promo_welcome", "topup_1"],
+  );
+  assert.match(String(lots[0]?.[1]), /^\d{4}-\d{2}-\d{2} .* UTC$/);
+  assert.equal(lots[1]?.[1], "never");
+  // The open hold earmarks the promotional lot first.
+  assert.deepEqual(await shownAmount("#lots tbody tr:first-child [data-field=held] .amount"), {
+    minor: "5000",
+    text: formatMinor(5_000, "USD"),
+  });
+
   // Refunds.
   await page.locator("#refunds table.refunds").waitFor();
   assert.deepEqual(await shownAmount("#refunds tbody td:nth-child(4) .amount"), { minor: "1500", text: "15.00 USD" });

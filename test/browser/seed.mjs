@@ -54,6 +54,13 @@ export async function seedHistory(ledger, t0) {
   await post("/refunds", { refund_id: "refund_1", charge_id: "ch_12a", amount: 1_500, reason: "failed request" });
   await at(0);
   await charge("ch_today", 999, "model-c");
+  // Promotional credit that expires in 20 days: spent first, so the hold below earmarks it.
+  const promoExpiresAt = new Date(t0 + 20 * DAY_MS).toISOString();
+  await post("/credits", {
+    credit_id: "promo_welcome",
+    amount: 5_000,
+    grant: { kind: "promotional", expires_at: promoExpiresAt },
+  });
   const hold = await post("/reservations", {
     reservation_id: "hold_open",
     amount: 7_777,

@@ -208,6 +208,18 @@ describe("refunds", () => {
     expect(back.book.debt_paid_by).toEqual({ paid: 0, promotional: 0 });
   });
 
+  it("of debt that both kinds paid, give paid credit back first: cash never comes back as expiring credit", () => {
+    const a = spend(emptyBook(), 100, 0);
+    const promo = granted(a.book, "promo", 100, "promotional", 2);
+    const b = spend(promo.book, 100, 0);
+    const cash = granted(b.book, "cash", 100, "paid", 4);
+    expect(cash.book.debt_paid_by).toEqual({ paid: 100, promotional: 100 });
+    const back = refund(cash.book, b.funded_by, [], 100, 0, 5, newLot("r"));
+    expect(back.returned_to).toEqual([{ source: null, to_lot_id: "debt:paid:r", amount: 100 }]);
+    expect(lot(back.book, "debt:paid:r")).toMatchObject({ kind: "paid", expires_at_ms: null });
+    expect(back.book.debt_paid_by).toEqual({ paid: 0, promotional: 100 });
+  });
+
   it("refuse a new lot's name that is taken, and read no source they do not credit", () => {
     let book = granted(emptyBook(), "a", 10, "paid", 1).book;
     book = granted(book, "b", 10, "paid", 2).book;
