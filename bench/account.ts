@@ -18,14 +18,32 @@ export type BenchMix = "gateway" | "credits";
 /** Events appended per fill before sealing what is due (the tail stays near this size). */
 const FILL_SEAL_EVERY_EVENTS = 20_000;
 
+/** The first command of a history: a backstop lot that burns last (priority 100), never running out. */
+const SEED: Command = {
+  type: "CreditFunds",
+  credit_id: "c0",
+  amount: 1_000_000_000_000,
+  grant: { kind: "paid", priority: 100, expires_at: null },
+  reason: null,
+  metadata: {},
+};
+
 /**
- * The n-th command of a history, one event each: "gateway" cycles credit, reserve, capture,
- * charge; "credits" is only credits (the smallest key per event, for comparison).
+ * The n-th command of a history, one event each, after the seed (n = 0): "gateway" cycles credit,
+ * reserve, capture, charge; "credits" alternates a credit and a charge of the same amount (the
+ * smallest keys per event, for comparison). Each top-up is spent within its cycle, as an account
+ * tops up about what it spends: a history of a million unspent top-ups would hold a million lots
+ * with credit in them, past LOTS_ACTIVE_MAX (src/domain/lots.ts).
  */
 function benchCommand(n: number, mix: BenchMix): Command {
-  switch (mix === "credits" ? 0 : n % 4) {
+  if (n === 0) return SEED;
+  if (mix === "credits") {
+    if (n % 2 === 1) return { type: "CreditFunds", credit_id: `c${n}`, amount: 10, reason: null, metadata: {} };
+    return { type: "ChargeAccount", charge_id: `ch${n}`, amount: 10, context: {}, metadata: {} };
+  }
+  switch (n % 4) {
     case 0:
-      return { type: "CreditFunds", credit_id: `c${n}`, amount: 1_000, reason: null, metadata: {} };
+      return { type: "CreditFunds", credit_id: `c${n}`, amount: 70, reason: null, metadata: {} };
     case 1: {
       const hold = { reservation_id: `r${n}`, amount: 100, ttl_seconds: 900, on_expiry: "release" } as const;
       return { type: "ReserveFunds", ...hold, context: {}, metadata: {} };

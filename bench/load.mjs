@@ -63,7 +63,8 @@ const plans = {
       setupRequest: (req) => ({
         ...req,
         path: `/v1/accounts/${pick()}/charges`,
-        body: JSON.stringify({ charge_id: `ch_${unique()}`, amount: 3 }),
+        // What the credit before it added: each top-up's lot is spent, and lots stay few.
+        body: JSON.stringify({ charge_id: `ch_${unique()}`, amount: 5 }),
       }),
     },
   ],
@@ -79,11 +80,13 @@ const plans = {
       method: "POST",
       setupRequest: (req) => {
         const prefix = unique();
-        const operations = Array.from({ length: 1000 }, (_, i) => ({
-          op: "credit",
-          credit_id: `b_${prefix}_${i}`,
-          amount: 1,
-        }));
+        // A credit and a charge of it in turn: each credit's lot is spent by the next operation, so
+        // the account never nears LOTS_ACTIVE_MAX lots with credit in them.
+        const operations = Array.from({ length: 1000 }, (_, i) =>
+          i % 2 === 0
+            ? { op: "credit", credit_id: `b_${prefix}_${i}`, amount: 1 }
+            : { op: "charge", charge_id: `b_${prefix}_${i}`, amount: 1 },
+        );
         return { ...req, path: `/v1/accounts/${accounts[0]}/batch`, body: JSON.stringify({ operations }) };
       },
     },

@@ -355,18 +355,38 @@ async function warmCeiling(base, accounts) {
   }
 }
 
-async function openAccounts(base, prefix, count, balance) {
+/** @param {Record<string, unknown>} [grant] the seed lot's terms (default: a paid lot, never expiring) */
+async function openAccounts(base, prefix, count, balance, grant) {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}_${i}`);
   for (let i = 0; i < ids.length; i += 50) {
     await Promise.all(
       ids.slice(i, i + 50).map(async (id) => {
         await call(base, "POST", "/v1/accounts", { account_id: id, currency: "USD" });
-        await call(base, "POST", `/v1/accounts/${id}/credits`, { credit_id: "seed", amount: balance });
+        if (balance > 0) {
+          await call(base, "POST", `/v1/accounts/${id}/credits`, { credit_id: "seed", amount: balance, grant });
+        }
       }),
     );
   }
   return ids;
 }
+
+/**
+ * The lots-heavy account (issue 27): LOTS_PER_ACCOUNT lots of mixed kinds and priorities, the first
+ * to burn a promotional lot that expires at `expiresAtMs` (a tenth of the lots), with credit enough
+ * to outlast the run. Reserve+capture earmarks it first, then, once it expired, the next in the order.
+ */
+async function openLotsAccount(base, expiresAtMs) {
+  const [id] = await openAccounts(base, "lots", 1, 0);
+  const expiring = { kind: "promotional", priority: 5, expires_at: new Date(expiresAtMs).toISOString() };
+  await call(base, "POST", `/v1/accounts/${id}/credits`, { credit_id: "lot_0", amount: 1e11, grant: expiring });
+  for (let i = 1; i < LOTS_PER_ACCOUNT; i++) {
+    const grant = i % 3 === 0 ? { kind: "promotional", priority: 10 + i } : { kind: "paid", priority: 40 + i };
+    await call(base, "POST", `/v1/accounts/${id}/credits`, { credit_id: `lot_${i}`, amount: 1e11, grant });
+  }
+  return id;
+}
+const LOTS_PER_ACCOUNT = 10;
 
 async function main() {
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
@@ -388,7 +408,8 @@ async function main() {
     }
     const [hot] = await openAccounts(url, "hot", 1, 1e12);
     const many = await openAccounts(url, "many", Number(process.env.BENCH_ACCOUNTS ?? (quick ? 100 : 1000)), 1e12);
-    const [mixed] = await openAccounts(url, "mixed", 1, 1e12);
+    // Its top-ups burn before the seed (priority 100), each spent by the charge after it.
+    const [mixed] = await openAccounts(url, "mixed", 1, 1e12, { kind: "paid", priority: 100 });
     const [storm] = await openAccounts(url, "storm", 1, 1e12);
     const [bulk] = await openAccounts(url, "bulk", 1, 0);
     await call(url, "POST", `/v1/accounts/${storm}/charges`, { charge_id: "paid", amount: 1_000_000 });
@@ -417,6 +438,23 @@ async function main() {
       d1.end = await call(url, "GET", "/v1/bench/d1-size");
       return report(rows, null, null, d1);
     }
+
+    // Issue 27: reserve+capture on 10 lots, one expiring mid-run, in rounds alternating with the
+    // plain hot account's (the same drift on both): the ratio is lots-heavy over plain.
+    const round = Math.max(2, Math.round(DURATION_SECONDS / 2));
+    const lotsRunMs = (2 * WARMUP_SECONDS + 2 * ROUNDS * round) * 1000;
+    const lotsAccount = await openLotsAccount(url, Date.now() + lotsRunMs / 2);
+    await drain(url, [lotsAccount]);
+    const lotsScenario = { ...common, kind: "reserve_capture", accounts: [lotsAccount] };
+    rows.lots_reserve_capture = await ledgerScenario(url, [lotsAccount, hot], lotsScenario, async () => {
+      const { ceiling, ledger } = await alternating(hotScenario, lotsScenario);
+      rows.hot_beside_lots = ceiling;
+      return ledger;
+    });
+    const lotsRow = rows.lots_reserve_capture;
+    lotsRow.x_plain_same_rounds = +(lotsRow.requests_per_second / rows.hot_beside_lots.requests_per_second).toFixed(2);
+    const expired = await call(url, "GET", `/v1/accounts/${lotsAccount}/lots?status=expired`);
+    lotsRow.lots = { per_account: LOTS_PER_ACCOUNT, expired_during_run: expired.data.length };
 
     const manyScenario = { ...common, kind: "reserve_capture", accounts: many };
     rows.many_accounts_reserve_capture = await ledgerScenario(url, many, manyScenario, async () => {
@@ -616,6 +654,13 @@ function report(rows, memory, verifier, d1, longHistory = null) {
       };
     });
   console.table(table);
+  const lots = rows.lots_reserve_capture;
+  if (lots) {
+    console.log(
+      `lots-heavy reserve+capture: ${lots.x_plain_same_rounds}x the plain hot account's req/s in the same rounds ` +
+        `(rounds ${JSON.stringify(lots.round_ratios)}); ${lots.lots.expired_during_run} of ${lots.lots.per_account} lots expired during it`,
+    );
+  }
   // D1's bytes per event over the whole run (every event in D1, its accounts rows, holds and
   // rollups included), and the largest of that and the two reserve+capture loads' own growth.
   const overall = d1?.end && d1.end.events > 0 ? (d1.end.bytes - d1.empty.bytes) / d1.end.events : null;
