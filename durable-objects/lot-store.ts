@@ -8,8 +8,9 @@
  * since are written in the command's own transaction. On start the
  * object reads the checkpoint's lots with credit in them and folds the events after it with the
  * same `evolveBook` the commands use, so a reserve and a capture write no row for lots (the
- * platform bills rows written: decision 0008). A lot without credit stays a row: read again when a
- * refund credits it back, listed by `GET .../lots`.
+ * platform bills rows written: decision 0008). A lot spent to nothing leaves the book at once, so
+ * no movement scans it: it waits in `pending` until the checkpoint writes it, then stays a row, read
+ * again when a refund credits it back, listed by `GET .../lots`.
  */
 import type { LedgerEvent } from "../src/domain/events";
 import { evolveBook } from "../src/domain/lot-events";
@@ -47,16 +48,19 @@ function lotOf(row: LotRow): Lot {
 export interface LotMemory {
   book: LotBook | null;
   throughSeq: number;
-  dirty: ReadonlySet<string>;
+  pending: ReadonlyMap<string, Lot>;
 }
 
 export class LotStore {
-  /** The book (null: the account keeps no lots yet, or there is no account). */
+  /** The book: every lot with credit in it (null: the account keeps no lots yet, or there is no account). */
   book: LotBook | null = null;
   /** The last seq the rows include. */
   throughSeq = 0;
-  /** Lots changed since the checkpoint. */
-  private dirty = new Set<string>();
+  /**
+   * Lots changed since the checkpoint, as they are now: what the next checkpoint writes. A lot
+   * spent to nothing leaves the book at once (so no movement scans it) and waits here.
+   */
+  private pending: ReadonlyMap<string, Lot> = new Map();
 
   constructor(private readonly sql: SqlStorage) {}
 
@@ -72,18 +76,17 @@ export class LotStore {
       .toArray()[0];
     if (head === undefined) return false;
     const rows = this.sql.exec<LotRow>(`SELECT ${LOT_COLUMNS} FROM lots WHERE remaining > 0`).toArray();
-    let book: LotBook = {
+    this.book = {
       lots: new Map(rows.map((row) => [row.lot_id, lotOf(row)])),
       debt: head.debt,
       debt_paid_by: { paid: head.paid, promotional: head.promotional },
     };
-    this.book = book;
     this.throughSeq = head.through_seq;
     for (const event of tail(head.through_seq)) {
       this.ensure(lotsNamed(event));
-      book = evolveBook(this.book, event) as LotBook;
-      this.noteChanges(this.book, book);
-      this.book = book;
+      const moved = this.moved(evolveBook(this.book, event));
+      this.book = moved.book;
+      this.pending = moved.pending;
     }
     return true;
   }
@@ -95,12 +98,25 @@ export class LotStore {
     let lots: Map<string, Lot> | null = null;
     for (const id of ids) {
       if (book.lots.has(id) || lots?.has(id)) continue;
-      const row = this.sql.exec<LotRow>(`SELECT ${LOT_COLUMNS} FROM lots WHERE lot_id = ?`, id).toArray()[0];
-      if (row === undefined) continue;
+      const lot = this.pending.get(id) ?? this.row(id);
+      if (lot === null) continue;
       lots ??= new Map(book.lots);
-      lots.set(id, lotOf(row));
+      lots.set(id, lot);
     }
     if (lots !== null) this.book = { ...book, lots };
+  }
+
+  /** The book after a movement, spent lots out of it, and every changed lot pending its write. */
+  private moved(after: LotBook | null): { book: LotBook | null; pending: ReadonlyMap<string, Lot> } {
+    if (after === null) return { book: null, pending: this.pending };
+    const before = this.book;
+    let pending: Map<string, Lot> | null = null;
+    for (const [id, lot] of after.lots) {
+      if (before?.lots.get(id) === lot) continue;
+      pending ??= new Map(this.pending);
+      pending.set(id, lot);
+    }
+    return { book: evictSpent(after), pending: pending ?? this.pending };
   }
 
   /**
@@ -109,27 +125,30 @@ export class LotStore {
    * new). Returns the rows written. Memory is committed by `commit` after the transaction.
    */
   afterAppend(after: LotBook | null, lastSeq: number): { rows: number; next: LotMemory } {
-    if (after === null) return { rows: 0, next: { book: after, throughSeq: this.throughSeq, dirty: this.dirty } };
-    const dirty = new Set(this.dirty);
-    const before = this.book;
-    for (const [id, lot] of after.lots) if (before?.lots.get(id) !== lot) dirty.add(id);
-    const due = before === null || lastSeq - this.throughSeq >= LOTS_CHECKPOINT_EVENTS;
-    if (!due) return { rows: 0, next: { book: after, throughSeq: this.throughSeq, dirty } };
-    const rows = this.write(after, dirty, lastSeq);
-    return { rows, next: { book: evictSpent(after), throughSeq: lastSeq, dirty: new Set() } };
+    const moved = this.moved(after);
+    const next = { book: moved.book, throughSeq: this.throughSeq, pending: moved.pending };
+    const due = moved.book !== null && (this.book === null || lastSeq - this.throughSeq >= LOTS_CHECKPOINT_EVENTS);
+    if (!due || moved.book === null) return { rows: 0, next };
+    const rows = this.write(moved.book, moved.pending, lastSeq);
+    return { rows, next: { book: moved.book, throughSeq: lastSeq, pending: new Map() } };
   }
 
   /** Writes the checkpoint if the book ran ahead of it (in the caller's transaction; `commit` after). */
   checkpoint(lastSeq: number): { rows: number; next: LotMemory } | null {
     if (this.book === null || lastSeq === this.throughSeq) return null;
-    const rows = this.write(this.book, this.dirty, lastSeq);
-    return { rows, next: { book: evictSpent(this.book), throughSeq: lastSeq, dirty: new Set() } };
+    const rows = this.write(this.book, this.pending, lastSeq);
+    return { rows, next: { book: this.book, throughSeq: lastSeq, pending: new Map() } };
   }
 
   commit(next: LotMemory): void {
     this.book = next.book;
     this.throughSeq = next.throughSeq;
-    this.dirty = new Set(next.dirty);
+    this.pending = next.pending;
+  }
+
+  /** Every lot the rows may hold stale or not at all: the book's and the pending ones. */
+  inMemory(): Lot[] {
+    return [...new Map([...this.pending, ...(this.book?.lots ?? [])]).values()];
   }
 
   /** When the next lot expires with credit in it (the alarm's), or null. */
@@ -138,13 +157,15 @@ export class LotStore {
   }
 
   memory(): LotMemory {
-    return { book: this.book, throughSeq: this.throughSeq, dirty: new Set(this.dirty) };
+    return { book: this.book, throughSeq: this.throughSeq, pending: this.pending };
   }
 
-  /** Lot `id` as it is now: from memory where the book holds it, else its row (null: none). */
+  /** Lot `id` as it is now: from memory where it is there, else its row (null: none). */
   current(id: string): Lot | null {
-    const held = this.book?.lots.get(id);
-    if (held !== undefined) return held;
+    return this.book?.lots.get(id) ?? this.pending.get(id) ?? this.row(id);
+  }
+
+  private row(id: string): Lot | null {
     const row = this.sql.exec<LotRow>(`SELECT ${LOT_COLUMNS} FROM lots WHERE lot_id = ?`, id).toArray()[0];
     return row === undefined ? null : lotOf(row);
   }
@@ -169,11 +190,9 @@ export class LotStore {
       .map(lotOf);
   }
 
-  private write(book: LotBook, dirty: ReadonlySet<string>, lastSeq: number): number {
+  private write(book: LotBook, pending: ReadonlyMap<string, Lot>, lastSeq: number): number {
     let rows = 0;
-    for (const id of dirty) {
-      const lot = book.lots.get(id);
-      assert(lot !== undefined, `changed lot ${id} is in the book`);
+    for (const lot of pending.values()) {
       rows += this.sql.exec(
         `INSERT INTO lots (${LOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (lot_id) DO UPDATE SET remaining = excluded.remaining, held = excluded.held, expired = excluded.expired`,
@@ -199,10 +218,6 @@ export class LotStore {
     ).rowsWritten;
     return rows;
   }
-
-  private noteChanges(before: LotBook | null, after: LotBook): void {
-    for (const [id, lot] of after.lots) if (before?.lots.get(id) !== lot) this.dirty.add(id);
-  }
 }
 
 /** Lots a refund credits back: the book may not hold them (they had no credit left). */
@@ -211,7 +226,7 @@ export function lotsNamed(event: LedgerEvent): string[] {
   return event.returned_to.flatMap((part) => (part.to_lot_id === null ? [] : [part.to_lot_id]));
 }
 
-/** Written lots without credit leave memory: a row keeps them. */
+/** Lots without credit leave the book: `pending` (until written) or a row keeps them. */
 function evictSpent(book: LotBook): LotBook {
   let lots: Map<string, Lot> | null = null;
   for (const [id, lot] of book.lots) {

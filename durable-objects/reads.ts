@@ -101,7 +101,7 @@ export class AccountReads {
     const key = query.cursor === undefined ? [0, ""] : decodeCursor(query.cursor, 2);
     if (key === null || typeof key[0] !== "number" || typeof key[1] !== "string") return { ok: false, badCursor: true };
     const [afterSeq, afterId] = key as [number, string];
-    const memory = [...(this.store.lots.book?.lots.values() ?? [])];
+    const memory = this.store.lots.inMemory();
     const inMemory = new Set(memory.map((lot) => lot.lot_id));
     // Rows that memory holds are stale or new; the others are current, so SQL may filter them.
     const fetched = query.limit + inMemory.size;

@@ -22,7 +22,8 @@ export function burnOrder(a, b) {
     if (b.expires_at === null) return -1;
     return a.expires_at < b.expires_at ? -1 : 1;
   }
-  return a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0;
+  if (a.created_at !== b.created_at) return a.created_at < b.created_at ? -1 : 1;
+  return a.lot_id < b.lot_id ? -1 : a.lot_id > b.lot_id ? 1 : 0;
 }
 
 /**
