@@ -84,6 +84,7 @@ export class WebhookOutbox {
   ) {
     // Events left by a hand-off that failed, or by an object evicted before its alarm ran.
     this.reload();
+    this.loadAnnounced();
   }
 
   /** Reads the waiting events' age and the run state from the tables (start, and after a rollback). */
@@ -114,11 +115,16 @@ export class WebhookOutbox {
     );
   }
 
-  /**
-   * Lots sent `lot.expiring` since this object started. Memory only: after a restart a lot may be
-   * announced again, with the same event id, which the delivery records keep once.
-   */
+  /** Lots sent `lot.expiring` (their rows in `lots_announced`, read on start): `lot_id@expires_at_ms`. */
   private readonly expiringSent = new Set<string>();
+
+  private loadAnnounced(): void {
+    if (this.lots === null) return;
+    const rows = this.sql.exec<{ lot_id: string; expires_at_ms: number }>(
+      "SELECT lot_id, expires_at_ms FROM lots_announced",
+    );
+    for (const row of rows) this.expiringSent.add(`${row.lot_id}@${row.expires_at_ms}`);
+  }
 
   /** Lots with credit, not expired at `nowMs` and not announced yet: those `lot.expiring` may concern. */
   private unannounced(nowMs: number): Lot[] {
@@ -133,7 +139,10 @@ export class WebhookOutbox {
     );
   }
 
-  /** Writes `lot.expiring` for each lot now within the lead time. Returns rows written. */
+  /**
+   * Writes `lot.expiring` for each lot now within the lead time, and its `lots_announced` row;
+   * forgets the announcements of lots whose expiry has passed. Returns rows written.
+   */
   announceExpiring(nowMs: number): number {
     const account = this.lots?.account() ?? null;
     if (this.lots === null || account === null) return 0;
@@ -141,7 +150,18 @@ export class WebhookOutbox {
     for (const lot of this.unannounced(nowMs)) {
       if ((lot.expires_at_ms as number) - this.lots.leadMs > nowMs) continue;
       rows += this.add(lotExpiringEvent(lot, account, nowMs), nowMs);
+      rows += this.sql.exec(
+        "INSERT OR REPLACE INTO lots_announced (lot_id, expires_at_ms) VALUES (?, ?)",
+        lot.lot_id,
+        lot.expires_at_ms,
+      ).rowsWritten;
       this.expiringSent.add(`${lot.lot_id}@${lot.expires_at_ms}`);
+    }
+    for (const key of this.expiringSent) {
+      const at = key.lastIndexOf("@");
+      if (Number(key.slice(at + 1)) > nowMs) continue;
+      rows += this.sql.exec("DELETE FROM lots_announced WHERE lot_id = ?", key.slice(0, at)).rowsWritten;
+      this.expiringSent.delete(key);
     }
     return rows;
   }

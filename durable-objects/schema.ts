@@ -206,6 +206,15 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
   );
   ${CHARGE_FUNDING_COLUMNS}
   `,
+  `
+  -- Issue 27 review: the lots whose expiry was announced (lot.expiring), so that a restart does not
+  -- announce them again (durable-objects/outbox.ts). Bounded by the lots with credit inside the lead
+  -- time; a lot's row goes when its expiry has passed.
+  CREATE TABLE lots_announced (
+    lot_id TEXT PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export function respellOperationKeys(sql: SqlStorage): void {

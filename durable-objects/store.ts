@@ -451,11 +451,7 @@ export class AccountStore {
       )
       .toArray()[0];
     if (row === undefined) return null;
-    if (row.state !== null) {
-      // A hold written before lots has no `funded_by` in its state: null, until LotsOpened names it.
-      const open = JSON.parse(row.state) as ReservationState;
-      return { ...open, funded_by: open.funded_by ?? null };
-    }
+    if (row.state !== null) return openState(row.state);
     const { state: _none, ...record } = row;
     assert(record.status !== "open" && record.end_seq !== null, `reservation ${id}: a row without state has ended`);
     const ended = record as EndedReservation;
@@ -627,6 +623,12 @@ export class AccountStore {
     assert(this.account.reserved === holds.total, "on load: reserved equals the sum of open holds");
     this.lots.load((afterSeq) => this.readEvents(afterSeq, Number.MAX_SAFE_INTEGER));
   }
+}
+
+/** An open hold's state from its row: one written before lots has no `funded_by` (null until LotsOpened names it). */
+export function openState(json: string): ReservationState {
+  const open = JSON.parse(json) as ReservationState;
+  return { ...open, funded_by: open.funded_by ?? null };
 }
 
 /**

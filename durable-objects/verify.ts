@@ -20,7 +20,7 @@ import { eventKeyString } from "../src/domain/keys";
 import { evolve, initialState, type LedgerState, type ReservationState } from "../src/domain/state";
 import type { History } from "./history";
 import type { ExpiryScheduler } from "./scheduler";
-import { type AccountStore, type ReservationRow, reservationRow, SealedEventNeeded } from "./store";
+import { type AccountStore, openState, type ReservationRow, reservationRow, SealedEventNeeded } from "./store";
 
 export type { VerifyReport };
 
@@ -149,7 +149,7 @@ function compareRows(store: AccountStore, state: LedgerState, problems: string[]
     const folded = state.reservations.get(id);
     const { state: _json, ...expected } = folded === undefined ? { state: null } : reservationRow(folded);
     same(`reservation ${id} columns`, expected, columns);
-    if (json !== null) same(`reservation ${id}`, folded, JSON.parse(json));
+    if (json !== null) same(`reservation ${id}`, folded, openState(json));
     else same(`reservation ${id} rebuilt from its events`, folded, rebuiltIfKept(store, id) ?? folded);
   }
   same("reservation count", state.reservations.size, rows);
@@ -177,6 +177,8 @@ function compareLots(store: AccountStore, state: LedgerState, same: (what: strin
   same("debt", [book.debt, book.debt_paid_by], [kept.debt, kept.debt_paid_by]);
   const ids = new Set([...book.lots.keys(), ...store.lots.rowIds()]);
   for (const id of ids) same(`lot ${id}`, book.lots.get(id) ?? null, store.lots.current(id));
+  // Spends draw on the book: every lot with credit in the fold is there.
+  for (const [id, lot] of book.lots) if (lot.remaining > 0) same(`lot ${id} in the book`, true, kept.lots.has(id));
 }
 
 /** An ended reservation rebuilt from its events if the tail keeps both (else null: its columns were compared). */

@@ -27,6 +27,8 @@ export const PROJECTION_HOLD_WAIT_MS_DEFAULT = 250;
 export const ARCHIVE_DELETE_CHUNK_ROWS_DEFAULT = 1_000;
 /** Hours before a lot's expiry that `lot.expiring` is sent, when LOT_EXPIRING_LEAD_HOURS is not set (7 days). */
 export const LOT_EXPIRING_LEAD_HOURS_DEFAULT = 168;
+/** The longest lead allowed (29 days): inside the delivery records' 30 days, which keep an event id once. */
+export const LOT_EXPIRING_LEAD_HOURS_MAX = 696;
 /** Verification by full fold up to this many events, streaming beyond. */
 export const VERIFY_FULL_FOLD_EVENTS_MAX_DEFAULT = 100_000;
 /** Raw events older than this many days are pruned from D1 (RAW_EVENTS_WINDOW_DAYS). */
@@ -161,7 +163,11 @@ function deepFreeze<T extends object>(value: T): T {
 function parseConfig(vars: ConfigVars): Config {
   let retention: RetentionConfig | null = null;
   return {
-    lotExpiringLeadMs: wholeAtLeast(vars.LOT_EXPIRING_LEAD_HOURS, 1, LOT_EXPIRING_LEAD_HOURS_DEFAULT) * 3_600_000,
+    lotExpiringLeadMs:
+      Math.min(
+        wholeAtLeast(vars.LOT_EXPIRING_LEAD_HOURS, 1, LOT_EXPIRING_LEAD_HOURS_DEFAULT),
+        LOT_EXPIRING_LEAD_HOURS_MAX,
+      ) * 3_600_000,
     consoleOrigin: vars.CONSOLE_ORIGIN ?? CONSOLE_ORIGIN_DEFAULT,
     logRequests: vars.LOG_REQUESTS !== "0",
     groupCommit: vars.GROUP_COMMIT !== "off",

@@ -341,6 +341,8 @@ describe("the object", () => {
       }
     });
     await evictDurableObject(stub(id));
+    // Verified as it is, before anything opens its lots: holds stored without funded_by included.
+    expect((await stub(id).verify()).problems).toEqual([]);
     expect(await account(id)).toMatchObject({ balance: 60, reserved: 55, balance_by_kind: { paid: 60 }, debt: 0 });
     const events = (await api("GET", `/v1/accounts/${id}/events`)).body.events;
     expect(events.at(-1)).toMatchObject({

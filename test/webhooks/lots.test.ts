@@ -3,8 +3,10 @@
  * events, on the clock seam. `lot.expiring` goes out when a lot with credit enters the lead time
  * (LOT_EXPIRING_LEAD_HOURS, 7 days by default), `lot.expired` from the LotExpired event.
  */
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
+import type { AccountDurableObject } from "../../durable-objects/account";
+import type { WebhookOutbox } from "../../durable-objects/outbox";
 import { LOT_EXPIRING_LEAD_HOURS_DEFAULT } from "../../src/config";
 import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 import { clearEndpoints, createEndpoint, deliveriesOf, fakeReceiver, HOOK_URL, outboxCount } from "./support";
@@ -35,8 +37,17 @@ describe("lot webhooks", () => {
     time.advance(1);
     expect(await runDurableObjectAlarm(stub(id))).toBe(true);
     expect((await deliveriesOf(id)).map((d) => [d.event_type, d.state])).toEqual([["lot.expiring", "delivered"]]);
-    // A second run announces nothing again.
+    // A second run announces nothing again, nor does a restart (the announcement is a row).
     await stub(id).wakeWebhooks();
+    expect(await deliveriesOf(id)).toHaveLength(1);
+    await evictDurableObject(stub(id));
+    // The restarted object knows the lot was announced: nothing of its outbox is due.
+    const wake = await runInDurableObject(stub(id), (instance: AccountDurableObject) =>
+      (instance as unknown as { outbox: WebhookOutbox }).outbox.wakeAtMs(time.now()),
+    );
+    expect(wake).toBeNull();
+    await runDurableObjectAlarm(stub(id));
+    expect(await outboxCount(id)).toBe(0);
     expect(await deliveriesOf(id)).toHaveLength(1);
 
     time.advance(LEAD_MS);
