@@ -111,12 +111,18 @@ export class LotStore {
     if (after === null) return { book: null, pending: this.pending };
     const before = this.book;
     let pending: Map<string, Lot> | null = null;
+    const spent: string[] = [];
+    // One pass: what changed waits for its write; what has no credit left the book.
     for (const [id, lot] of after.lots) {
+      if (lot.remaining === 0) spent.push(id);
       if (before?.lots.get(id) === lot) continue;
       pending ??= new Map(this.pending);
       pending.set(id, lot);
     }
-    return { book: evictSpent(after), pending: pending ?? this.pending };
+    if (spent.length === 0) return { book: after, pending: pending ?? this.pending };
+    const lots = new Map(after.lots);
+    for (const id of spent) lots.delete(id);
+    return { book: { ...after, lots }, pending: pending ?? this.pending };
   }
 
   /**
@@ -224,15 +230,4 @@ export class LotStore {
 export function lotsNamed(event: LedgerEvent): string[] {
   if (event.type !== "ChargeRefunded" || event.returned_to === undefined) return [];
   return event.returned_to.flatMap((part) => (part.to_lot_id === null ? [] : [part.to_lot_id]));
-}
-
-/** Lots without credit leave the book: `pending` (until written) or a row keeps them. */
-function evictSpent(book: LotBook): LotBook {
-  let lots: Map<string, Lot> | null = null;
-  for (const [id, lot] of book.lots) {
-    if (lot.remaining > 0) continue;
-    lots ??= new Map(book.lots);
-    lots.delete(id);
-  }
-  return lots === null ? book : { ...book, lots };
 }

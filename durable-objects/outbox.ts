@@ -115,15 +115,15 @@ export class WebhookOutbox {
     );
   }
 
-  /** Lots sent `lot.expiring` (their rows in `lots_announced`, read on start): `lot_id@expires_at_ms`. */
-  private readonly expiringSent = new Set<string>();
+  /** Lots sent `lot.expiring`, by id, with the expiry announced: the `lots_announced` rows, read on start. */
+  private readonly announced = new Map<string, number>();
 
   private loadAnnounced(): void {
     if (this.lots === null) return;
     const rows = this.sql.exec<{ lot_id: string; expires_at_ms: number }>(
       "SELECT lot_id, expires_at_ms FROM lots_announced",
     );
-    for (const row of rows) this.expiringSent.add(`${row.lot_id}@${row.expires_at_ms}`);
+    for (const row of rows) this.announced.set(row.lot_id, row.expires_at_ms);
   }
 
   /** Lots with credit, not expired at `nowMs` and not announced yet: those `lot.expiring` may concern. */
@@ -135,7 +135,7 @@ export class WebhookOutbox {
         lot.expires_at_ms !== null &&
         lot.remaining > 0 &&
         lot.expires_at_ms > nowMs &&
-        !this.expiringSent.has(`${lot.lot_id}@${lot.expires_at_ms}`),
+        this.announced.get(lot.lot_id) !== lot.expires_at_ms,
     );
   }
 
@@ -155,13 +155,12 @@ export class WebhookOutbox {
         lot.lot_id,
         lot.expires_at_ms,
       ).rowsWritten;
-      this.expiringSent.add(`${lot.lot_id}@${lot.expires_at_ms}`);
+      this.announced.set(lot.lot_id, lot.expires_at_ms as number);
     }
-    for (const key of this.expiringSent) {
-      const at = key.lastIndexOf("@");
-      if (Number(key.slice(at + 1)) > nowMs) continue;
-      rows += this.sql.exec("DELETE FROM lots_announced WHERE lot_id = ?", key.slice(0, at)).rowsWritten;
-      this.expiringSent.delete(key);
+    for (const [lotId, expiresAtMs] of this.announced) {
+      if (expiresAtMs > nowMs) continue;
+      rows += this.sql.exec("DELETE FROM lots_announced WHERE lot_id = ?", lotId).rowsWritten;
+      this.announced.delete(lotId);
     }
     return rows;
   }

@@ -5,6 +5,7 @@
  * is opened, and never writes.
  */
 import type { BalancesAsOf, ChainHead, LotsPage, LotsQuery, ReadResult, SegmentEntry } from "../src/contract";
+import { eventTime } from "../src/domain/decide";
 import type { LedgerEvent } from "../src/domain/events";
 import { EVENTS_PAGE_LIMIT_MAX, LOTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
 import type { Lot } from "../src/domain/lots";
@@ -95,8 +96,8 @@ export class AccountReads {
    */
   async lots(query: LotsQuery, clockMs: number): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }> {
     if (this.store.account === null) return NOT_FOUND;
-    // The time the lots were last expired at (never behind the last event's: runner.ts).
-    const nowMs = Math.max(clockMs, Date.parse(this.store.account.updated_at));
+    // The time the runner expired the lots at (never behind the last event's).
+    const nowMs = eventTime(this.store.account, clockMs);
     assert(Number.isSafeInteger(query.limit) && query.limit >= 1 && query.limit <= LOTS_PAGE_LIMIT_MAX, "limit");
     const key = query.cursor === undefined ? [0, ""] : decodeCursor(query.cursor, 2);
     if (key === null || typeof key[0] !== "number" || typeof key[1] !== "string") return { ok: false, badCursor: true };

@@ -7,7 +7,7 @@
 
 import type { BatchResult, ExecuteResult } from "../src/contract";
 import type { Command } from "../src/domain/commands";
-import { decide, stamp } from "../src/domain/decide";
+import { decide, eventTime, stamp } from "../src/domain/decide";
 import type { LedgerEvent } from "../src/domain/events";
 import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
 import { lotsOpenedBody } from "../src/domain/lot-events";
@@ -91,13 +91,9 @@ export class CommandRunner {
     return { committed, results };
   }
 
-  /**
-   * The time a command decides at: the clock, or the last event's time if the clock is behind it
-   * (events are stamped no earlier than the last, and lots expire by the time an event carries).
-   */
+  /** The time a command decides at: the time its events are stamped with (`eventTime`). */
   private effectiveNow(clockMs: number): number {
-    const account = this.store.account;
-    return account === null ? clockMs : Math.max(clockMs, Date.parse(account.updated_at));
+    return eventTime(this.store.account, clockMs);
   }
 
   /**

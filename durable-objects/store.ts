@@ -12,7 +12,7 @@
 import type { Command, OnExpiry } from "../src/domain/commands";
 import { type LedgerEvent, unreachable } from "../src/domain/events";
 import { encodeKey, eventKey, eventKeyString, keyEntityId, keyLocation, type OperationKey } from "../src/domain/keys";
-import { LEGACY_LOT_ID } from "../src/domain/lot-events";
+import { LEGACY_LOT_ID, lotParts } from "../src/domain/lot-events";
 import type { Funding, Returned } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
 import {
@@ -178,7 +178,8 @@ export class AccountStore {
       if (charge === null) continue;
       state.charges.set(id, charge);
       // A refund credits back the lots that paid, which may have no credit left (not in memory).
-      this.lots.ensure(charge.funded_by === null ? [LEGACY_LOT_ID] : fundingLots(charge.funded_by));
+      const sources = charge.funded_by === null ? [LEGACY_LOT_ID] : lotParts(charge.funded_by).map((f) => f.lot_id);
+      this.lots.ensure(sources as string[]);
     }
     state.book = this.lots.book;
     if (key !== null) {
@@ -412,7 +413,7 @@ export class AccountStore {
    * the archive deletes events (the start folds those after the checkpoint). Returns the rows
    * written.
    */
-  checkpointLots(throughSeq = Number.POSITIVE_INFINITY): number {
+  checkpointLots(throughSeq: number): number {
     const head = this.account?.last_seq ?? 0;
     if (this.lots.throughSeq >= Math.min(throughSeq, head)) return 0;
     const written = this.transaction(() => this.lots.checkpoint(head));
@@ -639,9 +640,6 @@ export function reservationRow(r: ReservationState): ReservationRow {
   if (r.status !== "open") return { ...endedRecord(r), state: null };
   return { ...reservationRecord(r), state: JSON.stringify(r) };
 }
-
-const fundingLots = (funded_by: readonly Funding[]): string[] =>
-  funded_by.flatMap((f) => (f.lot_id === null ? [] : [f.lot_id]));
 
 /** Invariants asserted on every append, inside the transaction (a failure rolls it back). */
 function assertSnapshot(account: AccountState, holds: Holds, events: readonly LedgerEvent[]): void {

@@ -56,6 +56,14 @@ function replayOrConflict(prior: LedgerEvent, fields: readonly ReplayField[]): D
 }
 
 /**
+ * The time events are stamped at and a decision is made at: the clock, or the last event's time
+ * if the clock is behind it (event time never goes backwards, and lots expire by that time).
+ */
+export function eventTime(account: Pick<AccountState, "updated_at"> | null, clockMs: number): number {
+  return account === null ? clockMs : Math.max(clockMs, Date.parse(account.updated_at));
+}
+
+/**
  * Stamps decided event bodies with their seq, time, id, the balances after each and the hash
  * chain, in order. `nextEventId` is the shell's id source (ULIDs in production, a counter in
  * tests). Event time never goes backwards, even if the clock does.
@@ -70,7 +78,7 @@ export function stamp(
   let balance = account?.balance ?? 0;
   let reserved = account?.reserved ?? 0;
   let prevHash = account?.head_hash ?? GENESIS_HASH;
-  const at = new Date(account === null ? now : Math.max(now, Date.parse(account.updated_at))).toISOString();
+  const at = new Date(eventTime(account, now)).toISOString();
   return bodies.map((body) => {
     const effect = eventEffect(body);
     seq += 1;

@@ -51,8 +51,8 @@ export const refundLotId = (refundId: string, n: number): string => `refund/${re
 export const expiresAtMs = (iso: string | null): number | null => (iso === null ? null : Date.parse(iso));
 export const isoOrNull = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-/** A hold's recorded `funded_by` without its unfunded entry: the earmarks its lots hold. */
-export const lotEarmarks = (funded_by: readonly Funding[]): Funding[] => funded_by.filter((f) => f.lot_id !== null);
+/** The parts of a funding that name a lot (not the debt, not a hold's unfunded part): a hold's earmarks, a charge's lot sources. */
+export const lotParts = (funded_by: readonly Funding[]): Funding[] => funded_by.filter((f) => f.lot_id !== null);
 
 /** What a hold records: the lots it earmarked, then what no lot covers (`lot_id` null). */
 export function holdFunding(earmarked: readonly Funding[], unfunded: Minor): Funding[] {
@@ -207,7 +207,7 @@ export function openedBook(
     });
   }
   for (const hold of earmarks) {
-    for (const part of lotEarmarks(hold.funded_by)) {
+    for (const part of lotParts(hold.funded_by)) {
       const lot = map.get(part.lot_id as string);
       assert(lot !== undefined, `an opened hold earmarks a lot that exists`);
       map.set(lot.lot_id, { ...lot, held: lot.held + part.amount });
@@ -251,7 +251,7 @@ export function holdMove(book: LotBook | null, amount: Minor, now: number) {
 export function settleMove(book: LotBook | null, holdFunded: Funding[] | null, captured: Minor, now: number) {
   if (book === null) return { fields: {}, book };
   // A hold made before the account kept lots, and ended before LotsOpened named it: none.
-  const earmarks = lotEarmarks(holdFunded ?? []);
+  const earmarks = lotParts(holdFunded ?? []);
   const result = settleHold(book, earmarks, captured, now);
   return { fields: { earmarks, funded_by: result.funded_by }, book: result.book };
 }
@@ -304,7 +304,7 @@ export function refundMove(
   seq: number,
   refundId: string,
 ) {
-  if (book === null) return { fields: {}, book, created: 0 };
+  if (book === null) return { fields: {}, book };
   let funded_by = charge.funded_by;
   let returned = charge.returned;
   if (funded_by === null) {
@@ -316,7 +316,7 @@ export function refundMove(
   let n = 0;
   const result = refund(book, funded_by, returned, amount, now, seq, () => refundLotId(refundId, ++n));
   const fields = { returned_to: result.returned_to, created_lots: result.created.map(refundedLot) };
-  return { fields, book: result.book, created: result.created.length };
+  return { fields, book: result.book };
 }
 
 /**

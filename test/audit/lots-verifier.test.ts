@@ -23,6 +23,7 @@ import { lotsOpenedBody } from "../../src/domain/lot-events";
 import type { Funding, LotBook, LotKind } from "../../src/domain/lots";
 import { evolve, initialState, type LedgerState } from "../../src/domain/state";
 import { budget, printMeasurements } from "../budget";
+import { charge, refund } from "../domain/given";
 import { AUTH, account, api, expectEveryAccountConsistent, openAccount, textOf, useManualClock } from "../helpers";
 import { rechain, sha256Hex } from "./forge";
 
@@ -414,20 +415,6 @@ function fixedHistory(): Raw[] {
     expect(ledger.run(command, T0 + ms).length, JSON.stringify(command)).toBeGreaterThan(0);
   };
   const promo = { kind: "promotional" as const, priority: 10, expires_at: new Date(T0 + 10_000).toISOString() };
-  const charge = (charge_id: string, amount: number): Command => ({
-    type: "ChargeAccount",
-    charge_id,
-    amount,
-    context: {},
-    metadata: {},
-  });
-  const refund = (refund_id: string, charge_id: string, amount: number): Command => ({
-    type: "RefundCharge",
-    refund_id,
-    charge_id,
-    amount,
-    reason: null,
-  });
   at(0, { type: "OpenAccount", account_id: "acct_fixed", currency: "USD", credit_limit: 1_000, metadata: {} });
   at(0, { type: "CreditFunds", credit_id: "k1", amount: 100, grant: promo, reason: null, metadata: {} });
   at(0, { type: "CreditFunds", credit_id: "k2", amount: 200, reason: null, metadata: {} });
