@@ -388,6 +388,24 @@ async function openLotsAccount(base, expiresAtMs) {
 }
 const LOTS_PER_ACCOUNT = 10;
 
+/**
+ * An account of existing callers at the bound (issue 27): LOTS_ACTIVE_MAX (10,000) plain top-ups,
+ * none spent, made in batches of 1,000 credits. Reserve+capture on it draws from the oldest.
+ */
+async function openFullLotsAccount(base) {
+  const [id] = await openAccounts(base, "full", 1, 0);
+  for (let b = 0; b < FULL_LOTS / 1000; b++) {
+    const operations = Array.from({ length: 1000 }, (_, i) => ({
+      op: "credit",
+      credit_id: `t_${b}_${i}`,
+      amount: 1e8,
+    }));
+    await call(base, "POST", `/v1/accounts/${id}/batch`, { operations, atomic: true });
+  }
+  return id;
+}
+const FULL_LOTS = 10_000;
+
 async function main() {
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
   rmSync(join(WORK, "state"), { recursive: true, force: true });
@@ -445,16 +463,30 @@ async function main() {
     const lotsRunMs = (2 * WARMUP_SECONDS + 2 * ROUNDS * round) * 1000;
     const lotsAccount = await openLotsAccount(url, Date.now() + lotsRunMs / 2);
     await drain(url, [lotsAccount]);
-    const lotsScenario = { ...common, kind: "reserve_capture", accounts: [lotsAccount] };
-    rows.lots_reserve_capture = await ledgerScenario(url, [lotsAccount, hot], lotsScenario, async () => {
-      const { ceiling, ledger } = await alternating(hotScenario, lotsScenario);
-      rows.hot_beside_lots = ceiling;
-      return ledger;
-    });
-    const lotsRow = rows.lots_reserve_capture;
-    lotsRow.x_plain_same_rounds = +(lotsRow.requests_per_second / rows.hot_beside_lots.requests_per_second).toFixed(2);
+    /** Reserve+capture on `account` in rounds alternating with the plain hot account's; the ratio on the row. */
+    const besideHot = async (account) => {
+      const scenario = { ...common, kind: "reserve_capture", accounts: [account] };
+      let beside = null;
+      const row = await ledgerScenario(url, [account, hot], scenario, async () => {
+        const { ceiling, ledger } = await alternating(hotScenario, scenario);
+        beside = ceiling;
+        return ledger;
+      });
+      row.x_plain_same_rounds = +(row.requests_per_second / beside.requests_per_second).toFixed(2);
+      return { row, beside };
+    };
+    const lotsRun = await besideHot(lotsAccount);
+    rows.lots_reserve_capture = lotsRun.row;
+    rows.hot_beside_lots = lotsRun.beside;
     const expired = await call(url, "GET", `/v1/accounts/${lotsAccount}/lots?status=expired`);
-    lotsRow.lots = { per_account: LOTS_PER_ACCOUNT, expired_during_run: expired.data.length };
+    rows.lots_reserve_capture.lots = { per_account: LOTS_PER_ACCOUNT, expired_during_run: expired.data.length };
+
+    // The same, on an account holding LOTS_ACTIVE_MAX lots with credit: a movement's cost is not the book's.
+    const fullAccount = await openFullLotsAccount(url);
+    await drain(url, [fullAccount]);
+    const fullRun = await besideHot(fullAccount);
+    rows.full_lots_reserve_capture = { ...fullRun.row, lots: { per_account: FULL_LOTS } };
+    rows.hot_beside_full_lots = fullRun.beside;
 
     const manyScenario = { ...common, kind: "reserve_capture", accounts: many };
     rows.many_accounts_reserve_capture = await ledgerScenario(url, many, manyScenario, async () => {
@@ -659,6 +691,13 @@ function report(rows, memory, verifier, d1, longHistory = null) {
     console.log(
       `lots-heavy reserve+capture: ${lots.x_plain_same_rounds}x the plain hot account's req/s in the same rounds ` +
         `(rounds ${JSON.stringify(lots.round_ratios)}); ${lots.lots.expired_during_run} of ${lots.lots.per_account} lots expired during it`,
+    );
+  }
+  const full = rows.full_lots_reserve_capture;
+  if (full) {
+    console.log(
+      `reserve+capture on ${full.lots.per_account} lots with credit: ${full.x_plain_same_rounds}x the plain hot ` +
+        `account's req/s in the same rounds (rounds ${JSON.stringify(full.round_ratios)})`,
     );
   }
   // D1's bytes per event over the whole run (every event in D1, its accounts rows, holds and

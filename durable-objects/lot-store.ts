@@ -14,7 +14,16 @@
  */
 import type { LedgerEvent } from "../src/domain/events";
 import { evolveBook } from "../src/domain/lot-events";
-import { LOT_KINDS, type Lot, type LotBook, type LotKind, nextExpiryMs } from "../src/domain/lots";
+import {
+  bookOf,
+  LOT_KINDS,
+  type Lot,
+  type LotBook,
+  type LotKind,
+  nextExpiryMs,
+  withLots,
+  withoutLots,
+} from "../src/domain/lots";
 import { assert } from "../src/domain/money";
 
 /**
@@ -76,11 +85,7 @@ export class LotStore {
       .toArray()[0];
     if (head === undefined) return false;
     const rows = this.sql.exec<LotRow>(`SELECT ${LOT_COLUMNS} FROM lots WHERE remaining > 0`).toArray();
-    this.book = {
-      lots: new Map(rows.map((row) => [row.lot_id, lotOf(row)])),
-      debt: head.debt,
-      debt_paid_by: { paid: head.paid, promotional: head.promotional },
-    };
+    this.book = bookOf(rows.map(lotOf), head.debt, { paid: head.paid, promotional: head.promotional });
     this.throughSeq = head.through_seq;
     for (const event of tail(head.through_seq)) {
       this.ensure(lotsNamed(event));
@@ -95,34 +100,25 @@ export class LotStore {
   ensure(ids: Iterable<string>): void {
     const book = this.book;
     if (book === null) return;
-    let lots: Map<string, Lot> | null = null;
+    const lots = new Map<string, Lot>();
     for (const id of ids) {
-      if (book.lots.has(id) || lots?.has(id)) continue;
+      if (book.lots.has(id) || lots.has(id)) continue;
       const lot = this.pending.get(id) ?? this.row(id);
-      if (lot === null) continue;
-      lots ??= new Map(book.lots);
-      lots.set(id, lot);
+      if (lot !== null) lots.set(id, lot);
     }
-    if (lots !== null) this.book = { ...book, lots };
+    if (lots.size > 0) this.book = withLots(book, [...lots.values()]);
   }
 
   /** The book after a movement, spent lots out of it, and every changed lot pending its write. */
   private moved(after: LotBook | null): { book: LotBook | null; pending: ReadonlyMap<string, Lot> } {
     if (after === null) return { book: null, pending: this.pending };
-    const before = this.book;
-    let pending: Map<string, Lot> | null = null;
-    const spent: string[] = [];
-    // One pass: what changed waits for its write; what has no credit left the book.
-    for (const [id, lot] of after.lots) {
-      if (lot.remaining === 0) spent.push(id);
-      if (before?.lots.get(id) === lot) continue;
-      pending ??= new Map(this.pending);
-      pending.set(id, lot);
-    }
-    if (spent.length === 0) return { book: after, pending: pending ?? this.pending };
-    const lots = new Map(after.lots);
-    for (const id of spent) lots.delete(id);
-    return { book: { ...after, lots }, pending: pending ?? this.pending };
+    // What changed since the book in memory waits for its write; what has no credit leaves the book.
+    const changed = this.book === null ? [...after.lots.values()] : after.lots.changedSince(this.book.lots);
+    if (changed.length === 0) return { book: after, pending: this.pending };
+    const pending = new Map(this.pending);
+    for (const lot of changed) pending.set(lot.lot_id, lot);
+    const spent = changed.filter((lot) => lot.remaining === 0).map((lot) => lot.lot_id);
+    return { book: spent.length === 0 ? after : withoutLots(after, spent), pending };
   }
 
   /**

@@ -24,6 +24,8 @@ import type {
 import {
   applyRefund,
   assertBook,
+  assertMoved,
+  bookOf,
   earmark,
   emptyBook,
   expireDue,
@@ -92,7 +94,7 @@ export function evolveBook(book: LotBook | null, event: LedgerEvent): LotBook | 
     return null;
   }
   const next = moved(book, event, Date.parse(event.at));
-  assertBook(next, event.balance_after);
+  assertMoved(book, next, event.balance_after);
   // No movement takes the lots with credit past the bound (one already past it may only shrink).
   const active = activeLots(next);
   assert(active <= LOTS_ACTIVE_MAX || active <= activeLots(book), `seq ${event.seq}: at most LOTS_ACTIVE_MAX lots`);
@@ -191,7 +193,6 @@ export function openedBook(
   earmarks: readonly { reservation_id: string; funded_by: readonly Funding[] }[],
   seq: number,
 ): LotBook {
-  const book = emptyBook();
   const map = new Map<string, Lot>();
   for (const lot of lots) {
     map.set(lot.lot_id, {
@@ -213,7 +214,7 @@ export function openedBook(
       map.set(lot.lot_id, { ...lot, held: lot.held + part.amount });
     }
   }
-  return { ...book, lots: map, debt };
+  return bookOf([...map.values()], debt);
 }
 
 // ---------------------------------------------------------------- the decision's side
@@ -257,11 +258,7 @@ export function settleMove(book: LotBook | null, holdFunded: Funding[] | null, c
 }
 
 /** Lot counts a decision checks against LOTS_ACTIVE_MAX: lots with credit in them. */
-export function activeLots(book: LotBook): number {
-  let count = 0;
-  for (const lot of book.lots.values()) if (lot.remaining > 0) count += 1;
-  return count;
-}
+export const activeLots = (book: LotBook): number => book.live.size;
 
 /** LotExpired events for every lot due at `now` with spendable credit, in burn order. */
 export function lapseMove(

@@ -44,6 +44,7 @@
  * released hold): the earmark is the order as of the hold, as issue 27 states it.
  */
 import { AMOUNT_MINOR_MAX } from "./limits";
+import { LotMap, LotOrder } from "./lot-index";
 import { assert, type Minor } from "./money";
 
 export const LOT_KINDS = ["paid", "promotional"] as const;
@@ -53,8 +54,13 @@ export const LOT_PRIORITY_MIN = 0;
 export const LOT_PRIORITY_MAX = 100;
 /** A lot's priority when the grant names none: promotional credit burns before paid. */
 export const LOT_PRIORITY_DEFAULT: Readonly<Record<LotKind, number>> = { promotional: 10, paid: 50 };
-/** Lots an account may hold with credit in them (remaining > 0): each is scanned per spend. */
-export const LOTS_ACTIVE_MAX = 1_000;
+/**
+ * Lots an account may hold with credit in them (remaining > 0). A movement's cost barely grows
+ * with the count (lot-index.ts); what the bound holds is what reads every such lot: the object's
+ * memory and start (about 250 bytes and one row each: 2.5 MB and 10,000 rows at the bound), and a
+ * page of `GET .../lots`, which reads past the lots memory holds (decision 0006).
+ */
+export const LOTS_ACTIVE_MAX = 10_000;
 /** A refund to a lot that has expired makes a new lot of its kind, expiring this long after (30 days). */
 export const REFUND_LOT_TTL_MS = 30 * 86_400_000;
 
@@ -87,7 +93,14 @@ export interface Funding {
 }
 
 export interface LotBook {
-  lots: ReadonlyMap<string, Lot>;
+  /** Every lot the book knows: those with credit, and spent ones a refund may credit back. */
+  lots: LotMap<Lot>;
+  /** The lots with credit in them (remaining > 0), in burn order. */
+  live: LotOrder<Lot>;
+  /** Of those, the ones that expire, soonest first. */
+  expiring: LotOrder<Lot>;
+  /** Sum of remaining per kind, over every lot. */
+  totals: Readonly<Record<LotKind, Minor>>;
   debt: Minor;
   /** What grants of each kind paid of the debt and no refund has given back yet. */
   debt_paid_by: Readonly<Record<LotKind, Minor>>;
@@ -108,7 +121,36 @@ export interface RefundLot {
   expires_at_ms: number | null;
 }
 
-export const emptyBook = (): LotBook => ({ lots: new Map(), debt: 0, debt_paid_by: { paid: 0, promotional: 0 } });
+/** Soonest expiry first, then burn order: the order `expiring` keeps (only lots that expire). */
+function expiryOrder(a: Lot, b: Lot): number {
+  return (a.expires_at_ms as number) - (b.expires_at_ms as number) || burnOrder(a, b);
+}
+
+const NOTHING: Readonly<Record<LotKind, Minor>> = { paid: 0, promotional: 0 };
+
+/** A book of `lots` with `debt`, indexed. */
+export function bookOf(
+  lots: readonly Lot[],
+  debt: Minor = 0,
+  debt_paid_by: Readonly<Record<LotKind, Minor>> = NOTHING,
+): LotBook {
+  const live = lots.filter((lot) => lot.remaining > 0);
+  const totals = { paid: 0, promotional: 0 };
+  for (const lot of lots) totals[lot.kind] += lot.remaining;
+  return {
+    lots: LotMap.of(lots),
+    live: LotOrder.of(live, burnOrder),
+    expiring: LotOrder.of(
+      live.filter((lot) => lot.expires_at_ms !== null),
+      expiryOrder,
+    ),
+    totals,
+    debt,
+    debt_paid_by: { ...debt_paid_by },
+  };
+}
+
+export const emptyBook = (): LotBook => bookOf([]);
 
 /** Negative when `a` burns before `b`. A total order: lot ids are unique. */
 export function burnOrder(a: Lot, b: Lot): number {
@@ -125,16 +167,30 @@ export function burnOrder(a: Lot, b: Lot): number {
 const spendable = (lot: Lot): Minor => lot.remaining - lot.held;
 const expiredAt = (lot: Lot, nowMs: number): boolean => lot.expires_at_ms !== null && lot.expires_at_ms <= nowMs;
 
-/** The lots that may be drawn on now, in burn order. */
-function drawable(book: LotBook, nowMs: number): Lot[] {
+/** A lot as the book holds it now (an index keeps the lot as it was indexed). */
+const current = (book: LotBook, indexed: Lot): Lot => lotOf(book, indexed.lot_id);
+
+/** The lots that may be drawn on now, in burn order (lots fully held are passed over). */
+function* drawable(book: LotBook, nowMs: number): Generator<Lot> {
   assertNothingLapsed(book, nowMs);
-  return [...book.lots.values()].filter((lot) => spendable(lot) > 0).sort(burnOrder);
+  for (const indexed of book.live) {
+    const lot = current(book, indexed);
+    if (spendable(lot) > 0) yield lot;
+  }
+}
+
+/** The lots with credit whose expiry has come, soonest first (what holds earmark keeps them here). */
+function* lapsing(book: LotBook, nowMs: number): Generator<Lot> {
+  for (const indexed of book.expiring) {
+    if (!expiredAt(indexed, nowMs)) return;
+    yield current(book, indexed);
+  }
 }
 
 /** The shell applied `expireDue` first: no lot past its expiry has spendable credit left. */
 export function assertNothingLapsed(book: LotBook, nowMs: number): void {
-  for (const lot of book.lots.values()) {
-    assert(!(expiredAt(lot, nowMs) && spendable(lot) > 0), `lot ${lot.lot_id} was expired before the command`);
+  for (const lot of lapsing(book, nowMs)) {
+    assert(spendable(lot) === 0, `lot ${lot.lot_id} was expired before the command`);
   }
 }
 
@@ -142,10 +198,43 @@ function assertAmount(amount: Minor, min: number, what: string): void {
   assert(Number.isSafeInteger(amount) && amount >= min && amount <= AMOUNT_MINOR_MAX, `${what}: ${amount}`);
 }
 
-function withLots(book: LotBook, changed: readonly Lot[], debt = book.debt): LotBook {
-  const lots = new Map(book.lots);
-  for (const lot of changed) lots.set(lot.lot_id, lot);
-  return { lots, debt, debt_paid_by: book.debt_paid_by };
+/**
+ * The book with `changed` lots set (new or changed; each id once) and `debt`: the indexes and
+ * totals follow. A lot's terms (kind, priority, expiry, created seq) never change.
+ */
+export function withLots(book: LotBook, changed: readonly Lot[], debt = book.debt): LotBook {
+  let { live, expiring } = book;
+  const totals = { ...book.totals };
+  const seen = new Set<string>();
+  for (const lot of changed) {
+    assert(!seen.has(lot.lot_id), `lot ${lot.lot_id} changes once per movement`);
+    seen.add(lot.lot_id);
+    const before = book.lots.get(lot.lot_id);
+    if (before !== undefined) {
+      assert(
+        before.kind === lot.kind &&
+          before.priority === lot.priority &&
+          before.expires_at_ms === lot.expires_at_ms &&
+          before.created_seq === lot.created_seq,
+        `lot ${lot.lot_id} keeps its terms`,
+      );
+      totals[lot.kind] -= before.remaining;
+    }
+    totals[lot.kind] += lot.remaining;
+    const was = before !== undefined && before.remaining > 0;
+    const is = lot.remaining > 0;
+    if (was === is) continue;
+    const key = before ?? lot;
+    live = is ? live.with(key) : live.without(key);
+    if (key.expires_at_ms !== null) expiring = is ? expiring.with(key) : expiring.without(key);
+  }
+  return { lots: book.lots.with(changed), live, expiring, totals, debt, debt_paid_by: book.debt_paid_by };
+}
+
+/** The book without lots `ids`, each spent (no credit in it): the object keeps those as rows. */
+export function withoutLots(book: LotBook, ids: readonly string[]): LotBook {
+  for (const id of ids) assert(lotOf(book, id).remaining === 0, `lot ${id} leaves the book spent`);
+  return { ...book, lots: book.lots.without(ids) };
 }
 
 function lotOf(book: LotBook, lotId: string): Lot {
@@ -263,7 +352,7 @@ export function expireLot(book: LotBook, lotId: string, nowMs: number): { book: 
 export function expireDue(book: LotBook, nowMs: number): { book: LotBook; expired: Funding[] } {
   const expired: Funding[] = [];
   let after = book;
-  const due = [...book.lots.values()].filter((lot) => expiredAt(lot, nowMs) && spendable(lot) > 0);
+  const due = [...lapsing(book, nowMs)].filter((lot) => spendable(lot) > 0);
   for (const lot of due.sort(burnOrder)) {
     const lapsed = expireLot(after, lot.lot_id, nowMs);
     after = lapsed.book;
@@ -274,12 +363,8 @@ export function expireDue(book: LotBook, nowMs: number): { book: LotBook; expire
 
 /** The next time a lot expires with spendable credit in it (the alarm's due time), or null. */
 export function nextExpiryMs(book: LotBook): number | null {
-  let next: number | null = null;
-  for (const lot of book.lots.values()) {
-    if (lot.expires_at_ms === null || spendable(lot) === 0) continue;
-    if (next === null || lot.expires_at_ms < next) next = lot.expires_at_ms;
-  }
-  return next;
+  for (const indexed of book.expiring) if (spendable(current(book, indexed)) > 0) return indexed.expires_at_ms;
+  return null;
 }
 
 /**
@@ -301,7 +386,7 @@ export function refund(
   assertAmount(amount, 1, "a refund's amount");
   const open = outstanding(funded_by, returned);
   assert(open.reduce((sum, f) => sum + f.amount, 0) >= amount, "a refund never exceeds what the charge's sources paid");
-  const lots = new Map(book.lots);
+  const lots = new Staged(book);
   let debt = book.debt;
   const paidBy = { ...book.debt_paid_by };
   const returned_to: Returned[] = [];
@@ -341,20 +426,38 @@ export function refund(
       assert(beyond === 0, "what was charged on credit is in the debt or was paid by a grant");
       continue;
     }
-    const lot = lotOf({ lots, debt, debt_paid_by: paidBy }, source.lot_id);
+    const lot = lots.get(source.lot_id);
     if (expiredAt(lot, nowMs)) {
       toNewLot(lot.lot_id, lot.kind, part, nowMs + REFUND_LOT_TTL_MS, lot.priority);
       continue;
     }
-    lots.set(lot.lot_id, { ...lot, remaining: lot.remaining + part });
+    lots.set({ ...lot, remaining: lot.remaining + part });
     returned_to.push({ source: lot.lot_id, to_lot_id: lot.lot_id, amount: part });
   }
-  return { book: { lots, debt, debt_paid_by: paidBy }, returned_to, created };
+  return { book: { ...lots.book(debt), debt_paid_by: paidBy }, returned_to, created };
 }
 
-function creditBack(lots: Map<string, Lot>, terms: RefundLot, amount: Minor, seq: number): void {
+/** Lots a refund changes, over the book it started from: one `withLots` at the end. */
+class Staged {
+  private readonly changed = new Map<string, Lot>();
+  constructor(private readonly base: LotBook) {}
+  has(id: string): boolean {
+    return this.changed.has(id) || this.base.lots.has(id);
+  }
+  get(id: string): Lot {
+    return this.changed.get(id) ?? lotOf(this.base, id);
+  }
+  set(lot: Lot): void {
+    this.changed.set(lot.lot_id, lot);
+  }
+  book(debt: Minor): LotBook {
+    return withLots(this.base, [...this.changed.values()], debt);
+  }
+}
+
+function creditBack(lots: Staged, terms: RefundLot, amount: Minor, seq: number): void {
   assert(!lots.has(terms.lot_id), `a refund's new lot ${terms.lot_id} is new`);
-  lots.set(terms.lot_id, { ...terms, amount, remaining: amount, held: 0, expired: 0, created_seq: seq });
+  lots.set({ ...terms, amount, remaining: amount, held: 0, expired: 0, created_seq: seq });
 }
 
 /**
@@ -368,7 +471,7 @@ export function applyRefund(
   nowMs: number,
   seq: number,
 ): LotBook {
-  const lots = new Map(book.lots);
+  const lots = new Staged(book);
   let debt = book.debt;
   const paidBy = { ...book.debt_paid_by };
   const terms = new Map(created.map((lot) => [lot.lot_id, lot]));
@@ -386,13 +489,13 @@ export function applyRefund(
         paidBy[made.kind] -= part.amount;
       }
     } else {
-      const lot = lotOf({ lots, debt, debt_paid_by: paidBy }, part.to_lot_id);
+      const lot = lots.get(part.to_lot_id);
       assert(part.source === lot.lot_id && !expiredAt(lot, nowMs), "a part goes back to its own live lot");
-      lots.set(lot.lot_id, { ...lot, remaining: lot.remaining + part.amount });
+      lots.set({ ...lot, remaining: lot.remaining + part.amount });
     }
   }
-  for (const lot of created) assert(lots.get(lot.lot_id)?.created_seq === seq, `new lot ${lot.lot_id} is credited`);
-  return { lots, debt, debt_paid_by: paidBy };
+  for (const lot of created) assert(lots.get(lot.lot_id).created_seq === seq, `new lot ${lot.lot_id} is credited`);
+  return { ...lots.book(debt), debt_paid_by: paidBy };
 }
 
 /** Each source's part of a charge not yet returned by a refund, in the order they paid. */
@@ -415,19 +518,52 @@ function mergeFunding(parts: readonly Funding[]): Funding[] {
 
 /** The balance the book accounts for: sum(remaining) - debt. */
 export function bookBalance(book: LotBook): Minor {
-  let total = -book.debt;
-  for (const lot of book.lots.values()) total += lot.remaining;
-  return total;
+  return book.totals.paid + book.totals.promotional - book.debt;
 }
 
 /** Every lot within its bounds; the book equal to `balance`. Throws on the first breach. */
 export function assertBook(book: LotBook, balance: Minor): void {
+  const totals = { paid: 0, promotional: 0 };
+  const live: string[] = [];
+  for (const lot of book.lots.values()) {
+    assertLot(lot);
+    totals[lot.kind] += lot.remaining;
+    if (lot.remaining > 0) live.push(lot.lot_id);
+  }
+  assert(
+    totals.paid === book.totals.paid && totals.promotional === book.totals.promotional,
+    "the totals are the lots'",
+  );
+  const order = [...book.live];
+  assert(order.length === live.length, "every lot with credit, and no other, is in the burn order");
+  for (let i = 1; i < order.length; i += 1) assert(burnOrder(order[i - 1] as Lot, order[i] as Lot) < 0, "in order");
+  assert(
+    order.every((lot) => (book.lots.get(lot.lot_id)?.remaining ?? 0) > 0),
+    "the burn order holds live lots",
+  );
+  const expiring = [...book.expiring].map((lot) => lot.lot_id);
+  const due = order.filter((lot) => lot.expires_at_ms !== null).sort(expiryOrder);
+  assert(expiring.join("\n") === due.map((lot) => lot.lot_id).join("\n"), "the expiry order: live lots that expire");
+  assertBalance(book, balance);
+}
+
+function assertLot(lot: Lot): void {
+  assert(lot.held >= 0 && lot.held <= lot.remaining, `lot ${lot.lot_id}: 0 <= held <= remaining`);
+  assert(lot.expired >= 0 && lot.remaining >= 0, `lot ${lot.lot_id}: no figure negative`);
+  assert(lot.priority >= LOT_PRIORITY_MIN && lot.priority <= LOT_PRIORITY_MAX, `lot ${lot.lot_id}: priority`);
+}
+
+function assertBalance(book: LotBook, balance: Minor): void {
   assert(Number.isSafeInteger(book.debt) && book.debt >= 0, "debt is a non-negative integer");
   for (const kind of LOT_KINDS) assert(book.debt_paid_by[kind] >= 0, `debt paid by ${kind} is not negative`);
-  for (const lot of book.lots.values()) {
-    assert(lot.held >= 0 && lot.held <= lot.remaining, `lot ${lot.lot_id}: 0 <= held <= remaining`);
-    assert(lot.expired >= 0 && lot.remaining >= 0, `lot ${lot.lot_id}: no figure negative`);
-    assert(lot.priority >= LOT_PRIORITY_MIN && lot.priority <= LOT_PRIORITY_MAX, `lot ${lot.lot_id}: priority`);
-  }
   assert(bookBalance(book) === balance, "balance = sum(lots' remaining) - debt");
+}
+
+/**
+ * What `assertBook` checks, for one movement: the lots it changed within their bounds, and the
+ * book (its totals kept per change) equal to `balance`. Its cost is the movement's, not the book's.
+ */
+export function assertMoved(before: LotBook, after: LotBook, balance: Minor): void {
+  for (const lot of after.lots.changedSince(before.lots)) assertLot(lot);
+  assertBalance(after, balance);
 }

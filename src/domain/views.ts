@@ -30,8 +30,7 @@ export function accountView(account: AccountState, book: LotBook | null = null) 
 
 /** The balance by kind of lot, and the debt: balance = paid + promotional - debt. */
 export function lotBalances(book: LotBook | null) {
-  const balance_by_kind = { paid: 0, promotional: 0 };
-  for (const lot of book?.lots.values() ?? []) balance_by_kind[lot.kind] += lot.remaining;
+  const balance_by_kind = { paid: book?.totals.paid ?? 0, promotional: book?.totals.promotional ?? 0 };
   return { balance_by_kind, debt: book?.debt ?? 0 };
 }
 

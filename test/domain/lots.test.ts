@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import {
   assertBook,
   bookBalance,
+  bookOf,
   burnOrder,
   earmark,
   emptyBook,
@@ -17,6 +18,7 @@ import {
   type Funding,
   grant,
   LOT_PRIORITY_DEFAULT,
+  LOTS_ACTIVE_MAX,
   type Lot,
   type LotBook,
   type LotKind,
@@ -26,8 +28,10 @@ import {
   refund,
   settleHold,
   spend,
+  withoutLots,
 } from "../../src/domain/lots";
 import { budget } from "../budget";
+import { charge, codeOf, credit, Ledger, open, refund as refundCommand } from "./given";
 
 const DAY_MS = 86_400_000;
 
@@ -225,9 +229,7 @@ describe("refunds", () => {
     book = granted(book, "b", 10, "paid", 2).book;
     const charged = spend(book, 15, 0);
     // A used up and left the book: a refund that B alone takes back does not need it.
-    const lots = new Map(charged.book.lots);
-    lots.delete("a");
-    const back = refund({ ...charged.book, lots }, charged.funded_by, [], 5, 0, 3, newLot("r"));
+    const back = refund(withoutLots(charged.book, ["a"]), charged.funded_by, [], 5, 0, 3, newLot("r"));
     expect(back.returned_to).toEqual([{ source: "b", to_lot_id: "b", amount: 5 }]);
     // C expired; the name the refund would give its new lot is X's.
     let taken = granted(emptyBook(), "c", 10, "paid", 1, DAY_MS).book;
@@ -478,4 +480,58 @@ describe("random histories", () => {
     },
     HISTORIES.timeout,
   );
+});
+
+describe("many lots", () => {
+  it("keep 5,000 unspent credits of existing callers as lots, drawn oldest first", () => {
+    const ledger = new Ledger().given(open());
+    for (let i = 0; i < 5_000; i++) ledger.given(credit(2, `c${i}`));
+    const book = ledger.state.book as LotBook;
+    expect(book.live.size).toBe(5_000);
+    assertBook(book, 10_000);
+    ledger.given(charge("ch", 5));
+    expect(ledger.log.at(-1)).toMatchObject({
+      funded_by: [
+        { lot_id: "c0", amount: 2 },
+        { lot_id: "c1", amount: 2 },
+        { lot_id: "c2", amount: 1 },
+      ],
+    });
+    ledger.given(refundCommand("rf", "ch", 3));
+    expect(ledger.log.at(-1)).toMatchObject({
+      returned_to: [
+        { source: "c2", to_lot_id: "c2", amount: 1 },
+        { source: "c1", to_lot_id: "c1", amount: 2 },
+      ],
+    });
+    assertBook(ledger.state.book as LotBook, 9_998);
+    expect(ledger.state.book?.live.size).toBe(4_999);
+  });
+
+  it("refuse a grant past LOTS_ACTIVE_MAX lots with credit, and still spend and pay debt", () => {
+    const ledger = new Ledger().given(open(100));
+    const lots = Array.from(
+      { length: LOTS_ACTIVE_MAX },
+      (_, i): Lot => ({
+        lot_id: `l${i}`,
+        kind: "paid",
+        priority: 50,
+        amount: 1,
+        remaining: 1,
+        held: 0,
+        expired: 0,
+        expires_at_ms: null,
+        created_seq: 1,
+      }),
+    );
+    ledger.state.book = bookOf(lots);
+    ledger.state.account = { ...ledger.account, balance: LOTS_ACTIVE_MAX };
+    expect(codeOf(ledger.decide(credit(5, "one-more")))).toBe("too_many_lots");
+    ledger.given(charge("all", LOTS_ACTIVE_MAX + 10));
+    expect(ledger.state.book?.live.size).toBe(0);
+    expect(ledger.state.book?.debt).toBe(10);
+    // A grant no bigger than the debt makes no lot; one past it does, now that there is room.
+    ledger.given(credit(10, "pays-debt"), credit(5, "new-lot"));
+    expect(ledger.state.book?.live.size).toBe(1);
+  });
 });

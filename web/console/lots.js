@@ -24,7 +24,7 @@ export function burnOrder(a, b) {
 }
 
 /**
- * Every lot with credit (at most LOTS_ACTIVE_MAX, 1,000), read page by page and sorted once, so the
+ * Every lot with credit (at most LOTS_ACTIVE_MAX, 10,000), read page by page and sorted once, so the
  * order is the ledger's across the whole list.
  * @param {{ accountId: string, currency: string, lifetime: import("./time.js").Lifetime }} view
  */
