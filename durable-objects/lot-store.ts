@@ -15,6 +15,7 @@
 import type { LedgerEvent } from "../src/domain/events";
 import { evolveBook } from "../src/domain/lot-events";
 import {
+  assertBook,
   bookOf,
   LOT_KINDS,
   type Lot,
@@ -70,6 +71,8 @@ export class LotStore {
    * spent to nothing leaves the book at once (so no movement scans it) and waits here.
    */
   private pending: ReadonlyMap<string, Lot> = new Map();
+  /** Spent lots `ensure` loaded for a command: the next append drops those still spent. */
+  private ensured = new Set<string>();
 
   constructor(private readonly sql: SqlStorage) {}
 
@@ -77,7 +80,7 @@ export class LotStore {
    * On start: the checkpoint, then the events after it (`tail` reads them in order). Returns
    * false when the account has no book yet (opened before lots; the runner opens them).
    */
-  load(tail: (afterSeq: number) => Iterable<LedgerEvent>): boolean {
+  load(tail: (afterSeq: number) => Iterable<LedgerEvent>, balance: number): boolean {
     const head = this.sql
       .exec<{ debt: number; paid: number; promotional: number; through_seq: number }>(
         "SELECT debt, debt_paid_by_paid AS paid, debt_paid_by_promotional AS promotional, through_seq FROM lot_book WHERE id = 1",
@@ -93,6 +96,8 @@ export class LotStore {
       this.book = moved.book;
       this.pending = moved.pending;
     }
+    // The rows and the tail, checked whole once per start (each event checks only what it moved).
+    if (this.book !== null) assertBook(this.book, balance);
     return true;
   }
 
@@ -104,7 +109,9 @@ export class LotStore {
     for (const id of ids) {
       if (book.lots.has(id) || lots.has(id)) continue;
       const lot = this.pending.get(id) ?? this.row(id);
-      if (lot !== null) lots.set(id, lot);
+      if (lot === null) continue;
+      lots.set(id, lot);
+      this.ensured.add(id);
     }
     if (lots.size > 0) this.book = withLots(book, [...lots.values()]);
   }
@@ -112,13 +119,17 @@ export class LotStore {
   /** The book after a movement, spent lots out of it, and every changed lot pending its write. */
   private moved(after: LotBook | null): { book: LotBook | null; pending: ReadonlyMap<string, Lot> } {
     if (after === null) return { book: null, pending: this.pending };
-    // What changed since the book in memory waits for its write; what has no credit leaves the book.
+    // What changed since the book in memory waits for its write; what has no credit leaves the book,
+    // as do the spent lots a command loaded and left spent (a replay's, a refund's other sources).
     const changed = this.book === null ? [...after.lots.values()] : after.lots.changedSince(this.book.lots);
-    if (changed.length === 0) return { book: after, pending: this.pending };
-    const pending = new Map(this.pending);
-    for (const lot of changed) pending.set(lot.lot_id, lot);
-    const spent = changed.filter((lot) => lot.remaining === 0).map((lot) => lot.lot_id);
-    return { book: spent.length === 0 ? after : withoutLots(after, spent), pending };
+    const spent = new Set(changed.filter((lot) => lot.remaining === 0).map((lot) => lot.lot_id));
+    for (const id of this.ensured) if (after.lots.get(id)?.remaining === 0) spent.add(id);
+    this.ensured = new Set();
+    const pending =
+      changed.length === 0
+        ? this.pending
+        : new Map([...this.pending, ...changed.map((lot) => [lot.lot_id, lot] as const)]);
+    return { book: spent.size === 0 ? after : withoutLots(after, [...spent]), pending };
   }
 
   /**

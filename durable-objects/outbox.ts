@@ -126,17 +126,19 @@ export class WebhookOutbox {
     for (const row of rows) this.announced.set(row.lot_id, row.expires_at_ms);
   }
 
-  /** Lots with credit, not expired at `nowMs` and not announced yet: those `lot.expiring` may concern. */
-  private unannounced(nowMs: number): Lot[] {
+  /**
+   * Lots with credit, not expired at `nowMs` and not announced yet, soonest expiry first: those
+   * `lot.expiring` may concern. Walks the book's expiry index, so a caller that stops at the first
+   * lot outside the lead time reads only the lots inside it (and the expired ones holds keep).
+   */
+  private *unannounced(nowMs: number): Generator<Lot> {
     const book = this.lots?.book() ?? null;
-    if (book === null) return [];
-    return [...book.lots.values()].filter(
-      (lot) =>
-        lot.expires_at_ms !== null &&
-        lot.remaining > 0 &&
-        lot.expires_at_ms > nowMs &&
-        this.announced.get(lot.lot_id) !== lot.expires_at_ms,
-    );
+    if (book === null) return;
+    for (const indexed of book.expiring) {
+      const lot = book.lots.get(indexed.lot_id);
+      if (lot === undefined || (lot.expires_at_ms as number) <= nowMs) continue;
+      if (this.announced.get(lot.lot_id) !== lot.expires_at_ms) yield lot;
+    }
   }
 
   /**
@@ -148,7 +150,7 @@ export class WebhookOutbox {
     if (this.lots === null || account === null) return 0;
     let rows = 0;
     for (const lot of this.unannounced(nowMs)) {
-      if ((lot.expires_at_ms as number) - this.lots.leadMs > nowMs) continue;
+      if ((lot.expires_at_ms as number) - this.lots.leadMs > nowMs) break;
       rows += this.add(lotExpiringEvent(lot, account, nowMs), nowMs);
       rows += this.sql.exec(
         "INSERT OR REPLACE INTO lots_announced (lot_id, expires_at_ms) VALUES (?, ?)",
@@ -167,12 +169,10 @@ export class WebhookOutbox {
 
   /** When the next lot enters its lead time, or null. */
   private expiringWakeAtMs(nowMs: number): number | null {
-    let next: number | null = null;
-    for (const lot of this.unannounced(nowMs)) {
-      const at = Math.max((lot.expires_at_ms as number) - (this.lots?.leadMs ?? 0), nowMs);
-      if (next === null || at < next) next = at;
-    }
-    return next;
+    // The soonest expiry enters its lead time first.
+    for (const lot of this.unannounced(nowMs))
+      return Math.max((lot.expires_at_ms as number) - (this.lots?.leadMs ?? 0), nowMs);
+    return null;
   }
 
   /** Writes one event (inside the caller's transaction); an id already waiting is kept once. */

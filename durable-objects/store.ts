@@ -622,7 +622,7 @@ export class AccountStore {
     };
     this.holds = { total: holds.total, count: holds.n };
     assert(this.account.reserved === holds.total, "on load: reserved equals the sum of open holds");
-    this.lots.load((afterSeq) => this.readEvents(afterSeq, Number.MAX_SAFE_INTEGER));
+    this.lots.load((afterSeq) => this.readEvents(afterSeq, Number.MAX_SAFE_INTEGER), this.account.balance);
   }
 }
 

@@ -675,7 +675,7 @@ function sameFunding(field, recorded, computed, total) {
  *   million such charges hold about 220 MB); it is what lets a refund be checked source by source.
  *   A charge from before lots costs nothing here: its legacy lot paid it all, and the charge table's
  *   refunded total says what is left.
- * A draw reads only the lots with credit in them (`live`, at most LOTS_ACTIVE_MAX = 1,000 while the
+ * A draw reads only the lots with credit in them (`live`, at most LOTS_ACTIVE_MAX = 10,000 while the
  * ledger keeps its bound), and `check` only the lots the event moved, so the work per event does not
  * grow with the number of lots ever made.
  */

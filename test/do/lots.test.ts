@@ -241,6 +241,22 @@ describe("refunds", () => {
 });
 
 describe("the object", () => {
+  it("keep no spent lot in memory that a replay or a refund loaded and left spent", async () => {
+    const id = await openAccount();
+    await post(id, "/credits", { credit_id: "a", amount: 10 });
+    await post(id, "/credits", { credit_id: "b", amount: 10 });
+    await post(id, "/charges", { charge_id: "ch", amount: 15 });
+    // A replay of the charge loads its spent source, a; so does a refund that only b takes back.
+    expect((await post(id, "/charges", { charge_id: "ch", amount: 15 })).headers.get("idempotent-replayed")).toBe("true");
+    await post(id, "/refunds", { refund_id: "rf", charge_id: "ch", amount: 5 });
+    await post(id, "/credits", { credit_id: "c", amount: 1 });
+    const inMemory = await runInDurableObject(stub(id), (instance: AccountDurableObject) => [
+      ...(instance.store.lots.book?.lots.keys() ?? []),
+    ]);
+    expect(inMemory.sort()).toEqual(["b", "c"]);
+    await expectEveryAccountConsistent();
+  });
+
   it("restarts between checkpoints with the same book, and lists lots by status across pages", async () => {
     const time = useManualClock();
     const id = await openAccount();
