@@ -26,6 +26,7 @@ import type {
 import { useChainSha256 } from "../src/domain/chain";
 import type { Command } from "../src/domain/commands";
 import type { LedgerEvent } from "../src/domain/events";
+import type { LimitView } from "../src/domain/spend-limits";
 import type { AccountView, ReservationView } from "../src/domain/views";
 import type { Env } from "../src/env";
 import { flushMetricsIfDue } from "../src/observability/flush";
@@ -88,7 +89,7 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
     const archiveHost = {
       account: () => this.store.account,
       sealableThrough: () => this.projector.deliveredThrough(),
-      beforeDeleting: (lastSeq: number) => this.store.checkpointLots(lastSeq),
+      beforeDeleting: (lastSeq: number) => this.store.checkpointFolds(lastSeq),
       signingKey: () => auditKey(env.AUDIT_SIGNING_KEY),
       wake,
       log,
@@ -228,6 +229,10 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
   async getAccount(): Promise<ReadResult<AccountView>> {
     this.runner.expireDue(clock.now());
     return this.reads.account();
+  }
+
+  async listLimits(): Promise<ReadResult<{ data: LimitView[] }>> {
+    return this.reads.limits(clock.now());
   }
 
   async listLots(query: LotsQuery): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }> {

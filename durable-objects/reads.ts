@@ -10,6 +10,7 @@ import type { LedgerEvent } from "../src/domain/events";
 import { EVENTS_PAGE_LIMIT_MAX, LOTS_PAGE_LIMIT_MAX } from "../src/domain/limits";
 import type { Lot } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
+import { type LimitView, limitsView } from "../src/domain/spend-limits";
 import {
   type AccountView,
   accountView,
@@ -47,6 +48,12 @@ export class AccountReads {
     private readonly history: History,
     private readonly index: SegmentIndex,
   ) {}
+
+  /** Every spend limit (issue 28) with its current window's figures, at the time commands decide at. */
+  limits(clockMs: number): ReadResult<{ data: LimitView[] }> {
+    if (this.store.account === null) return NOT_FOUND;
+    return { ok: true, body: limitsView(this.store.limits.book, eventTime(this.store.account, clockMs)) };
+  }
 
   account(): ReadResult<AccountView> {
     const account = this.store.account;

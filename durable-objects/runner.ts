@@ -13,6 +13,7 @@ import { BATCH_OPERATIONS_MAX } from "../src/domain/limits";
 import { lotsOpenedBody } from "../src/domain/lot-events";
 import { nextExpiryMs } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
+import { limitsView } from "../src/domain/spend-limits";
 import type { LedgerState } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { accountView, operationResult } from "../src/domain/views";
@@ -52,8 +53,13 @@ export class CommandRunner {
       case "accepted": {
         // The command's own event comes first (what a hold's end lapsed follows it as LotExpired).
         const own = this.append(state, decision.events, nowMs)[0];
-        // An update that changed nothing has no event: its answer is the account as it is.
-        const body = own === undefined ? this.accountBody() : this.render(command, own, state);
+        // An update that changed nothing has no event: its answer is the account (or limits) as they are.
+        const body =
+          own === undefined
+            ? specOf(command).view === "limits"
+              ? this.limitsBody(nowMs)
+              : this.accountBody()
+            : this.render(command, own, state);
         return { ok: true, replayed: false, body };
       }
     }
@@ -133,11 +139,17 @@ export class CommandRunner {
 
   private render(command: Command, event: LedgerEvent, state: LedgerState): unknown {
     if (specOf(command).view === "account") return this.accountBody();
+    if (specOf(command).view === "limits") return this.limitsBody(Date.parse(event.at));
     const reservationId = "reservation_id" in event ? event.reservation_id : undefined;
     const reservation = reservationId === undefined ? undefined : state.reservations.get(reservationId);
     const account = this.store.account;
     assert(account !== null, "a rendered operation has an account");
     return operationResult(event, account, reservation);
+  }
+
+  /** Every spend limit with its current window's figures at `nowMs` (issue 28). */
+  private limitsBody(nowMs: number): unknown {
+    return limitsView(this.store.limits.book, nowMs);
   }
 
   private accountBody(): unknown {

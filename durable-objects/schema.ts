@@ -56,6 +56,9 @@ export const ENDED_ROWS_AS_RECORDS = `
   ALTER TABLE charges_v2 RENAME TO charges;
   `;
 
+/** Issue 28: the spend limits' windows a charge counted in (JSON; NULL: none). */
+export const CHARGE_LIMITS_COLUMN = "ALTER TABLE charges ADD COLUMN limits TEXT;";
+
 /** Issue 27: what paid for a charge and where its refunds went (JSON; NULL: before lots). */
 export const CHARGE_FUNDING_COLUMNS = `
   ALTER TABLE charges ADD COLUMN funded_by TEXT;
@@ -214,6 +217,19 @@ export const MIGRATIONS: readonly (string | ((sql: SqlStorage) => void))[] = [
     lot_id TEXT PRIMARY KEY,
     expires_at_ms INTEGER NOT NULL
   ) WITHOUT ROWID;
+  `,
+  `
+  -- Issue 28: spend limits. Their checkpoint (durable-objects/limit-store.ts): every limit with its
+  -- current window's usage, as JSON (at most LIMITS_PER_ACCOUNT_MAX), and the seq it includes. An
+  -- account from before limits has none, up to its head. A charge keeps the limits' windows it
+  -- counted in (JSON; NULL: none), where its refunds give back.
+  CREATE TABLE limit_book (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    limits TEXT NOT NULL,
+    through_seq INTEGER NOT NULL
+  );
+  INSERT INTO limit_book (id, limits, through_seq) VALUES (1, '[]', COALESCE((SELECT MAX(seq) FROM events), 0));
+  ${CHARGE_LIMITS_COLUMN}
   `,
 ];
 

@@ -15,6 +15,7 @@ import { encodeKey, eventKey, eventKeyString, keyEntityId, keyLocation, type Ope
 import { LEGACY_LOT_ID, lotParts } from "../src/domain/lot-events";
 import type { Funding, Returned } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
+import type { Counted } from "../src/domain/spend-limits";
 import {
   type AccountState,
   type ChargeState,
@@ -30,6 +31,7 @@ import {
 } from "../src/domain/state";
 import { specOf } from "../src/domain/table";
 import { LedgerError } from "../src/errors";
+import { LimitStore } from "./limit-store";
 import { LotStore } from "./lot-store";
 import { RecentEvents } from "./recent-events";
 import { migrate } from "./schema";
@@ -96,11 +98,14 @@ export class AccountStore {
 
   /** The account's lots (issue 27): the whole book in memory, its checkpoint in rows. */
   readonly lots: LotStore;
+  /** The account's spend limits (issue 28): all in memory, their checkpoint in one row. */
+  readonly limits: LimitStore;
 
   constructor(private readonly storage: DurableObjectStorage) {
     this.sql = storage.sql;
     storage.transactionSync(() => migrate(this.sql));
     this.lots = new LotStore(this.sql);
+    this.limits = new LimitStore(this.sql);
     this.loadSnapshot();
   }
 
@@ -182,6 +187,7 @@ export class AccountStore {
       this.lots.ensure(sources as string[]);
     }
     state.book = this.lots.book;
+    state.limits = this.limits.book;
     if (key !== null) {
       const seq = this.locateKey(key, state);
       if (seq !== null) {
@@ -257,6 +263,7 @@ export class AccountStore {
     let holds = this.holds;
     let earliest: number | null = null;
     let lotsAfter = this.lots.memory();
+    let limitsAfter = this.limits.memory();
     this.transaction(() => {
       for (const event of events) {
         evolve(state, event);
@@ -269,6 +276,9 @@ export class AccountStore {
       const lots = this.lots.afterAppend(state.book, account.last_seq);
       rows += lots.rows;
       lotsAfter = lots.next;
+      const limits = this.limits.afterAppend(state.limits, account.last_seq);
+      rows += limits.rows;
+      limitsAfter = limits.next;
       const written = this.writeReservations(reservationsBefore, state.reservations, holds);
       rows += written.rows + this.writeCharges(chargesBefore, state.charges);
       holds = written.holds;
@@ -281,6 +291,7 @@ export class AccountStore {
     this.account = state.account;
     this.holds = holds;
     this.lots.commit(lotsAfter);
+    this.limits.commit(limitsAfter);
     this.recent.add(events);
     return { earliestTouchedExpiryMs: earliest };
   }
@@ -388,20 +399,14 @@ export class AccountStore {
       if (old === charge) continue;
       const sql =
         old === undefined
-          ? "INSERT INTO charges (charge_id, kind, amount, refunded, seq, funded_by, returned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+          ? "INSERT INTO charges (charge_id, kind, amount, refunded, seq, funded_by, returned, limits) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
           : "UPDATE charges SET refunded = ?4, returned = ?7 WHERE charge_id = ?1 AND kind = ?2 AND amount = ?3 AND seq = ?5";
       const funded = charge.funded_by === null ? null : JSON.stringify(charge.funded_by);
       const returned = charge.returned.length === 0 ? null : JSON.stringify(charge.returned);
-      const written = this.sql.exec(
-        sql,
-        id,
-        charge.kind,
-        charge.amount,
-        charge.refunded,
-        charge.seq,
-        funded,
-        returned,
-      ).rowsWritten;
+      const params: SqlStorageValue[] = [id, charge.kind, charge.amount, charge.refunded, charge.seq, funded, returned];
+      // Where it counted against spend limits is set once, with the charge.
+      if (old === undefined) params.push(charge.limits === undefined ? null : JSON.stringify(charge.limits));
+      const written = this.sql.exec(sql, ...params).rowsWritten;
       assert(written > 0, `charge ${id} is written`);
       rows += written;
     }
@@ -413,25 +418,38 @@ export class AccountStore {
    * the archive deletes events (the start folds those after the checkpoint). Returns the rows
    * written.
    */
-  checkpointLots(throughSeq: number): number {
+  checkpointFolds(throughSeq: number): number {
     const head = this.account?.last_seq ?? 0;
-    if (this.lots.throughSeq >= Math.min(throughSeq, head)) return 0;
-    const written = this.transaction(() => this.lots.checkpoint(head));
-    if (written === null) return 0;
-    this.lots.commit(written.next);
-    this.rowsWritten += written.rows;
-    return written.rows;
+    const upTo = Math.min(throughSeq, head);
+    let rows = 0;
+    if (this.lots.throughSeq < upTo) {
+      const written = this.transaction(() => this.lots.checkpoint(head));
+      if (written !== null) {
+        this.lots.commit(written.next);
+        rows += written.rows;
+      }
+    }
+    if (this.limits.throughSeq < upTo) {
+      const written = this.transaction(() => this.limits.checkpoint(head));
+      if (written !== null) {
+        this.limits.commit(written.next);
+        rows += written.rows;
+      }
+    }
+    this.rowsWritten += rows;
+    return rows;
   }
 
   /** Memory to restore when an atomic batch rolls back (SQLite rolls itself back). */
   memory() {
     const { account, holds, rowsWritten, commits } = this;
-    return { account, holds, rowsWritten, commits, lots: this.lots.memory() };
+    return { account, holds, rowsWritten, commits, lots: this.lots.memory(), limits: this.limits.memory() };
   }
 
   restore(saved: ReturnType<AccountStore["memory"]>): void {
     this.recent.dropAfter(saved.account?.last_seq ?? 0);
     this.lots.commit(saved.lots);
+    this.limits.commit(saved.limits);
     this.account = saved.account;
     this.holds = saved.holds;
     this.rowsWritten = saved.rowsWritten;
@@ -480,7 +498,8 @@ export class AccountStore {
         seq: number;
         funded_by: string | null;
         returned: string | null;
-      }>("SELECT kind, amount, refunded, seq, funded_by, returned FROM charges WHERE charge_id = ?", id)
+        limits: string | null;
+      }>("SELECT kind, amount, refunded, seq, funded_by, returned, limits FROM charges WHERE charge_id = ?", id)
       .toArray()[0];
     if (row === undefined) return null;
     assert(row.kind === "direct" || row.kind === "capture", `charge ${id} has a kind`);
@@ -492,6 +511,7 @@ export class AccountStore {
       seq: row.seq,
       funded_by: row.funded_by === null ? null : (JSON.parse(row.funded_by) as Funding[]),
       returned: row.returned === null ? [] : (JSON.parse(row.returned) as Returned[]),
+      ...(row.limits === null ? {} : { limits: JSON.parse(row.limits) as Counted[] }),
     };
   }
 
@@ -623,6 +643,7 @@ export class AccountStore {
     this.holds = { total: holds.total, count: holds.n };
     assert(this.account.reserved === holds.total, "on load: reserved equals the sum of open holds");
     this.lots.load((afterSeq) => this.readEvents(afterSeq, Number.MAX_SAFE_INTEGER), this.account.balance);
+    this.limits.load((afterSeq) => this.readEvents(afterSeq, Number.MAX_SAFE_INTEGER));
   }
 }
 

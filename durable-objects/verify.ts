@@ -163,6 +163,10 @@ function compareRows(store: AccountStore, state: LedgerState, problems: string[]
     same(`operation ${row.key}`, state.operations.has(row.key), true);
   }
   compareLots(store, state, same);
+  // Spend limits (issue 28): the fold's against the object's memory, by id.
+  const byId = (book: LedgerState["limits"]) =>
+    [...book.values()].sort((a, b) => (a.limit.limit_id < b.limit.limit_id ? -1 : 1));
+  same("spend limits", byId(state.limits), byId(store.limits.book));
   const open = [...state.reservations.values()].filter((r) => r.status === "open");
   same("open holds", [open.reduce((sum, r) => sum + r.amount, 0), open.length], [store.holds.total, store.holds.count]);
   return new Map(open.map((r) => [r.reservation_id, r]));

@@ -10,6 +10,7 @@ import type { SignedCheckpoint } from "./audit/signing";
 import type { Command } from "./domain/commands";
 import type { LedgerEvent } from "./domain/events";
 import type { Rejection } from "./domain/rejections";
+import type { LimitView } from "./domain/spend-limits";
 import type { AccountView, LotStatus, LotView, ReservationView } from "./domain/views";
 import type { ProjectionStatus } from "./projection/producer/projector";
 
@@ -117,6 +118,8 @@ export interface AccountObject extends Rpc.DurableObjectBranded {
   executeBatch(commands: Command[], atomic: boolean): Promise<BatchResult>;
   getAccount(): Promise<ReadResult<AccountView>>;
   getReservation(reservationId: string): Promise<ReadResult<ReservationView>>;
+  /** The account's spend limits (issue 28), each with its current window's figures. */
+  listLimits(): Promise<ReadResult<{ data: LimitView[] }>>;
   /** The account's lots, oldest first; `cursor` is the `next_cursor` of the page before. */
   listLots(query: LotsQuery): Promise<ReadResult<LotsPage> | { ok: false; badCursor: true }>;
   listEvents(

@@ -47,11 +47,28 @@ export type ProviderReportInput = z.input<typeof ProviderReport>;
 
 const noInput = () => undefined;
 
+/** Who the gateway calls for (issue 28): its caller's key id and project, as it authenticated them. */
+export interface ServiceCaller {
+  api_key_id?: string;
+  project_id?: string;
+}
+
+const callerTarget = (caller: ServiceCaller | undefined) =>
+  caller === undefined
+    ? {}
+    : {
+        caller: {
+          ...(caller.api_key_id === undefined ? {} : { api_key_id: caller.api_key_id }),
+          project_id: caller.project_id ?? null,
+        },
+      };
+
 type Result<S extends z.ZodType> = Promise<LedgerResult<z.infer<S>>>;
 
 export class LedgerService extends WorkerEntrypoint<Env> {
-  reserve(accountId: string, input: ReserveInput): Result<typeof ReservationResult> {
-    return this.operation("reserve", { account_id: accountId }, input);
+  /** `caller`: the gateway's own caller (issue 28), counted against the spend limits that match it. */
+  reserve(accountId: string, input: ReserveInput, caller?: ServiceCaller): Result<typeof ReservationResult> {
+    return this.operation("reserve", { account_id: accountId, ...callerTarget(caller) }, input);
   }
 
   capture(accountId: string, reservationId: string, input: CaptureInput): Result<typeof CaptureResult> {
@@ -66,8 +83,8 @@ export class LedgerService extends WorkerEntrypoint<Env> {
     return this.operation("extend", { account_id: accountId, reservation_id: reservationId }, input);
   }
 
-  charge(accountId: string, input: ChargeInput): Result<typeof ChargeResult> {
-    return this.operation("charge", { account_id: accountId }, input);
+  charge(accountId: string, input: ChargeInput, caller?: ServiceCaller): Result<typeof ChargeResult> {
+    return this.operation("charge", { account_id: accountId, ...callerTarget(caller) }, input);
   }
 
   refund(accountId: string, input: RefundInput): Result<typeof RefundResult> {

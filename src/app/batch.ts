@@ -11,7 +11,7 @@ import type { Env } from "../env";
 import { PriceCache } from "../pricing/cache";
 import { controlDb } from "../read-side/shards";
 import { accountClient } from "./account-client";
-import { buildCommand, OPERATIONS, statusOf } from "./operations";
+import { buildCommand, type CallerKey, OPERATIONS, statusOf } from "./operations";
 import { type Outcome, outcomeOf, rejectedOutcome } from "./outcome";
 import type { BatchBody } from "./schemas/batch";
 
@@ -21,6 +21,7 @@ export async function runBatch(
   env: Env,
   accountId: string,
   body: z.infer<typeof BatchBody>,
+  caller?: CallerKey,
 ): Promise<{ committed: boolean; results: Outcome[] }> {
   const prices = new PriceCache(controlDb(env));
   await prices.prefetch(body.operations.flatMap((item) => (item.op === "reserve" && item.price ? [item.price] : [])));
@@ -28,7 +29,11 @@ export async function runBatch(
   for (const { op, ...input } of body.operations) {
     // Settlements name their reservation in the item, where the single call has it in its path.
     const reservation = OPERATIONS[op].reservation && "reservation_id" in input ? input.reservation_id : undefined;
-    const target = { account_id: accountId, ...(reservation === undefined ? {} : { reservation_id: reservation }) };
+    const target = {
+      account_id: accountId,
+      ...(reservation === undefined ? {} : { reservation_id: reservation }),
+      ...(caller === undefined ? {} : { caller }),
+    };
     built.push(await buildCommand(op, input, target, prices));
   }
   const atomic = body.atomic ?? false;

@@ -8,7 +8,13 @@
  */
 import type { z } from "@hono/zod-openapi";
 import { configOf } from "../config";
-import { type Command, type CommandType, USAGE_CONTEXT_FIELDS, type UsageContext } from "../domain/commands";
+import {
+  type Caller,
+  type Command,
+  type CommandType,
+  USAGE_CONTEXT_FIELDS,
+  type UsageContext,
+} from "../domain/commands";
 import type { LotGrant } from "../domain/events";
 import { TTL_SECONDS_DEFAULT } from "../domain/limits";
 import { LOT_PRIORITY_DEFAULT } from "../domain/lots";
@@ -20,7 +26,7 @@ import { PriceCache } from "../pricing/cache";
 import { controlDb } from "../read-side/shards";
 import { accountClient } from "./account-client";
 import { commandGroups, groupable, type WaitUntil } from "./command-groups";
-import { type Outcome, outcomeOf, rejectedOutcome } from "./outcome";
+import { invalidOutcome, type Outcome, outcomeOf, rejectedOutcome } from "./outcome";
 import { AccountResponse, OpenAccountBody, UpdateAccountBody } from "./schemas/accounts";
 import {
   AdjustmentBody,
@@ -36,6 +42,7 @@ import {
   RefundBody,
   RefundResult,
   ReleaseBody,
+  type RequestContext,
   ReservationResult,
   ReserveBody,
 } from "./schemas/money";
@@ -44,6 +51,48 @@ import {
 export interface Target {
   account_id: string;
   reservation_id?: string;
+  /**
+   * Who calls (issue 28), from authentication: the key's id and the project it is bound to. A
+   * reserve and a charge carry it into the command, and count against the limits that match it.
+   */
+  caller?: CallerKey;
+}
+
+/** The authenticated caller: an API key's id and the project it is bound to (null: none). */
+export interface CallerKey {
+  api_key_id?: string;
+  project_id: string | null;
+}
+
+/** What a principal of the HTTP layer is as a caller. */
+export const callerKeyOf = (
+  principal: { key_id: string; project_id: string | null } | undefined,
+): CallerKey | undefined =>
+  principal === undefined ? undefined : { api_key_id: principal.key_id, project_id: principal.project_id };
+
+/**
+ * The caller a reserve or a charge is for: the key and its project; a key bound to no project
+ * may name one in `context.project_id`, a bound key only its own (403 otherwise).
+ */
+function callerOf(target: Target, bodyProject: string | undefined): Caller | Outcome {
+  const key = target.caller;
+  const bound = key?.project_id ?? null;
+  if (bound !== null && bodyProject !== undefined && bodyProject !== bound) {
+    return rejectedOutcome("forbidden", "This key is bound to another project than context.project_id.", {
+      facts: { field: "context.project_id" },
+    });
+  }
+  const project_id = bound ?? bodyProject;
+  return {
+    ...(key?.api_key_id === undefined ? {} : { api_key_id: key.api_key_id }),
+    ...(project_id === undefined ? {} : { project_id }),
+  };
+}
+
+/** The request's context without `project_id`, which goes to the caller. */
+function usageContextOf(context: z.infer<typeof RequestContext> | undefined): UsageContext {
+  const { project_id: _project, ...usage } = context ?? {};
+  return usage;
 }
 
 export interface OperationContract<I extends z.ZodType, T extends CommandType> {
@@ -155,7 +204,7 @@ export const OPERATIONS = {
     output: ReservationResult,
     command: "ReserveFunds",
     reservation: false,
-    build: (b, _target, prices) => reserveCommand(b, prices),
+    build: (b, target, prices) => reserveCommand(b, target, prices),
     log: (c) => contextLog(c.context),
   }),
   capture: onReservation("CaptureReservation", {
@@ -195,15 +244,23 @@ export const OPERATIONS = {
     }),
     log: noLog,
   }),
-  charge: onAccount("ChargeAccount", {
+  charge: operation({
     input: ChargeBody,
     output: ChargeResult,
-    fields: (b) => ({
-      charge_id: b.charge_id,
-      amount: b.amount,
-      context: b.context ?? {},
-      metadata: b.metadata ?? {},
-    }),
+    command: "ChargeAccount",
+    reservation: false,
+    build: (b, target) => {
+      const caller = callerOf(target, b.context?.project_id);
+      if ("ok" in caller) return caller;
+      return {
+        type: "ChargeAccount" as const,
+        charge_id: b.charge_id,
+        amount: b.amount,
+        context: usageContextOf(b.context),
+        metadata: b.metadata ?? {},
+        ...(Object.keys(caller).length === 0 ? {} : { caller }),
+      };
+    },
     log: (c, value) => {
       const charged = value as z.infer<typeof ChargeResult> | null;
       return { ...contextLog(c.context), ...(charged === null ? {} : { final_cost: charged.charge.amount }) };
@@ -297,16 +354,26 @@ export async function runOperation(
  * rules in effect now are read from D1 (no D1 await inside the command), the estimate is priced
  * with the domain's priceOf, and the object re-checks that amount and pins the rules.
  */
-async function reserveCommand(b: z.infer<typeof ReserveBody>, prices: PriceCache): Promise<Command | Outcome> {
+async function reserveCommand(
+  b: z.infer<typeof ReserveBody>,
+  target: Target,
+  prices: PriceCache,
+): Promise<Command | Outcome> {
+  const caller = callerOf(target, b.context?.project_id);
+  if ("ok" in caller) return caller;
   const base = {
     type: "ReserveFunds" as const,
     reservation_id: b.reservation_id,
     ttl_seconds: b.ttl_seconds ?? TTL_SECONDS_DEFAULT,
     on_expiry: b.on_expiry ?? ("release" as const),
-    context: b.context ?? {},
+    context: usageContextOf(b.context),
     metadata: b.metadata ?? {},
+    ...(Object.keys(caller).length === 0 ? {} : { caller }),
+    // A hold sized to what is affordable: amount_max is the most, amount_min the least.
+    ...(b.amount_min === undefined ? {} : { amount_min: b.amount_min }),
   };
-  if (b.price === undefined || b.estimate === undefined) return { ...base, amount: b.amount as number };
+  if (b.price === undefined || b.estimate === undefined)
+    return { ...base, amount: (b.amount ?? b.amount_max) as number };
   const rules = await prices.rules(b.price);
   if (rules.length === 0) {
     return rejectedOutcome("price_not_found", "No price is in effect for this service, provider and model.");
@@ -319,5 +386,8 @@ async function reserveCommand(b: z.infer<typeof ReserveBody>, prices: PriceCache
   };
   // An unpriceable estimate is sent as 0: the object refuses it with `unpriceable`.
   const amount = priceOf(rules, estimate)?.amount ?? 0;
+  if (b.amount_min !== undefined && b.amount_min > amount) {
+    return invalidOutcome([{ field: "amount_min", message: `amount_min is more than the priced estimate, ${amount}` }]);
+  }
   return { ...base, amount, pricing: { price: b.price, rules, estimate } };
 }

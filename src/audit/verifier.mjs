@@ -121,6 +121,8 @@ const RULES = /** @type {const} */ ({
   ChargeRefunded: "chargeRefunded",
   LotExpired: "lotExpired",
   LotsOpened: "lotsOpened",
+  LimitSet: "limitSet",
+  LimitRemoved: "limitRemoved",
 });
 
 /** The event fields that only an account keeping lots may carry. */
@@ -153,6 +155,8 @@ export class ChainVerifier {
     /** Pinned price rules of open priced reservations: reservation_id -> rules. */
     /** @type {Map<string, unknown>} */
     this.pinned = new Map();
+    /** Spend limits (issue 28), folded on their own. */
+    this.limits = new LimitFold();
     /** Open holds: reservation_id -> amount. */
     /** @type {Map<string, number>} */
     this.open = new Map();
@@ -359,6 +363,8 @@ export class ChainVerifier {
     if (!isAmount(e.amount)) return "charge amount must be a positive integer";
     if (!isId(e.charge_id)) return "charge_id is invalid";
     if (this.charges.has(e.charge_id) || this.reservationIds.has(e.charge_id)) return `charge_id ${e.charge_id} reused`;
+    const limited = this.limits.count(e, e.amount, this.nowMs, "spent");
+    if (limited !== null) return limited;
     this.charges.add(e.charge_id, [e.amount, 0]);
     return this.withLots([-e.amount, 0], (book) => book.spend(e.funded_by, e.amount, this.nowMs, e.charge_id));
   }
@@ -375,6 +381,8 @@ export class ChainVerifier {
       return "charge_amount or charge_refunded_total do not match the charge";
     }
     if (!this.useKey(`refund:${e.refund_id}`)) return `refund_id ${e.refund_id} applied twice`;
+    const limited = this.limits.giveBack(e, e.charge_id, e.amount, refunded === chargeAmount);
+    if (limited !== null) return limited;
     this.charges.setValue(charge.index, 1, refunded);
     return this.withLots([e.amount, 0], (book) => book.refund(e, chargeAmount - alreadyRefunded, this.nowMs));
   }
@@ -388,11 +396,18 @@ export class ChainVerifier {
     if (this.reservationIds.has(e.reservation_id) || this.charges.has(e.reservation_id)) {
       return `reservation_id ${e.reservation_id} reused`;
     }
+    // A hold sized to what is affordable holds between what it asked at least and at most.
+    const most = e.requested === undefined ? e.amount : e.requested.amount_max;
+    if (e.requested !== undefined && !(e.requested.amount_min <= e.amount && e.amount <= most)) {
+      return `the hold ${e.amount} is outside what it asked (${e.requested.amount_min} to ${most})`;
+    }
     if (e.pricing !== undefined) {
       const priced = priceAmount(e.pricing?.rules, e.pricing?.estimate ?? {});
-      if (priced !== e.amount) return `the hold ${e.amount} is not the estimate at the pinned price (${priced})`;
+      if (priced !== most) return `the hold's most ${most} is not the estimate at the pinned price (${priced})`;
       this.pinned.set(e.reservation_id, e.pricing.rules);
     }
+    const limited = this.limits.count(e, e.amount, this.nowMs, "held");
+    if (limited !== null) return limited;
     this.reservationIds.add(e.reservation_id);
     this.open.set(e.reservation_id, e.amount);
     this.openSum += e.amount;
@@ -449,6 +464,18 @@ export class ChainVerifier {
     return this.withLots([-captured, -hold], (book) => book.settle(e, captured, this.nowMs, true));
   }
 
+  // Spend limits (issue 28).
+
+  /** @param {Record<string, any>} e @returns {Effect} */
+  limitSet(e) {
+    return this.limits.set(e) ?? UNCHANGED;
+  }
+
+  /** @param {Record<string, any>} e @returns {Effect} */
+  limitRemoved(e) {
+    return this.limits.remove(e) ?? UNCHANGED;
+  }
+
   // Lots (issue 27): events that only an account keeping lots has.
 
   /** A lot's spendable remainder expired (breakage). @param {Record<string, any>} e @returns {Effect} */
@@ -485,6 +512,10 @@ export class ChainVerifier {
     const hold = this.open.get(e.reservation_id);
     if (hold === undefined) return `${ending} of reservation ${e.reservation_id}, which is not open (ends once)`;
     if (e.reserved_amount !== hold) return `reserved_amount ${e.reserved_amount} differs from the hold ${hold}`;
+    const captured =
+      e.type === "ReservationCaptured" ? e.amount : e.type === "ReservationExpired" ? e.captured_amount : 0;
+    const limited = this.limits.settle(e, hold, isAmountOrZero(captured) ? captured : 0);
+    if (limited !== null) return limited;
     return hold;
   }
 
@@ -1120,5 +1151,134 @@ class LotFold {
       ]),
     );
     return { lots, debt: this.debt };
+  }
+}
+
+const LIMIT_WINDOWS = ["day", "week", "month", "total"];
+const LIMIT_DIMENSIONS = ["api_key_id", "project_id", "service_id", "model"];
+const DAY_MS = 86_400_000;
+
+/** The start of the UTC window `window` holding `ms` (a week starts on Monday). @param {string} window @param {number} ms */
+function windowStart(window, ms) {
+  const day = Math.floor(ms / DAY_MS) * DAY_MS;
+  if (window === "day") return day;
+  if (window === "week") return day - ((((day / DAY_MS + 3) % 7) + 7) % 7) * DAY_MS;
+  if (window === "month") {
+    const d = new Date(ms);
+    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  }
+  return 0;
+}
+
+/**
+ * Spend limits (issue 28), folded independently of the ledger's code: each limit's terms (and the
+ * seq that set its scope and window), and what holds and charges counted in each of its windows.
+ * Checks, at every hold and charge, that it counted in exactly the limits its key, project,
+ * service and model match (in id order, with their windows), and that none passes its amount; at
+ * every end and refund, that it names where its hold or charge counted. Keeps per charge that
+ * counted in a limit where it did (until wholly refunded), and per window its usage.
+ */
+class LimitFold {
+  constructor() {
+    /** @type {Map<string, { since: number, window: string, scope: Record<string, string>, amount: number }>} */
+    this.limits = new Map();
+    /** "limit|since|windowStart" -> usage. @type {Map<string, { spent: number, held: number }>} */
+    this.usage = new Map();
+    /** What each open hold or unrefunded charge counted in, as its event recorded it. @type {Map<string, string>} */
+    this.counted = new Map();
+  }
+
+  /** @param {Record<string, any>} e @returns {string | null} */
+  set(e) {
+    const t = e.terms ?? {};
+    const scope = t.applies_to ?? {};
+    const named = LIMIT_DIMENSIONS.filter((d) => scope[d] !== undefined);
+    if (!isId(e.limit_id) || !LIMIT_WINDOWS.includes(t.window) || !isAmountOrZero(t.amount) || named.length === 0) {
+      return "LimitSet has an invalid limit_id, window, amount or applies_to";
+    }
+    if (Object.keys(scope).length !== named.length || !named.every((d) => typeof scope[d] === "string")) {
+      return "LimitSet applies_to names only the known dimensions, as strings";
+    }
+    const old = this.limits.get(e.limit_id);
+    const same =
+      old !== undefined && old.window === t.window && LIMIT_DIMENSIONS.every((d) => old.scope[d] === scope[d]);
+    this.limits.set(e.limit_id, { since: same ? old.since : e.seq, window: t.window, scope, amount: t.amount });
+    return null;
+  }
+
+  /** @param {Record<string, any>} e @returns {string | null} */
+  remove(e) {
+    if (!this.limits.delete(e.limit_id)) return `LimitRemoved names no limit ${String(e.limit_id)}`;
+    return null;
+  }
+
+  /** @param {string} id @param {number} since @param {number} start */
+  cell(id, since, start) {
+    const key = `${id}|${since}|${start}`;
+    let u = this.usage.get(key);
+    if (u === undefined) {
+      u = { spent: 0, held: 0 };
+      this.usage.set(key, u);
+    }
+    return u;
+  }
+
+  /**
+   * A hold (`held`) or a direct charge (`spent`) of `amount`.
+   * @param {Record<string, any>} e @param {number} amount @param {number} nowMs @param {"held" | "spent"} as
+   * @returns {string | null}
+   */
+  count(e, amount, nowMs, as) {
+    const dims = { ...(e.caller ?? {}), service_id: e.context?.service_id, model: e.context?.model };
+    const expected = [...this.limits]
+      .filter(([, l]) => LIMIT_DIMENSIONS.every((d) => l.scope[d] === undefined || l.scope[d] === dims[d]))
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([limit_id, l]) => ({
+        limit_id,
+        since_seq: l.since,
+        window_start: new Date(windowStart(l.window, nowMs)).toISOString(),
+      }));
+    /** @type {{ limit_id: string, since_seq: number, window_start: string }[]} */
+    const recorded = e.limits ?? [];
+    if (
+      JSON.stringify(recorded.map((c) => [c.limit_id, c.since_seq, c.window_start])) !==
+      JSON.stringify(expected.map((c) => [c.limit_id, c.since_seq, c.window_start]))
+    ) {
+      return `limits: the event counted in ${JSON.stringify(recorded)}, its caller matches ${JSON.stringify(expected)}`;
+    }
+    for (const c of expected) {
+      const u = this.cell(c.limit_id, c.since_seq, Date.parse(c.window_start));
+      u[as] += amount;
+      const limit = /** @type {{ amount: number }} */ (this.limits.get(c.limit_id));
+      if (u.spent + u.held > limit.amount) return `limit ${c.limit_id} passes its amount ${limit.amount}`;
+    }
+    const id = e.reservation_id ?? e.charge_id;
+    if (expected.length > 0) this.counted.set(id, JSON.stringify(expected));
+    return null;
+  }
+
+  /** @param {Record<string, any>} e @param {number} hold @param {number} captured @returns {string | null} */
+  settle(e, hold, captured) {
+    const own = this.counted.get(e.reservation_id);
+    if (JSON.stringify(e.limits ?? []) !== (own ?? "[]")) return "limits: a hold's end names where its hold counted";
+    if (own === undefined) return null;
+    for (const c of JSON.parse(own)) {
+      const u = this.cell(c.limit_id, c.since_seq, Date.parse(c.window_start));
+      u.held -= hold;
+      u.spent += captured;
+    }
+    // A capture stays a charge that counted there (its refunds give back); a release is done.
+    if (captured === 0) this.counted.delete(e.reservation_id);
+    return null;
+  }
+
+  /** @param {Record<string, any>} e @param {string} chargeId @param {number} amount @param {boolean} whole @returns {string | null} */
+  giveBack(e, chargeId, amount, whole) {
+    const own = this.counted.get(chargeId);
+    if (JSON.stringify(e.limits ?? []) !== (own ?? "[]")) return "limits: a refund names where its charge counted";
+    if (own === undefined) return null;
+    for (const c of JSON.parse(own)) this.cell(c.limit_id, c.since_seq, Date.parse(c.window_start)).spent -= amount;
+    if (whole) this.counted.delete(chargeId);
+    return null;
   }
 }

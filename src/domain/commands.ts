@@ -6,6 +6,13 @@
 import { LOT_PRIORITY_DEFAULT, type LotGrant } from "./lots";
 import type { Minor } from "./money";
 import type { PinnedPricing } from "./pricing";
+import type { LimitTerms } from "./spend-limits";
+
+/** Who a hold or a charge is for (issue 28): from authentication, never from a body. */
+export interface Caller {
+  api_key_id?: string;
+  project_id?: string;
+}
 
 /** The terms of a grant that names none: a paid lot at paid's default priority, never expiring. */
 export const DEFAULT_GRANT: LotGrant = { kind: "paid", priority: LOT_PRIORITY_DEFAULT.paid, expires_at: null };
@@ -59,8 +66,14 @@ export interface CreditFunds {
 export interface ReserveFunds {
   type: "ReserveFunds";
   reservation_id: string;
-  /** The hold. With `pricing` it must be the priced estimate (priceOf), which decide checks. */
+  /**
+   * The hold. With `pricing` it must be the priced estimate (priceOf), which decide checks. With
+   * `amount_min` it is the most to hold: the hold is what the balance and the limits allow.
+   */
   amount: Minor;
+  /** A hold sized to what is affordable (issue 28): refused only below this. */
+  amount_min?: Minor;
+  caller?: Caller;
   /** The price the Worker resolved (no D1 read inside the command) and the estimate; pinned. */
   pricing?: PinnedPricing;
   ttl_seconds: number;
@@ -99,6 +112,7 @@ export interface ChargeAccount {
   type: "ChargeAccount";
   charge_id: string;
   amount: Minor;
+  caller?: Caller;
   context: UsageContext;
   metadata: Metadata;
 }
@@ -120,6 +134,18 @@ export interface AdjustBalance {
   grant?: LotGrant;
 }
 
+/** Sets a spend limit (issue 28): new, or new terms for the limit of this id. */
+export interface SetLimit {
+  type: "SetLimit";
+  limit_id: string;
+  terms: LimitTerms;
+}
+
+export interface RemoveLimit {
+  type: "RemoveLimit";
+  limit_id: string;
+}
+
 /** Settles every open reservation whose expiry is at or before `now` (bounded per call). */
 export interface ExpireReservations {
   type: "ExpireReservations";
@@ -137,7 +163,9 @@ export type Command =
   | ChargeAccount
   | RefundCharge
   | AdjustBalance
-  | ExpireReservations;
+  | ExpireReservations
+  | SetLimit
+  | RemoveLimit;
 
 export type CommandType = Command["type"];
 export type CommandOf<T extends CommandType> = Extract<Command, { type: T }>;

@@ -4,13 +4,29 @@
  * carries `balance_after` and `reserved_after`, so any past balance can be read from the log
  * and the original response of any operation can be rendered again from its event.
  */
-import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
+import type { AccountStatus, Caller, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import type { Funding, LotGrant, LotKind, Returned } from "./lots";
 
 export type { LotGrant };
 
 import type { Minor } from "./money";
 import type { PinnedPricing, PriceComputation } from "./pricing";
+import type { Counted, LimitTerms } from "./spend-limits";
+
+export type { Caller };
+
+/** What a hold sized to what is affordable asked for (issue 28). */
+export interface FundsReservedRequest {
+  amount_min: Minor;
+  amount_max: Minor;
+  /** With a token price: how many output tokens of the estimate the held amount covers. */
+  output_tokens_covered?: number;
+}
+
+/** Where a hold or a charge counted against spend limits (issue 28); absent where none matched. */
+export interface LimitFields {
+  limits?: Counted[];
+}
 
 interface EventBase {
   seq: number;
@@ -92,8 +108,11 @@ export interface FundsCredited extends EventBase, GrantFields {
   metadata: Metadata;
 }
 
-export interface FundsReserved extends EventBase {
+export interface FundsReserved extends EventBase, LimitFields {
   type: "FundsReserved";
+  caller?: Caller;
+  /** A hold sized to what is affordable: what was asked; `amount` is what was held. */
+  requested?: FundsReservedRequest;
   /** The lots the hold earmarks, in burn order; a `lot_id` null entry is what no lot covers. */
   funded_by?: Funding[];
   reservation_id: string;
@@ -118,7 +137,7 @@ export interface ReservationExtended extends EventBase {
 }
 
 /** What a hold's end says of its lots: the earmarks it held (copied from the hold). */
-interface EndFields {
+interface EndFields extends LimitFields {
   earmarks?: Funding[];
 }
 
@@ -161,15 +180,16 @@ export interface ReservationExpired extends EventBase, EndFields, FundedFields {
   context: UsageContext;
 }
 
-export interface AccountCharged extends EventBase, FundedFields {
+export interface AccountCharged extends EventBase, FundedFields, LimitFields {
   type: "AccountCharged";
+  caller?: Caller;
   charge_id: string;
   amount: Minor;
   context: UsageContext;
   metadata: Metadata;
 }
 
-export interface ChargeRefunded extends EventBase {
+export interface ChargeRefunded extends EventBase, LimitFields {
   type: "ChargeRefunded";
   refund_id: string;
   charge_id: string;
@@ -215,6 +235,18 @@ export interface LotsOpened extends EventBase {
   earmarks: { reservation_id: string; funded_by: Funding[] }[];
 }
 
+/** A spend limit set (issue 28): new, or its amount or threshold changed. */
+export interface LimitSet extends EventBase {
+  type: "LimitSet";
+  limit_id: string;
+  terms: LimitTerms;
+}
+
+export interface LimitRemoved extends EventBase {
+  type: "LimitRemoved";
+  limit_id: string;
+}
+
 export type LedgerEvent =
   | AccountOpened
   | AccountUpdated
@@ -228,7 +260,9 @@ export type LedgerEvent =
   | ChargeRefunded
   | BalanceAdjusted
   | LotExpired
-  | LotsOpened;
+  | LotsOpened
+  | LimitSet
+  | LimitRemoved;
 
 /** The events that end a reservation: a capture, a release, an expiry. Each hold ends once. */
 export type ReservationEnd = ReservationCaptured | ReservationReleased | ReservationExpired;
@@ -255,6 +289,8 @@ export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   "BalanceAdjusted",
   "LotExpired",
   "LotsOpened",
+  "LimitSet",
+  "LimitRemoved",
 ];
 
 /** An event before the shell has stamped it; decide() produces these in order. */
@@ -267,6 +303,8 @@ export function eventEffect(event: EventBody): { balance: Minor; reserved: Minor
     case "AccountUpdated":
     case "ReservationExtended":
     case "LotsOpened":
+    case "LimitSet":
+    case "LimitRemoved":
       return { balance: 0, reserved: 0 };
     case "LotExpired":
       return { balance: -event.amount, reserved: 0 };

@@ -108,6 +108,8 @@ export function eventKey(event: LedgerEvent): OperationKey | null {
     case "ReservationExpired":
     case "LotExpired":
     case "LotsOpened":
+    case "LimitSet":
+    case "LimitRemoved":
       return null;
     default:
       return unreachable(event);

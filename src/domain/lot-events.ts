@@ -138,6 +138,8 @@ function moved(book: LotBook, event: LedgerEvent, now: number): LotBook {
     }
     case "AccountUpdated":
     case "ReservationExtended":
+    case "LimitSet":
+    case "LimitRemoved":
       return book;
     case "AccountOpened":
     case "LotsOpened":

@@ -34,7 +34,12 @@ export type RejectionCode =
   /** A grant's `expires_at` is not after the ledger's now (400, naming the field). */
   | "lot_expiry_passed"
   /** A grant or a refund would make one lot more than LOTS_ACTIVE_MAX with credit in it. */
-  | "too_many_lots";
+  | "too_many_lots"
+  /** A hold or charge would take a spend limit past its amount (issue 28). */
+  | "limit_exceeded"
+  /** A new spend limit past LIMITS_PER_ACCOUNT_MAX. */
+  | "too_many_limits"
+  | "limit_not_found";
 
 export interface Rejection {
   code: RejectionCode;

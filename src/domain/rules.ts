@@ -4,8 +4,16 @@
  * OpenAccount), the state slice the shell loaded for it, and `now`. Pure: no I/O, no clock.
  * The command table (table.ts) says which function decides which command.
  */
-import { type Command, type CommandOf, DEFAULT_GRANT } from "./commands";
-import { type AccountUpdatedField, type EventBody, eventEffect, type LedgerEvent, type LotGrant } from "./events";
+import { type Caller, type Command, type CommandOf, DEFAULT_GRANT } from "./commands";
+import {
+  type AccountUpdatedField,
+  type EventBody,
+  eventEffect,
+  type FundsReservedRequest,
+  type LedgerEvent,
+  type LotGrant,
+} from "./events";
+import { dimensionsOf, limitsField } from "./limit-events";
 import {
   AMOUNT_MINOR_MAX,
   AMOUNT_MINOR_MIN,
@@ -30,8 +38,21 @@ import {
 } from "./lot-events";
 import { LOT_KINDS, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, LOTS_ACTIVE_MAX, type LotBook } from "./lots";
 import { assert, assertMinor, type Minor } from "./money";
-import { type PriceComputation, priceOf, usageQuantities } from "./pricing";
+import { type PinnedRule, type PriceComputation, priceOf, type Quantities, usageQuantities } from "./pricing";
 import { type Rejection, reject } from "./rejections";
+import {
+  allowance,
+  count,
+  exceeded,
+  LIMIT_DIMENSIONS,
+  LIMIT_THRESHOLD_PERCENT_MAX,
+  LIMIT_THRESHOLD_PERCENT_MIN,
+  LIMIT_WINDOWS,
+  LIMITS_PER_ACCOUNT_MAX,
+  type LimitBook,
+  type LimitScope,
+  sameTerms,
+} from "./spend-limits";
 import { type AccountState, available, type LedgerState, type ReservationState } from "./state";
 
 export type Decision =
@@ -145,6 +166,10 @@ export function decideReserveFunds(
     assert(computation.amount === command.amount, "the Worker sends the priced estimate as the amount");
   }
   assertAmount(command.amount);
+  if (command.amount_min !== undefined) {
+    assertAmount(command.amount_min);
+    assert(command.amount_min <= command.amount, "amount_min <= amount_max");
+  }
   // The key check in decideReplay covers an earlier reservation with this id.
   assert(!state.reservations.has(command.reservation_id), "a known reservation id is a replay");
   if (state.charges.has(command.reservation_id)) {
@@ -160,18 +185,95 @@ export function decideReserveFunds(
       }),
     );
   }
-  return acceptedSpend(account, command.amount, {
-    ...holdMove(state.book, command.amount, now).fields,
+  const dims = dimensionsOf(command);
+  const sized = sizedHold(account, state.limits, dims, command, now);
+  if ("rejection" in sized) return rejected(sized.rejection);
+  const amount = sized.amount;
+  const counted = count(state.limits, dims, amount, now, "held").counted;
+  return acceptedSpend(account, amount, {
+    ...holdMove(state.book, amount, now).fields,
     type: "FundsReserved",
     reservation_id: command.reservation_id,
-    amount: command.amount,
+    amount,
     ttl_seconds: command.ttl_seconds,
     expires_at: new Date(now + command.ttl_seconds * 1000).toISOString(),
     on_expiry: command.on_expiry,
     context: command.context,
     metadata: command.metadata,
     ...(command.pricing === undefined || computation === null ? {} : { pricing: { ...command.pricing, computation } }),
+    ...callerField(command.caller),
+    ...(sized.requested === undefined ? {} : { requested: sized.requested }),
+    ...limitsField(counted),
   });
+}
+
+const callerField = (caller: Caller | undefined) =>
+  caller === undefined || (caller.api_key_id === undefined && caller.project_id === undefined) ? {} : { caller };
+
+/**
+ * What a hold holds (issue 28): `amount`, refused past any matching limit; with `amount_min`, the
+ * most up to `amount` that the funds and every matching limit allow, refused only below
+ * `amount_min` (for funds first, then the limit that binds). A priced hold also says how many
+ * output tokens of its estimate the held amount covers.
+ */
+function sizedHold(
+  account: AccountState,
+  limits: LimitBook,
+  dims: LimitScope,
+  command: CommandOf<"ReserveFunds">,
+  now: number,
+): { amount: Minor; requested?: FundsReservedRequest } | { rejection: Rejection } {
+  if (command.amount_min === undefined) {
+    const over = limitRefusal(limits, dims, command.amount, now);
+    return over === null ? { amount: command.amount } : { rejection: over };
+  }
+  const funds = Math.max(available(account) + account.credit_limit, 0);
+  const amount = Math.min(command.amount, funds, allowance(limits, dims, now));
+  if (amount < command.amount_min) {
+    const short = checkFunds(account, command.amount_min) ?? limitRefusal(limits, dims, command.amount_min, now);
+    assert(short !== null, "a hold below amount_min is short of funds or of a limit");
+    return { rejection: short };
+  }
+  const requested: FundsReservedRequest = { amount_min: command.amount_min, amount_max: command.amount };
+  const covered =
+    command.pricing === undefined ? null : coveredOutputTokens(command.pricing.rules, command.pricing.estimate, amount);
+  return { amount, requested: covered === null ? requested : { ...requested, output_tokens_covered: covered } };
+}
+
+/**
+ * The most output tokens of `estimate` that `amount` pays for, the other quantities as estimated
+ * (null when the price has no output-token rule). Exact: the largest count whose price is within it.
+ */
+export function coveredOutputTokens(rules: readonly PinnedRule[], estimate: Quantities, amount: Minor): number | null {
+  if (!rules.some((rule) => rule.unit === "output_token")) return null;
+  const fits = (tokens: number) =>
+    (priceOf(rules, { ...estimate, output_token: tokens })?.amount ?? Infinity) <= amount;
+  let lo = 0;
+  let hi = estimate.output_token ?? 0;
+  if (!fits(lo)) return 0;
+  while (lo < hi) {
+    const mid = lo + Math.ceil((hi - lo) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function limitRefusal(limits: LimitBook, dims: LimitScope, amount: Minor, now: number): Rejection | null {
+  const over = exceeded(limits, dims, amount, now);
+  if (over === null) return null;
+  const { limit } = over.entry;
+  return reject(
+    "limit_exceeded",
+    `The spend limit ${limit.limit_id} allows ${Math.max(over.remaining, 0)} more in its ${limit.window} window.`,
+    {
+      limit_id: limit.limit_id,
+      window: limit.window,
+      amount: limit.amount,
+      remaining: over.remaining,
+      requested: amount,
+    },
+  );
 }
 
 export function decideCaptureReservation(
@@ -224,6 +326,7 @@ export function decideCaptureReservation(
     metadata: command.metadata,
     ...(pricing === null ? {} : { pricing }),
     ...settled.fields,
+    ...limitsField(r.limits ?? []),
   });
   return withLapses(decision, settled.book, now);
 }
@@ -251,6 +354,7 @@ export function decideReleaseReservation(
     reserved_amount: found.reservation.amount,
     reason: command.reason,
     ...earmarks,
+    ...limitsField(found.reservation.limits ?? []),
   });
   return withLapses(released, settled.book, now);
 }
@@ -287,13 +391,20 @@ export function decideChargeAccount(
   }
   assert(!state.charges.has(command.charge_id), "a known charge id is a replay");
   if (account.status === "frozen") return rejected(frozen());
-  return acceptedSpend(account, command.amount, {
+  const funds = checkFunds(account, command.amount);
+  if (funds !== null) return rejected(funds);
+  const dims = dimensionsOf(command);
+  const over = limitRefusal(state.limits, dims, command.amount, now);
+  if (over !== null) return rejected(over);
+  return acceptedWithinBounds(account, {
     ...spendMove(state.book, command.amount, now).fields,
     type: "AccountCharged",
     charge_id: command.charge_id,
     amount: command.amount,
     context: command.context,
     metadata: command.metadata,
+    ...callerField(command.caller),
+    ...limitsField(count(state.limits, dims, command.amount, now, "spent").counted),
   });
 }
 
@@ -331,6 +442,7 @@ export function decideRefundCharge(
     charge_amount: charge.amount,
     charge_refunded_total: charge.refunded + command.amount,
     ...back.fields,
+    ...limitsField(charge.limits ?? []),
   });
 }
 
@@ -388,6 +500,7 @@ export function decideExpireReservations(
       released_amount: r.amount - captured,
       context: r.context,
       ...settled.fields,
+      ...limitsField(r.limits ?? []),
     });
     const lapsed = lapseMove(settled.book, now);
     events.push(...lapsed.bodies);
@@ -473,4 +586,51 @@ function assertLowBalanceThreshold(threshold: Minor): void {
     threshold >= LOW_BALANCE_THRESHOLD_MINOR_MIN && threshold <= LOW_BALANCE_THRESHOLD_MINOR_MAX,
     "low_balance_threshold range",
   );
+}
+
+// ---------------------------------------------------------------- spend limits (issue 28)
+
+export function decideSetLimit(
+  command: CommandOf<"SetLimit">,
+  { state }: DecideInput<CommandOf<"SetLimit">>,
+): Decision {
+  const { terms } = command;
+  assert((LIMIT_WINDOWS as readonly string[]).includes(terms.window), "a limit's window");
+  assert(Number.isSafeInteger(terms.amount) && terms.amount >= 0 && terms.amount <= AMOUNT_MINOR_MAX, "limit amount");
+  assert(
+    Number.isSafeInteger(terms.threshold_percent) &&
+      terms.threshold_percent >= LIMIT_THRESHOLD_PERCENT_MIN &&
+      terms.threshold_percent <= LIMIT_THRESHOLD_PERCENT_MAX,
+    "a limit's threshold",
+  );
+  const named = LIMIT_DIMENSIONS.filter((d) => terms.applies_to[d] !== undefined);
+  assert(named.length > 0 && Object.keys(terms.applies_to).length === named.length, "applies_to names a dimension");
+  const before = state.limits.get(command.limit_id);
+  if (before === undefined && state.limits.size >= LIMITS_PER_ACCOUNT_MAX) {
+    return rejected(
+      reject("too_many_limits", `The account already has ${LIMITS_PER_ACCOUNT_MAX} spend limits.`, {
+        limits_max: LIMITS_PER_ACCOUNT_MAX,
+      }),
+    );
+  }
+  // The same terms again are no change, and no event.
+  if (
+    before !== undefined &&
+    sameTerms(before.limit, terms) &&
+    before.limit.amount === terms.amount &&
+    before.limit.threshold_percent === terms.threshold_percent
+  ) {
+    return accepted();
+  }
+  return accepted({ type: "LimitSet", limit_id: command.limit_id, terms });
+}
+
+export function decideRemoveLimit(
+  command: CommandOf<"RemoveLimit">,
+  { state }: DecideInput<CommandOf<"RemoveLimit">>,
+): Decision {
+  if (!state.limits.has(command.limit_id)) {
+    return rejected(reject("limit_not_found", "The account has no spend limit with this id."));
+  }
+  return accepted({ type: "LimitRemoved", limit_id: command.limit_id });
 }

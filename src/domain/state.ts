@@ -13,10 +13,12 @@ import { expectedHash, GENESIS_HASH, stampedFrom } from "./chain";
 import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import { endsReservation, eventEffect, type LedgerEvent, type ReservationEnd, unreachable } from "./events";
 import { eventKeyString } from "./keys";
+import { evolveLimits } from "./limit-events";
 import { evolveBook, refundMove } from "./lot-events";
 import type { Funding, LotBook, Returned } from "./lots";
 import { assert, type Minor } from "./money";
 import type { PinnedPricing } from "./pricing";
+import { type Counted, emptyLimits, type LimitBook } from "./spend-limits";
 
 export interface AccountState {
   account_id: string;
@@ -63,6 +65,8 @@ export interface ReservationState {
   end_seq: number | null;
   /** The lots the hold earmarks (null: made before the account kept lots, and not opened since). */
   funded_by: Funding[] | null;
+  /** The spend limits it counts against (issue 28); absent where none matched. */
+  limits?: Counted[];
 }
 
 export type ChargeKind = "direct" | "capture";
@@ -77,6 +81,8 @@ export interface ChargeState {
   funded_by: Funding[] | null;
   /** Where its refunds went since the account keeps lots. */
   returned: Returned[];
+  /** The spend limits' windows it counted in (issue 28): its refunds give back there. */
+  limits?: Counted[];
 }
 
 export interface LedgerState {
@@ -90,10 +96,19 @@ export interface LedgerState {
    * every lot with credit in it and those the command names; the others are unchanged.
    */
   book: LotBook | null;
+  /** The account's spend limits and their current windows' usage (issue 28), all of them. */
+  limits: LimitBook;
 }
 
 export function initialState(): LedgerState {
-  return { account: null, reservations: new Map(), charges: new Map(), operations: new Map(), book: null };
+  return {
+    account: null,
+    reservations: new Map(),
+    charges: new Map(),
+    operations: new Map(),
+    book: null,
+    limits: emptyLimits(),
+  };
 }
 
 export function available(account: Pick<AccountState, "balance" | "reserved">): Minor {
@@ -124,6 +139,8 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
     case "FundsCredited":
     case "BalanceAdjusted":
     case "LotExpired":
+    case "LimitSet":
+    case "LimitRemoved":
       break;
     case "LotsOpened":
       // Every open hold, once, with what funds all of it (its lot earmarks and the rest unfunded).
@@ -175,6 +192,7 @@ export function evolve(state: LedgerState, event: LedgerEvent): LedgerState {
     state.operations.set(key, event);
   }
   state.book = evolveBook(state.book, event);
+  state.limits = evolveLimits(state.limits, event);
   state.account = account;
   return state;
 }
@@ -219,17 +237,21 @@ function evolveExtension(state: LedgerState, event: Extract<LedgerEvent, { type:
 function evolveReservationEnd(state: LedgerState, event: ReservationEnd): void {
   const r = openReservation(state, event.reservation_id);
   assert(r.amount === event.reserved_amount, `seq ${event.seq}: reserved_amount differs from the hold`);
+  assert(sameCounted(r.limits, event.limits), `seq ${event.seq}: the end names the limits its hold counted in`);
   const ended = reservationEnded(r, event);
   state.reservations.set(r.reservation_id, ended);
   if (ended.captured_amount !== null) {
     const funded_by = event.type === "ReservationReleased" ? undefined : event.funded_by;
-    openCharge(state, r.reservation_id, "capture", ended.captured_amount, event.seq, funded_by);
+    openCharge(state, r.reservation_id, "capture", ended.captured_amount, event.seq, funded_by, r.limits);
   }
 }
 
 function evolveDirectCharge(state: LedgerState, event: Extract<LedgerEvent, { type: "AccountCharged" }>): void {
-  openCharge(state, event.charge_id, "direct", event.amount, event.seq, event.funded_by);
+  openCharge(state, event.charge_id, "direct", event.amount, event.seq, event.funded_by, event.limits);
 }
+
+const sameCounted = (a: readonly Counted[] | undefined, b: readonly Counted[] | undefined): boolean =>
+  canonicalJson(a ?? []) === canonicalJson(b ?? []);
 
 /** A charge id is used once, by a direct charge or by a capture (charge_id = reservation_id). */
 function openCharge(
@@ -239,6 +261,7 @@ function openCharge(
   amount: Minor,
   seq: number,
   funded_by: Funding[] | undefined,
+  limits: Counted[] | undefined,
 ): void {
   assert(!state.charges.has(chargeId), `charge ${chargeId} reused`);
   state.charges.set(chargeId, {
@@ -249,12 +272,17 @@ function openCharge(
     seq,
     funded_by: funded_by ?? null,
     returned: [],
+    ...(limits === undefined ? {} : { limits }),
   });
 }
 
 function evolveRefund(state: LedgerState, event: Extract<LedgerEvent, { type: "ChargeRefunded" }>): void {
   const charge = state.charges.get(event.charge_id);
   assert(charge !== undefined, `refund of unknown charge ${event.charge_id}`);
+  assert(
+    sameCounted(charge.limits, event.limits),
+    `seq ${event.seq}: the refund names the limits its charge counted in`,
+  );
   if (state.book !== null) {
     // Where the refund went is what the charge's sources give, in the reverse of their order.
     const at = Date.parse(event.at);
@@ -318,6 +346,7 @@ export function reservationOpened(event: Extract<LedgerEvent, { type: "FundsRese
     reserve_seq: event.seq,
     end_seq: null,
     funded_by: event.funded_by ?? null,
+    ...(event.limits === undefined ? {} : { limits: event.limits }),
   };
 }
 

@@ -28,7 +28,9 @@ import {
   decideOpenAccount,
   decideRefundCharge,
   decideReleaseReservation,
+  decideRemoveLimit,
   decideReserveFunds,
+  decideSetLimit,
   decideUpdateAccount,
 } from "./rules";
 
@@ -48,7 +50,8 @@ export interface CommandSpec<C extends Command> {
   decide(command: C, input: DecideInput<C>): Decision;
   /** Null for commands without a key. The prior event is checked to be of the declared type. */
   replay: ((command: C, prior: LedgerEvent) => readonly ReplayField[]) | null;
-  view: "event" | "account";
+  /** What a success answers: its event's view, the account, or every spend limit (issue 28). */
+  view: "event" | "account" | "limits";
   status: { success: 200 | 201; replay: 200 | 201 };
   batchable: boolean;
 }
@@ -164,7 +167,12 @@ export const COMMANDS: CommandTable = {
     key: (c) => ({ op: "charge", charge_id: c.charge_id }),
     reads: (c) => bothNamespaces(c.charge_id),
     decide: decideChargeAccount,
-    replay: replayAlike("AccountCharged", ["amount", "context", "metadata"]),
+    replay: replayOf("AccountCharged", (c, prior) => [
+      ["amount", c.amount, prior.amount],
+      ["context", c.context, prior.context],
+      ["project_id", c.caller?.project_id ?? null, prior.caller?.project_id ?? null],
+      ["metadata", c.metadata, prior.metadata],
+    ]),
     status: CREATED,
   }),
   RefundCharge: answersEvent({
@@ -189,6 +197,25 @@ export const COMMANDS: CommandTable = {
     ]),
     status: CREATED,
   }),
+  // A limit is set to a state (PUT): the same terms again change nothing, so need no key.
+  SetLimit: {
+    key: () => null,
+    reads: () => NO_READS,
+    decide: decideSetLimit,
+    replay: null,
+    view: "limits",
+    status: OK,
+    batchable: false,
+  },
+  RemoveLimit: {
+    key: () => null,
+    reads: () => NO_READS,
+    decide: decideRemoveLimit,
+    replay: null,
+    view: "limits",
+    status: OK,
+    batchable: false,
+  },
   ExpireReservations: {
     key: () => null,
     reads: (c) => ({ reservation_ids: c.reservation_ids, charge_ids: [] }),
@@ -209,10 +236,22 @@ function reserveReplayFields(c: ReserveFunds, prior: EventOf<"FundsReserved">): 
   return [
     ["price", c.pricing?.price ?? null, prior.pricing?.price ?? null],
     ["estimate", c.pricing?.estimate ?? null, prior.pricing?.estimate ?? null],
-    ["amount", c.pricing === undefined ? c.amount : null, prior.pricing === undefined ? prior.amount : null],
+    // A sized hold asked for a range; what it held is the answer, not part of the request.
+    [
+      "amount",
+      c.pricing === undefined && c.amount_min === undefined ? c.amount : null,
+      prior.pricing === undefined && prior.requested === undefined ? prior.amount : null,
+    ],
+    ["amount_min", c.amount_min ?? null, prior.requested?.amount_min ?? null],
+    [
+      "amount_max",
+      c.pricing === undefined && c.amount_min !== undefined ? c.amount : null,
+      prior.pricing === undefined && prior.requested !== undefined ? prior.requested.amount_max : null,
+    ],
     ["ttl_seconds", c.ttl_seconds, prior.ttl_seconds],
     ["on_expiry", c.on_expiry, prior.on_expiry],
     ["context", c.context, prior.context],
+    ["project_id", c.caller?.project_id ?? null, prior.caller?.project_id ?? null],
     ["metadata", c.metadata, prior.metadata],
   ];
 }

@@ -118,8 +118,11 @@ export function operationResult(
         account: balances,
       };
     }
-    case "FundsReserved":
-      return { reservation: reservationView(reservationOpened(event)), account: balances };
+    case "FundsReserved": {
+      // A hold sized to what is affordable says what it asked for (and, priced, the tokens it covers).
+      const requested = event.requested === undefined ? {} : { requested: event.requested };
+      return { reservation: reservationView(reservationOpened(event)), ...requested, account: balances };
+    }
     case "ReservationExtended":
       assert(reservation !== undefined, "extension result needs its reservation");
       return { reservation: reservationView(atExtension(reservation, event)), account: balances };
@@ -167,6 +170,8 @@ export function operationResult(
     case "AccountUpdated":
     case "LotExpired":
     case "LotsOpened":
+    case "LimitSet":
+    case "LimitRemoved":
       return { account: balances };
     default:
       return unreachable(event);

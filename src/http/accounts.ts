@@ -7,7 +7,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { runBatch } from "../app/batch";
-import { OPERATIONS, type OperationName, runOperation, statusOf, type Target } from "../app/operations";
+import { callerKeyOf, OPERATIONS, type OperationName, runOperation, statusOf, type Target } from "../app/operations";
 import { type ProblemCode, problem } from "../app/problems";
 import { AccountParams, AccountResponse, LotsPage, LotsQuery, ReservationParams } from "../app/schemas/accounts";
 import { EventsPage, EventsQuery } from "../app/schemas/audit";
@@ -93,6 +93,7 @@ const OPERATION_ROUTES: OperationRoute[] = [
       "too_many_open_reservations",
       "price_not_found",
       "unpriceable",
+      "limit_exceeded",
     ],
   },
   {
@@ -142,7 +143,7 @@ const OPERATION_ROUTES: OperationRoute[] = [
     tag: "Money",
     scope: "ledger:write",
     summary: "Charge directly (no reservation)",
-    errors: [...MONEY_ERRORS, "account_frozen", "insufficient_funds"],
+    errors: [...MONEY_ERRORS, "account_frozen", "insufficient_funds", "limit_exceeded"],
   },
   {
     operation: "refund",
@@ -205,7 +206,9 @@ function registerOperationRoute(app: OpenAPIHono<AppEnv>, route: OperationRoute)
       },
     },
     async (c, { params, body }) => {
-      const target = (params as Target | undefined) ?? { account_id: (body as { account_id: string }).account_id };
+      const addressed = (params as Target | undefined) ?? { account_id: (body as { account_id: string }).account_id };
+      const caller = callerKeyOf(c.get("principal"));
+      const target = caller === undefined ? addressed : { ...addressed, caller };
       const waitUntil = (work: Promise<unknown>) => c.executionCtx.waitUntil(work);
       return respond(c, await runOperation(c.env, route.operation, target, body, c.get("log"), waitUntil));
     },
@@ -296,7 +299,7 @@ function registerBatchRoute(app: OpenAPIHono<AppEnv>): void {
       }));
       const refused = requireItemScopes(c, items);
       if (refused !== null) return refused;
-      const outcome = await runBatch(c.env, params.account_id, body);
+      const outcome = await runBatch(c.env, params.account_id, body, callerKeyOf(c.get("principal")));
       const results = outcome.results.map((r) =>
         r.ok
           ? { status: r.status, ...(r.replayed ? { replayed: true } : {}), body: r.value }

@@ -20,6 +20,7 @@ import { registerAuditRoutes } from "./audit";
 import { authenticate } from "./auth";
 import type { AppEnv } from "./context";
 import { registerKeyRoutes } from "./keys";
+import { registerLimitRoutes } from "./limits";
 import { consoleCors, requestContext, requireConfigKeys } from "./middleware";
 import { registerMonitoringRoutes } from "./monitoring";
 import { registerPriceRoutes } from "./prices";
@@ -44,6 +45,7 @@ export function createApp(extraRoutes?: (app: OpenAPIHono<AppEnv>) => void): Ope
   app.use("/v1/*", bodyLimits());
 
   registerAccountRoutes(app);
+  registerLimitRoutes(app);
   registerReportRoutes(app);
   registerAdminRoutes(app);
   registerAuditRoutes(app);

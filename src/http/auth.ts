@@ -118,7 +118,13 @@ function block(address: string, nowMs: number): void {
   blockedAddresses.set(address, nowMs + RATE_LIMIT_PERIOD_SECONDS * 1_000);
 }
 
-const BOOTSTRAP: Principal = { key_id: "bootstrap", prefix: "bootstrap", scopes: new Set(SCOPES), account_id: null };
+const BOOTSTRAP: Principal = {
+  key_id: "bootstrap",
+  prefix: "bootstrap",
+  scopes: new Set(SCOPES),
+  account_id: null,
+  project_id: null,
+};
 
 export function authenticate(): MiddlewareHandler<AppEnv> {
   return async function authenticateMiddleware(c, next) {

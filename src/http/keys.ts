@@ -43,7 +43,12 @@ function registerCreateApiKey(app: OpenAPIHono<AppEnv>): void {
     async (c, { body }) => {
       const created = await createApiKey(
         controlDb(c.env),
-        { name: body.name, scopes: body.scopes, account_id: body.account_id ?? null },
+        {
+          name: body.name,
+          scopes: body.scopes,
+          account_id: body.account_id ?? null,
+          project_id: body.project_id ?? null,
+        },
         new Date(clock.now()),
       );
       return c.json({ key: created.record, secret: created.secret }, 201);

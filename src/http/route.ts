@@ -31,7 +31,7 @@ export type Tag =
   | "Webhooks";
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
-  method: "get" | "post" | "patch" | "delete";
+  method: "get" | "post" | "put" | "patch" | "delete";
   /** OpenAPI style: /v1/accounts/{account_id} */
   path: string;
   /** Unique per operation: the method name of a generated client. */

@@ -216,6 +216,8 @@ function movement(event: LedgerEvent): EventSums {
     case "ReservationExtended":
     case "ReservationReleased":
     case "LotsOpened":
+    case "LimitSet":
+    case "LimitRemoved":
       return {};
     case "LotExpired":
       return { lot_expired_amount: event.amount };
@@ -308,6 +310,8 @@ function journalGroup(event: LedgerEvent): JournalGroup | null {
     case "ReservationExtended":
     case "ReservationReleased":
     case "LotsOpened":
+    case "LimitSet":
+    case "LimitRemoved":
       return null;
     default:
       // A new event type fails to compile here until it names its counter account (or none).

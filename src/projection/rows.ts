@@ -114,6 +114,9 @@ function eventColumns(event: LedgerEvent): Columns {
       return { amount: event.amount };
     case "LotsOpened":
       return {};
+    case "LimitSet":
+    case "LimitRemoved":
+      return {};
     case "FundsReserved":
     case "ReservationExtended":
     case "ReservationCaptured":

@@ -66,6 +66,8 @@ export interface Principal {
   scopes: ReadonlySet<Scope>;
   /** A restricted key sees and moves only this account. */
   account_id: string | null;
+  /** A key bound to a project (issue 28): its reserves and charges are for this project. */
+  project_id: string | null;
 }
 
 export interface ApiKeyRecord {
@@ -74,6 +76,7 @@ export interface ApiKeyRecord {
   prefix: string;
   scopes: Scope[];
   account_id: string | null;
+  project_id: string | null;
   created_at: string;
   last_used_at: string | null;
   revoked_at: string | null;
@@ -116,7 +119,7 @@ export async function sha256Hex(text: string): Promise<string> {
 /** Creates a key. `admin` with `account_id` is refused (the schema refuses it first, with its field). */
 export async function createApiKey(
   db: D1Database,
-  input: { name: string; scopes: Scope[]; account_id: string | null },
+  input: { name: string; scopes: Scope[]; account_id: string | null; project_id: string | null },
   now: Date,
 ): Promise<{ record: ApiKeyRecord; secret: string }> {
   if (input.account_id !== null && input.scopes.includes("admin")) {
@@ -131,13 +134,14 @@ export async function createApiKey(
     prefix,
     scopes: [...new Set(input.scopes)].sort() as Scope[],
     account_id: input.account_id,
+    project_id: input.project_id,
     created_at: now.toISOString(),
     last_used_at: null,
     revoked_at: null,
   };
   await db
     .prepare(
-      "INSERT INTO api_keys (id, name, prefix, secret_hash, scopes, account_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO api_keys (id, name, prefix, secret_hash, scopes, account_id, project_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(
       record.id,
@@ -146,6 +150,7 @@ export async function createApiKey(
       hash,
       JSON.stringify(record.scopes),
       record.account_id,
+      record.project_id,
       record.created_at,
     )
     .run();
@@ -159,12 +164,13 @@ interface ApiKeyRow {
   prefix: string;
   scopes: string;
   account_id: string | null;
+  project_id: string | null;
   created_at: string;
   last_used_at: string | null;
   revoked_at: string | null;
 }
 
-const RECORD_COLUMNS = "id, name, prefix, scopes, account_id, created_at, last_used_at, revoked_at";
+const RECORD_COLUMNS = "id, name, prefix, scopes, account_id, project_id, created_at, last_used_at, revoked_at";
 
 function toRecord(row: ApiKeyRow): ApiKeyRecord {
   return { ...row, scopes: JSON.parse(row.scopes) as Scope[] };
@@ -233,9 +239,11 @@ export async function resolveApiKey(
   let entry = cache.get(probe.hash);
   if (probe.status !== "valid" || entry === undefined) {
     const row = await db
-      .prepare("SELECT id, prefix, scopes, account_id FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL")
+      .prepare(
+        "SELECT id, prefix, scopes, account_id, project_id FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL",
+      )
       .bind(probe.hash)
-      .first<{ id: string; prefix: string; scopes: string; account_id: string | null }>()
+      .first<{ id: string; prefix: string; scopes: string; account_id: string | null; project_id: string | null }>()
       .catch((error: unknown) => {
         recordD1Failure(nowMs, "read:key_lookup");
         throw error;
@@ -252,6 +260,7 @@ export async function resolveApiKey(
         prefix: row.prefix,
         scopes: new Set(JSON.parse(row.scopes) as Scope[]),
         account_id: row.account_id,
+        project_id: row.project_id,
       },
       expiresAt: nowMs + KEY_CACHE_TTL_MS,
       lastUsedWrittenAt: entry?.lastUsedWrittenAt ?? 0,

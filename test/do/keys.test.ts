@@ -7,7 +7,12 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
-import { CHARGE_FUNDING_COLUMNS, ENDED_ROWS_AS_RECORDS, respellOperationKeys } from "../../durable-objects/schema";
+import {
+  CHARGE_FUNDING_COLUMNS,
+  CHARGE_LIMITS_COLUMN,
+  ENDED_ROWS_AS_RECORDS,
+  respellOperationKeys,
+} from "../../durable-objects/schema";
 import type { AccountStore } from "../../durable-objects/store";
 import { encodeKey, KEY_LOCATIONS, type KeyLocation } from "../../src/domain/keys";
 import { AssertionError } from "../../src/domain/money";
@@ -132,6 +137,7 @@ describe("the migration to ended reservations as records and charges as columns"
       sql.exec(ENDED_ROWS_AS_RECORDS);
       // The later migration of issue 27 adds what paid for each charge: these were charged with lots.
       sql.exec(CHARGE_FUNDING_COLUMNS);
+      sql.exec(CHARGE_LIMITS_COLUMN);
       for (const c of charges) {
         if (c === null) continue;
         sql.exec("UPDATE charges SET funded_by = ? WHERE charge_id = ?", JSON.stringify(c.funded_by), c.charge_id);

@@ -247,7 +247,9 @@ describe("the object", () => {
     await post(id, "/credits", { credit_id: "b", amount: 10 });
     await post(id, "/charges", { charge_id: "ch", amount: 15 });
     // A replay of the charge loads its spent source, a; so does a refund that only b takes back.
-    expect((await post(id, "/charges", { charge_id: "ch", amount: 15 })).headers.get("idempotent-replayed")).toBe("true");
+    expect((await post(id, "/charges", { charge_id: "ch", amount: 15 })).headers.get("idempotent-replayed")).toBe(
+      "true",
+    );
     await post(id, "/refunds", { refund_id: "rf", charge_id: "ch", amount: 5 });
     await post(id, "/credits", { credit_id: "c", amount: 1 });
     const inMemory = await runInDurableObject(stub(id), (instance: AccountDurableObject) => [

@@ -151,6 +151,9 @@ export class ReferenceLedger {
       RefundCharge: (c) => this.refund(account, c),
       AdjustBalance: (c) => this.adjust(account, c),
       ExpireReservations: (c) => this.expire(account, c),
+      // Spend limits have their own fold and property test (test/domain/spend-limits.test.ts).
+      SetLimit: () => unmodelled("SetLimit"),
+      RemoveLimit: () => unmodelled("RemoveLimit"),
     };
   }
 
@@ -377,4 +380,8 @@ export class ReferenceLedger {
     }
     return problems;
   }
+}
+
+function unmodelled(type: string): never {
+  throw new Error(`${type} is not in the reference model`);
 }

@@ -39,6 +39,12 @@ function everyCommand(): Command[] {
     given.charge("ch1", 30),
     given.refund("rf1", "ch1", 10),
     given.adjust("adj1", -5),
+    {
+      type: "SetLimit",
+      limit_id: "l1",
+      terms: { applies_to: { project_id: "p" }, window: "day", amount: 100, threshold_percent: 80 },
+    },
+    { type: "RemoveLimit", limit_id: "l1" },
   ];
 }
 

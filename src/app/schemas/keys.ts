@@ -10,6 +10,10 @@ export const ApiKeyCreateBody = z
     account_id: Id.optional().openapi({
       description: "Restrict the key to this one account. Never with the `admin` scope.",
     }),
+    project_id: Id.optional().openapi({
+      description:
+        "Bind the key to a project: its reserves and charges count against that project's spend limits, and a body may not name another.",
+    }),
   })
   // An admin key acts for every tenant: restricting it to one account would be a contradiction
   // that used to let a tenant's key publish prices and raise its own limits.
@@ -31,6 +35,7 @@ export const ApiKeyRecordSchema = z
     prefix: z.string().openapi({ description: "Non-secret start of the key, shown in lists and logs." }),
     scopes: z.array(z.enum(SCOPES)),
     account_id: z.string().nullable(),
+    project_id: z.string().nullable(),
     created_at: Time,
     last_used_at: Time.nullable(),
     revoked_at: Time.nullable(),

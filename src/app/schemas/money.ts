@@ -65,23 +65,62 @@ export const EstimateSchema = z
   })
   .openapi("Estimate", { description: "The most the call may use; priced to make the hold." });
 
+/** A request's context: the usage context, and the project of a key bound to none (issue 28). */
+export const RequestContext = UsageContext.extend({
+  project_id: Id.optional().openapi({
+    description:
+      "The project the call is for, counted against its spend limits. A key bound to a project may only name its own.",
+  }),
+}).openapi("RequestContext");
+
 export const ReserveFields = z.strictObject({
   reservation_id: Id,
-  amount: Amount.optional().openapi({ description: "The hold; or give price and estimate instead." }),
+  amount: Amount.optional().openapi({
+    description: "The hold; or give price and estimate, or amount_min and amount_max.",
+  }),
+  amount_min: Amount.optional().openapi({
+    description:
+      "With amount_max: hold the most up to amount_max that the balance and the spend limits allow; refused only below this.",
+  }),
+  amount_max: Amount.optional().openapi({ description: "The most a hold sized to what is affordable holds." }),
   price: PriceRefSchema.optional(),
   estimate: EstimateSchema.optional(),
   ttl_seconds: Ttl.optional().openapi({ description: `Default ${TTL_SECONDS_DEFAULT}.` }),
   on_expiry: OnExpiry.optional().openapi({ description: "Default release." }),
-  context: UsageContext.optional(),
+  context: RequestContext.optional(),
   metadata: Metadata.optional(),
 });
-export function reserveRules<T extends z.ZodType<{ amount?: number; price?: unknown; estimate?: unknown }>>(schema: T) {
-  return schema
-    .refine(
-      (b) => (b.amount !== undefined) !== (b.price !== undefined && b.estimate !== undefined),
-      "give either amount, or price and estimate",
-    )
-    .refine((b) => (b.price === undefined) === (b.estimate === undefined), "price and estimate go together");
+type ReserveShape = { amount?: number; amount_min?: number; amount_max?: number; price?: unknown; estimate?: unknown };
+export function reserveRules<T extends z.ZodType<ReserveShape>>(schema: T) {
+  return schema.superRefine((b, ctx) => {
+    const priced = b.price !== undefined || b.estimate !== undefined;
+    if ((b.price === undefined) !== (b.estimate === undefined)) {
+      ctx.addIssue({ code: "custom", path: [], message: "price and estimate go together" });
+    }
+    if (b.amount !== undefined && (b.amount_min !== undefined || b.amount_max !== undefined)) {
+      const path = [b.amount_min !== undefined ? "amount_min" : "amount_max"];
+      ctx.addIssue({ code: "custom", path, message: "give amount, or amount_min and amount_max, not both" });
+    }
+    // A priced hold takes its most from the estimate: amount_min may size it, amount_max may not.
+    if (priced && b.amount_max !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["amount_max"], message: "a priced hold's most is its estimate" });
+    }
+    if (!priced && (b.amount_min === undefined) !== (b.amount_max === undefined)) {
+      const path = [b.amount_min === undefined ? "amount_min" : "amount_max"];
+      ctx.addIssue({ code: "custom", path, message: "amount_min and amount_max go together" });
+    }
+    if (b.amount_min !== undefined && b.amount_max !== undefined && b.amount_min > b.amount_max) {
+      ctx.addIssue({ code: "custom", path: ["amount_min"], message: "amount_min is more than amount_max" });
+    }
+    const given = b.amount !== undefined || b.amount_max !== undefined || priced;
+    if (!given || (priced && b.amount !== undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message: "give either amount, amount_min and amount_max, or price and estimate",
+      });
+    }
+  });
 }
 export const ReserveBody = reserveRules(ReserveFields).openapi("ReserveRequest");
 
@@ -111,7 +150,7 @@ export const ExtendBody = ExtendFields.openapi("ExtendRequest");
 export const ChargeFields = z.strictObject({
   charge_id: Id,
   amount: Amount,
-  context: UsageContext.optional(),
+  context: RequestContext.optional(),
   metadata: Metadata.optional(),
 });
 export const ChargeBody = ChargeFields.openapi("ChargeRequest");
@@ -219,7 +258,23 @@ export const CreditResult = recordedResult("CreditResult", "credit", {
 });
 
 export const ReservationResult = z
-  .object({ reservation: ReservationResponse, account: Balances })
+  .object({
+    reservation: ReservationResponse,
+    requested: z
+      .object({
+        amount_min: Minor,
+        amount_max: Minor,
+        output_tokens_covered: z.number().int().optional().openapi({
+          description:
+            "With a token price: the output tokens of the estimate the held amount pays for (set max_tokens to it).",
+        }),
+      })
+      .optional()
+      .openapi({
+        description: "A hold sized to what is affordable: what it asked; reservation.amount is what it holds.",
+      }),
+    account: Balances,
+  })
   .openapi("ReservationResult");
 
 export const CaptureResult = z

@@ -185,6 +185,10 @@ export function holdChanges(
       // Opening lots names the holds' earmarks, which the read side's hold rows do not keep.
       case "LotsOpened":
         break;
+      // Spend limits are the object's: the read side keeps no copy.
+      case "LimitSet":
+      case "LimitRemoved":
+        break;
       default:
         unreachable(event);
     }
