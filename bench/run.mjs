@@ -481,6 +481,23 @@ async function main() {
     const expired = await call(url, "GET", `/v1/accounts/${lotsAccount}/lots?status=expired`);
     rows.lots_reserve_capture.lots = { per_account: LOTS_PER_ACCOUNT, expired_during_run: expired.data.length };
 
+    // Issue 28: reserve+capture counted against 3 matching spend limits (the bench's key, by day,
+    // month and total), in rounds alternating with the plain hot account's.
+    const [limited] = await openAccounts(url, "limited", 1, 1e12);
+    for (const window of ["day", "month", "total"]) {
+      const body = { applies_to: { api_key_id: "bootstrap" }, window, amount: 1e15 };
+      await call(url, "PUT", `/v1/accounts/${limited}/limits/bench-${window}`, body);
+    }
+    await drain(url, [limited]);
+    const limitedRun = await besideHot(limited);
+    const counted = (await call(url, "GET", `/v1/accounts/${limited}/limits`)).data ?? [];
+    if (counted.length !== 3 || counted.some((l) => l.spent === 0)) throw new Error("the bench's limits did not count");
+    rows.limits_reserve_capture = {
+      ...limitedRun.row,
+      limits: counted.map((l) => ({ window: l.window, spent: l.spent })),
+    };
+    rows.hot_beside_limits = limitedRun.beside;
+
     // The same, on an account holding LOTS_ACTIVE_MAX lots with credit: a movement's cost is not the book's.
     const fullAccount = await openFullLotsAccount(url);
     await drain(url, [fullAccount]);
@@ -691,6 +708,13 @@ function report(rows, memory, verifier, d1, longHistory = null) {
     console.log(
       `lots-heavy reserve+capture: ${lots.x_plain_same_rounds}x the plain hot account's req/s in the same rounds ` +
         `(rounds ${JSON.stringify(lots.round_ratios)}); ${lots.lots.expired_during_run} of ${lots.lots.per_account} lots expired during it`,
+    );
+  }
+  const limited = rows.limits_reserve_capture;
+  if (limited) {
+    console.log(
+      `reserve+capture under 3 matching spend limits: ${limited.x_plain_same_rounds}x the plain hot account's req/s ` +
+        `in the same rounds (rounds ${JSON.stringify(limited.round_ratios)})`,
     );
   }
   const full = rows.full_lots_reserve_capture;

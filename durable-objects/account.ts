@@ -80,7 +80,8 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
     this.store.cursorWithCommit = this.projector.cursorWithCommit;
     const lots = { book: () => this.store.lots.book, account: () => this.store.account };
     this.outbox = new WebhookOutbox(this.store.sql, { ...lots, leadMs: this.config.lotExpiringLeadMs });
-    this.store.onAppend = (before, after, events) => this.outbox.record(before, after, events, clock.now());
+    this.store.onAppend = (before, after, events, limits) =>
+      this.outbox.record(before, after, events, clock.now(), limits);
     this.webhooks = new WebhookRunner(
       this.outbox,
       () => this.env,

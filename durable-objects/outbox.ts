@@ -16,13 +16,20 @@ import { clock } from "../src/clock";
 import type { LedgerEvent } from "../src/domain/events";
 import type { Lot, LotBook } from "../src/domain/lots";
 import { isBelow, lowBalanceTransition } from "../src/domain/low-balance";
+import { crossings, type LimitBook } from "../src/domain/spend-limits";
 import type { AccountState } from "../src/domain/state";
 import type { Env } from "../src/env";
 import { writeLog } from "../src/observability/log";
 import { recordD1Failure } from "../src/observability/metrics";
 import { controlDb } from "../src/read-side/shards";
 import { loadConfigKeys } from "../src/security/secrets";
-import { lotExpiredEvent, lotExpiringEvent, lowBalanceEvent, type WebhookEvent } from "../src/webhooks/events";
+import {
+  limitEvent,
+  lotExpiredEvent,
+  lotExpiringEvent,
+  lowBalanceEvent,
+  type WebhookEvent,
+} from "../src/webhooks/events";
 import { deliverDue } from "../src/webhooks/send";
 import { enqueueDeliveries } from "../src/webhooks/store";
 
@@ -101,10 +108,20 @@ export class WebhookOutbox {
    * Inside the command's transaction: writes the crossing's event, if it crossed, and a
    * `lot.expired` per LotExpired event. Returns rows written.
    */
-  record(before: AccountState | null, after: AccountState, events: readonly LedgerEvent[], nowMs: number): number {
+  record(
+    before: AccountState | null,
+    after: AccountState,
+    events: readonly LedgerEvent[],
+    nowMs: number,
+    limits: { before: LimitBook; after: LimitBook } = { before: new Map(), after: new Map() },
+  ): number {
     let rows = 0;
     for (const event of events) if (event.type === "LotExpired") rows += this.add(lotExpiredEvent(event, after), nowMs);
     const last = events.at(-1) as LedgerEvent;
+    // A spend limit's window that crossed its threshold or its amount (issue 28): once per window.
+    for (const { entry, crossing } of crossings(limits.before, limits.after)) {
+      rows += this.add(limitEvent(crossing, entry, after, last), nowMs);
+    }
     // Until the first crossing is recorded, "low" is read from the state before the command.
     const wasLow = this.state.low === null ? before !== null && isBelow(before) === true : this.state.low === 1;
     const { transition, low } = lowBalanceTransition(wasLow, after);

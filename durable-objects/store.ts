@@ -15,7 +15,7 @@ import { encodeKey, eventKey, eventKeyString, keyEntityId, keyLocation, type Ope
 import { LEGACY_LOT_ID, lotParts } from "../src/domain/lot-events";
 import type { Funding, Returned } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
-import type { Counted } from "../src/domain/spend-limits";
+import type { Counted, LimitBook } from "../src/domain/spend-limits";
 import {
   type AccountState,
   type ChargeState,
@@ -121,8 +121,14 @@ export class AccountStore {
    * event: writes what the change implies besides the log (the webhook outbox's low-balance
    * crossings, durable-objects/outbox.ts) and returns the rows it wrote. A throw rolls back.
    */
-  onAppend: ((before: AccountState | null, after: AccountState, events: readonly LedgerEvent[]) => number) | null =
-    null;
+  onAppend:
+    | ((
+        before: AccountState | null,
+        after: AccountState,
+        events: readonly LedgerEvent[],
+        limits: { before: LimitBook; after: LimitBook },
+      ) => number)
+    | null = null;
 
   /** Runs `work` in one transaction (or inside the batch's): a throw rolls all of it back. */
   transaction<T>(work: () => T): T {
@@ -284,7 +290,7 @@ export class AccountStore {
       holds = written.holds;
       earliest = written.earliestOpenExpiryMs;
       assertSnapshot(account, holds, events);
-      rows += this.onAppend?.(accountBefore, account, events) ?? 0;
+      rows += this.onAppend?.(accountBefore, account, events, { before: this.limits.book, after: state.limits }) ?? 0;
     });
     this.rowsWritten += rows;
     this.commits += 1;

@@ -152,6 +152,8 @@ export class LedgerService extends WorkerEntrypoint<Env> {
     const errors: FieldError[] = [];
     validate(Id, target.account_id, "account_id", errors);
     if (target.reservation_id !== undefined) validate(Id, target.reservation_id, "reservation_id", errors);
+    if (target.caller?.api_key_id !== undefined) validate(Id, target.caller.api_key_id, "caller.api_key_id", errors);
+    if (target.caller?.project_id != null) validate(Id, target.caller.project_id, "caller.project_id", errors);
     validateInput(errors);
     let outcome: Outcome<T>;
     if (errors.length > 0) {

@@ -62,6 +62,8 @@ export interface LimitUsage {
   window_start_ms: number;
   spent: Minor;
   held: Minor;
+  /** The most `spent + held` reached in the window: it only rises, so each crossing happens once. */
+  peak: Minor;
 }
 
 export interface LimitEntry {
@@ -126,7 +128,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 export function usageAt(entry: LimitEntry, nowMs: number): LimitUsage {
   const start = windowStartMs(entry.limit.window, nowMs);
   assert(entry.usage.window_start_ms <= start, `limit ${entry.limit.limit_id}: time runs forward`);
-  return entry.usage.window_start_ms === start ? entry.usage : { window_start_ms: start, spent: 0, held: 0 };
+  return entry.usage.window_start_ms === start ? entry.usage : { window_start_ms: start, spent: 0, held: 0, peak: 0 };
 }
 
 /** What the limit still allows in the window holding `nowMs` (negative after an overage). */
@@ -170,7 +172,8 @@ export function allowance(book: LimitBook, dims: LimitScope, nowMs: number): Min
 function withUsage(book: LimitBook, entry: LimitEntry, usage: LimitUsage): LimitBook {
   assert(usage.spent >= 0 && usage.held >= 0, `limit ${entry.limit.limit_id}: spent and held are not negative`);
   const next = new Map(book);
-  next.set(entry.limit.limit_id, { limit: entry.limit, usage });
+  const peak = Math.max(usage.peak, usage.spent + usage.held);
+  next.set(entry.limit.limit_id, { limit: entry.limit, usage: { ...usage, peak } });
   return next;
 }
 
@@ -248,7 +251,7 @@ export function setLimit(book: LimitBook, limitId: string, terms: LimitTerms, se
       usage: before.usage,
     });
   } else {
-    const usage = { window_start_ms: windowStartMs(terms.window, nowMs), spent: 0, held: 0 };
+    const usage = { window_start_ms: windowStartMs(terms.window, nowMs), spent: 0, held: 0, peak: 0 };
     next.set(limitId, { limit: { ...terms, limit_id: limitId, since_seq: seq }, usage });
   }
   assert(next.size <= LIMITS_PER_ACCOUNT_MAX, "at most LIMITS_PER_ACCOUNT_MAX limits");
@@ -260,6 +263,30 @@ export function removeLimit(book: LimitBook, limitId: string): LimitBook {
   const next = new Map(book);
   next.delete(limitId);
   return next;
+}
+
+export type LimitCrossing = "limit.threshold_reached" | "limit.exhausted";
+
+/**
+ * What a movement from `before` to `after` crossed, per limit: its usage's peak reaching the
+ * threshold (`threshold_percent` of the amount) or the amount itself, in the window of `after`.
+ * A peak only rises within a window, so each crossing happens at most once per window.
+ */
+export function crossings(before: LimitBook, after: LimitBook): { entry: LimitEntry; crossing: LimitCrossing }[] {
+  const out: { entry: LimitEntry; crossing: LimitCrossing }[] = [];
+  for (const entry of after.values()) {
+    const old = before.get(entry.limit.limit_id);
+    const same =
+      old !== undefined &&
+      old.limit.since_seq === entry.limit.since_seq &&
+      old.usage.window_start_ms === entry.usage.window_start_ms;
+    const from = same ? old.usage.peak : 0;
+    const to = entry.usage.peak;
+    const threshold = Math.ceil((entry.limit.amount * entry.limit.threshold_percent) / 100);
+    if (from < threshold && to >= threshold) out.push({ entry, crossing: "limit.threshold_reached" });
+    if (from < entry.limit.amount && to >= entry.limit.amount) out.push({ entry, crossing: "limit.exhausted" });
+  }
+  return out;
 }
 
 /** Every limit, by id, with its current window's figures: the answer of `GET .../limits`. */

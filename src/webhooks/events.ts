@@ -8,11 +8,15 @@
  * - `alert.firing`, `alert.resolved`: from an alert's transition (src/observability/alerts.ts).
  * - `lot.expired`: from a LotExpired ledger event (its id derived from it); `lot.expiring`: once
  *   per lot, a lead time before its expiry, while it has credit (its id names the lot and expiry).
+ * - `limit.threshold_reached`, `limit.exhausted` (issue 28): once per limit and window, from the
+ *   command whose hold or charge took the window's peak across the threshold or the amount (its id
+ *   names the limit, its terms' seq and the window).
  */
 
 import type { LedgerEvent, LotExpired } from "../domain/events";
 import type { Lot } from "../domain/lots";
 import { type LowBalanceTransition, spendable } from "../domain/low-balance";
+import { type LimitCrossing, type LimitEntry, limitView } from "../domain/spend-limits";
 import type { AccountState } from "../domain/state";
 import type { Transition } from "../observability/alerts";
 
@@ -23,6 +27,8 @@ export const WEBHOOK_EVENT_TYPES = [
   "alert.resolved",
   "lot.expiring",
   "lot.expired",
+  "limit.threshold_reached",
+  "limit.exhausted",
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
@@ -126,6 +132,38 @@ export function lotExpiringEvent(
       remaining: lot.remaining,
       held: lot.held,
       expires_at: expiresAt,
+    },
+  };
+}
+
+/** A limit's window crossed its threshold or its amount (issue 28): once per limit and window. */
+export function limitEvent(
+  crossing: LimitCrossing,
+  entry: LimitEntry,
+  account: Pick<AccountState, "account_id" | "currency">,
+  last: LedgerEvent,
+): WebhookEvent {
+  const { limit, usage } = entry;
+  const view = limitView(entry, Date.parse(last.at));
+  const kind = crossing === "limit.exhausted" ? "exhausted" : "threshold";
+  return {
+    id: `evt_limit_${kind}.${account.account_id}.${limit.limit_id}.${limit.since_seq}.${usage.window_start_ms}`,
+    type: crossing,
+    created_at: last.at,
+    account_id: account.account_id,
+    data: {
+      account_id: account.account_id,
+      currency: account.currency,
+      limit_id: limit.limit_id,
+      window: limit.window,
+      window_start: view.window_start,
+      resets_at: view.resets_at,
+      amount: limit.amount,
+      threshold_percent: limit.threshold_percent,
+      spent: usage.spent,
+      held: usage.held,
+      remaining: view.remaining,
+      seq: last.seq,
     },
   };
 }

@@ -186,6 +186,19 @@ test("the account view shows the API's balances, events, usage and refunds", asy
     text: formatMinor(5_000, "USD"),
   });
 
+  // Spend limits: the day's limit on model-c, past its threshold after today's charge.
+  await page.locator("#limits table.limits").waitFor();
+  const limit = await page
+    .locator("#limits tbody tr")
+    .evaluateAll((rows) =>
+      rows.map((r) => [r.querySelector("code")?.textContent, r.querySelector("[data-field=state]")?.textContent]),
+    );
+  assert.deepEqual(limit, [["model-c-daily", "threshold"]]);
+  assert.deepEqual(await shownAmount("#limits tbody tr:first-child [data-field=remaining] .amount"), {
+    minor: "1",
+    text: formatMinor(1, "USD"),
+  });
+
   // Refunds.
   await page.locator("#refunds table.refunds").waitFor();
   assert.deepEqual(await shownAmount("#refunds tbody td:nth-child(4) .amount"), { minor: "1500", text: "15.00 USD" });

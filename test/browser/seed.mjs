@@ -53,6 +53,12 @@ export async function seedHistory(ledger, t0) {
   for (let i = 0; i < SMALL_CHARGES; i++) await charge(`ch_small_${i}`, 10 + i, "model-a");
   await post("/refunds", { refund_id: "refund_1", charge_id: "ch_12a", amount: 1_500, reason: "failed request" });
   await at(0);
+  // A day's spend limit on model-c, which today's charge takes past its threshold (80%).
+  await api.call("PUT", "/v1/accounts/acct_main/limits/model-c-daily", {
+    applies_to: { model: "model-c" },
+    window: "day",
+    amount: 1_000,
+  });
   await charge("ch_today", 999, "model-c");
   // Promotional credit that expires in 20 days: spent first, so the hold below earmarks it.
   const promoExpiresAt = new Date(t0 + 20 * DAY_MS).toISOString();

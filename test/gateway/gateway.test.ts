@@ -351,15 +351,30 @@ const HOLD = 38;
 const COST = 17;
 
 describe("gateway billing", () => {
-  it("1. never calls the provider when the reservation is refused for funds", async () => {
+  it("1. never calls the provider when the funds cover no output token", async () => {
     await publish("m1");
-    const c = await customer(10);
+    // The input and the request alone cost ceil(26 × 1/10 + 5) = 8: the hold of 5 covers no output.
+    const c = await customer(5);
     const provider = fakeProvider("stream");
     const { status, text } = await chat(gatewayWith(provider), chatRequest(c.key, "q1", "m1"));
     expect(status).toBe(402);
     expect(errorCode(text)).toBe("insufficient_funds");
     expect(provider.calls).toBe(0);
-    expect(await account(c.id)).toMatchObject({ balance: 10, reserved: 0, last_seq: 2 });
+    // The sized hold was made and released at once: nothing is held or spent.
+    expect(await account(c.id)).toMatchObject({ balance: 5, reserved: 0, last_seq: 4 });
+    expect(await reservationOf(c.id, "q1")).toMatchObject({ status: "released", amount: 5 });
+  });
+
+  it("1b. holds what the funds allow and asks the provider for only the tokens that covers (issue 28)", async () => {
+    await publish("m1b");
+    const c = await customer(20);
+    const provider = fakeProvider("stream", { prompt_tokens: 26, completion_tokens: 41 });
+    const { status } = await chat(gatewayWith(provider), chatRequest(c.key, "q1b", "m1b"));
+    expect(status).toBe(200);
+    // 20 - ceil(2.6 + 5) leaves 12.4: 41 output tokens at 3/10 (2.6 + 12.3 + 5 = 19.9, charged 20).
+    expect(provider.bodies[0]?.max_tokens).toBe(41);
+    expect(await reservationOf(c.id, "q1b")).toMatchObject({ status: "captured", amount: 20, captured_amount: 20 });
+    expect(await account(c.id)).toMatchObject({ balance: 0, reserved: 0 });
   });
 
   it("2. captures a completed stream from its usage at the pinned price and releases the rest", async () => {

@@ -12,6 +12,7 @@ import { renderBalances } from "./balances.js";
 import { h, panel, replace, showError, showLoading } from "./dom.js";
 import { loadEvents } from "./events.js";
 import { loadHolds } from "./holds.js";
+import { loadLimits } from "./limits.js";
 import { loadLots } from "./lots.js";
 import { loadAlerts, loadMonitoring } from "./monitoring.js";
 import { loadAccounts, loadProjection } from "./operator.js";
@@ -168,11 +169,12 @@ async function showAccount(accountId) {
   const life = lifetime;
   const view = { accountId, currency: account.currency, lastSeq: account.last_seq, lifetime: life };
   const lots = panel("lots", "Credit by lot, in the order it is spent");
+  const limits = panel("limits", "Spend limits, this window");
   const holds = panel("holds", "Open holds");
   const usage = panel("usage", "Usage, last 30 days");
   const events = panel("events", "Recent events");
   const refunds = panel("refunds", "Refunds, last 30 days");
-  main.append(lots.section, holds.section, usage.section, events.section, refunds.section);
+  main.append(lots.section, limits.section, holds.section, usage.section, events.section, refunds.section);
   const refreshBalances = () =>
     void get(path).then(
       (fresh) => !life.disposed && renderBalances(balances.body, fresh),
@@ -183,6 +185,7 @@ async function showAccount(accountId) {
   void loadEvents(events.body, view);
   void loadRefunds(refunds.body, view);
   void loadLots(lots.body, view);
+  void loadLimits(limits.body, view);
 }
 
 /** The operator view (admin keys). */

@@ -98,6 +98,8 @@ export interface GatewayOptions {
 export const OUTPUT_TOKENS_DEFAULT = 1_024;
 /** Output tokens one request may hold and ask for: the provider is never sent a larger max_tokens. */
 export const OUTPUT_TOKENS_MAX = 4_096;
+/** The fewest output tokens worth calling the provider for; a hold covering fewer is refused (402). */
+export const OUTPUT_TOKENS_MIN = 1;
 /** Rough token estimate for the hold: never below the real count for ordinary text. */
 export const CHARS_PER_TOKEN_ESTIMATE = 3;
 /** Input tokens held beyond the text's estimate: the chat template's own tokens. */
@@ -356,15 +358,27 @@ async function reserve(deps: Deps, principal: GatewayPrincipal, requestId: strin
   const started = deps.now();
   const price = { service_id: options.serviceId, provider: options.providerName, model: chat.model };
   let reserved: Awaited<ReturnType<Ledger["reserve"]>>;
+  // The caller's key and project: the ledger counts the call against their spend limits.
+  const caller = {
+    ...(principal.key_id === undefined ? {} : { api_key_id: principal.key_id }),
+    ...(principal.project_id === undefined ? {} : { project_id: principal.project_id }),
+  };
   try {
-    reserved = await deps.ledger.reserve(principal.account_id, {
-      reservation_id: reservationId,
-      price,
-      estimate: { max_input_tokens: inputTokens, max_output_tokens: outputTokens },
-      ttl_seconds: options.reservationTtlSeconds,
-      on_expiry: "release",
-      context: { request_id: requestId, ...price },
-    });
+    // Sized to what is affordable (issue 28): the ledger holds the most of the estimate that the
+    // balance and the spend limits allow, and says how many output tokens that covers.
+    reserved = await deps.ledger.reserve(
+      principal.account_id,
+      {
+        reservation_id: reservationId,
+        price,
+        estimate: { max_input_tokens: inputTokens, max_output_tokens: outputTokens },
+        amount_min: 1,
+        ttl_seconds: options.reservationTtlSeconds,
+        on_expiry: "release",
+        context: { request_id: requestId, ...price },
+      },
+      caller,
+    );
   } catch {
     // Whether the hold was placed is unknown; if it was, it expires by its release rule.
     return problem(503, "ledger_unavailable", "Billing is unavailable; retry with a new x-request-id.");
@@ -378,7 +392,22 @@ async function reserve(deps: Deps, principal: GatewayPrincipal, requestId: strin
   }
   if (!reserved.ok) return rejected(reserved);
   const amount = reserved.value.reservation.amount;
-  const hold: Hold = { accountId: principal.account_id, reservationId, amount, inputTokens, outputTokens, started };
+  const covered = reserved.value.requested?.output_tokens_covered ?? outputTokens;
+  const hold: Hold = {
+    accountId: principal.account_id,
+    reservationId,
+    amount,
+    inputTokens,
+    outputTokens: covered,
+    started,
+  };
+  // Not even one output token is affordable: the provider is never called.
+  if (covered < OUTPUT_TOKENS_MIN) {
+    await release(deps, hold, "the balance or a spend limit covers no output");
+    return problem(402, "insufficient_funds", "The balance or a spend limit does not cover this request.", {
+      output_tokens_covered: covered,
+    });
+  }
   return hold;
 }
 

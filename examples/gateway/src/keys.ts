@@ -19,6 +19,9 @@ export type GatewayRole = (typeof GATEWAY_ROLES)[number];
 export interface GatewayPrincipal {
   readonly account_id: string;
   readonly role: GatewayRole;
+  /** The key's name and project (issue 28): the ledger counts its calls against their spend limits. */
+  readonly key_id?: string;
+  readonly project_id?: string;
 }
 
 export interface GatewayKeyStore {
@@ -31,6 +34,8 @@ export interface GatewayKeyEntry {
   sha256_hex: string;
   account_id: string;
   role: GatewayRole;
+  key_id?: string;
+  project_id?: string;
 }
 
 const KEY_SECRET_BYTES = 32;
@@ -48,6 +53,8 @@ const KeyEntries = z.array(
     sha256_hex: z.string().regex(/^[0-9a-f]{64}$/),
     account_id: z.string().max(GATEWAY_ACCOUNT_ID_LENGTH_MAX).regex(ACCOUNT_ID_PATTERN),
     role: z.enum(GATEWAY_ROLES),
+    key_id: z.string().regex(ACCOUNT_ID_PATTERN).optional(),
+    project_id: z.string().regex(ACCOUNT_ID_PATTERN).optional(),
   }),
 );
 
@@ -75,7 +82,8 @@ export function keyStoreFromConfig(config: string | undefined): GatewayKeyStore 
   const byHash = new Map<string, GatewayPrincipal>();
   for (const entry of entries.data) {
     if (byHash.has(entry.sha256_hex)) throw new GatewayKeyConfigError("GATEWAY_KEYS lists one key twice");
-    byHash.set(entry.sha256_hex, Object.freeze({ account_id: entry.account_id, role: entry.role }));
+    const { sha256_hex: _hash, ...principal } = entry;
+    byHash.set(entry.sha256_hex, Object.freeze(principal));
   }
   return {
     async lookup(secret) {
