@@ -143,6 +143,8 @@ interface EndFields extends LimitFields {
 
 export interface ReservationCaptured extends EventBase, EndFields, FundedFields {
   type: "ReservationCaptured";
+  /** The hold's caller (issue 28), as its context is: the charge's rollups are by key and project. */
+  caller?: Caller;
   reservation_id: string;
   /** The hold that this capture closes. */
   reserved_amount: Minor;
@@ -170,6 +172,7 @@ export interface ReservationReleased extends EventBase, EndFields {
 
 export interface ReservationExpired extends EventBase, EndFields, FundedFields {
   type: "ReservationExpired";
+  caller?: Caller;
   reservation_id: string;
   reserved_amount: Minor;
   on_expiry: OnExpiry;

@@ -327,6 +327,7 @@ export function decideCaptureReservation(
     ...(pricing === null ? {} : { pricing }),
     ...settled.fields,
     ...limitsField(r.limits ?? []),
+    ...callerField(r.caller),
   });
   return withLapses(decision, settled.book, now);
 }
@@ -501,6 +502,7 @@ export function decideExpireReservations(
       context: r.context,
       ...settled.fields,
       ...limitsField(r.limits ?? []),
+      ...callerField(r.caller),
     });
     const lapsed = lapseMove(settled.book, now);
     events.push(...lapsed.bodies);

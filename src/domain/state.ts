@@ -10,7 +10,7 @@
 
 import { canonicalJson } from "./canonical";
 import { expectedHash, GENESIS_HASH, stampedFrom } from "./chain";
-import type { AccountStatus, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
+import type { AccountStatus, Caller, Metadata, OnExpiry, Usage, UsageContext } from "./commands";
 import { endsReservation, eventEffect, type LedgerEvent, type ReservationEnd, unreachable } from "./events";
 import { eventKeyString } from "./keys";
 import { evolveLimits } from "./limit-events";
@@ -67,6 +67,8 @@ export interface ReservationState {
   funded_by: Funding[] | null;
   /** The spend limits it counts against (issue 28); absent where none matched. */
   limits?: Counted[];
+  /** Who it is for (issue 28): the key and project, as authentication gave them. */
+  caller?: Caller;
 }
 
 export type ChargeKind = "direct" | "capture";
@@ -238,6 +240,11 @@ function evolveReservationEnd(state: LedgerState, event: ReservationEnd): void {
   const r = openReservation(state, event.reservation_id);
   assert(r.amount === event.reserved_amount, `seq ${event.seq}: reserved_amount differs from the hold`);
   assert(sameCounted(r.limits, event.limits), `seq ${event.seq}: the end names the limits its hold counted in`);
+  const caller = event.type === "ReservationReleased" ? undefined : event.caller;
+  assert(
+    event.type === "ReservationReleased" || canonicalJson(r.caller ?? null) === canonicalJson(caller ?? null),
+    `seq ${event.seq}: a charging end names its hold's caller`,
+  );
   const ended = reservationEnded(r, event);
   state.reservations.set(r.reservation_id, ended);
   if (ended.captured_amount !== null) {
@@ -347,6 +354,7 @@ export function reservationOpened(event: Extract<LedgerEvent, { type: "FundsRese
     end_seq: null,
     funded_by: event.funded_by ?? null,
     ...(event.limits === undefined ? {} : { limits: event.limits }),
+    ...(event.caller === undefined ? {} : { caller: event.caller }),
   };
 }
 

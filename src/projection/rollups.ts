@@ -17,7 +17,7 @@
  * Sums are BigInt: one account's bucket can pass 2^53 (ten credits of 10^15 in a day). They must
  * stay below 2^63 to be stored as SQLite integers (see `ROLLUP_SUM_MAX`).
  */
-import type { UsageContext } from "../domain/commands";
+import type { Caller, UsageContext } from "../domain/commands";
 import { eventEffect, type LedgerEvent, unreachable } from "../domain/events";
 import type { Funding, LotKind } from "../domain/lots";
 import { assert } from "../domain/money";
@@ -25,8 +25,14 @@ import { assert } from "../domain/money";
 export const ROLLUP_GRAINS = ["hour", "day"] as const;
 export type RollupGrain = (typeof ROLLUP_GRAINS)[number];
 
-/** The dimensions of a bucket, from the event's usage context. */
-export const ROLLUP_DIMENSIONS = ["service_id", "provider", "model", "alias"] as const;
+/**
+ * The dimensions of a bucket: the event's usage context, and its caller's key and project (issue 28,
+ * D1 migration 0010). The caller's two stand last in a row's columns (`ROLLUP_COLUMNS`), after the sums,
+ * so the cells of rows from before them keep their places.
+ */
+export const ROLLUP_CONTEXT_DIMENSIONS = ["service_id", "provider", "model", "alias"] as const;
+export const ROLLUP_CALLER_DIMENSIONS = ["api_key_id", "project_id"] as const;
+export const ROLLUP_DIMENSIONS = [...ROLLUP_CONTEXT_DIMENSIONS, ...ROLLUP_CALLER_DIMENSIONS] as const;
 export type RollupDimension = (typeof ROLLUP_DIMENSIONS)[number];
 /**
  * A dimension the event does not have. Not NULL: SQLite's keys treat NULLs as distinct, so an
@@ -93,11 +99,12 @@ export const ROLLUP_COLUMNS = [
   "account_id",
   "grain",
   "bucket",
-  ...ROLLUP_DIMENSIONS,
+  ...ROLLUP_CONTEXT_DIMENSIONS,
   "seq",
   "balance_after",
   "reserved_after",
   ...ROLLUP_SUMS,
+  ...ROLLUP_CALLER_DIMENSIONS,
 ] as const;
 
 /** Largest sum a row may hold: SQLite's largest integer (2^63 - 1). */
@@ -142,9 +149,10 @@ export function bucketOf(at: string, grain: RollupGrain): string {
   return new Date(Math.floor(ms / size) * size).toISOString();
 }
 
-/** The dimensions an event is counted under: its usage context, or none. */
+/** The dimensions an event is counted under: its usage context and its caller, or none. */
 export function eventDimensions(event: LedgerEvent): Record<RollupDimension, string> {
   let context: UsageContext = {};
+  let caller: Caller = {};
   if (
     event.type === "AccountCharged" ||
     event.type === "FundsReserved" ||
@@ -152,12 +160,15 @@ export function eventDimensions(event: LedgerEvent): Record<RollupDimension, str
     event.type === "ReservationExpired"
   ) {
     context = event.context;
+    caller = event.caller ?? {};
   }
   return {
     service_id: context.service_id ?? NO_DIMENSION,
     provider: context.provider ?? NO_DIMENSION,
     model: context.model ?? NO_DIMENSION,
     alias: context.alias ?? NO_DIMENSION,
+    api_key_id: caller.api_key_id ?? NO_DIMENSION,
+    project_id: caller.project_id ?? NO_DIMENSION,
   };
 }
 
@@ -428,10 +439,13 @@ export function encodeRollupState(state: RollupState): string {
 }
 
 export function decodeRollupState(text: string): RollupState {
-  const rows = JSON.parse(text) as (Omit<Rollup, "sums"> & { sums: Record<string, string> })[];
+  type Stored = Omit<Rollup, "sums" | "api_key_id" | "project_id"> & Partial<Pick<Rollup, "api_key_id" | "project_id">>;
+  const rows = JSON.parse(text) as (Stored & { sums: Record<string, string> })[];
   const state = new Map<string, Rollup>();
-  for (const row of rows) {
-    const sums: RollupSums = sumsOf((s) => BigInt(row.sums[s] ?? "0"));
+  for (const stored of rows) {
+    const sums: RollupSums = sumsOf((s) => BigInt(stored.sums[s] ?? "0"));
+    // A row kept from before the caller's dimensions (issue 28) was counted under none.
+    const row = { api_key_id: NO_DIMENSION, project_id: NO_DIMENSION, ...stored };
     state.set(stateKey(row), { ...row, sums });
   }
   return state;

@@ -56,6 +56,8 @@ export const USAGE_GROUPS = {
   provider: "provider",
   model: "model",
   alias: "alias",
+  api_key_id: "api_key_id",
+  project_id: "project_id",
 } as const;
 export type UsageGroup = keyof typeof USAGE_GROUPS;
 

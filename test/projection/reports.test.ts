@@ -552,6 +552,43 @@ describe("usage report", () => {
   });
 });
 
+// ------------------------------------------------------------------ usage by caller (issue 28)
+
+describe("usage by caller", () => {
+  it("groups charges and captures by the API key and the project they were made for", async () => {
+    const a = await open(100_000);
+    const created = await api("POST", "/v1/admin/api-keys", {
+      name: "bound",
+      scopes: ["ledger:write"],
+      project_id: "p1",
+    });
+    expect(created.status).toBe(201);
+    const bound = { authorization: `Bearer ${created.body.secret}` };
+    const keyId = created.body.key.id as string;
+    const post = (path: string, body: unknown, headers?: Record<string, string>) =>
+      api("POST", `/v1/accounts/${a}${path}`, body, headers);
+    expect((await post("/charges", { charge_id: "k1", amount: 10 }, bound)).status).toBe(201);
+    expect((await post("/reservations", { reservation_id: "k2", amount: 50 }, bound)).status).toBe(201);
+    expect((await post("/reservations/k2/capture", { amount: 20 })).status).toBe(200);
+    expect((await post("/charges", { charge_id: "b1", amount: 5, context: { project_id: "p2" } })).status).toBe(201);
+    expect((await post("/charges", { charge_id: "b2", amount: 7 })).status).toBe(201);
+    await project(a);
+    const usage = await report("/v1/reports/usage", { account_id: a, group_by: "api_key_id,project_id" });
+    const totals = (usage.data as Row[]).map((r) => [r.api_key_id, r.project_id, r.charges, r.cost]);
+    expect(totals).toEqual([
+      ["bootstrap", null, 1, "7"],
+      ["bootstrap", "p2", 1, "5"],
+      [keyId, "p1", 2, "30"],
+    ]);
+    const byProject = await report("/v1/reports/usage", { account_id: a, group_by: "project_id" });
+    expect((byProject.data as Row[]).map((r) => [r.project_id, r.cost])).toEqual([
+      [null, "7"],
+      ["p1", "30"],
+      ["p2", "5"],
+    ]);
+  });
+});
+
 // ------------------------------------------------------------------ reservations
 
 describe("reservations report", () => {

@@ -59,7 +59,15 @@ function reference(log: readonly LedgerEvent[]): Map<string, Plain> {
     }
     if (e.type === "ChargeRefunded") for (const lot of e.created_lots ?? []) kinds.set(lot.lot_id, lot.kind);
     const context = "context" in e ? e.context : {};
-    const dims: string[] = [context.service_id, context.provider, context.model, context.alias].map((d) => d ?? "");
+    const caller = "caller" in e ? (e.caller ?? {}) : {};
+    const dims: string[] = [
+      context.service_id,
+      context.provider,
+      context.model,
+      context.alias,
+      caller.api_key_id,
+      caller.project_id,
+    ].map((d) => d ?? "");
     for (const [grain, bucket] of [
       ["hour", `${e.at.slice(0, 13)}:00:00.000Z`],
       ["day", `${e.at.slice(0, 10)}T00:00:00.000Z`],
@@ -72,6 +80,8 @@ function reference(log: readonly LedgerEvent[]): Map<string, Plain> {
         provider: dims[1] as string,
         model: dims[2] as string,
         alias: dims[3] as string,
+        api_key_id: dims[4] as string,
+        project_id: dims[5] as string,
       };
       const add = (field: string, n: number) => {
         row[field] = ((row[field] as number | undefined) ?? 0) + n;

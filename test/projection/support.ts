@@ -9,7 +9,7 @@ import type { Command } from "../../src/domain/commands";
 import type { LedgerEvent } from "../../src/domain/events";
 import { fold } from "../../src/domain/state";
 import { rollupCellsOf } from "../../src/projection/producer/message";
-import { ROLLUP_COLUMNS, rollupsOfLog } from "../../src/projection/rollups";
+import { ROLLUP_CALLER_DIMENSIONS, ROLLUP_COLUMNS, rollupsOfLog } from "../../src/projection/rollups";
 import { EVENT_CELL_COLUMNS } from "../../src/projection/wire";
 import { shardFor, shardsOf } from "../../src/read-side/shards";
 import { stub } from "../helpers";
@@ -40,7 +40,16 @@ export async function drain(accountId: string): Promise<void> {
   throw new Error(`projection of ${accountId} did not catch up`);
 }
 
-const ROLLUP_ORDER = ["grain", "bucket", "service_id", "provider", "model", "alias"] as const;
+const ROLLUP_ORDER = [
+  "grain",
+  "bucket",
+  "service_id",
+  "provider",
+  "model",
+  "alias",
+  "api_key_id",
+  "project_id",
+] as const;
 
 /** The account's rollup rows in D1, in key order. */
 export async function d1Rollups(accountId: string): Promise<Record<string, unknown>[]> {
@@ -58,8 +67,10 @@ export function rollupsOfLogAsRows(accountId: string, log: readonly LedgerEvent[
     return Object.fromEntries(
       ROLLUP_COLUMNS.map((column, i) => {
         const cell = cells[i];
-        // Values (from seq on) are integers in D1; the fold writes sums as decimal strings.
-        return [column, i >= ROLLUP_COLUMNS.indexOf("seq") ? Number(cell) : cell];
+        // Values (seq, balances, sums) are integers in D1; the fold writes sums as decimal strings.
+        const value =
+          i >= ROLLUP_COLUMNS.indexOf("seq") && !(ROLLUP_CALLER_DIMENSIONS as readonly string[]).includes(column);
+        return [column, value ? Number(cell) : cell];
       }),
     );
   });

@@ -21,8 +21,8 @@ async function viewSql(name: string): Promise<string> {
 /** Each `...'$[i]') AS name` of a view: the cell index it reads under each column name. */
 function positional(sql: string): Map<string, number> {
   const reads = new Map<string, number>();
-  // A cell added later reads as 0 where older rows lack it: COALESCE(CAST(...) AS INTEGER), 0).
-  for (const match of sql.matchAll(/'\$\[(\d+)\]'\)(?: AS INTEGER\))?(?:, 0\))? AS (\w+)/g)) {
+  // A cell added later reads as 0 (or '') where older rows lack it: COALESCE(CAST(...) AS INTEGER), 0).
+  for (const match of sql.matchAll(/'\$\[(\d+)\]'\)(?: AS INTEGER\))?(?:, (?:0|'')\))? AS (\w+)/g)) {
     reads.set(match[2] as string, Number(match[1]));
   }
   return reads;

@@ -42,10 +42,15 @@ export const UsageReportQuery = z.strictObject({
     .string()
     .max(200)
     .transform((s) => (s === "" ? [] : s.split(",")))
-    .pipe(z.array(z.enum(["day", "account", "service_id", "provider", "model", "alias"])).max(6))
+    .pipe(
+      z
+        .array(z.enum(["day", "account", "service_id", "provider", "model", "alias", "api_key_id", "project_id"]))
+        .max(8),
+    )
     .default([])
     .openapi({
-      description: "Comma-separated: day, account, service_id, provider, model, alias.",
+      description:
+        "Comma-separated: day, account, service_id, provider, model, alias, api_key_id (the caller's key), project_id.",
       example: "day,model",
     }),
   account_id: Id.optional(),
@@ -123,6 +128,8 @@ export const UsageReportRow = z
     provider: usageKey.optional(),
     model: usageKey.optional(),
     alias: usageKey.optional(),
+    api_key_id: usageKey.optional().openapi({ description: "The API key the charges were made with (issue 28)." }),
+    project_id: usageKey.optional(),
     charges: z.number().int().openapi({ description: "Number of charges in the group." }),
     cost: DecimalMinor,
     input_tokens: DecimalCount,

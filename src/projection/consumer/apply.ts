@@ -25,7 +25,7 @@
 import { clock } from "../../clock";
 import { D1Failure } from "../../errors";
 import { type Shard, shardFor } from "../../read-side/shards";
-import { ROLLUP_COLUMNS, ROLLUP_DIMENSIONS } from "../rollups";
+import { ROLLUP_CALLER_DIMENSIONS, ROLLUP_COLUMNS, ROLLUP_DIMENSIONS } from "../rollups";
 import {
   EVENT_CELL_CREATED_AT,
   type EventCells,
@@ -336,7 +336,8 @@ function mergeRun(head: Queued, rest: readonly Queued[]) {
     members.push(index);
     for (const page of m.pages) pages.set(page.first_seq, page);
     for (const row of m.rollups_closed) {
-      const key = JSON.stringify(row.slice(0, ROLLUP_CELL_SEQ));
+      // Its key: the cells before seq, and the caller's dimensions after the sums.
+      const key = JSON.stringify([...row.slice(0, ROLLUP_CELL_SEQ), ...row.slice(ROLLUP_CELL_CALLER)]);
       const kept = closed.get(key);
       if (kept === undefined || Number(kept[ROLLUP_CELL_SEQ]) < Number(row[ROLLUP_CELL_SEQ])) closed.set(key, row);
     }
@@ -461,11 +462,13 @@ const ROWS = "FROM d WHERE (d.v ->> '$[0]') IN (SELECT account_id FROM ok)";
  */
 function rowsOf<const C extends string>(
   columns: readonly C[],
-  kinds: { json?: readonly C[]; integer?: readonly C[] } = {},
+  kinds: { json?: readonly C[]; integer?: readonly C[]; orEmpty?: readonly string[] } = {},
 ) {
   const select = columns
     .map((column, i) => {
       const read = `d.v ${kinds.json?.includes(column) ? "->" : "->>"} '$[${i}]'`;
+      // A cell a message from before the column lacks reads as '' (a dimension it did not have).
+      if (kinds.orEmpty?.includes(column)) return `COALESCE(${read}, '') AS ${column}`;
       return `${kinds.integer?.includes(column) ? `CAST(${read} AS INTEGER)` : read} AS ${column}`;
     })
     .join(", ");
@@ -508,12 +511,16 @@ const ACCOUNT_COLUMNS = [
 const ROLLUP_KEY_COLUMNS = ["account_id", "grain", "bucket", ...ROLLUP_DIMENSIONS];
 /** A rollup's cells on the wire are ROLLUP_COLUMNS without account_id: where `seq` stands. */
 const ROLLUP_CELL_SEQ = ROLLUP_COLUMNS.indexOf("seq") - 1;
+/** Where the caller's dimensions start in a rollup's cells (they stand last: issue 28). */
+const ROLLUP_CELL_CALLER = ROLLUP_COLUMNS.indexOf(ROLLUP_CALLER_DIMENSIONS[0]) - 1;
 
 const PAGE_ROWS = rowsOf(["account_id", "first_seq", "last_seq", "first_at", "last_at", "events"], {
   json: ["events"],
 });
-// Past the key: seq, the balances and the sums, all integers (the sums arrive as decimal strings).
-const ROLLUP_ROWS = rowsOf(ROLLUP_COLUMNS, { integer: ROLLUP_COLUMNS.slice(ROLLUP_KEY_COLUMNS.length) });
+/** seq, the balances and the sums: the rollup columns besides its key (all integers). */
+const ROLLUP_VALUE_COLUMNS = ROLLUP_COLUMNS.filter((c) => !(ROLLUP_KEY_COLUMNS as readonly string[]).includes(c));
+// The values are integers (the sums arrive as decimal strings).
+const ROLLUP_ROWS = rowsOf(ROLLUP_COLUMNS, { integer: ROLLUP_VALUE_COLUMNS, orEmpty: ROLLUP_CALLER_DIMENSIONS });
 const CLOSE_ROWS = rowsOf(["account_id", "reservation_id"]);
 const HOLD_ROWS = rowsOf(HOLD_COLUMNS);
 const EXTEND_ROWS = rowsOf(["account_id", "reservation_id", "expires_at", "ttl_seconds", "on_expiry", "seq"]);
@@ -549,9 +556,9 @@ const PART = {
   // Closed buckets are final; `seq` still guards them (a rebuild writes the same values).
   rollups: {
     sql: `INSERT INTO rollup_rows (${ROLLUP_COLUMNS.join(", ")}) ${OK} SELECT ${ROLLUP_ROWS.select} ${ROWS}
-      ON CONFLICT (${ROLLUP_KEY_COLUMNS.join(", ")}) DO UPDATE SET ${ROLLUP_COLUMNS.slice(ROLLUP_KEY_COLUMNS.length)
-        .map((c) => `${c} = excluded.${c}`)
-        .join(", ")} WHERE excluded.seq > rollup_rows.seq`,
+      ON CONFLICT (${ROLLUP_KEY_COLUMNS.join(", ")}) DO UPDATE SET ${ROLLUP_VALUE_COLUMNS.map(
+        (c) => `${c} = excluded.${c}`,
+      ).join(", ")} WHERE excluded.seq > rollup_rows.seq`,
     // The wire's rollup cells are already in ROLLUP_COLUMNS order (src/projection/rollups.ts).
     rows: (entries) => entries.flatMap((e) => e.rollups_closed.map((cells) => [e.account_id, ...cells])),
   },

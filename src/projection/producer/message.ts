@@ -66,6 +66,8 @@ export function rollupCellsOf(row: Rollup): RollupCells {
     row.balance_after,
     row.reserved_after,
     ...ROLLUP_SUMS.map((s) => row.sums[s].toString()),
+    row.api_key_id,
+    row.project_id,
   ];
 }
 
