@@ -233,6 +233,8 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
   }
 
   async listLimits(): Promise<ReadResult<{ data: LimitView[] }>> {
+    // Holds due settle first, so that what they held shows as spent or given back.
+    this.runner.expireDue(clock.now());
     return this.reads.limits(clock.now());
   }
 

@@ -119,7 +119,7 @@ export class WebhookOutbox {
     for (const event of events) if (event.type === "LotExpired") rows += this.add(lotExpiredEvent(event, after), nowMs);
     const last = events.at(-1) as LedgerEvent;
     // A spend limit's window that crossed its threshold or its amount (issue 28): once per window.
-    for (const { entry, crossing } of crossings(limits.before, limits.after)) {
+    for (const { entry, crossing } of crossings(limits.before, limits.after, Date.parse(last.at))) {
       rows += this.add(limitEvent(crossing, entry, after, last), nowMs);
     }
     // Until the first crossing is recorded, "low" is read from the state before the command.

@@ -210,6 +210,7 @@ export class AccountStore {
   openHoldsSlice(): LedgerState {
     const state = initialState();
     state.account = this.account;
+    state.limits = this.limits.book;
     const ids = this.sql
       .exec<{ reservation_id: string }>(
         "SELECT reservation_id FROM reservations WHERE status = 'open' ORDER BY reserve_seq",

@@ -386,8 +386,11 @@ async function reserveCommand(
   };
   // An unpriceable estimate is sent as 0: the object refuses it with `unpriceable`.
   const amount = priceOf(rules, estimate)?.amount ?? 0;
-  if (b.amount_min !== undefined && b.amount_min > amount) {
-    return invalidOutcome([{ field: "amount_min", message: `amount_min is more than the priced estimate, ${amount}` }]);
+  // An unpriceable estimate (0) is the object's to refuse (422 unpriceable), whatever amount_min is.
+  if (b.amount_min !== undefined && amount > 0 && b.amount_min > amount) {
+    return invalidOutcome([
+      { field: "body.amount_min", message: `amount_min is more than the priced estimate, ${amount}` },
+    ]);
   }
   return { ...base, amount, pricing: { price: b.price, rules, estimate } };
 }

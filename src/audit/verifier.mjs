@@ -1175,8 +1175,9 @@ function windowStart(window, ms) {
  * seq that set its scope and window), and what holds and charges counted in each of its windows.
  * Checks, at every hold and charge, that it counted in exactly the limits its key, project,
  * service and model match (in id order, with their windows), and that none passes its amount; at
- * every end and refund, that it names where its hold or charge counted. Keeps per charge that
- * counted in a limit where it did (until wholly refunded), and per window its usage.
+ * every end and refund, that it names where its hold or charge counted. Keeps per hold and charge
+ * that counted in a limit a fingerprint and the number of where it did (the distinct places are
+ * few: a window's matching limits), and per window its usage.
  */
 class LimitFold {
   constructor() {
@@ -1184,8 +1185,37 @@ class LimitFold {
     this.limits = new Map();
     /** "limit|since|windowStart" -> usage. @type {Map<string, { spent: number, held: number }>} */
     this.usage = new Map();
-    /** What each open hold or unrefunded charge counted in, as its event recorded it. @type {Map<string, string>} */
-    this.counted = new Map();
+    /** Where a hold or a charge counted, as its event recorded it (JSON), numbered from 1. */
+    this.places = /** @type {Map<string, number>} */ (new Map());
+    this.placeList = /** @type {string[]} */ ([""]);
+    /** Hold or charge id -> its place's number (0: none any more). */
+    this.counted = new FingerprintTable(1);
+  }
+
+  /** Where `id` counted (JSON), or undefined. @param {string} id */
+  countedOf(id) {
+    const entry = this.counted.get(id);
+    const n = entry === null ? 0 : (entry.values[0] ?? 0);
+    return n === 0 ? undefined : this.placeList[n];
+  }
+
+  /** @param {string} id @param {string | undefined} place */
+  setCounted(id, place) {
+    let n = 0;
+    if (place !== undefined) {
+      n = this.places.get(place) ?? 0;
+      if (n === 0) {
+        n = this.placeList.length;
+        this.places.set(place, n);
+        this.placeList.push(place);
+      }
+    }
+    const entry = this.counted.get(id);
+    if (entry === null) {
+      if (n !== 0) this.counted.add(id, [n]);
+    } else {
+      this.counted.setValue(entry.index, 0, n);
+    }
   }
 
   /** @param {Record<string, any>} e @returns {string | null} */
@@ -1229,7 +1259,13 @@ class LimitFold {
    * @returns {string | null}
    */
   count(e, amount, nowMs, as) {
-    const dims = { ...(e.caller ?? {}), service_id: e.context?.service_id, model: e.context?.model };
+    // A priced hold is for its price's service and model, whatever its context says.
+    const price = e.pricing?.price;
+    const dims = {
+      ...(e.caller ?? {}),
+      service_id: price?.service_id ?? e.context?.service_id,
+      model: price?.model ?? e.context?.model,
+    };
     const expected = [...this.limits]
       .filter(([, l]) => LIMIT_DIMENSIONS.every((d) => l.scope[d] === undefined || l.scope[d] === dims[d]))
       .sort(([a], [b]) => (a < b ? -1 : 1))
@@ -1253,13 +1289,13 @@ class LimitFold {
       if (u.spent + u.held > limit.amount) return `limit ${c.limit_id} passes its amount ${limit.amount}`;
     }
     const id = e.reservation_id ?? e.charge_id;
-    if (expected.length > 0) this.counted.set(id, JSON.stringify(expected));
+    if (expected.length > 0) this.setCounted(id, JSON.stringify(expected));
     return null;
   }
 
   /** @param {Record<string, any>} e @param {number} hold @param {number} captured @returns {string | null} */
   settle(e, hold, captured) {
-    const own = this.counted.get(e.reservation_id);
+    const own = this.countedOf(e.reservation_id);
     if (JSON.stringify(e.limits ?? []) !== (own ?? "[]")) return "limits: a hold's end names where its hold counted";
     if (own === undefined) return null;
     for (const c of JSON.parse(own)) {
@@ -1268,17 +1304,17 @@ class LimitFold {
       u.spent += captured;
     }
     // A capture stays a charge that counted there (its refunds give back); a release is done.
-    if (captured === 0) this.counted.delete(e.reservation_id);
+    if (captured === 0) this.setCounted(e.reservation_id, undefined);
     return null;
   }
 
   /** @param {Record<string, any>} e @param {string} chargeId @param {number} amount @param {boolean} whole @returns {string | null} */
   giveBack(e, chargeId, amount, whole) {
-    const own = this.counted.get(chargeId);
+    const own = this.countedOf(chargeId);
     if (JSON.stringify(e.limits ?? []) !== (own ?? "[]")) return "limits: a refund names where its charge counted";
     if (own === undefined) return null;
     for (const c of JSON.parse(own)) this.cell(c.limit_id, c.since_seq, Date.parse(c.window_start)).spent -= amount;
-    if (whole) this.counted.delete(chargeId);
+    if (whole) this.setCounted(chargeId, undefined);
     return null;
   }
 }

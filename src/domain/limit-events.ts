@@ -21,16 +21,23 @@ import {
   settle,
 } from "./spend-limits";
 
-/** Who a hold or a charge is for: the caller's key and project, and the context's service and model. */
+/**
+ * Who a hold or a charge is for: the caller's key and project, and its service and model. A priced
+ * hold's are its price's (the context is the caller's to write, the price is what it pays), so a
+ * limit on a model cannot be passed by naming another in the context.
+ */
 export function dimensionsOf(event: {
   caller?: { api_key_id?: string; project_id?: string };
   context: { service_id?: string; model?: string };
+  pricing?: { price: { service_id: string; model: string } };
 }): LimitScope {
   const dims: LimitScope = {};
   if (event.caller?.api_key_id !== undefined) dims.api_key_id = event.caller.api_key_id;
   if (event.caller?.project_id !== undefined) dims.project_id = event.caller.project_id;
-  if (event.context.service_id !== undefined) dims.service_id = event.context.service_id;
-  if (event.context.model !== undefined) dims.model = event.context.model;
+  const service = event.pricing?.price.service_id ?? event.context.service_id;
+  const model = event.pricing?.price.model ?? event.context.model;
+  if (service !== undefined) dims.service_id = service;
+  if (model !== undefined) dims.model = model;
   return dims;
 }
 

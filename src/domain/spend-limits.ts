@@ -268,13 +268,19 @@ export function removeLimit(book: LimitBook, limitId: string): LimitBook {
 export type LimitCrossing = "limit.threshold_reached" | "limit.exhausted";
 
 /**
- * What a movement from `before` to `after` crossed, per limit: its usage's peak reaching the
- * threshold (`threshold_percent` of the amount) or the amount itself, in the window of `after`.
- * A peak only rises within a window, so each crossing happens at most once per window.
+ * What a movement from `before` to `after` at `nowMs` crossed, per limit: its usage's peak reaching
+ * the threshold (`threshold_percent` of the amount) or the amount itself, in the window holding
+ * `nowMs` (a late capture into a window that has passed crosses nothing: that window is over). A
+ * peak only rises within a window, so each crossing happens at most once per window and amount.
  */
-export function crossings(before: LimitBook, after: LimitBook): { entry: LimitEntry; crossing: LimitCrossing }[] {
+export function crossings(
+  before: LimitBook,
+  after: LimitBook,
+  nowMs: number,
+): { entry: LimitEntry; crossing: LimitCrossing }[] {
   const out: { entry: LimitEntry; crossing: LimitCrossing }[] = [];
   for (const entry of after.values()) {
+    if (entry.usage.window_start_ms !== windowStartMs(entry.limit.window, nowMs)) continue;
     const old = before.get(entry.limit.limit_id);
     const same =
       old !== undefined &&

@@ -8,9 +8,9 @@
  * - `alert.firing`, `alert.resolved`: from an alert's transition (src/observability/alerts.ts).
  * - `lot.expired`: from a LotExpired ledger event (its id derived from it); `lot.expiring`: once
  *   per lot, a lead time before its expiry, while it has credit (its id names the lot and expiry).
- * - `limit.threshold_reached`, `limit.exhausted` (issue 28): once per limit and window, from the
- *   command whose hold or charge took the window's peak across the threshold or the amount (its id
- *   names the limit, its terms' seq and the window).
+ * - `limit.threshold_reached`, `limit.exhausted` (issue 28): once per limit, window and amount, from
+ *   the command whose hold or charge took the window's peak across the threshold or the amount (its
+ *   id names the limit, its terms' seq, the window and the amount).
  */
 
 import type { LedgerEvent, LotExpired } from "../domain/events";
@@ -147,7 +147,8 @@ export function limitEvent(
   const view = limitView(entry, Date.parse(last.at));
   const kind = crossing === "limit.exhausted" ? "exhausted" : "threshold";
   return {
-    id: `evt_limit_${kind}.${account.account_id}.${limit.limit_id}.${limit.since_seq}.${usage.window_start_ms}`,
+    // The amount too: a limit raised within its window and crossed again is another crossing.
+    id: `evt_limit_${kind}.${account.account_id}.${limit.limit_id}.${limit.since_seq}.${usage.window_start_ms}.${limit.amount}`,
     type: crossing,
     created_at: last.at,
     account_id: account.account_id,

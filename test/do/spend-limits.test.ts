@@ -176,6 +176,35 @@ describe("spend limits", () => {
     expect(replay.body.reservation).toMatchObject({ amount: 300 });
   });
 
+  it("count a hold the alarm has not settled yet as settled when listed; refuse an unpriceable sized hold with 422", async () => {
+    const time = useManualClock(Date.parse("2026-12-09T10:00:00.000Z"));
+    const id = await openAccount(1_000);
+    await putLimit(id, "p", { applies_to: { project_id: "p" }, window: "day", amount: 500 });
+    await api("POST", `/v1/accounts/${id}/reservations`, {
+      reservation_id: "short",
+      amount: 100,
+      ttl_seconds: 1,
+      context: { project_id: "p" },
+    });
+    time.advance(2_000);
+    expect((await limits(id))[0]).toMatchObject({ held: 0, spent: 0, remaining: 500 });
+    const free = await api("POST", "/v1/admin/prices", {
+      service_id: "svc",
+      provider: "prov",
+      model: "free",
+      rules: [{ unit: "output_token", price_minor: 0, per_units: 1 }],
+    });
+    expect(free.status).toBe(201);
+    const refused = await api("POST", `/v1/accounts/${id}/reservations`, {
+      reservation_id: "free",
+      price: { service_id: "svc", provider: "prov", model: "free" },
+      estimate: { max_input_tokens: 1, max_output_tokens: 10 },
+      amount_min: 1,
+    });
+    expect(refused.status).toBe(422);
+    expect(refused.body.code).toBe("unpriceable");
+  });
+
   it("keep their usage across a restart between checkpoints", async () => {
     const id = await openAccount(1_000_000);
     await putLimit(id, "l", { applies_to: { project_id: "p" }, window: "total", amount: 100_000 });

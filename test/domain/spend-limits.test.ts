@@ -11,6 +11,7 @@ import type { LedgerEvent } from "../../src/domain/events";
 import type { PinnedRule } from "../../src/domain/pricing";
 import { coveredOutputTokens } from "../../src/domain/rules";
 import {
+  crossings,
   type LimitScope,
   type LimitTerms,
   type LimitWindow,
@@ -142,6 +143,40 @@ describe("enforcement", () => {
     ledger.given(reserve("r1", 40, { ...asKey("k1"), on_expiry: "capture", ttl_seconds: 60 }));
     ledger.tick(61_000).given(expire("r1"));
     expect(usageOf(ledger, "l")).toEqual({ spent: 40, held: 0 });
+  });
+});
+
+describe("what a limit matches, and when it announces", () => {
+  const rules: PinnedRule[] = [
+    { rule_id: "out", unit: "output_token", price_minor: 1, per_units: 1, effective_from: "2026-01-01T00:00:00Z" },
+  ];
+  const priced = (reservation_id: string, model: string, contextModel: string) =>
+    reserve(reservation_id, 50, {
+      ...asKey("k1"),
+      context: { model: contextModel },
+      pricing: { price: { service_id: "chat", provider: "p", model }, rules, estimate: { output_token: 50 } },
+    });
+
+  it("takes a priced hold's service and model from its price, not from its context", () => {
+    const ledger = new Ledger().given(open(), credit(10_000));
+    ledger.given(setLimit("gpt", { applies_to: { model: "gpt-x" }, amount: 60 }));
+    ledger.given(priced("r1", "gpt-x", "something-else"));
+    expect(usageOf(ledger, "gpt")).toEqual({ spent: 0, held: 50 });
+    expect(codeOf(ledger.decide(priced("r2", "gpt-x", "other")))).toBe("limit_exceeded");
+  });
+
+  it("announce a crossing only in the window it happens in, and name the amount", () => {
+    const ledger = new Ledger().given(open(), credit(10_000));
+    ledger.now = Date.parse("2026-11-28T23:59:00.000Z");
+    ledger.given(setLimit("l", { amount: 100 }), reserve("r", 90, asKey("k1")));
+    const before = ledger.state.limits;
+    ledger.tick(2 * 60_000); // the next day: a late capture past the limit, into yesterday's window
+    ledger.given(capture("r", 120, { allow_overage: true }));
+    expect(crossings(before, ledger.state.limits, ledger.now)).toEqual([]);
+    const today = ledger.state.limits;
+    ledger.given(charge("c", 100, asKey("k1")));
+    const crossed = crossings(today, ledger.state.limits, ledger.now).map((c) => c.crossing);
+    expect(crossed).toEqual(["limit.threshold_reached", "limit.exhausted"]);
   });
 });
 
