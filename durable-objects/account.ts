@@ -36,7 +36,7 @@ import { deliveryFor, FlushTimer } from "../src/projection/producer/flush";
 import { Projector } from "../src/projection/producer/projector";
 import { Archiver } from "./archive";
 import { History, projectionSource, readingSealed } from "./history";
-import { WebhookOutbox, WebhookRunner } from "./outbox";
+import { accountWebhooks, type WebhookOutbox, type WebhookRunner } from "./outbox";
 import { AccountReads, NOT_FOUND } from "./reads";
 import { CommandRunner } from "./runner";
 import { ALARM_RETRIES_MAX, ExpiryScheduler } from "./scheduler";
@@ -78,15 +78,7 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
       this.config.projection.cursorWithCommand,
     );
     this.store.cursorWithCommit = this.projector.cursorWithCommit;
-    const lots = { book: () => this.store.lots.book, account: () => this.store.account };
-    this.outbox = new WebhookOutbox(this.store.sql, { ...lots, leadMs: this.config.lotExpiringLeadMs });
-    this.store.onAppend = (before, after, events, limits) =>
-      this.outbox.record(before, after, events, clock.now(), limits);
-    this.webhooks = new WebhookRunner(
-      this.outbox,
-      () => this.env,
-      () => this.store.account?.account_id ?? null,
-    );
+    ({ outbox: this.outbox, webhooks: this.webhooks } = accountWebhooks(this.store, () => this.env, this.config));
     const archiveHost = {
       account: () => this.store.account,
       sealableThrough: () => this.projector.deliveredThrough(),
@@ -104,11 +96,11 @@ export class AccountDurableObject extends DurableObject<Env> implements AccountO
     ]);
     const waitUntil = (work: Promise<unknown>) => ctx.waitUntil(work);
     this.flushTimer = new FlushTimer(this.projector, this.config.projection, waitUntil, wake);
+    // A rolled-back batch may have written an outbox event that is gone with it: the outbox reloads.
     this.runner = new CommandRunner(
       this.store,
       this.scheduler,
       () => this.committed(),
-      // A rolled-back batch may have written an outbox event that is gone with it.
       () => this.outbox.reload(),
     );
     this.projector.resume(clock.now());

@@ -325,3 +325,34 @@ export class WebhookRunner {
     }
   }
 }
+
+/** What `accountWebhooks` needs of the account's store (store.ts, which imports this file's migration). */
+interface AppendingStore {
+  readonly sql: SqlStorage;
+  readonly lots: { readonly book: LotBook | null };
+  readonly account: AccountState | null;
+  onAppend:
+    | ((
+        before: AccountState | null,
+        after: AccountState,
+        events: readonly LedgerEvent[],
+        limits: { before: LimitBook; after: LimitBook },
+      ) => number)
+    | null;
+}
+
+/**
+ * The account's webhook outbox, written inside every append's transaction (`store.onAppend`), and
+ * the runner that delivers it.
+ */
+export function accountWebhooks(
+  store: AppendingStore,
+  env: () => Env,
+  config: { lotExpiringLeadMs: number },
+): { outbox: WebhookOutbox; webhooks: WebhookRunner } {
+  const lots = { book: () => store.lots.book, account: () => store.account, leadMs: config.lotExpiringLeadMs };
+  const outbox = new WebhookOutbox(store.sql, lots);
+  store.onAppend = (before, after, events, limits) => outbox.record(before, after, events, clock.now(), limits);
+  const webhooks = new WebhookRunner(outbox, env, () => store.account?.account_id ?? null);
+  return { outbox, webhooks };
+}
