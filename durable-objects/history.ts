@@ -196,17 +196,15 @@ export async function readingSealed<T>(
   commands: number,
   work: () => T,
 ): Promise<T> {
-  try {
-    for (let reads = 0; ; reads++) {
-      try {
-        return work();
-      } catch (error) {
-        if (!(error instanceof SealedEventNeeded) || reads >= commands * SEALED_READS_PER_COMMAND_MAX) throw error;
-        store.sealed.set(error.seq, await history.event(error.seq));
-      }
+  // This call's own: other calls run while it waits on R2 (issue 29).
+  const fetched = new Map<number, LedgerEvent>();
+  for (let reads = 0; ; reads++) {
+    try {
+      return store.withSealed(fetched, work);
+    } catch (error) {
+      if (!(error instanceof SealedEventNeeded) || reads >= commands * SEALED_READS_PER_COMMAND_MAX) throw error;
+      fetched.set(error.seq, await history.event(error.seq));
     }
-  } finally {
-    store.sealed.clear();
   }
 }
 

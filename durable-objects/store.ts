@@ -552,10 +552,22 @@ export class AccountStore {
   }
 
   /**
-   * Sealed events a command's replay needs, read from R2 (account.ts `execute`) after the
-   * command stopped with `SealedEventNeeded`; held only for that command or batch.
+   * Sealed events the running call needs, read from R2 after it stopped with `SealedEventNeeded`
+   * (history.ts `readingSealed`). Each call has its own: set only while its synchronous work runs,
+   * so another call finishing while this one waits on R2 cannot take them away (issue 29).
    */
-  readonly sealed = new Map<number, LedgerEvent>();
+  private sealedForCall: ReadonlyMap<number, LedgerEvent> | null = null;
+
+  /** Runs `work` (synchronous: no await inside) with the sealed events its call fetched. */
+  withSealed<T>(fetched: ReadonlyMap<number, LedgerEvent>, work: () => T): T {
+    const before = this.sealedForCall;
+    this.sealedForCall = fetched;
+    try {
+      return work();
+    } finally {
+      this.sealedForCall = before;
+    }
+  }
 
   /**
    * The events of the last commits, parsed, until the projection has delivered them
@@ -568,7 +580,7 @@ export class AccountStore {
   readEvent(seq: number): LedgerEvent {
     const row = this.sql.exec<{ body: string }>("SELECT body FROM events WHERE seq = ?", seq).toArray()[0];
     if (row !== undefined) return JSON.parse(row.body) as LedgerEvent;
-    const sealed = this.sealed.get(seq);
+    const sealed = this.sealedForCall?.get(seq);
     if (sealed === undefined) throw new SealedEventNeeded(seq);
     return sealed;
   }

@@ -9,7 +9,7 @@
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, onTestFinished } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import { ARCHIVE_BACKOFF_MS_MIN, type SealStep } from "../../durable-objects/archive";
 import type { ArchiveBucket } from "../../durable-objects/segments";
@@ -440,6 +440,53 @@ describe("idempotent replay of an operation sealed long ago", () => {
     expect(conflict.body.code).toBe("idempotency_conflict");
     // Nothing moved.
     expect((await api("GET", `/v1/accounts/${id}`)).body.balance).toBe(now.body.balance);
+  });
+
+  it("reads an ended reservation from R2 while other commands finish between its two reads (issue 29)", async () => {
+    const clock = useManualClock();
+    const id = await openAccount();
+    await smallSegments(id);
+    // Its hold in the first segment (seqs 1-10), its capture in the second.
+    for (let i = 0; i < 7; i++) await api("POST", `/v1/accounts/${id}/credits`, { credit_id: `c${i}`, amount: 100 });
+    await api("POST", `/v1/accounts/${id}/reservations`, { reservation_id: "r_early", amount: 70 });
+    for (let i = 0; i < 3; i++) await api("POST", `/v1/accounts/${id}/credits`, { credit_id: `d${i}`, amount: 1 });
+    const captured = await api("POST", `/v1/accounts/${id}/reservations/r_early/capture`, { amount: 30 });
+    await creditRounds(clock, id);
+    await runAlarms(id);
+    expect((await stub(id).archiveStatus()).archived_through).toBeGreaterThanOrEqual(20);
+    // R2 answers each read only when the test lets it: the read waits on R2 twice, and a command
+    // finishes while it waits the second time. Each call keeps its own fetched events.
+    const waiting: (() => void)[] = [];
+    await runInDurableObject(stub(id), (instance: AccountDurableObject) => {
+      const real = instance.archiver.bucket as R2Bucket;
+      // The first two reads wait; later ones (the consistency check's) go straight through.
+      const get = async (...args: Parameters<R2Bucket["get"]>) => {
+        if (waiting.length < 2) await new Promise<void>((release) => waiting.push(release));
+        return real.get(...args);
+      };
+      instance.archiver.bucket = new Proxy(real, {
+        get: (target, key) => (key === "get" ? get : Reflect.get(target, key)),
+      }) as unknown as R2Bucket;
+    });
+    onTestFinished(() =>
+      runInDurableObject(stub(id), (instance: AccountDurableObject) => {
+        instance.archiver.bucket = env.ARCHIVE as R2Bucket;
+      }),
+    );
+    const gets = async (n: number) => {
+      while (waiting.length < n) await new Promise((resolve) => setTimeout(resolve, 0));
+    };
+    // A waiting read is let go from inside the object: its promise belongs to the object's context.
+    const release = (n: number) => runInDurableObject(stub(id), () => waiting[n]?.());
+    const read = api("GET", `/v1/accounts/${id}/reservations/r_early`);
+    await gets(1);
+    await release(0);
+    await gets(2);
+    expect((await api("POST", `/v1/accounts/${id}/credits`, { credit_id: "between", amount: 1 })).status).toBe(201);
+    await release(1);
+    const answered = await read;
+    expect(answered.status).toBe(200);
+    expect(answered.body).toEqual(captured.body.reservation);
   });
 
   it("replays archived operations inside a batch", async () => {
