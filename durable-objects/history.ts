@@ -120,7 +120,17 @@ export class History {
     for (let after = 0; after < head; ) {
       const segment = this.index.containing(after + 1);
       if (segment !== null) {
-        yield* this.segmentPages(segment);
+        // A segment recorded while this read the tail may start at or before `after`: the pages
+        // resume past what was read (issue 29), while the segment is still checked whole.
+        for await (const page of this.segmentPages(segment)) {
+          if ("failure" in page) {
+            yield page;
+            continue;
+          }
+          const past = after;
+          const fresh = page.events.filter((e) => e.seq > past);
+          if (fresh.length > 0) yield { events: fresh };
+        }
         after = segment.last_seq;
         continue;
       }

@@ -12,6 +12,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, onTestFinished } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import { ARCHIVE_BACKOFF_MS_MIN, type SealStep } from "../../durable-objects/archive";
+import type { History } from "../../durable-objects/history";
 import type { ArchiveBucket } from "../../durable-objects/segments";
 import type { ManualClock } from "../../src/clock";
 import { api, expectEveryAccountConsistent, openAccount, stub, textOf, useManualClock } from "../helpers";
@@ -487,6 +488,42 @@ describe("idempotent replay of an operation sealed long ago", () => {
     const answered = await read;
     expect(answered.status).toBe(200);
     expect(answered.body).toEqual(captured.body.reservation);
+  });
+
+  it("pages the history on past a segment recorded while it read the tail (issue 29)", async () => {
+    const clock = useManualClock();
+    const id = await openAccount();
+    // Segments of 7 end off the pages' boundary (1,000 events): one straddles it.
+    await smallSegments(id, (instance) => {
+      instance.archiver.limits = { ...instance.archiver.limits, eventsMax: 7 };
+      instance.archiver.bucket = null;
+    });
+    for (let b = 0; b < 3; b++) {
+      clock.advance(1_000);
+      const operations = Array.from({ length: 400 }, (_, i) => ({ op: "credit", credit_id: `c${b}_${i}`, amount: 1 }));
+      expect((await api("POST", `/v1/accounts/${id}/batch`, { operations })).body.committed).toBe(true);
+    }
+    await runAlarms(id); // delivered to the read side; nothing sealed without a bucket
+    const seqs = await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
+      const history = (instance as unknown as { history: History }).history;
+      const head = instance.store.account?.last_seq ?? 0;
+      const pages = history.pages(head);
+      const read: number[] = [];
+      const first = await pages.next();
+      if (!first.done && "events" in first.value) read.push(...first.value.events.map((e) => e.seq));
+      // Between two pages the alarm seals past what was read.
+      instance.archiver.bucket = env.ARCHIVE as R2Bucket;
+      for (let runs = 0; runs < 500 && (await instance.archiver.status()).archived_through <= 1_001; runs++) {
+        await instance.archiver.run();
+      }
+      for await (const page of pages) {
+        if ("failure" in page) throw new Error(page.failure.reason);
+        read.push(...page.events.map((e) => e.seq));
+      }
+      return { read, head };
+    });
+    expect(seqs.read).toEqual(Array.from({ length: seqs.head }, (_, i) => i + 1));
+    expect((await api("GET", `/v1/accounts/${id}/verify`)).body).toMatchObject({ ok: true });
   });
 
   it("replays archived operations inside a batch", async () => {
