@@ -110,15 +110,27 @@ function addHistogram(into: number[], from: readonly number[]): void {
 }
 
 function addRecord(into: Record<string, number>, from: Readonly<Record<string, number | undefined>>): void {
-  for (const [key, n] of Object.entries(from)) into[key] = (into[key] ?? 0) + (n ?? 0);
+  for (const [key, n] of Object.entries(from)) setOwn(into, key, (ownValue(into, key) ?? 0) + (n ?? 0));
+}
+
+/**
+ * Keys come from callers (a provider's name over the service binding): `__proto__`, `constructor`
+ * and their kind are read and written as own properties only, never through the prototype.
+ */
+function ownValue<T>(record: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+function setOwn<T>(record: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /** The entry `key` of `record`, created by `make` when missing. */
 function entry<T>(record: Record<string, T>, key: string, make: () => T): T {
-  const existing = record[key];
+  const existing = ownValue(record, key);
   if (existing !== undefined) return existing;
   const made = make();
-  record[key] = made;
+  setOwn(record, key, made);
   return made;
 }
 
@@ -250,7 +262,9 @@ export function recordProvider(
 ): void {
   const providers = minute(nowMs).providers;
   const name =
-    report.provider in providers || Object.keys(providers).length < METRICS_PROVIDERS_MAX ? report.provider : "other";
+    Object.hasOwn(providers, report.provider) || Object.keys(providers).length < METRICS_PROVIDERS_MAX
+      ? report.provider
+      : "other";
   const counts = entry(providers, name, emptyProvider);
   counts.requests += 1;
   if (!NOT_PROVIDER_FAILURES.has(report.status)) counts.failures += 1;

@@ -90,6 +90,29 @@ describe("metrics flush", () => {
     expect(providers.p0).toMatchObject({ requests: 3, failures: 1, statuses: { "429": 1, "4xx": 1, ok: 1 } });
   });
 
+  it("counts providers named like Object's own properties as any other (issue 31, defect 9)", () => {
+    const start = T0 + 350 * MINUTE_MS;
+    drain(start);
+    for (const provider of ["__proto__", "constructor", "toString", "__proto__"]) {
+      recordProvider(start, { provider, status: "5xx", latencyMs: 5 });
+    }
+    const minute = takeMetricsIfDue(start, true)?.minutes[0]?.[1] as MinuteCounts;
+    expect(Object.keys(minute.providers).sort()).toEqual(["__proto__", "constructor", "toString"]);
+    expect(Object.getOwnPropertyDescriptor(minute.providers, "__proto__")?.value).toMatchObject({
+      requests: 2,
+      failures: 2,
+    });
+    expect(minute.providers.constructor).toMatchObject({ requests: 1 });
+    // Nothing reached a prototype, and merging two minutes keeps them apart the same way.
+    expect(Object.getPrototypeOf(minute.providers)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).requests).toBeUndefined();
+    const merged = emptyMinute();
+    addMinute(merged, JSON.parse(JSON.stringify(minute)) as MinuteCounts);
+    addMinute(merged, JSON.parse(JSON.stringify(minute)) as MinuteCounts);
+    expect(Object.getOwnPropertyDescriptor(merged.providers, "__proto__")?.value).toMatchObject({ requests: 4 });
+    expect(Object.getPrototypeOf(merged.providers)).toBe(Object.prototype);
+  });
+
   it("the monitor bounds merged providers too: past METRICS_PROVIDERS_MAX the fewest calls fold into other", async () => {
     const start = T0 + 400 * MINUTE_MS;
     // Two isolates, each within its own bound, together past it.
