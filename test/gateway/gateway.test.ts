@@ -21,7 +21,7 @@ import {
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
-import { createGateway, type Ledger } from "../../examples/gateway/src/gateway";
+import { createGateway, type Ledger, REQUEST_BODY_BYTES_MAX } from "../../examples/gateway/src/gateway";
 import { type GatewayKeyEntry, keyStoreFromConfig, newGatewayKey } from "../../examples/gateway/src/keys";
 import { clock } from "../../src/clock";
 import type { LedgerEvent } from "../../src/domain/events";
@@ -363,6 +363,35 @@ describe("gateway billing", () => {
     // The sized hold was made and released at once: nothing is held or spent.
     expect(await account(c.id)).toMatchObject({ balance: 5, reserved: 0, last_seq: 4 });
     expect(await reservationOf(c.id, "q1")).toMatchObject({ status: "released", amount: 5 });
+  });
+
+  it("1a. stops reading a chunked body past its bound, without reading it whole (issue 31, defect 7)", async () => {
+    await publish("m1a");
+    const c = await customer(1_000);
+    const provider = fakeProvider("stream");
+    const chunk = new Uint8Array(REQUEST_BODY_BYTES_MAX / 2).fill(0x20);
+    let pulled = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += 1;
+        if (pulled > 8) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    // A streamed body: no Content-Length.
+    const request = new Request("https://gateway.test/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": "big", ...authed(c.key) },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    expect(request.headers.get("content-length")).toBeNull();
+    const { status, text } = await chat(gatewayWith(provider), request);
+    expect(status).toBe(413);
+    expect(errorCode(text)).toBe("payload_too_large");
+    // Three halves pass the bound: the rest is never pulled.
+    expect(pulled).toBeLessThanOrEqual(4);
+    expect(provider.calls).toBe(0);
   });
 
   it("1b. holds what the funds allow and asks the provider for only the tokens that covers (issue 28)", async () => {

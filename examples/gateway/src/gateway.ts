@@ -183,8 +183,8 @@ export function toUsage(usage: ProviderUsage) {
 /** A request body parsed by `schema`, or the 400/413 answer. */
 async function readBody<T>(request: Request, schema: z.ZodType<T>): Promise<{ ok: true; body: T } | Response> {
   const declared = Number(request.headers.get("content-length") ?? 0);
-  const bytes = declared > REQUEST_BODY_BYTES_MAX ? null : await request.arrayBuffer();
-  if (bytes === null || bytes.byteLength > REQUEST_BODY_BYTES_MAX) {
+  const bytes = declared > REQUEST_BODY_BYTES_MAX ? null : await readBounded(request, REQUEST_BODY_BYTES_MAX);
+  if (bytes === null) {
     return problem(413, "payload_too_large", `The body exceeds ${REQUEST_BODY_BYTES_MAX} bytes.`);
   }
   let parsed: unknown;
@@ -197,6 +197,34 @@ async function readBody<T>(request: Request, schema: z.ZodType<T>): Promise<{ ok
   if (checked.success) return { ok: true, body: checked.data };
   const fields = checked.error.issues.map((issue) => issue.path.join(".") || "body");
   return problem(400, "invalid_request", `Invalid fields: ${[...new Set(fields)].join(", ")}.`);
+}
+
+/**
+ * The body, read chunk by chunk and given up past `max` bytes (null): a chunked body declares no
+ * length, and reading it whole first would hold whatever the caller sends (issue 31, defect 7).
+ */
+async function readBounded(request: Request, max: number): Promise<Uint8Array | null> {
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel().catch(() => undefined);
+      return null;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return body;
 }
 
 const FAILURE_ANSWERS: Record<ReadFailure | "status" | "not_json" | "not_sse", [number, string, string]> = {
