@@ -6,7 +6,7 @@
  * seam replaces time. Nothing here logs a URL, a secret or a body.
  */
 import { clock } from "../clock";
-import type { ConfigKeys } from "../security/secrets";
+import { type ConfigKeys, SecretDecryptionError } from "../security/secrets";
 import { guardedFetch, OutboundUrlRefused } from "../security/url-guard";
 import { afterAttempt } from "./backoff";
 import { SIGNATURE_HEADER, signatureHeader } from "./signature";
@@ -33,13 +33,25 @@ export function useWebhookFetch(fetcher: WebhookFetch): () => void {
 export interface AttemptResult {
   delivered: boolean;
   last_status: number | null;
-  /** null when delivered; else `http_status`, `timeout`, `network`, `url_refused` or `endpoint_deleted`. */
+  /**
+   * null when delivered; else `http_status`, `timeout`, `network`, `url_refused`, `endpoint_deleted`
+   * or `undecryptable` (the endpoint's URL or secret does not decrypt under the configured keys).
+   */
   last_error: string | null;
 }
 
 /** Sends one delivery's body to its endpoint, signed now. Never throws for the receiver's faults. */
 export async function attemptDelivery(db: D1Database, keys: ConfigKeys, row: DeliveryRow): Promise<AttemptResult> {
-  const target = await endpointTarget(db, keys, row.endpoint_id);
+  let target: Awaited<ReturnType<typeof endpointTarget>>;
+  try {
+    target = await endpointTarget(db, keys, row.endpoint_id);
+  } catch (error) {
+    // A failed attempt like any other (it backs off, then fails): it must not stay first in line,
+    // holding its owner's other deliveries (issue 31, defect 2). Restoring the key lets it through.
+    if (error instanceof SecretDecryptionError)
+      return { delivered: false, last_status: null, last_error: "undecryptable" };
+    throw error;
+  }
   if (target === null) return { delivered: false, last_status: null, last_error: "endpoint_deleted" };
   const t = Math.floor(clock.now() / 1000);
   const headers = {

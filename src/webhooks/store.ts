@@ -5,7 +5,7 @@
  */
 
 import { newUlid } from "../ids";
-import { type ConfigKeys, decryptSecret, encryptSecret } from "../security/secrets";
+import { type ConfigKeys, decryptSecret, encryptSecret, SecretDecryptionError } from "../security/secrets";
 import type { DeliveryState } from "./backoff";
 import type { WebhookEvent, WebhookEventType } from "./events";
 
@@ -24,7 +24,9 @@ export const WEBHOOK_DELIVERIES_PRUNE_MAX = 1_000;
 
 export interface EndpointRecord {
   id: string;
-  url: string;
+  /** null when it does not decrypt under the configured keys (`undecryptable`). */
+  url: string | null;
+  undecryptable?: true;
   events: WebhookEventType[];
   account_id: string | null;
   created_at: string;
@@ -83,7 +85,7 @@ export async function createEndpoint(
   return { id, url: input.url, events: input.events, account_id: input.account_id, created_at: now.toISOString() };
 }
 
-function recordOf(row: EndpointRow, url: string): EndpointRecord {
+function recordOf(row: EndpointRow, url: string | null): EndpointRecord {
   return {
     id: row.id,
     url,
@@ -97,7 +99,15 @@ function recordOf(row: EndpointRow, url: string): EndpointRecord {
 export async function listEndpoints(db: D1Database, keys: ConfigKeys): Promise<EndpointRecord[]> {
   const rows = await db.prepare("SELECT * FROM webhook_endpoints ORDER BY id").all<EndpointRow>();
   return Promise.all(
-    rows.results.map(async (row) => recordOf(row, await decryptSecret(keys, row.url, urlContext(row.id)))),
+    rows.results.map(async (row) => {
+      try {
+        return recordOf(row, await decryptSecret(keys, row.url, urlContext(row.id)));
+      } catch (error) {
+        // One endpoint whose URL no configured key opens must not take the whole list down.
+        if (!(error instanceof SecretDecryptionError)) throw error;
+        return { ...recordOf(row, null), undecryptable: true as const };
+      }
+    }),
   );
 }
 

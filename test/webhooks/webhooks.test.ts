@@ -318,6 +318,34 @@ describe("delivery", () => {
     expect(retryDelayMs(2)).toBe(120_000);
   });
 
+  it("records an endpoint it cannot decrypt as a failed attempt, and lists it marked (issue 31, defect 2)", async () => {
+    const clock = useManualClock();
+    await clearEndpoints();
+    const received = fakeReceiver([200]);
+    const endpoint = await createEndpoint({ url: HOOK_URL, events: ["account.low_balance"] });
+    // Its secret and URL were sealed under a key the Worker no longer has.
+    await env.DB.prepare("UPDATE webhook_endpoints SET secret = url, url = secret WHERE id = ?")
+      .bind(endpoint.body.id)
+      .run();
+    const id = await openAccount(100);
+    await api("PATCH", `/v1/accounts/${id}`, { low_balance_threshold: 50 });
+    await api("POST", `/v1/accounts/${id}/charges`, { charge_id: "c1", amount: 60 });
+    await runDurableObjectAlarm(stub(id));
+    const [delivery] = await deliveriesOf(id);
+    expect(delivery).toMatchObject({
+      state: "pending",
+      attempts: 1,
+      last_error: "undecryptable",
+      next_attempt_at_ms: clock.now() + retryDelayMs(1),
+    });
+    expect(received).toHaveLength(0);
+    const listed = await api("GET", "/v1/admin/webhook-endpoints");
+    expect(listed.status).toBe(200);
+    expect(listed.body.data).toEqual([
+      expect.objectContaining({ id: endpoint.body.id, url: null, undecryptable: true }),
+    ]);
+  });
+
   it("marks a delivery failed after the limit, lists it, and redelivers it on request", async () => {
     const clock = useManualClock();
     await clearEndpoints();

@@ -28,7 +28,11 @@ export const WebhookEndpointCreateBody = z
 export const WebhookEndpointSchema = z
   .object({
     id: z.string(),
-    url: z.string(),
+    url: z.string().nullable().openapi({ description: "null when it does not decrypt (undecryptable)." }),
+    undecryptable: z
+      .literal(true)
+      .optional()
+      .openapi({ description: "Its URL or secret does not decrypt under the configured keys: restore the key." }),
     events: z.array(EventType),
     account_id: z.string().nullable(),
     created_at: Time,
