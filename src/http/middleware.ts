@@ -69,6 +69,7 @@ function countRequest(
     ...point,
     ...(errorCode === undefined ? {} : { errorCode }),
     money: MONEY_ROUTE.test(point.route),
+    authenticated: c.get("principal") !== undefined,
   });
   writeRequestDataPoint(c.env, point);
   let waitUntil: ((work: Promise<unknown>) => void) | null = null;

@@ -40,6 +40,12 @@ export interface RouteCounts {
   errors: Record<string, number>;
   /** 5xx answers and invariant violations on money routes. */
   billing_failures: number;
+  /**
+   * What the 5xx-rate alert counts (issue 31, defect 8): authenticated requests to the ledger's
+   * `/v1` routes that were not refused for their rate (not /healthz, the console, unmatched paths,
+   * 401s or 429s, which cost nothing and would hide a spike), and their 5xx answers.
+   */
+  alerted: { requests: number; errors_5xx: number };
   latency: number[];
 }
 
@@ -140,6 +146,7 @@ export function emptyRoute(): RouteCounts {
     status: { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 },
     errors: {},
     billing_failures: 0,
+    alerted: { requests: 0, errors_5xx: 0 },
     latency: emptyHistogram(),
   };
 }
@@ -149,6 +156,9 @@ export function addRoute(into: RouteCounts, from: RouteCounts): void {
   addRecord(into.status, from.status);
   addRecord(into.errors, from.errors);
   into.billing_failures += from.billing_failures;
+  // A flush from before the alerted counts has none: it adds nothing to them.
+  into.alerted.requests += from.alerted?.requests ?? 0;
+  into.alerted.errors_5xx += from.alerted?.errors_5xx ?? 0;
   addHistogram(into.latency, from.latency);
 }
 
@@ -220,14 +230,32 @@ const statusClass = (status: number): StatusClass =>
 
 export function recordRequest(
   nowMs: number,
-  request: { route: string; status: number; latencyMs: number; errorCode?: string; money: boolean },
+  request: {
+    route: string;
+    status: number;
+    latencyMs: number;
+    errorCode?: string;
+    money: boolean;
+    authenticated?: boolean;
+  },
 ): void {
   const counts = entry(minute(nowMs).routes, request.route, emptyRoute);
   counts.requests += 1;
   counts.status[statusClass(request.status)] += 1;
+  if (alertedRequest(request)) {
+    counts.alerted.requests += 1;
+    if (request.status >= 500) counts.alerted.errors_5xx += 1;
+  }
   if (request.errorCode !== undefined) counts.errors[request.errorCode] = (counts.errors[request.errorCode] ?? 0) + 1;
   if (request.money && request.status >= 500) counts.billing_failures += 1;
   observe(counts.latency, Math.max(0, request.latencyMs));
+}
+
+/** A request the 5xx-rate alert counts: authenticated, to a `/v1` route, not refused for its rate. */
+export function alertedRequest(request: { route: string; status: number; authenticated?: boolean }): boolean {
+  return (
+    request.authenticated === true && / \/v1\//.test(request.route) && request.status !== 401 && request.status !== 429
+  );
 }
 
 export function recordAuthFailure(nowMs: number): void {

@@ -58,6 +58,7 @@ function routeView(counts: RouteCounts) {
     status: counts.status,
     rate_5xx: counts.requests === 0 ? 0 : counts.status["5xx"] / counts.requests,
     billing_failures: counts.billing_failures,
+    alerted: counts.alerted,
     errors: counts.errors,
     latency_ms: latencies(counts.latency),
   };
@@ -109,8 +110,9 @@ export function measurementsOf(view: MonitoringView): Measurements {
     .filter(([operation]) => operation.startsWith("write:"))
     .reduce((sum, [, n]) => sum + n, 0);
   return {
-    requests: view.overall.requests,
-    errors_5xx: view.overall.status["5xx"],
+    // The 5xx rate counts only authenticated requests to ledger routes (RouteCounts.alerted).
+    requests: view.overall.alerted.requests,
+    errors_5xx: view.overall.alerted.errors_5xx,
     providers: Object.fromEntries(
       view.providers.map((p) => [p.provider, { requests: p.requests, failures: p.failures }]),
     ),

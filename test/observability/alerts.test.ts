@@ -22,6 +22,8 @@ import {
   type MinuteCounts,
   observe,
   quantile,
+  recordRequest,
+  takeMetricsIfDue,
 } from "../../src/observability/metrics";
 import { measurementsOf, mergeWindow, monitoringView, windowStartMs } from "../../src/observability/windows";
 
@@ -220,6 +222,30 @@ describe("windows and histograms", () => {
     expect(auth).toMatchObject({ value: 101, firing: true });
     // The same failures read the minute after: the oldest minute (11) is past the window.
     expect(mergeWindow(rows, boundary + MINUTE_MS, 10).auth_failures).toBe(90);
+  });
+
+  it("rates 5xx over authenticated requests to ledger routes only (issue 31, defect 8)", () => {
+    const boundary = Date.UTC(2027, 0, 1, 12, 30);
+    const at = boundary - MINUTE_MS;
+    // A spike of 2% among the ledger's own calls, under a flood of cheap requests.
+    for (let i = 0; i < 2_000; i++)
+      recordRequest(at, { route: "GET /healthz", status: 200, latencyMs: 1, money: false });
+    for (let i = 0; i < 500; i++) {
+      recordRequest(at, { route: "GET /v1/accounts/{account_id}", status: 401, latencyMs: 1, money: false });
+      recordRequest(at, { route: "unmatched", status: 404, latencyMs: 1, money: false, authenticated: true });
+    }
+    const v1 = { route: "POST /v1/accounts/{account_id}/charges", latencyMs: 5, money: true, authenticated: true };
+    for (let i = 0; i < 98; i++) recordRequest(at, { ...v1, status: 201 });
+    recordRequest(at, { ...v1, status: 429 });
+    for (let i = 0; i < 2; i++) recordRequest(at, { ...v1, status: 500 });
+    const flushed = takeMetricsIfDue(at, true)?.minutes ?? [];
+    const view = monitoringView(flushed, boundary, { pending_refunds: 0, dead_letters: 0 });
+    expect(view.overall.requests).toBe(3_101);
+    expect(view.overall.alerted).toEqual({ requests: 100, errors_5xx: 2 });
+    const rate = checkRules(measurementsOf(view), { ...ALERT_THRESHOLDS_DEFAULT }).find(
+      (c) => c.rule === "worker_5xx_rate",
+    );
+    expect(rate).toMatchObject({ value: 0.02, firing: true });
   });
 
   it("reads quantiles to the bucket's upper bound", () => {

@@ -17,6 +17,10 @@ const RouteWindow = {
   }),
   rate_5xx: z.number(),
   billing_failures: z.number().int(),
+  alerted: z.object({ requests: z.number().int(), errors_5xx: z.number().int() }).openapi({
+    description:
+      "What the 5xx-rate alert counts: authenticated requests to /v1 routes, not answered 401 or 429, and their 5xx.",
+  }),
   errors: Counts,
   latency_ms: Latency,
 };
