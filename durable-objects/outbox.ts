@@ -326,19 +326,24 @@ export class WebhookRunner {
   }
 }
 
+/**
+ * Called inside every append's transaction with the account before and after it, its events and
+ * the spend limits before and after: writes what the change implies besides the log (this outbox's
+ * events) and returns the rows it wrote. A throw rolls back.
+ */
+export type AppendHook = (
+  before: AccountState | null,
+  after: AccountState,
+  events: readonly LedgerEvent[],
+  limits: { before: LimitBook; after: LimitBook },
+) => number;
+
 /** What `accountWebhooks` needs of the account's store (store.ts, which imports this file's migration). */
 interface AppendingStore {
   readonly sql: SqlStorage;
   readonly lots: { readonly book: LotBook | null };
   readonly account: AccountState | null;
-  onAppend:
-    | ((
-        before: AccountState | null,
-        after: AccountState,
-        events: readonly LedgerEvent[],
-        limits: { before: LimitBook; after: LimitBook },
-      ) => number)
-    | null;
+  onAppend: AppendHook | null;
 }
 
 /**

@@ -15,7 +15,7 @@ import { encodeKey, eventKey, eventKeyString, keyEntityId, keyLocation, type Ope
 import { LEGACY_LOT_ID, lotParts } from "../src/domain/lot-events";
 import type { Funding, Returned } from "../src/domain/lots";
 import { assert } from "../src/domain/money";
-import type { Counted, LimitBook } from "../src/domain/spend-limits";
+import type { Counted } from "../src/domain/spend-limits";
 import {
   type AccountState,
   type ChargeState,
@@ -33,6 +33,7 @@ import { specOf } from "../src/domain/table";
 import { LedgerError } from "../src/errors";
 import { LimitStore } from "./limit-store";
 import { LotStore } from "./lot-store";
+import type { AppendHook } from "./outbox";
 import { RecentEvents } from "./recent-events";
 import { migrate } from "./schema";
 
@@ -116,19 +117,8 @@ export class AccountStore {
    */
   cursorWithCommit: { write(): void; rolledBack(): void } | null = null;
 
-  /**
-   * Called inside every append's transaction with the account before and after it and the last
-   * event: writes what the change implies besides the log (the webhook outbox's low-balance
-   * crossings, durable-objects/outbox.ts) and returns the rows it wrote. A throw rolls back.
-   */
-  onAppend:
-    | ((
-        before: AccountState | null,
-        after: AccountState,
-        events: readonly LedgerEvent[],
-        limits: { before: LimitBook; after: LimitBook },
-      ) => number)
-    | null = null;
+  /** What an append implies besides the log (the webhook outbox: durable-objects/outbox.ts `AppendHook`). */
+  onAppend: AppendHook | null = null;
 
   /** Runs `work` in one transaction (or inside the batch's): a throw rolls all of it back. */
   transaction<T>(work: () => T): T {

@@ -4,6 +4,7 @@ import { env, exports } from "cloudflare:workers";
 import { expect, onTestFinished } from "vitest";
 import type { AccountDurableObject } from "../durable-objects/account";
 import { ManualClock, useClock } from "../src/clock";
+import type { Command } from "../src/domain/commands";
 import { checkResponse } from "./http/conformance";
 
 /** The bootstrap key: a strong one generated per run by vitest.config.ts (ADMIN_API_KEY binding). */
@@ -125,6 +126,33 @@ export async function withFailingAlarmWork(
       await work(instance);
     } finally {
       runner.expireDue = expireDue;
+    }
+  });
+}
+
+/**
+ * At least `count` direct charges of 1 (ids `ch0`, `ch1`, ...) run inside account `accountId`'s
+ * object in atomic batches of 500, each committed; `extra` adds to every charge (its caller).
+ */
+export async function chargeInBatches(
+  accountId: string,
+  count: number,
+  extra: Partial<Extract<Command, { type: "ChargeAccount" }>> = {},
+): Promise<void> {
+  await runInDurableObject(stub(accountId), async (instance: AccountDurableObject) => {
+    for (let done = 0; done < count; done += 500) {
+      const charges = Array.from(
+        { length: 500 },
+        (_, i): Command => ({
+          type: "ChargeAccount",
+          charge_id: `ch${done + i}`,
+          amount: 1,
+          context: {},
+          metadata: {},
+          ...extra,
+        }),
+      );
+      expect((await instance.executeBatch(charges, true)).committed).toBe(true);
     }
   });
 }

@@ -12,7 +12,15 @@ import type { Command } from "../../src/domain/commands";
 import { decide, stamp } from "../../src/domain/decide";
 import { LEGACY_LOT_ID } from "../../src/domain/lot-events";
 import { REFUND_LOT_TTL_MS } from "../../src/domain/lots";
-import { account, api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
+import {
+  account,
+  api,
+  chargeInBatches,
+  expectEveryAccountConsistent,
+  openAccount,
+  stub,
+  useManualClock,
+} from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -267,23 +275,11 @@ describe("the object", () => {
       await post(id, "/credits", { credit_id: `c${String(i).padStart(2, "0")}`, amount: 200, grant });
     }
     // Past a checkpoint (in batches, inside the object), then a tail after it that a start folds.
-    const charge = (n: number): Command => ({
-      type: "ChargeAccount",
-      charge_id: `ch${n}`,
-      amount: 1,
-      context: {},
-      metadata: {},
-    });
-    const through = await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
-      for (let done = 0; done < LOTS_CHECKPOINT_EVENTS; done += 500) {
-        const batch = await instance.executeBatch(
-          Array.from({ length: 500 }, (_, i) => charge(done + i)),
-          true,
-        );
-        expect(batch.committed).toBe(true);
-      }
-      return instance.store.lots.throughSeq;
-    });
+    await chargeInBatches(id, LOTS_CHECKPOINT_EVENTS);
+    const through = await runInDurableObject(
+      stub(id),
+      (instance: AccountDurableObject) => instance.store.lots.throughSeq,
+    );
     expect(through).toBeGreaterThan(LOTS_CHECKPOINT_EVENTS);
     for (let i = 0; i < 5; i++) await post(id, "/charges", { charge_id: `tail${i}`, amount: 1 });
     time.advance(1_000);

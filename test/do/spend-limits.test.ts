@@ -7,8 +7,7 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AccountDurableObject } from "../../durable-objects/account";
 import { LIMITS_CHECKPOINT_EVENTS } from "../../durable-objects/limit-store";
-import type { Command } from "../../src/domain/commands";
-import { api, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
+import { api, chargeInBatches, expectEveryAccountConsistent, openAccount, stub, useManualClock } from "../helpers";
 
 afterEach(expectEveryAccountConsistent);
 
@@ -208,24 +207,12 @@ describe("spend limits", () => {
   it("keep their usage across a restart between checkpoints", async () => {
     const id = await openAccount(1_000_000);
     await putLimit(id, "l", { applies_to: { project_id: "p" }, window: "total", amount: 100_000 });
-    const charge = (n: number): Command => ({
-      type: "ChargeAccount",
-      charge_id: `ch${n}`,
-      amount: 1,
-      context: {},
-      metadata: {},
-      caller: { project_id: "p" },
-    });
-    await runInDurableObject(stub(id), async (instance: AccountDurableObject) => {
-      for (let done = 0; done < LIMITS_CHECKPOINT_EVENTS + 300; done += 500) {
-        const batch = await instance.executeBatch(
-          Array.from({ length: 500 }, (_, i) => charge(done + i)),
-          true,
-        );
-        expect(batch.committed).toBe(true);
-      }
-      expect(instance.store.limits.throughSeq).toBeGreaterThanOrEqual(LIMITS_CHECKPOINT_EVENTS);
-    });
+    await chargeInBatches(id, LIMITS_CHECKPOINT_EVENTS + 300, { caller: { project_id: "p" } });
+    const through = await runInDurableObject(
+      stub(id),
+      (instance: AccountDurableObject) => instance.store.limits.throughSeq,
+    );
+    expect(through).toBeGreaterThanOrEqual(LIMITS_CHECKPOINT_EVENTS);
     const before = await limits(id);
     expect(before[0]).toMatchObject({ spent: 1_500 });
     await evictDurableObject(stub(id));
