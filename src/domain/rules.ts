@@ -224,8 +224,9 @@ function sizedHold(
   now: number,
 ): { amount: Minor; requested?: FundsReservedRequest } | { rejection: Rejection } {
   if (command.amount_min === undefined) {
-    const over = limitRefusal(limits, dims, command.amount, now);
-    return over === null ? { amount: command.amount } : { rejection: over };
+    // Funds before limits, as for a charge (docs/api.md, precedence).
+    const refused = checkFunds(account, command.amount) ?? limitRefusal(limits, dims, command.amount, now);
+    return refused === null ? { amount: command.amount } : { rejection: refused };
   }
   const funds = Math.max(available(account) + account.credit_limit, 0);
   const amount = Math.min(command.amount, funds, allowance(limits, dims, now));

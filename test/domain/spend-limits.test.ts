@@ -78,6 +78,9 @@ describe("enforcement", () => {
     });
     // Another key is not limited; the same key fits what remains.
     ledger.given(reserve("r3", 500, asKey("k2")), reserve("r4", 40, asKey("k1")));
+    // Short of both funds and the limit: funds are checked first, as for a charge.
+    expect(codeOf(ledger.decide(reserve("r5", 20_000, asKey("k1"))))).toBe("insufficient_funds");
+    expect(codeOf(ledger.decide(charge("c5", 20_000, asKey("k1"))))).toBe("insufficient_funds");
     expect(usageOf(ledger, "daily")).toEqual({ spent: 0, held: 100 });
     expect(ledger.log.find((e) => e.type === "FundsReserved" && e.reservation_id === "r4")).toMatchObject({
       limits: [{ limit_id: "daily", window_start: "2026-11-28T00:00:00.000Z" }],
